@@ -1,0 +1,510 @@
+/*
+ * config.c - moat.conf(5): read with libconfuse, every limit from one table
+ * with default and bounds, every error reported as "file:line: reason".
+ *
+ * Runs at start-up (and reload) on the main thread only; may block (file
+ * I/O, host name resolution). The resulting struct config is immutable.
+ */
+#include <confuse.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "util.h"
+
+#define KIB	1024L
+#define MIB	(1024L * 1024)
+#define GIB	(1024L * 1024 * 1024)
+
+const struct limit_def limit_defs[LIM_COUNT] = {
+	[LIM_MAX_CONNECTIONS] = { "max_connections", UNIT_COUNT, 10000, 1,
+	    1000000, "client connections in total" },
+	[LIM_MAX_CONNECTIONS_PER_IP] = { "max_connections_per_ip",
+	    UNIT_COUNT, 50, 1, 1000000, "client connections per address" },
+	[LIM_MAX_LINE_LENGTH] = { "max_line_length", UNIT_BYTES, 2048, 512,
+	    64 * KIB, "command line length, CRLF included" },
+	[LIM_MAX_ERRORS] = { "max_errors", UNIT_COUNT, 20, 1, 1000,
+	    "errors per session before 421 and close" },
+	[LIM_MAX_JUNK_COMMANDS] = { "max_junk_commands", UNIT_COUNT, 100, 1,
+	    100000, "NOOP/RSET/VRFY/HELP/EXPN per session" },
+	[LIM_MAX_RECIPIENTS] = { "max_recipients", UNIT_COUNT, 1000, 1,
+	    100000, "recipients per message" },
+	[LIM_MAX_MESSAGES_PER_SESSION] = { "max_messages_per_session",
+	    UNIT_COUNT, 1000, 1, 1000000, "transactions per session" },
+	[LIM_MAX_MESSAGE_SIZE] = { "max_message_size", UNIT_BYTES, 50 * MIB,
+	    1 * KIB, 4 * GIB, "message size in bytes (SIZE)" },
+	[LIM_MAX_HEADER_COUNT] = { "max_header_count", UNIT_COUNT, 1000, 16,
+	    100000, "header fields per message" },
+	[LIM_MAX_HEADER_SIZE] = { "max_header_size", UNIT_BYTES, 64 * KIB,
+	    1 * KIB, 1 * MIB, "bytes per header field, folded" },
+	[LIM_MAX_RECEIVED_HEADERS] = { "max_received_headers", UNIT_COUNT,
+	    100, 10, 1000, "Received: fields (mail loop detection)" },
+	[LIM_SPOOL_MEMORY] = { "spool_memory_threshold", UNIT_BYTES,
+	    256 * KIB, 0, 64 * MIB,
+	    "message bytes held in memory before spooling to a file" },
+	[LIM_PROXY_PROTOCOL_TIMEOUT] = { "proxy_protocol_timeout", UNIT_SECONDS, 10,
+	    1, 300, "wait for a PROXY protocol header" },
+	[LIM_COMMAND_TIMEOUT] = { "command_timeout", UNIT_SECONDS, 300, 1,
+	    3600, "wait for a whole command line (RFC 5321 4.5.3.2.7)" },
+	[LIM_DATA_TIMEOUT] = { "data_timeout", UNIT_SECONDS, 180, 1, 3600,
+	    "wait for each block of DATA (RFC 5321 4.5.3.2.5)" },
+	[LIM_DATA_TOTAL_TIMEOUT] = { "data_total_timeout", UNIT_SECONDS,
+	    3600, 10, 86400, "whole DATA/BDAT transfer of one message" },
+	[LIM_UPSTREAM_CONNECT_TIMEOUT] = { "upstream_connect_timeout",
+	    UNIT_SECONDS, 30, 1, 600, "connect and 220 greeting" },
+	[LIM_UPSTREAM_COMMAND_TIMEOUT] = { "upstream_command_timeout",
+	    UNIT_SECONDS, 300, 1, 3600, "each reply of the upstream" },
+	[LIM_UPSTREAM_DATA_TIMEOUT] = { "upstream_data_timeout",
+	    UNIT_SECONDS, 600, 1, 3600,
+	    "upstream reply to the final dot (RFC 5321 4.5.3.2.6)" },
+	[LIM_UPSTREAM_PROBE_INTERVAL] = { "upstream_probe_interval",
+	    UNIT_SECONDS, 60, 1, 86400,
+	    "refresh of the upstream's capabilities" },
+	[LIM_FILTER_TIMEOUT] = { "filter_timeout", UNIT_MSEC, 30000, 10,
+	    600000, "default wait for one filter stage" },
+	[LIM_DRAIN_TIMEOUT] = { "drain_timeout", UNIT_SECONDS, 30, 0, 3600,
+	    "on SIGTERM, time sessions get to finish" },
+	[LIM_LISTEN_BACKLOG] = { "listen_backlog", UNIT_COUNT, 4096, 16,
+	    65535, "listen(2) backlog" },
+	[LIM_THREADS] = { "threads", UNIT_COUNT, 0, 0, 256,
+	    "event-loop threads; 0 = one per core" },
+};
+
+static int config_errors;
+
+static void
+config_errfunc(cfg_t *cfg, const char *fmt, va_list ap)
+{
+	config_errors++;
+	fprintf(stderr, "moatd: ");
+	if (cfg != NULL && cfg->filename != NULL)
+		fprintf(stderr, "%s:%d: ", cfg->filename, cfg->line);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
+static void
+config_error(const char *file, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	config_errors++;
+	fprintf(stderr, "moatd: ");
+	if (file != NULL)
+		fprintf(stderr, "%s:%d: ", file, line);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int
+limit_parse_value(enum limit_unit unit, const char *s, long *out)
+{
+	char *end;
+	long v, mul = 1;
+
+	errno = 0;
+	if (*s < '0' || *s > '9')
+		return -1;
+	v = strtol(s, &end, 10);
+	if (errno != 0)
+		return -1;
+	switch (unit) {
+	case UNIT_COUNT:
+		break;
+	case UNIT_BYTES:
+		if (*end == 'k' || *end == 'K')
+			mul = KIB, end++;
+		else if (*end == 'm' || *end == 'M')
+			mul = MIB, end++;
+		else if (*end == 'g' || *end == 'G')
+			mul = GIB, end++;
+		break;
+	case UNIT_SECONDS:
+		if (*end == 's')
+			end++;
+		else if (*end == 'm')
+			mul = 60, end++;
+		else if (*end == 'h')
+			mul = 3600, end++;
+		break;
+	case UNIT_MSEC:
+		if (strcmp(end, "ms") == 0)
+			end += 2;
+		else if (*end == 's')
+			mul = 1000, end++;
+		else if (*end == 'm')
+			mul = 60000, end++;
+		break;
+	}
+	if (*end != '\0' || v > (1L << 50) / mul)
+		return -1;
+	*out = v * mul;
+	return 0;
+}
+
+static const struct limit_def *
+limit_by_name(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < LIM_COUNT; i++)
+		if (strcmp(limit_defs[i].name, name) == 0)
+			return &limit_defs[i];
+	return NULL;
+}
+
+/* libconfuse value callback for every limit: units and bounds. */
+static int
+limit_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	const struct limit_def *d = limit_by_name(opt->name);
+	long v;
+
+	if (d == NULL)
+		return -1;
+	if (limit_parse_value(d->unit, value, &v) == -1) {
+		cfg_error(cfg, "%s: invalid value \"%s\"", d->name, value);
+		return -1;
+	}
+	if (v < d->min || v > d->max) {
+		cfg_error(cfg, "%s: %ld is out of range [%ld, %ld]", d->name,
+		    v, d->min, d->max);
+		return -1;
+	}
+	*(long *)result = v;
+	return 0;
+}
+
+static int
+keyword(const char *v, const char *const *words, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(v, words[i]) == 0)
+			return i;
+	return -1;
+}
+
+static const char *const xclient_words[] = { "auto", "xforward", "off" };
+static const char *const bare_words[] = { "reject", "normalize" };
+static const char *const pp_words[] = { "off", "v1", "v2", "any" };
+
+static int
+validate_keyword(cfg_t *cfg, cfg_opt_t *opt, const char *const *w, int n)
+{
+	const char *v = cfg_opt_getnstr(opt, 0);
+	char list[128] = "";
+	int i;
+
+	if (v == NULL || keyword(v, w, n) != -1)
+		return 0;
+	for (i = 0; i < n; i++) {
+		strcat(list, i ? ", " : "");
+		strcat(list, w[i]);
+	}
+	cfg_error(cfg, "%s: \"%s\" is not one of %s", opt->name, v, list);
+	return -1;
+}
+
+static int
+validate_xclient(cfg_t *cfg, cfg_opt_t *opt)
+{
+	return validate_keyword(cfg, opt, xclient_words, 3);
+}
+
+static int
+validate_bare(cfg_t *cfg, cfg_opt_t *opt)
+{
+	return validate_keyword(cfg, opt, bare_words, 2);
+}
+
+static int
+validate_pp(cfg_t *cfg, cfg_opt_t *opt)
+{
+	return validate_keyword(cfg, opt, pp_words, 4);
+}
+
+static int
+validate_addr(cfg_t *cfg, cfg_opt_t *opt)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char err[256];
+	const char *v = cfg_opt_getnstr(opt, 0);
+
+	if (v == NULL || addr_parse(v, &ss, &len, err, sizeof(err)) == 0)
+		return 0;
+	cfg_error(cfg, "%s: %s", opt->name, err);
+	return -1;
+}
+
+static int
+validate_cidrs(cfg_t *cfg, cfg_opt_t *opt)
+{
+	struct cidr c;
+	unsigned i;
+
+	if (cfg_opt_size(opt) > LISTENER_TRUSTED_MAX) {
+		cfg_error(cfg, "%s: more than %d entries", opt->name,
+		    LISTENER_TRUSTED_MAX);
+		return -1;
+	}
+	for (i = 0; i < cfg_opt_size(opt); i++)
+		if (cidr_parse(cfg_opt_getnstr(opt, i), &c) == -1) {
+			cfg_error(cfg, "%s: \"%s\" is not an address/prefix",
+			    opt->name, cfg_opt_getnstr(opt, i));
+			return -1;
+		}
+	return 0;
+}
+
+static int
+validate_stage(cfg_t *cfg, cfg_opt_t *opt)
+{
+	static const char *const stages[] = { "", "connect", "helo", "mail",
+		"rcpt", "data", "header", "eoh", "body", "eom" };
+
+	return validate_keyword(cfg, opt, stages, 10);
+}
+
+static cfg_opt_t listen_opts[] = {
+	CFG_STR("proxy_protocol", "off", CFGF_NONE),
+	CFG_STR_LIST("proxy_trusted", "{}", CFGF_NONE),
+	CFG_END()
+};
+
+static cfg_opt_t filter_opts[] = {
+	CFG_STR("delay_stage", "", CFGF_NONE),
+	CFG_INT("delay_ms", 0, CFGF_NONE),
+	CFG_STR("reject_rcpt", "", CFGF_NONE),
+	CFG_STR("tempfail_stage", "", CFGF_NONE),
+	CFG_STR("reject_stage", "", CFGF_NONE),
+	CFG_INT("timeout_ms", 0, CFGF_NONE),
+	CFG_END()
+};
+
+static cfg_t *
+config_schema(void)
+{
+	static cfg_opt_t opts[LIM_COUNT + 16];
+	static int done;
+	cfg_opt_t base[] = {
+		CFG_STR("hostname", NULL, CFGF_NONE),
+		CFG_STR("banner", "ESMTP", CFGF_NONE),
+		CFG_STR("upstream", "127.0.0.1:25", CFGF_NONE),
+		CFG_STR("xclient", "auto", CFGF_NONE),
+		CFG_STR("bare_newline", "reject", CFGF_NONE),
+		CFG_STR("nul_byte", "reject", CFGF_NONE),
+		CFG_BOOL("chunking", cfg_true, CFGF_NONE),
+		CFG_BOOL("helo_required", cfg_false, CFGF_NONE),
+		CFG_STR("spool_directory", "/var/tmp", CFGF_NONE),
+		CFG_SEC("listen", listen_opts, CFGF_MULTI | CFGF_TITLE),
+		CFG_SEC("filter", filter_opts, CFGF_MULTI | CFGF_TITLE),
+		CFG_FUNC("include", cfg_include),
+	};
+	size_t i, n = 0;
+	cfg_t *cfg;
+
+	if (!done) {
+		for (i = 0; i < nitems(base); i++)
+			opts[n++] = base[i];
+		for (i = 0; i < LIM_COUNT; i++) {
+			cfg_opt_t o = CFG_INT_CB(limit_defs[i].name,
+			    limit_defs[i].def, CFGF_NONE, limit_cb);
+			opts[n++] = o;
+		}
+		opts[n] = (cfg_opt_t)CFG_END();
+		done = 1;
+	}
+	cfg = cfg_init(opts, CFGF_NONE);
+	cfg_set_error_function(cfg, config_errfunc);
+	cfg_set_validate_func(cfg, "upstream", validate_addr);
+	cfg_set_validate_func(cfg, "xclient", validate_xclient);
+	cfg_set_validate_func(cfg, "bare_newline", validate_bare);
+	cfg_set_validate_func(cfg, "nul_byte", validate_bare);
+	cfg_set_validate_func(cfg, "listen|proxy_protocol", validate_pp);
+	cfg_set_validate_func(cfg, "listen|proxy_trusted", validate_cidrs);
+	cfg_set_validate_func(cfg, "filter|delay_stage", validate_stage);
+	cfg_set_validate_func(cfg, "filter|tempfail_stage", validate_stage);
+	cfg_set_validate_func(cfg, "filter|reject_stage", validate_stage);
+	return cfg;
+}
+
+static int
+listener_add(struct config *cf, const char *spec, cfg_t *sec,
+    const char *file)
+{
+	struct listener_conf *l;
+	char err[256];
+	unsigned i;
+
+	cf->listeners = xrealloc(cf->listeners,
+	    (cf->nlisteners + 1) * sizeof(*cf->listeners));
+	l = &cf->listeners[cf->nlisteners];
+	memset(l, 0, sizeof(*l));
+	l->spec = xstrdup(spec);
+	if (addr_parse(spec, &l->ss, &l->sslen, err, sizeof(err)) == -1) {
+		config_error(file, sec ? sec->line : 0, "listen \"%s\": %s",
+		    spec, err);
+		return -1;
+	}
+	cf->nlisteners++;
+	if (sec == NULL)
+		return 0;
+	l->proxy_protocol = keyword(cfg_getstr(sec, "proxy_protocol"),
+	    pp_words, 4);
+	for (i = 0; i < cfg_size(sec, "proxy_trusted"); i++)
+		cidr_parse(cfg_getnstr(sec, "proxy_trusted", i),
+		    &l->trusted[l->ntrusted++]);
+	if (l->proxy_protocol != PROXY_PROTO_OFF && l->ntrusted == 0) {
+		config_error(file, sec->line,
+		    "listen \"%s\": proxy_protocol needs proxy_trusted "
+		    "addresses",
+		    spec);
+		return -1;
+	}
+	return 0;
+}
+
+struct config *
+config_load(const char *file, const struct config_overrides *ov)
+{
+	struct config *cf;
+	char host[256], err[256];
+	cfg_t *cfg, *sec;
+	const char *s;
+	size_t i;
+	int rc;
+
+	config_errors = 0;
+	cfg = config_schema();
+	if (file != NULL) {
+		rc = cfg_parse(cfg, file);
+		if (rc == CFG_FILE_ERROR) {
+			fprintf(stderr, "moatd: %s: %s\n", file,
+			    strerror(errno));
+			cfg_free(cfg);
+			return NULL;
+		}
+		if (rc != CFG_SUCCESS || config_errors) {
+			cfg_free(cfg);
+			return NULL;
+		}
+	}
+	cf = xcalloc(1, sizeof(*cf));
+	cf->file = file ? xstrdup(file) : NULL;
+	if ((s = cfg_getstr(cfg, "hostname")) == NULL || *s == '\0') {
+		if (gethostname(host, sizeof(host)) == -1)
+			strcpy(host, "localhost");
+		host[sizeof(host) - 1] = '\0';
+		s = host;
+	}
+	cf->hostname = xstrdup(s);
+	cf->banner = xstrdup(cfg_getstr(cfg, "banner"));
+	cf->xclient = keyword(cfg_getstr(cfg, "xclient"), xclient_words, 3);
+	cf->bare_newline = keyword(cfg_getstr(cfg, "bare_newline"),
+	    bare_words, 2);
+	cf->nul_byte = keyword(cfg_getstr(cfg, "nul_byte"), bare_words, 2);
+	cf->chunking = cfg_getbool(cfg, "chunking");
+	cf->helo_required = cfg_getbool(cfg, "helo_required");
+	cf->spool_dir = xstrdup(cfg_getstr(cfg, "spool_directory"));
+	for (i = 0; i < LIM_COUNT; i++)
+		cf->limits[i] = cfg_getint(cfg, limit_defs[i].name);
+
+	if (ov != NULL && ov->nlisten > 0) {
+		for (i = 0; i < ov->nlisten; i++)
+			listener_add(cf, ov->listen[i], NULL, NULL);
+	} else if (cfg_size(cfg, "listen") == 0) {
+		listener_add(cf, "127.0.0.1:10025", NULL, NULL);
+	} else {
+		for (i = 0; i < cfg_size(cfg, "listen"); i++) {
+			sec = cfg_getnsec(cfg, "listen", i);
+			listener_add(cf, cfg_title(sec), sec, file);
+		}
+	}
+
+	s = (ov != NULL && ov->upstream != NULL) ? ov->upstream :
+	    cfg_getstr(cfg, "upstream");
+	cf->upstream_spec = xstrdup(s);
+	if (addr_parse(s, &cf->upstream, &cf->upstream_len, err,
+		sizeof(err)) == -1)
+		config_error(NULL, 0, "upstream \"%s\": %s", s, err);
+
+	for (i = 0; i < cfg_size(cfg, "filter"); i++) {
+		struct filter_conf *fc;
+
+		sec = cfg_getnsec(cfg, "filter", i);
+		if (cf->nfilters == FILTERS_MAX) {
+			config_error(file, sec->line, "more than %d filters",
+			    FILTERS_MAX);
+			break;
+		}
+		if (strcmp(cfg_title(sec), "test") != 0) {
+			config_error(file, sec->line, "unknown filter \"%s\"",
+			    cfg_title(sec));
+			continue;
+		}
+		fc = &cf->filters[cf->nfilters++];
+		fc->name = xstrdup(cfg_title(sec));
+		fc->delay_stage = xstrdup(cfg_getstr(sec, "delay_stage"));
+		fc->delay_ms = cfg_getint(sec, "delay_ms");
+		fc->reject_rcpt = xstrdup(cfg_getstr(sec, "reject_rcpt"));
+		fc->tempfail_stage = xstrdup(cfg_getstr(sec, "tempfail_stage"));
+		fc->reject_stage = xstrdup(cfg_getstr(sec, "reject_stage"));
+		fc->timeout_ms = cfg_getint(sec, "timeout_ms");
+	}
+	if (access(cf->spool_dir, W_OK | X_OK) == -1)
+		config_error(file, 0, "spool_directory \"%s\": %s",
+		    cf->spool_dir, strerror(errno));
+
+	cfg_free(cfg);
+	if (config_errors) {
+		config_free(cf);
+		return NULL;
+	}
+	return cf;
+}
+
+void
+config_free(struct config *cf)
+{
+	size_t i;
+
+	if (cf == NULL)
+		return;
+	for (i = 0; i < cf->nlisteners; i++)
+		free(cf->listeners[i].spec);
+	free(cf->listeners);
+	for (i = 0; i < cf->nfilters; i++) {
+		free(cf->filters[i].name);
+		free(cf->filters[i].delay_stage);
+		free(cf->filters[i].reject_rcpt);
+		free(cf->filters[i].tempfail_stage);
+		free(cf->filters[i].reject_stage);
+	}
+	free(cf->file);
+	free(cf->hostname);
+	free(cf->banner);
+	free(cf->upstream_spec);
+	free(cf->spool_dir);
+	free(cf);
+}
+
+void
+config_print_limits(void)
+{
+	static const char *const units[] = { "", " bytes", " s", " ms" };
+	size_t i;
+
+	for (i = 0; i < LIM_COUNT; i++)
+		printf("%-28s %10ld%-6s [%ld, %ld]  %s\n", limit_defs[i].name,
+		    limit_defs[i].def, units[limit_defs[i].unit],
+		    limit_defs[i].min, limit_defs[i].max, limit_defs[i].doc);
+}

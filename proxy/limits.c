@@ -1,0 +1,128 @@
+/*
+ * limits.c - connection counting for admission control.
+ *
+ * A global atomic total and a per-address count in 64 mutex-protected
+ * shards (chained hash tables, entries freed when their count drops to
+ * zero). Thread-safe; touched once at accept and once at close.
+ */
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "limits.h"
+#include "util.h"
+
+#define SHARDS	64
+#define BUCKETS	256
+
+struct ipent {
+	struct ipent	*next;
+	unsigned char	 key[16];
+	long		 count;
+};
+
+struct shard {
+	pthread_mutex_t	 mtx;
+	struct ipent	*b[BUCKETS];
+};
+
+static struct shard shards[SHARDS] = {
+	[0 ... SHARDS - 1] = { PTHREAD_MUTEX_INITIALIZER, { 0 } }
+};
+static atomic_long total;
+
+static void
+ip_key(const struct sockaddr *sa, unsigned char key[16])
+{
+	const struct sockaddr_in6 *s6;
+
+	memset(key, 0, 16);
+	if (sa->sa_family == AF_INET) {
+		key[10] = key[11] = 0xff;
+		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr,
+		    4);
+	} else if (sa->sa_family == AF_INET6) {
+		s6 = (const struct sockaddr_in6 *)sa;
+		memcpy(key, &s6->sin6_addr, 16);
+	}
+}
+
+static uint32_t
+key_hash(const unsigned char key[16])
+{
+	uint32_t h = 2166136261u;
+	int i;
+
+	for (i = 0; i < 16; i++)
+		h = (h ^ key[i]) * 16777619u;
+	return h;
+}
+
+enum admit_result
+conn_admit(const struct sockaddr *sa, long max_total, long max_per_ip)
+{
+	unsigned char key[16];
+	uint32_t h;
+	struct shard *sh;
+	struct ipent *e;
+	enum admit_result r = ADMIT_OK;
+
+	if (atomic_fetch_add(&total, 1) + 1 > max_total) {
+		atomic_fetch_sub(&total, 1);
+		return ADMIT_TOTAL;
+	}
+	ip_key(sa, key);
+	h = key_hash(key);
+	sh = &shards[h % SHARDS];
+	pthread_mutex_lock(&sh->mtx);
+	for (e = sh->b[(h / SHARDS) % BUCKETS]; e != NULL; e = e->next)
+		if (memcmp(e->key, key, 16) == 0)
+			break;
+	if (e == NULL) {
+		e = xcalloc(1, sizeof(*e));
+		memcpy(e->key, key, 16);
+		e->next = sh->b[(h / SHARDS) % BUCKETS];
+		sh->b[(h / SHARDS) % BUCKETS] = e;
+	}
+	if (e->count >= max_per_ip)
+		r = ADMIT_PER_IP;
+	else
+		e->count++;
+	pthread_mutex_unlock(&sh->mtx);
+	if (r != ADMIT_OK)
+		atomic_fetch_sub(&total, 1);
+	return r;
+}
+
+void
+conn_release(const struct sockaddr *sa)
+{
+	unsigned char key[16];
+	uint32_t h;
+	struct shard *sh;
+	struct ipent **pe, *e;
+
+	ip_key(sa, key);
+	h = key_hash(key);
+	sh = &shards[h % SHARDS];
+	pthread_mutex_lock(&sh->mtx);
+	for (pe = &sh->b[(h / SHARDS) % BUCKETS]; (e = *pe) != NULL;
+	     pe = &e->next)
+		if (memcmp(e->key, key, 16) == 0)
+			break;
+	if (e != NULL && --e->count <= 0) {
+		*pe = e->next;
+		free(e);
+	}
+	pthread_mutex_unlock(&sh->mtx);
+	atomic_fetch_sub(&total, 1);
+}
+
+long
+conn_total(void)
+{
+	return atomic_load(&total);
+}

@@ -1,0 +1,66 @@
+/*
+ * log.c - key=value event logging to syslog(LOG_MAIL) or stderr.
+ *
+ * The target is chosen once at start-up, before threads exist; after that
+ * the module is read-only and safe from every thread (one write per line).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static enum log_target log_target = LOG_TARGET_STDERR;
+static int log_debug_on;
+
+void
+log_init(enum log_target target, int debug)
+{
+	log_target = target;
+	log_debug_on = debug;
+	if (target == LOG_TARGET_SYSLOG)
+		openlog("moatd", LOG_PID | LOG_NDELAY, LOG_MAIL);
+}
+
+int
+log_debug_enabled(void)
+{
+	return log_debug_on;
+}
+
+void
+log_msg(int prio, const char *fmt, ...)
+{
+	static const char *const names[] = { "emerg", "alert", "crit", "err",
+		"warning", "notice", "info", "debug" };
+	char line[8192];
+	struct timespec ts;
+	struct tm tm;
+	va_list ap;
+	int n, m;
+
+	va_start(ap, fmt);
+	if (log_target == LOG_TARGET_SYSLOG) {
+		vsyslog(prio, fmt, ap);
+		va_end(ap);
+		return;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = snprintf(line, sizeof(line),
+	    "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ moatd[%d] %s: ",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	    tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, (int)getpid(),
+	    names[prio & 7]);
+	m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+	va_end(ap);
+	if (m < 0)
+		m = 0;
+	n += m;
+	if ((size_t)n > sizeof(line) - 2)
+		n = sizeof(line) - 2;
+	line[n++] = '\n';
+	(void)!write(STDERR_FILENO, line, n);
+}

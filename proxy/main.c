@@ -1,0 +1,215 @@
+/*
+ * main.c - moatd(8): command line, configuration, listening sockets,
+ * event-loop threads, the upstream prober and signal handling.
+ *
+ * The main thread binds every socket, then starts one event-loop thread per
+ * core (or `threads`), each of which owns the sessions it accepts. The main
+ * thread keeps its own loop for signals and the upstream probe. SIGTERM and
+ * SIGINT drain: listeners close, sessions without a transaction are told
+ * 421 at their next command, and whatever is left after drain_timeout gets
+ * 421 (never a 250 that was not earned, invariant 1).
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "chain.h"
+#include "config.h"
+#include "listener.h"
+#include "log.h"
+#include "loop.h"
+#include "probe.h"
+#include "session.h"
+#include "util.h"
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: moatd [-dfhLt] [-c file] [-l address:port]... "
+	    "[-u host:port]\n"
+	    "  -c file   configuration file (default: built-in defaults)\n"
+	    "  -l addr   listen on addr:port (repeatable; replaces the "
+	    "file's listeners)\n"
+	    "  -u addr   upstream MTA host:port\n"
+	    "  -f        stay in the foreground, log to stderr\n"
+	    "  -d        debug logging\n"
+	    "  -t        check the configuration and exit\n"
+	    "  -L        list every limit with default and bounds\n");
+	exit(2);
+}
+
+struct mainctx {
+	struct loop		**loops;
+	unsigned		 nloops;
+	struct loop		*mainloop;
+	struct listener_set	*lset;
+	int			 draining;
+};
+
+static void
+on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct mainctx *m = arg;
+	unsigned i;
+
+	if (sig == SIGHUP) {
+		log_warn("event=reload-unsupported msg=\"restart moatd to "
+			 "apply a new configuration\"");
+		return;
+	}
+	if (m->draining) {
+		log_info("event=shutdown-now");
+		exit(0);
+	}
+	m->draining = 1;
+	log_info("event=shutdown signal=%d", (int)sig);
+	listeners_close(m->lset, m->loops, m->nloops);
+	for (i = 0; i < m->nloops; i++)
+		loop_post(m->loops[i], session_drain_loop, NULL);
+	event_base_loopbreak(loop_base(m->mainloop));
+}
+
+static void
+daemonize(void)
+{
+	int fd;
+
+	switch (fork()) {
+	case -1:
+		fatal("fork: %s", strerror(errno));
+	case 0:
+		break;
+	default:
+		_exit(0);
+	}
+	if (setsid() == -1)
+		fatal("setsid: %s", strerror(errno));
+	if ((fd = open("/dev/null", O_RDWR)) != -1) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		if (fd > 2)
+			close(fd);
+	}
+	if (chdir("/") == -1)
+		fatal("chdir: %s", strerror(errno));
+}
+
+int
+main(int argc, char **argv)
+{
+	struct config_overrides ov;
+	struct config *cf;
+	struct chain *chain;
+	struct mainctx m;
+	struct event *sigs[4];
+	const char *file = NULL;
+	int ch, foreground = 0, debug = 0, check = 0;
+	unsigned i;
+	long n;
+
+	memset(&ov, 0, sizeof(ov));
+	memset(&m, 0, sizeof(m));
+	while ((ch = getopt(argc, argv, "c:dfhl:Ltu:")) != -1) {
+		switch (ch) {
+		case 'c':
+			file = optarg;
+			break;
+		case 'd':
+			debug = 1;
+			break;
+		case 'f':
+			foreground = 1;
+			break;
+		case 'l':
+			if (ov.nlisten == nitems(ov.listen)) {
+				fprintf(stderr, "moatd: too many -l\n");
+				return 2;
+			}
+			ov.listen[ov.nlisten++] = optarg;
+			break;
+		case 'L':
+			config_print_limits();
+			return 0;
+		case 't':
+			check = 1;
+			break;
+		case 'u':
+			ov.upstream = optarg;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+
+	if ((cf = config_load(file, &ov)) == NULL)
+		return 1;
+	if (check) {
+		printf("moatd: configuration %s OK\n", file ? file : "(defaults)");
+		config_free(cf);
+		return 0;
+	}
+	log_init(foreground ? LOG_TARGET_STDERR : LOG_TARGET_SYSLOG, debug);
+	if (evthread_use_pthreads() == -1)
+		fatal("evthread_use_pthreads");
+	signal(SIGPIPE, SIG_IGN);
+
+	n = LIMIT(cf, THREADS);
+	if (n == 0)
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		n = 1;
+	m.nloops = (unsigned)n;
+	if ((m.lset = listeners_bind(cf, m.nloops)) == NULL)
+		return 1;
+	if ((chain = chain_new(cf)) == NULL)
+		return 1;
+	session_set_chain(chain);
+	if (!foreground)
+		daemonize();
+
+	m.loops = xcalloc(m.nloops, sizeof(*m.loops));
+	for (i = 0; i < m.nloops; i++) {
+		m.loops[i] = loop_new(i, cf);
+		listeners_attach(m.lset, i, m.loops[i]);
+	}
+	m.mainloop = loop_new(m.nloops, cf);
+	for (i = 0; i < m.nloops; i++)
+		if (loop_start(m.loops[i]) == -1)
+			fatal("pthread_create");
+
+	sigs[0] = evsignal_new(loop_base(m.mainloop), SIGTERM, on_signal, &m);
+	sigs[1] = evsignal_new(loop_base(m.mainloop), SIGINT, on_signal, &m);
+	sigs[2] = evsignal_new(loop_base(m.mainloop), SIGHUP, on_signal, &m);
+	for (i = 0; i < 3; i++)
+		evsignal_add(sigs[i], NULL);
+
+	the_probe = probe_start(m.mainloop, m.loops, m.nloops, cf);
+	log_info("event=start version=%s threads=%u upstream=%s listeners=%zu",
+	    PACKAGE_VERSION, m.nloops, cf->upstream_spec, cf->nlisteners);
+	for (i = 0; i < cf->nlisteners; i++)
+		log_info("event=listen address=%s proxy_protocol=%d",
+		    cf->listeners[i].spec, (int)cf->listeners[i].proxy_protocol);
+
+	event_base_loop(loop_base(m.mainloop), EVLOOP_NO_EXIT_ON_EMPTY);
+
+	/* Draining: a second signal exits at once. */
+	for (i = 0; i < 3; i++)
+		evsignal_del(sigs[i]);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	for (i = 0; i < m.nloops; i++)
+		loop_join(m.loops[i]);
+	log_info("event=stopped");
+	return 0;
+}

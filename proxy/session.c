@@ -1,0 +1,1475 @@
+/*
+ * session.c - the SMTP server side of moat: connection set-up (admission,
+ * PROXY protocol, CONNECT stage, greeting), the command table and the
+ * session/transaction state machine (RFC 5321 §3-4, §4.1.4 command order;
+ * RFC 2920 pipelining; RFC 1869/6152/6531/3461/1870 parameters).
+ *
+ * Threading: everything here runs on the session's loop thread. A session
+ * is freed only from a top-level libevent callback of its own (event,
+ * write-drained, timer), never while one of its handlers is on the stack.
+ *
+ * Flow control: at most one command is in progress (waiting for a filter
+ * or the upstream); pipelined commands stay in the input buffer, bounded by
+ * the read high-water mark, and are taken in order, so replies leave in
+ * order. Replies produced in one pass are written in one piece.
+ */
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "escape.h"
+#include "limits.h"
+#include "log.h"
+#include "loop.h"
+#include "probe.h"
+#include "proxyproto.h"
+#include "session.h"
+#include "session_int.h"
+#include "smtp_parse.h"
+#include "upstream.h"
+#include "util.h"
+
+#define INPUT_HIGH	(128 * 1024)	/* read high-water mark */
+#define OUTPUT_HIGH	(64 * 1024)	/* stop taking commands above this */
+#define OUTPUT_LOW	(16 * 1024)
+
+static const struct chain *the_chain;
+static __thread int loop_draining;
+
+static void session_read_cb(struct bufferevent *, void *);
+static void session_write_cb(struct bufferevent *, void *);
+static void session_event_cb(struct bufferevent *, short, void *);
+static void session_free(struct session *);
+static void session_process(struct session *);
+static void session_admit(struct session *);
+
+void
+session_set_chain(const struct chain *c)
+{
+	the_chain = c;
+}
+
+struct chain_run *
+session_chain_run(struct loop *l, uint64_t sid)
+{
+	struct session *s = loop_find(l, sid);
+
+	return s ? &s->chain : NULL;
+}
+
+/* ------------------------------------------------------------ replies */
+
+void
+session_reply(struct session *s, int code, const char *enh, const char *fmt,
+    ...)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	char text[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (enh != NULL && *enh != '\0')
+		evbuffer_add_printf(out, "%d %s %s\r\n", code, enh, text);
+	else
+		evbuffer_add_printf(out, "%d %s\r\n", code, text);
+	if (s->tx != NULL && code / 100 != 2 && code / 100 != 3)
+		snprintf(s->tx->final, sizeof(s->tx->final), "%d %.100s", code,
+		    text);
+}
+
+/* Relay an upstream reply, as it is, to the client. */
+void
+session_relay(struct session *s, const struct smtp_reply *r)
+{
+	char buf[REPLY_TEXT_MAX + 2 * REPLY_LINES_MAX];
+	int n;
+
+	if ((n = reply_format(r, buf, sizeof(buf))) == -1) {
+		session_reply(s, 451, "4.3.0", "Upstream reply too long");
+		return;
+	}
+	evbuffer_add(bufferevent_get_output(s->bev), buf, (size_t)n);
+}
+
+/* Count an error; past the limit, say 421 and close (Postfix's hard
+ * error limit). */
+void
+session_error(struct session *s)
+{
+	if (++s->nerrors >= (unsigned)LIMIT(s->cf, MAX_ERRORS)) {
+		log_info("event=too-many-errors sid=%016llx client=%s "
+			 "errors=%u",
+		    (unsigned long long)s->sid, s->addr, s->nerrors);
+		session_reply(s, 421, "4.7.0", "%s Error: too many errors",
+		    s->cf->hostname);
+		session_close(s);
+	}
+}
+
+/* Map a filter verdict to the client's reply, with defaults. */
+void
+session_filter_reply(struct session *s, enum filter_verdict v,
+    const struct filter_reply *fr, int defcode, const char *defenh,
+    const char *deftext)
+{
+	char text[256];
+	int code = defcode;
+	const char *enh = defenh;
+
+	if (v == FILTER_TEMPFAIL && defcode / 100 != 4) {
+		code = 451;
+		enh = "4.7.1";
+	}
+	if (fr != NULL && fr->code != 0 && fr->code / 100 == code / 100) {
+		code = fr->code;
+		if (fr->enh[0] != '\0' && fr->enh[0] == '0' + code / 100)
+			enh = fr->enh;
+	}
+	if (fr != NULL && fr->text[0] != '\0')
+		text_sanitize(fr->text, strlen(fr->text), text, sizeof(text));
+	else
+		snprintf(text, sizeof(text), "%s", deftext);
+	session_reply(s, code, enh, "%s", text);
+}
+
+/* ----------------------------------------------------- flow control */
+
+static void
+session_set_timer(struct session *s, long sec)
+{
+	struct timeval tv = tv_sec(sec);
+
+	evtimer_add(s->timer, &tv);
+}
+
+void
+session_arm_command_deadline(struct session *s)
+{
+	session_set_timer(s, LIMIT(s->cf, COMMAND_TIMEOUT));
+}
+
+/* A command goes asynchronous: stop taking input, stop its clock. */
+static void
+session_wait(struct session *s)
+{
+	s->waiting = 1;
+	evtimer_del(s->timer);
+}
+
+/* The command in progress has answered: take the next one. */
+void
+session_resume(struct session *s)
+{
+	s->waiting = 0;
+	if (s->state == S_CMD)
+		session_arm_command_deadline(s);
+	session_process(s);
+}
+
+void
+session_close(struct session *s)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+
+	if (s->state == S_CLOSING)
+		return;
+	s->state = S_CLOSING;
+	s->quit = 1;
+	chain_run_cancel(&s->chain);
+	bufferevent_disable(s->bev, EV_READ);
+	/* Flush, then free from the write callback (or the timer). */
+	bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
+	/* Never free here: a handler may be on the stack. An empty output
+	 * buffer gets no write callback, so the timer does it at once. */
+	session_set_timer(s, evbuffer_get_length(out) == 0 ? 0 : 10);
+}
+
+static void chain_done_cb(void *, enum filter_verdict,
+    const struct filter_reply *);
+
+/*
+ * Run a filter stage; cont() gets the verdict, now or later. While a stage
+ * is pending the session reads no further commands.
+ */
+void
+session_filter(struct session *s, enum filter_stage st,
+    void (*cont)(struct session *, enum filter_verdict,
+	const struct filter_reply *))
+{
+	enum filter_verdict v;
+
+	s->env.helo = s->helo;
+	s->env.mail_from = s->tx ? s->tx->sender : NULL;
+	v = chain_run_stage(&s->chain, st, &s->env, chain_done_cb, s);
+	if (v == FILTER_PENDING) {
+		s->cont = cont;
+		session_wait(s);
+		return;
+	}
+	cont(s, v, &s->chain.reply);
+}
+
+static void
+chain_done_cb(void *arg, enum filter_verdict v, const struct filter_reply *r)
+{
+	struct session *s = arg;
+	void (*cont)(struct session *, enum filter_verdict,
+	    const struct filter_reply *) = s->cont;
+
+	s->cont = NULL;
+	s->waiting = 0;
+	cont(s, v, r);
+	if (!s->waiting && s->state != S_CLOSING)
+		session_resume(s);
+}
+
+/* ------------------------------------------------------- transactions */
+
+void
+tx_free(struct session *s)
+{
+	struct tx *tx = s->tx;
+	size_t i;
+
+	if (tx == NULL)
+		return;
+	for (i = 0; i < tx->nrcpts; i++)
+		free(tx->rcpts[i]);
+	free(tx->rcpts);
+	free(tx->sender);
+	free(tx->mail_line);
+	free(tx->hdrbuf);
+	free(tx->pf_name);
+	free(tx->pf_value);
+	spool_free(&tx->spool);
+	free(tx);
+	s->tx = NULL;
+	chain_run_reset(&s->chain);
+}
+
+/* One summary line per transaction. */
+void
+tx_log(struct session *s, const char *verdict)
+{
+	struct tx *tx = s->tx;
+	char helo[300], from[600], rcpt[600], final[300];
+	uint64_t now = now_usec();
+
+	if (tx == NULL)
+		return;
+	log_escape(s->helo ? s->helo : "", s->helo ? strlen(s->helo) : 0, helo,
+	    sizeof(helo));
+	log_escape(tx->sender, strlen(tx->sender), from, sizeof(from));
+	log_escape(tx->nrcpts ? tx->rcpts[0] : "",
+	    tx->nrcpts ? strlen(tx->rcpts[0]) : 0, rcpt, sizeof(rcpt));
+	log_escape(tx->final, strlen(tx->final), final, sizeof(final));
+	log_info("event=tx sid=%016llx tx=%u client=%s helo=\"%s\" "
+		 "from=\"%s\" rcpts=%zu rcpt=\"%s\"%s refused=%zu size=%zu "
+		 "verdict=%s reply=\"%s\" data_ms=%llu total_ms=%llu",
+	    (unsigned long long)s->sid, tx->num, s->addr, helo, from,
+	    tx->nrcpts, rcpt, tx->nrcpts > 1 ? ",..." : "", tx->rcpt_refused,
+	    tx->size, verdict, final,
+	    tx->t_data ? (unsigned long long)((now - tx->t_data) / 1000) : 0ULL,
+	    (unsigned long long)((now - tx->t_start) / 1000));
+}
+
+/* Forget the upstream connection (after an error). Returns 0. */
+int
+session_drop_upstream(struct session *s)
+{
+	upstream_free(s->up);
+	s->up = NULL;
+	return 0;
+}
+
+/* ----------------------------------------------------------- commands */
+
+struct smtp_cmd {
+	enum smtp_verb	 verb;
+	unsigned	 flags;
+	void		(*fn)(struct session *, const struct smtp_command *);
+};
+
+#define CMD_F_JUNK	0x01	/* counts toward max_junk_commands */
+#define CMD_F_NOARGS	0x02	/* takes no arguments (501 otherwise) */
+
+static void cmd_helo(struct session *, const struct smtp_command *);
+static void cmd_mail(struct session *, const struct smtp_command *);
+static void cmd_rcpt(struct session *, const struct smtp_command *);
+static void cmd_data(struct session *, const struct smtp_command *);
+static void cmd_bdat(struct session *, const struct smtp_command *);
+static void cmd_rset(struct session *, const struct smtp_command *);
+static void cmd_noop(struct session *, const struct smtp_command *);
+static void cmd_quit(struct session *, const struct smtp_command *);
+static void cmd_help(struct session *, const struct smtp_command *);
+static void cmd_vrfy(struct session *, const struct smtp_command *);
+static void cmd_unimpl(struct session *, const struct smtp_command *);
+
+/* The protocol as data (STYLE.md §8.1). */
+static const struct smtp_cmd cmd_table[] = {
+	{ SMTP_VERB_HELO, 0, cmd_helo },
+	{ SMTP_VERB_EHLO, 0, cmd_helo },
+	{ SMTP_VERB_MAIL, 0, cmd_mail },
+	{ SMTP_VERB_RCPT, 0, cmd_rcpt },
+	{ SMTP_VERB_DATA, CMD_F_NOARGS, cmd_data },
+	{ SMTP_VERB_BDAT, 0, cmd_bdat },
+	{ SMTP_VERB_RSET, CMD_F_NOARGS | CMD_F_JUNK, cmd_rset },
+	{ SMTP_VERB_NOOP, CMD_F_JUNK, cmd_noop },
+	{ SMTP_VERB_QUIT, CMD_F_NOARGS, cmd_quit },
+	{ SMTP_VERB_HELP, CMD_F_JUNK, cmd_help },
+	{ SMTP_VERB_VRFY, CMD_F_JUNK, cmd_vrfy },
+	{ SMTP_VERB_EXPN, CMD_F_JUNK, cmd_unimpl },
+	{ SMTP_VERB_ETRN, 0, cmd_unimpl },
+	{ SMTP_VERB_STARTTLS, 0, cmd_unimpl },
+	{ SMTP_VERB_AUTH, 0, cmd_unimpl },
+};
+
+static void
+session_command(struct session *s, char *line)
+{
+	struct smtp_command cmd;
+	const struct smtp_cmd *c = NULL;
+	char esc[128];
+	size_t i;
+	int rc;
+
+	rc = smtp_parse_command(line, &cmd);
+	if (rc == SMTP_PARSE_OK)
+		for (i = 0; i < nitems(cmd_table); i++)
+			if (cmd_table[i].verb == cmd.verb) {
+				c = &cmd_table[i];
+				break;
+			}
+	if (rc != SMTP_PARSE_OK && (cmd.verb == SMTP_VERB_MAIL ||
+	    cmd.verb == SMTP_VERB_RCPT)) {
+		session_reply(s, 501, "5.5.4", "Syntax: %s",
+		    cmd.verb == SMTP_VERB_MAIL ? "MAIL FROM:<address>" :
+						 "RCPT TO:<address>");
+		session_error(s);
+		return;
+	}
+	if (c == NULL) {
+		log_escape(line, strlen(line) > 40 ? 40 : strlen(line), esc,
+		    sizeof(esc));
+		log_info("event=unknown-command sid=%016llx client=%s "
+			 "line=\"%s\"",
+		    (unsigned long long)s->sid, s->addr, esc);
+		session_reply(s, 500, "5.5.2", "Error: command not recognized");
+		session_error(s);
+		return;
+	}
+	if ((c->flags & CMD_F_NOARGS) && cmd.args[0] != '\0') {
+		session_reply(s, 501, "5.5.4", "Syntax: %s",
+		    smtp_verb_name(c->verb));
+		session_error(s);
+		return;
+	}
+	if ((c->flags & CMD_F_JUNK) &&
+	    ++s->njunk > (unsigned)LIMIT(s->cf, MAX_JUNK_COMMANDS)) {
+		session_reply(s, 421, "4.7.0", "%s Error: too many commands",
+		    s->cf->hostname);
+		session_close(s);
+		return;
+	}
+	if (loop_draining && s->tx == NULL && c->verb != SMTP_VERB_QUIT) {
+		session_reply(s, 421, "4.3.2", "%s Service shutting down",
+		    s->cf->hostname);
+		session_close(s);
+		return;
+	}
+	c->fn(s, &cmd);
+}
+
+static void
+helo_cont(struct session *s, enum filter_verdict v,
+    const struct filter_reply *fr)
+{
+	const struct upstream_state *us = loop_upstream(s->loop);
+	struct capa none;
+	char buf[2048];
+	int n;
+
+	if (v != FILTER_CONTINUE) {
+		free(s->helo);
+		s->helo = NULL;
+		session_filter_reply(s, v, fr, 550, "5.7.1",
+		    "HELO/EHLO refused");
+		return;
+	}
+	if (!s->esmtp) {
+		s->advertised = 0;
+		session_reply(s, 250, NULL, "%s", s->cf->hostname);
+		return;
+	}
+	memset(&none, 0, sizeof(none));
+	n = capa_ehlo_reply(us->known && us->up ? &us->capa : &none,
+	    s->cf->hostname, (uint64_t)LIMIT(s->cf, MAX_MESSAGE_SIZE),
+	    s->cf->chunking, &s->advertised, buf, sizeof(buf));
+	if (n == -1) {
+		session_reply(s, 451, "4.3.0", "Internal error");
+		return;
+	}
+	s->max_size = (uint64_t)LIMIT(s->cf, MAX_MESSAGE_SIZE);
+	if (us->known && us->up && us->capa.size != 0 &&
+	    us->capa.size < s->max_size)
+		s->max_size = us->capa.size;
+	evbuffer_add(bufferevent_get_output(s->bev), buf, (size_t)n);
+}
+
+static void
+cmd_helo(struct session *s, const struct smtp_command *cmd)
+{
+	int ehlo = cmd->verb == SMTP_VERB_EHLO;
+
+	if (cmd->args[0] == '\0') {
+		session_reply(s, 501, "5.5.4", "Syntax: %s hostname",
+		    ehlo ? "EHLO" : "HELO");
+		session_error(s);
+		return;
+	}
+	if (smtp_valid_helo(cmd->args) != 0) {
+		session_reply(s, 501, "5.5.2", "%s: invalid hostname",
+		    ehlo ? "EHLO" : "HELO");
+		session_error(s);
+		return;
+	}
+	/* RFC 5321 §4.1.4: EHLO/HELO reset any transaction. */
+	if (s->tx != NULL) {
+		tx_log(s, "reset");
+		tx_free(s);
+	}
+	free(s->helo);
+	s->helo = xstrdup(cmd->args);
+	s->esmtp = ehlo;
+	session_filter(s, FILTER_STAGE_HELO, helo_cont);
+}
+
+/* --- MAIL */
+
+static void mail_upstream_ready(void *, const struct smtp_reply *,
+    enum up_error);
+
+static void
+upstream_failed_reply(struct session *s, enum up_error err)
+{
+	switch (err) {
+	case UP_ETIMEOUT:
+		session_reply(s, 451, "4.4.2",
+		    "Upstream timed out, try again later");
+		break;
+	case UP_ECONNECT:
+	case UP_EGREETING:
+		session_reply(s, 451, "4.4.1",
+		    "Upstream unavailable, try again later");
+		break;
+	default:
+		session_reply(s, 451, "4.4.2",
+		    "Upstream connection lost, try again later");
+	}
+}
+
+/*
+ * Check the transaction's parameters against what the real upstream
+ * connection offers (the EHLO we advertised came from the probe). A
+ * mismatch must not promise what the upstream refuses: tempfail and
+ * re-probe.
+ */
+static int
+mail_capa_mismatch(struct session *s)
+{
+	const struct capa *c = upstream_capa(s->up);
+	uint32_t need = s->advertised &
+	    (CAPA_8BITMIME | CAPA_SMTPUTF8 | CAPA_DSN);
+
+	return (c->flags & need) != need;
+}
+
+static void
+mail_reply(void *arg, const struct smtp_reply *r, enum up_error err)
+{
+	struct session *s = arg;
+
+	if (err != UP_OK) {
+		upstream_failed_reply(s, err);
+		session_drop_upstream(s);
+		tx_free(s);
+	} else if (r->code / 100 == 2) {
+		s->tx->mail_ok = 1;
+		session_relay(s, r);
+	} else if (r->code / 100 == 4 || r->code / 100 == 5) {
+		session_relay(s, r);
+		tx_free(s);
+		if (r->code == 421) {
+			session_drop_upstream(s);
+			session_close(s);
+			return;
+		}
+	} else {
+		session_reply(s, 451, "4.3.0", "Unexpected upstream reply");
+		session_drop_upstream(s);
+		tx_free(s);
+	}
+	session_resume(s);
+}
+
+static void
+mail_send(struct session *s)
+{
+	if (mail_capa_mismatch(s)) {
+		log_warn("event=upstream-capa-mismatch sid=%016llx",
+		    (unsigned long long)s->sid);
+		probe_kick(the_probe);
+		session_reply(s, 451, "4.3.0",
+		    "Upstream capabilities changed, try again later");
+		tx_free(s);
+		session_resume(s);
+		return;
+	}
+	upstream_command(s->up, s->tx->mail_line, mail_reply, s);
+}
+
+static void
+mail_upstream_ready(void *arg, const struct smtp_reply *r, enum up_error err)
+{
+	struct session *s = arg;
+
+	if (err != UP_OK) {
+		log_warn("event=upstream-connect-failed sid=%016llx "
+			 "upstream=%s error=\"%s\"",
+		    (unsigned long long)s->sid, s->cf->upstream_spec,
+		    up_strerror(err));
+		if (err == UP_ECONNECT)
+			probe_kick(the_probe);
+		upstream_failed_reply(s, err);
+		session_drop_upstream(s);
+		tx_free(s);
+		session_resume(s);
+		return;
+	}
+	mail_send(s);
+}
+
+static void
+mail_cont(struct session *s, enum filter_verdict v,
+    const struct filter_reply *fr)
+{
+	struct upstream_client c;
+
+	if (v != FILTER_CONTINUE) {
+		session_filter_reply(s, v, fr, 550, "5.7.1",
+		    "Sender refused");
+		tx_free(s);
+		return;
+	}
+	session_wait(s);
+	if (s->up != NULL && upstream_alive(s->up)) {
+		mail_send(s);
+		return;
+	}
+	session_drop_upstream(s);
+	memset(&c, 0, sizeof(c));
+	snprintf(c.addr, sizeof(c.addr), "%s", s->addr);
+	c.port = s->port;
+	snprintf(c.helo, sizeof(c.helo), "%s", s->helo ? s->helo : "");
+	c.esmtp = s->esmtp;
+	s->up = upstream_new(s->loop, s->cf, s->sid);
+	upstream_open(s->up, &c, mail_upstream_ready, s);
+}
+
+/*
+ * Validate ESMTP parameters of MAIL or RCPT and append the ones we relay
+ * to line. Returns 0, or -1 after replying.
+ */
+static int
+params_check(struct session *s, int mail, char *rest, struct tx *tx,
+    char *line, size_t linesz)
+{
+	struct smtp_param p[SMTP_PARAMS_MAX];
+	size_t n, i, len;
+	uint64_t size;
+	int rc, ok;
+
+	rc = smtp_parse_params(rest, p, SMTP_PARAMS_MAX, &n);
+	if (rc != SMTP_PARSE_OK) {
+		session_reply(s, 555, "5.5.4", "Malformed parameters");
+		return -1;
+	}
+	if (n > 0 && !s->esmtp) {
+		session_reply(s, 555, "5.5.4",
+		    "Parameters need EHLO (RFC 1869)");
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		const char *k = p[i].key, *v = p[i].value;
+
+		ok = 0;
+		if (mail && ascii_strcasecmp(k, "SIZE") == 0) {
+			if (v == NULL || smtp_param_size(v, &size) == -1) {
+				session_reply(s, 501, "5.5.4",
+				    "Bad SIZE parameter");
+				return -1;
+			}
+			if (size > s->max_size) {
+				session_reply(s, 552, "5.3.4",
+				    "Message size exceeds fixed limit");
+				return -1;
+			}
+			ok = 1;
+		} else if (mail && ascii_strcasecmp(k, "BODY") == 0) {
+			ok = v != NULL && smtp_param_body(v) == 0 &&
+			    (ascii_strcasecmp(v, "7BIT") == 0 ||
+				(ascii_strcasecmp(v, "8BITMIME") == 0 &&
+				    (s->advertised & CAPA_8BITMIME)));
+		} else if (mail && ascii_strcasecmp(k, "SMTPUTF8") == 0) {
+			ok = v == NULL && (s->advertised & CAPA_SMTPUTF8);
+			tx->smtputf8 = ok;
+		} else if (mail && ascii_strcasecmp(k, "RET") == 0) {
+			ok = v != NULL && (s->advertised & CAPA_DSN) &&
+			    smtp_param_ret(v) == 0;
+		} else if (mail && ascii_strcasecmp(k, "ENVID") == 0) {
+			ok = v != NULL && (s->advertised & CAPA_DSN) &&
+			    smtp_valid_xtext(v, 100) == 0;
+		} else if (!mail && ascii_strcasecmp(k, "NOTIFY") == 0) {
+			ok = v != NULL && (s->advertised & CAPA_DSN) &&
+			    smtp_param_notify(v) == 0;
+		} else if (!mail && ascii_strcasecmp(k, "ORCPT") == 0) {
+			ok = v != NULL && (s->advertised & CAPA_DSN) &&
+			    smtp_param_orcpt(v) == 0;
+		}
+		if (!ok) {
+			char esc[64];
+
+			log_escape(k, strlen(k), esc, sizeof(esc));
+			session_reply(s, 555, "5.5.4",
+			    "Unsupported option: %s", esc);
+			return -1;
+		}
+		len = strlen(line);
+		if (v != NULL)
+			snprintf(line + len, linesz - len, " %s=%s", k, v);
+		else
+			snprintf(line + len, linesz - len, " %s", k);
+	}
+	return 0;
+}
+
+static void
+cmd_mail(struct session *s, const struct smtp_command *cmd)
+{
+	struct smtp_path path;
+	char rest[1024], line[2048];
+	struct tx *tx;
+
+	if (s->tx != NULL) {
+		session_reply(s, 503, "5.5.1", "Error: nested MAIL command");
+		session_error(s);
+		return;
+	}
+	if (s->helo == NULL && s->cf->helo_required) {
+		session_reply(s, 503, "5.5.1", "Error: send HELO/EHLO first");
+		session_error(s);
+		return;
+	}
+	if (s->nmessages >= (unsigned)LIMIT(s->cf, MAX_MESSAGES_PER_SESSION)) {
+		session_reply(s, 421, "4.7.0",
+		    "%s Error: too many messages in this session",
+		    s->cf->hostname);
+		session_close(s);
+		return;
+	}
+	if (s->helo == NULL)
+		s->max_size = (uint64_t)LIMIT(s->cf, MAX_MESSAGE_SIZE);
+	switch (smtp_parse_path(cmd->args, SMTP_PATH_F_NULL_OK, &path)) {
+	case SMTP_PARSE_OK:
+		break;
+	case SMTP_PARSE_ETOOLONG:
+		session_reply(s, 553, "5.1.7", "Sender address too long");
+		session_error(s);
+		return;
+	default:
+		session_reply(s, 553, "5.1.7", "Bad sender address syntax");
+		session_error(s);
+		return;
+	}
+	tx = xcalloc(1, sizeof(*tx));
+	snprintf(line, sizeof(line), "MAIL FROM:<%s>", path.mailbox);
+	snprintf(rest, sizeof(rest), "%s", path.rest);
+	if (params_check(s, 1, rest, tx, line, sizeof(line)) == -1) {
+		free(tx);
+		session_error(s);
+		return;
+	}
+	if (path.utf8 && !tx->smtputf8) {
+		free(tx);
+		session_reply(s, 553, "5.6.7",
+		    "Must declare SMTPUTF8 to send UTF8 addresses");
+		session_error(s);
+		return;
+	}
+	tx->num = ++s->ntx;
+	tx->sender = xstrdup(path.mailbox);
+	tx->mail_line = xstrdup(line);
+	tx->t_start = now_usec();
+	s->tx = tx;
+	session_filter(s, FILTER_STAGE_MAIL, mail_cont);
+}
+
+/* --- RCPT */
+
+static void
+rcpt_reply(void *arg, const struct smtp_reply *r, enum up_error err)
+{
+	struct session *s = arg;
+	struct tx *tx = s->tx;
+
+	if (err != UP_OK) {
+		upstream_failed_reply(s, err);
+		tx_log(s, "tempfail");
+		session_drop_upstream(s);
+		tx_free(s);
+	} else if (r->code / 100 == 2) {
+		if (tx->nrcpts == tx->rcpts_cap) {
+			tx->rcpts_cap = tx->rcpts_cap ? tx->rcpts_cap * 2 : 4;
+			tx->rcpts = xrealloc(tx->rcpts,
+			    tx->rcpts_cap * sizeof(*tx->rcpts));
+		}
+		tx->rcpts[tx->nrcpts++] = xstrdup(s->env.rcpt);
+		session_relay(s, r);
+	} else if (r->code / 100 == 4 || r->code / 100 == 5) {
+		tx->rcpt_refused++;
+		session_relay(s, r);
+		if (r->code == 421) {
+			session_drop_upstream(s);
+			tx_free(s);
+			session_close(s);
+			free((char *)s->env.rcpt);
+			s->env.rcpt = NULL;
+			return;
+		}
+	} else {
+		session_reply(s, 451, "4.3.0", "Unexpected upstream reply");
+		session_drop_upstream(s);
+		tx_free(s);
+	}
+	free((char *)s->env.rcpt);
+	s->env.rcpt = NULL;
+	session_resume(s);
+}
+
+static void
+rcpt_cont(struct session *s, enum filter_verdict v,
+    const struct filter_reply *fr)
+{
+	char *line;
+
+	if (v != FILTER_CONTINUE) {
+		s->tx->rcpt_refused++;
+		session_filter_reply(s, v, fr, 550, "5.7.1",
+		    "Recipient refused");
+		free((char *)s->env.rcpt);
+		s->env.rcpt = NULL;
+		free(s->rcpt_line);
+		s->rcpt_line = NULL;
+		if (v == FILTER_DISCARD)
+			s->tx->discard = 1;
+		return;
+	}
+	line = s->rcpt_line;
+	s->rcpt_line = NULL;
+	session_wait(s);
+	upstream_command(s->up, line, rcpt_reply, s);
+	free(line);
+}
+
+static void
+cmd_rcpt(struct session *s, const struct smtp_command *cmd)
+{
+	struct smtp_path path;
+	char rest[1024], line[2048];
+	struct tx *tx = s->tx;
+
+	if (tx == NULL || !tx->mail_ok) {
+		session_reply(s, 503, "5.5.1", "Error: need MAIL command");
+		session_error(s);
+		return;
+	}
+	if (tx->nrcpts >= (size_t)LIMIT(s->cf, MAX_RECIPIENTS)) {
+		session_reply(s, 452, "4.5.3", "Error: too many recipients");
+		return;
+	}
+	switch (smtp_parse_path(cmd->args, SMTP_PATH_F_POSTMASTER, &path)) {
+	case SMTP_PARSE_OK:
+		break;
+	case SMTP_PARSE_ETOOLONG:
+		session_reply(s, 553, "5.1.3", "Recipient address too long");
+		session_error(s);
+		return;
+	default:
+		session_reply(s, 553, "5.1.3",
+		    "Bad recipient address syntax");
+		session_error(s);
+		return;
+	}
+	if (path.utf8 && !tx->smtputf8) {
+		session_reply(s, 553, "5.6.7",
+		    "Must declare SMTPUTF8 to send UTF8 addresses");
+		session_error(s);
+		return;
+	}
+	snprintf(line, sizeof(line), "RCPT TO:<%s>", path.mailbox);
+	snprintf(rest, sizeof(rest), "%s", path.rest);
+	if (params_check(s, 0, rest, tx, line, sizeof(line)) == -1) {
+		session_error(s);
+		return;
+	}
+	if (s->up == NULL || !upstream_alive(s->up)) {
+		session_reply(s, 451, "4.4.2",
+		    "Upstream connection lost, try again later");
+		tx_free(s);
+		return;
+	}
+	s->env.rcpt = xstrdup(path.mailbox);
+	free(s->rcpt_line);
+	s->rcpt_line = xstrdup(line);
+	session_filter(s, FILTER_STAGE_RCPT, rcpt_cont);
+}
+
+/* --- DATA, BDAT */
+
+static void
+data_cont(struct session *s, enum filter_verdict v,
+    const struct filter_reply *fr)
+{
+	if (v != FILTER_CONTINUE && v != FILTER_DISCARD) {
+		session_filter_reply(s, v, fr, 554, "5.7.1",
+		    "Message refused");
+		return;
+	}
+	if (v == FILTER_DISCARD)
+		s->tx->discard = 1;
+	data_begin(s);
+}
+
+static int
+data_check(struct session *s)
+{
+	if (s->tx == NULL || !s->tx->mail_ok) {
+		session_reply(s, 503, "5.5.1", "Error: need MAIL command");
+		session_error(s);
+		return -1;
+	}
+	if (s->tx->nrcpts == 0) {
+		session_reply(s, 554, "5.5.1", "Error: no valid recipients");
+		session_error(s);
+		return -1;
+	}
+	if (s->up == NULL || !upstream_alive(s->up)) {
+		session_reply(s, 451, "4.4.2",
+		    "Upstream connection lost, try again later");
+		tx_free(s);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+cmd_data(struct session *s, const struct smtp_command *cmd)
+{
+	if (s->tx != NULL && s->tx->bdat) {
+		session_reply(s, 503, "5.5.1",
+		    "Error: DATA after BDAT is not allowed");
+		session_error(s);
+		return;
+	}
+	if (data_check(s) == -1)
+		return;
+	session_filter(s, FILTER_STAGE_DATA, data_cont);
+}
+
+static void
+bdat_first_cont(struct session *s, enum filter_verdict v,
+    const struct filter_reply *fr)
+{
+	if (v != FILTER_CONTINUE && v != FILTER_DISCARD) {
+		/* The chunk must still be read (RFC 3030 §2). */
+		session_filter_reply(s, v, fr, 554, "5.7.1",
+		    "Message refused");
+		tx_log(s, v == FILTER_TEMPFAIL ? "tempfail" : "reject");
+		tx_free(s);
+		s->bdat_discard = 1;
+		s->state = S_BDAT;
+		return;
+	}
+	if (v == FILTER_DISCARD)
+		s->tx->discard = 1;
+	data_begin(s);
+}
+
+static void
+cmd_bdat(struct session *s, const struct smtp_command *cmd)
+{
+	char buf[64], *last;
+	uint64_t size;
+	size_t n;
+
+	n = strlen(cmd->args);
+	if (!(s->advertised & CAPA_CHUNKING) || n == 0 || n >= sizeof(buf)) {
+		/* Without a size we cannot find the next command. */
+		session_reply(s, n == 0 || n >= sizeof(buf) ? 501 : 502,
+		    "5.5.4", "Syntax: BDAT count [LAST]");
+		session_close(s);
+		return;
+	}
+	memcpy(buf, cmd->args, n + 1);
+	last = strchr(buf, ' ');
+	if (last != NULL) {
+		*last++ = '\0';
+		while (*last == ' ')
+			last++;
+	}
+	if (smtp_param_size(buf, &size) == -1 ||
+	    (last != NULL && ascii_strcasecmp(last, "LAST") != 0)) {
+		session_reply(s, 501, "5.5.4", "Syntax: BDAT count [LAST]");
+		session_close(s);
+		return;
+	}
+	s->bdat_left = (size_t)size;
+	s->bdat_size = (size_t)size;
+	s->bdat_last = last != NULL;
+	s->bdat_discard = 0;
+	if (s->tx != NULL && s->tx->bdat) {
+		/* A later chunk of a transaction under way. */
+		s->state = S_BDAT;
+		return;
+	}
+	if (data_check(s) == -1) {
+		s->bdat_discard = 1;
+		s->state = S_BDAT;
+		return;
+	}
+	s->tx->bdat = 1;
+	session_filter(s, FILTER_STAGE_DATA, bdat_first_cont);
+}
+
+/* --- the rest */
+
+static void
+rset_reply(void *arg, const struct smtp_reply *r, enum up_error err)
+{
+	struct session *s = arg;
+
+	if (err != UP_OK || r->code / 100 != 2)
+		session_drop_upstream(s);
+	session_reply(s, 250, "2.0.0", "Ok");
+	session_resume(s);
+}
+
+static void
+cmd_rset(struct session *s, const struct smtp_command *cmd)
+{
+	int upstream_tx = s->tx != NULL && s->tx->mail_ok;
+
+	if (s->tx != NULL) {
+		tx_log(s, "reset");
+		tx_free(s);
+	}
+	if (upstream_tx && s->up != NULL && upstream_alive(s->up)) {
+		session_wait(s);
+		upstream_command(s->up, "RSET", rset_reply, s);
+		return;
+	}
+	session_reply(s, 250, "2.0.0", "Ok");
+}
+
+static void
+cmd_noop(struct session *s, const struct smtp_command *cmd)
+{
+	session_reply(s, 250, "2.0.0", "Ok");
+}
+
+static void
+cmd_quit(struct session *s, const struct smtp_command *cmd)
+{
+	session_reply(s, 221, "2.0.0", "Bye");
+	session_close(s);
+}
+
+static void
+cmd_help(struct session *s, const struct smtp_command *cmd)
+{
+	session_reply(s, 214, "2.0.0",
+	    "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP "
+	    "VRFY");
+}
+
+static void
+cmd_vrfy(struct session *s, const struct smtp_command *cmd)
+{
+	if (cmd->args[0] == '\0') {
+		session_reply(s, 501, "5.5.4", "Syntax: VRFY address");
+		session_error(s);
+		return;
+	}
+	/* RFC 5321 §3.5.3: no user enumeration through moat. */
+	session_reply(s, 252, "2.5.2",
+	    "Cannot VRFY user, but will accept message and attempt delivery");
+}
+
+static void
+cmd_unimpl(struct session *s, const struct smtp_command *cmd)
+{
+	session_reply(s, 502, "5.5.1", "Error: command not implemented");
+	session_error(s);
+}
+
+/* -------------------------------------------------------------- input */
+
+/*
+ * Take one command line out of the input. Returns 1 with a line, 0 when
+ * none is complete yet, -1 after a reply when the line was refused.
+ * Enforces max_line_length and refuses (or, by configuration, cleans)
+ * bare CR, bare LF and NUL in commands (invariant 2).
+ */
+static int
+read_command(struct session *s, char **linep)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t max = (size_t)LIMIT(s->cf, MAX_LINE_LENGTH), len, i, j;
+	struct evbuffer_ptr lf;
+	char *line;
+	int bad = 0;
+
+	lf = evbuffer_search(in, "\n", 1, NULL);
+	if (lf.pos == -1) {
+		if (evbuffer_get_length(in) >= max) {
+			evbuffer_drain(in, evbuffer_get_length(in));
+			if (!s->skip_line) {
+				s->skip_line = 1;
+				session_reply(s, 500, "5.5.6",
+				    "Error: line too long");
+				session_error(s);
+				return -1;
+			}
+		}
+		return 0;
+	}
+	len = (size_t)lf.pos + 1;
+	if (s->skip_line) {
+		/* The tail of a line already refused. */
+		evbuffer_drain(in, len);
+		s->skip_line = 0;
+		return -1;
+	}
+	if (len > max) {
+		evbuffer_drain(in, len);
+		session_reply(s, 500, "5.5.6", "Error: line too long");
+		session_error(s);
+		return -1;
+	}
+	line = xmalloc(len + 1);
+	evbuffer_remove(in, line, len);
+	line[len] = '\0';
+	if (len < 2 || line[len - 2] != '\r')
+		bad = 1;	/* bare LF ends the line */
+	else
+		len -= 2;
+	if (bad)
+		len -= 1;
+	line[len] = '\0';
+	for (i = 0; i < len; i++)
+		if (line[i] == '\r' || line[i] == '\0')
+			bad = 1;
+	if (bad) {
+		if (s->cf->bare_newline == BARE_REJECT ||
+		    (memchr(line, '\0', len) &&
+			s->cf->nul_byte == BARE_REJECT)) {
+			log_info("event=bare-newline sid=%016llx client=%s "
+				 "where=command",
+			    (unsigned long long)s->sid, s->addr);
+			session_reply(s, 500, "5.5.2",
+			    "Error: bare CR, LF or NUL in command");
+			free(line);
+			session_error(s);
+			return -1;
+		}
+		for (i = j = 0; i < len; i++)
+			if (line[i] != '\r' && line[i] != '\0')
+				line[j++] = line[i];
+		line[j] = '\0';
+	}
+	*linep = line;
+	return 1;
+}
+
+static void
+session_process(struct session *s)
+{
+	char *line;
+	int rc;
+
+	if (s->in_process) {
+		s->again = 1;
+		return;
+	}
+	s->in_process = 1;
+	do {
+		s->again = 0;
+		while (!s->waiting && s->state != S_CLOSING &&
+		    s->state != S_PROXY && s->state != S_CONNECT) {
+			if (evbuffer_get_length(bufferevent_get_output(s->bev)) >
+			    OUTPUT_HIGH) {
+				/* The client is not reading its replies. */
+				s->output_full = 1;
+				break;
+			}
+			if (s->state == S_DATA) {
+				if (data_feed(s) == 0)
+					break;
+				continue;
+			}
+			if (s->state == S_BDAT) {
+				if (bdat_feed(s) == 0)
+					break;
+				continue;
+			}
+			rc = read_command(s, &line);
+			if (rc == 0)
+				break;
+			if (rc == 1) {
+				session_command(s, line);
+				free(line);
+			}
+		}
+	} while (s->again);
+	s->in_process = 0;
+}
+
+static void
+session_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->state == S_PROXY) {
+		struct evbuffer *in = bufferevent_get_input(bev);
+		struct pp_info pi;
+		size_t consumed, len = evbuffer_get_length(in);
+		unsigned char *p;
+		int versions;
+		enum pp_result r;
+
+		versions = s->lc->proxy_protocol == PROXY_PROTO_V1 ? PP_V1 :
+		    s->lc->proxy_protocol == PROXY_PROTO_V2	   ? PP_V2 :
+								     PP_V1 | PP_V2;
+		if (len > PP_V2_MAX)
+			len = PP_V2_MAX;
+		p = evbuffer_pullup(in, (ssize_t)len);
+		r = proxyproto_parse(p, len, versions, &pi, &consumed);
+		if (r == PP_NEED_MORE)
+			return;
+		if (r == PP_ERROR) {
+			log_warn("event=proxy-protocol-error sid=%016llx "
+				 "peer=%s",
+			    (unsigned long long)s->sid, s->addr);
+			session_free(s);
+			return;
+		}
+		evbuffer_drain(in, consumed);
+		if (!pi.local) {
+			char old[ADDR_STRLEN];
+
+			snprintf(old, sizeof(old), "%s", s->addr);
+			memcpy(&s->peer, &pi.src, pi.srclen);
+			s->peerlen = pi.srclen;
+			addr_unmap(&s->peer, &s->peerlen);
+			addr_ntop((struct sockaddr *)&s->peer, s->addr,
+			    sizeof(s->addr));
+			s->port = addr_port((struct sockaddr *)&s->peer);
+			log_info("event=proxy sid=%016llx via=%s client=%s "
+				 "port=%d",
+			    (unsigned long long)s->sid, old, s->addr, s->port);
+		}
+		evtimer_del(s->timer);
+		session_admit(s);
+		return;
+	}
+	session_process(s);
+}
+
+static void
+session_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->state == S_CLOSING) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			session_free(s);
+		return;
+	}
+	if (s->output_full) {
+		s->output_full = 0;
+		session_process(s);
+	}
+}
+
+static void
+session_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+	const char *why = (what & BEV_EVENT_EOF) ? "eof" :
+	    (what & BEV_EVENT_TIMEOUT)		   ? "timeout" :
+						     "error";
+
+	if (s->state != S_CLOSING) {
+		log_info("event=client-gone sid=%016llx client=%s reason=%s "
+			 "state=%d tx=%s",
+		    (unsigned long long)s->sid, s->addr, why, (int)s->state,
+		    s->tx ? "open" : "none");
+		if ((what & BEV_EVENT_TIMEOUT) && s->state == S_DATA) {
+			/* Best effort: tell the client why. */
+			session_reply(s, 421, "4.4.2",
+			    "%s Error: timeout exceeded", s->cf->hostname);
+			if (s->tx != NULL)
+				tx_log(s, "timeout");
+			tx_free(s);
+			session_close(s);
+			return;
+		}
+		if (s->tx != NULL)
+			tx_log(s, "client-gone");
+	}
+	session_free(s);
+}
+
+static void
+session_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->state == S_CLOSING || s->state == S_PROXY) {
+		if (s->state == S_PROXY)
+			log_warn("event=proxy-protocol-timeout sid=%016llx "
+				 "peer=%s",
+			    (unsigned long long)s->sid, s->addr);
+		session_free(s);
+		return;
+	}
+	log_info("event=timeout sid=%016llx client=%s state=%d",
+	    (unsigned long long)s->sid, s->addr, (int)s->state);
+	session_reply(s, 421, "4.4.2", "%s Error: timeout exceeded",
+	    s->cf->hostname);
+	if (s->tx != NULL)
+		tx_log(s, "timeout");
+	session_close(s);
+}
+
+/* -------------------------------------------------- connection set-up */
+
+static void
+connect_cont(struct session *s, enum filter_verdict v,
+    const struct filter_reply *fr)
+{
+	s->waiting = 0;
+	if (v == FILTER_CONTINUE) {
+		s->state = S_CMD;
+		session_reply(s, 220, NULL, "%s %s", s->cf->hostname,
+		    s->cf->banner);
+		session_arm_command_deadline(s);
+		return;
+	}
+	/* RFC 5321 §3.1: 554 instead of the greeting; we then close. */
+	session_filter_reply(s, v, fr, v == FILTER_TEMPFAIL ? 421 : 554,
+	    v == FILTER_TEMPFAIL ? "4.7.0" : "5.7.1", "Connection refused");
+	session_close(s);
+}
+
+static void
+session_greet(struct session *s)
+{
+	const struct upstream_state *us = loop_upstream(s->loop);
+
+	if (us->known && !us->up) {
+		log_info("event=reject-upstream-down sid=%016llx client=%s",
+		    (unsigned long long)s->sid, s->addr);
+		session_reply(s, 421, "4.3.2",
+		    "%s Service not available, try again later",
+		    s->cf->hostname);
+		session_close(s);
+		return;
+	}
+	s->state = S_CONNECT;
+	s->env.client_addr = s->addr;
+	s->env.client_port = s->port;
+	session_filter(s, FILTER_STAGE_CONNECT, connect_cont);
+}
+
+/* Connection limits on the real client address, then the greeting. */
+static void
+session_admit(struct session *s)
+{
+	const struct config *cf = s->cf;
+	enum admit_result ar;
+
+	ar = conn_admit((struct sockaddr *)&s->peer,
+	    LIMIT(cf, MAX_CONNECTIONS), LIMIT(cf, MAX_CONNECTIONS_PER_IP));
+	if (ar != ADMIT_OK) {
+		log_info("event=reject-connection-limit sid=%016llx client=%s "
+			 "limit=%s",
+		    (unsigned long long)s->sid, s->addr,
+		    ar == ADMIT_TOTAL ? "max_connections" :
+					"max_connections_per_ip");
+		session_reply(s, 421, "4.7.0", "%s Error: too many connections",
+		    cf->hostname);
+		session_close(s);
+		return;
+	}
+	s->admitted = 1;
+	session_greet(s);
+}
+
+void
+session_accept(struct loop *l, int fd, const struct sockaddr *sa, int salen,
+    const struct listener_conf *lc)
+{
+	const struct config *cf = loop_config(l);
+	struct session *s = xcalloc(1, sizeof(*s));
+	size_t i;
+
+	s->sid = loop_new_sid(l);
+	s->loop = l;
+	s->cf = cf;
+	s->lc = lc;
+	s->t_connect = now_usec();
+	memcpy(&s->peer, sa, (size_t)salen);
+	s->peerlen = (socklen_t)salen;
+	addr_unmap(&s->peer, &s->peerlen);
+	addr_ntop((struct sockaddr *)&s->peer, s->addr, sizeof(s->addr));
+	s->port = addr_port((struct sockaddr *)&s->peer);
+	s->env.sid = s->sid;
+	s->max_size = (uint64_t)LIMIT(cf, MAX_MESSAGE_SIZE);
+	s->bev = bufferevent_socket_new(loop_base(l), fd,
+	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (s->bev == NULL) {
+		close(fd);
+		free(s);
+		return;
+	}
+	s->timer = evtimer_new(loop_base(l), session_timer_cb, s);
+	chain_run_init(&s->chain, the_chain, l, s->sid);
+	loop_register(l, s->sid, s);
+	bufferevent_setcb(s->bev, session_read_cb, session_write_cb,
+	    session_event_cb, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_HIGH);
+	bufferevent_setwatermark(s->bev, EV_WRITE, OUTPUT_LOW, 0);
+	{
+		struct timeval wt = tv_sec(LIMIT(cf, COMMAND_TIMEOUT));
+
+		bufferevent_set_timeouts(s->bev, NULL, &wt);
+	}
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+
+	log_info("event=connect sid=%016llx client=%s port=%d listener=%s",
+	    (unsigned long long)s->sid, s->addr, s->port, lc->spec);
+
+	if (lc->proxy_protocol != PROXY_PROTO_OFF) {
+		int trusted = 0;
+
+		for (i = 0; i < lc->ntrusted; i++)
+			if (cidr_match(&lc->trusted[i],
+				(struct sockaddr *)&s->peer))
+				trusted = 1;
+		if (!trusted) {
+			log_warn("event=proxy-untrusted sid=%016llx peer=%s",
+			    (unsigned long long)s->sid, s->addr);
+			session_free(s);
+			return;
+		}
+		s->state = S_PROXY;
+		session_set_timer(s, LIMIT(cf, PROXY_PROTOCOL_TIMEOUT));
+		return;
+	}
+	session_admit(s);
+}
+
+static void
+session_free(struct session *s)
+{
+	uint64_t now = now_usec();
+
+	log_info("event=disconnect sid=%016llx client=%s messages=%u "
+		 "errors=%u duration_ms=%llu",
+	    (unsigned long long)s->sid, s->addr, s->nmessages, s->nerrors,
+	    (unsigned long long)((now - s->t_connect) / 1000));
+	chain_run_free(&s->chain);
+	tx_free(s);
+	if (s->up != NULL) {
+		upstream_quit(s->up);
+		s->up = NULL;
+	}
+	free((char *)s->env.rcpt);
+	free(s->rcpt_line);
+	if (s->admitted)
+		conn_release((struct sockaddr *)&s->peer);
+	loop_unregister(s->loop, s->sid);
+	event_free(s->timer);
+	bufferevent_free(s->bev);
+	free(s->helo);
+	free(s);
+}
+
+/* ------------------------------------------------------------ draining */
+
+static void
+drain_one(void *arg)
+{
+	struct session *s = arg;
+
+	if (s->state == S_CLOSING)
+		return;
+	session_reply(s, 421, "4.3.2", "%s Service shutting down",
+	    s->cf->hostname);
+	if (s->tx != NULL)
+		tx_log(s, "shutdown");
+	tx_free(s);
+	session_close(s);
+}
+
+static void
+drain_check(evutil_socket_t fd, short what, void *arg)
+{
+	struct loop *l = arg;
+
+	if (loop_nsessions(l) == 0)
+		event_base_loopbreak(loop_base(l));
+}
+
+static void
+drain_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct loop *l = arg;
+
+	loop_foreach(l, drain_one);
+}
+
+void
+session_drain_loop(struct loop *l, void *arg)
+{
+	const struct config *cf = loop_config(l);
+	struct timeval tv = tv_sec(LIMIT(cf, DRAIN_TIMEOUT)), tick = tv_msec(100);
+	struct event *ev;
+
+	loop_draining = 1;
+	/* Idle sessions (no transaction) can go now. */
+	ev = event_new(loop_base(l), -1, 0, drain_deadline, l);
+	event_add(ev, &tv);
+	ev = event_new(loop_base(l), -1, EV_PERSIST, drain_check, l);
+	event_add(ev, &tick);
+}

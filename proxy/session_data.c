@@ -1,0 +1,461 @@
+/*
+ * session_data.c - message content: DATA (RFC 5321 §4.1.1.4) and BDAT
+ * (RFC 3030) reception into the spool through the anti-smuggling framer,
+ * header limits (RFC 5322 §2.2; Received: loop detection, RFC 5321
+ * §6.3), the content filter stages (HEADER, EOH, BODY, EOM), and the hand
+ * over to the upstream.
+ *
+ * Invariant 1 lives here: the client gets 250 for its message only when
+ * the upstream answered 2xx to the final dot of exactly that content;
+ * every failure before that is a 4xx, so the client keeps the message.
+ *
+ * Threading: the session's loop thread only. Content spans passed to the
+ * BODY stage are valid during the callback only.
+ */
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "escape.h"
+#include "log.h"
+#include "loop.h"
+#include "session_int.h"
+#include "upstream.h"
+#include "util.h"
+
+static void pump(struct session *);
+
+/* Framer output: limits, header parsing, spool. */
+static void
+content_emit(void *arg, const char *p, size_t n)
+{
+	struct session *s = arg;
+	struct tx *tx = s->tx;
+	const struct config *cf = s->cf;
+
+	if (tx->failed != TXF_NONE)
+		return;
+	tx->size += n;
+	if (tx->size > s->max_size) {
+		tx->failed = TXF_SIZE;
+		return;
+	}
+	if (!tx->hp.in_body) {
+		hdrparse_feed(&tx->hp, p, n);
+		if (tx->hp.error != HDR_OK) {
+			tx->failed = TXF_HEADER;
+			return;
+		}
+		if (tx->hp.received >
+		    (size_t)LIMIT(cf, MAX_RECEIVED_HEADERS)) {
+			tx->failed = TXF_HOPS;
+			return;
+		}
+	}
+	if (spool_write(&tx->spool, p, n) == -1)
+		tx->failed = TXF_SPOOL;
+}
+
+static void
+hdr_noop(void *arg, const char *name, size_t namelen, const char *value,
+    size_t valuelen)
+{
+}
+
+static void
+set_read_timeout(struct session *s, long sec)
+{
+	struct timeval r = tv_sec(sec),
+		       w = tv_sec(LIMIT(s->cf, COMMAND_TIMEOUT));
+
+	bufferevent_set_timeouts(s->bev, sec ? &r : NULL, &w);
+}
+
+void
+data_begin(struct session *s)
+{
+	struct tx *tx = s->tx;
+	const struct config *cf = s->cf;
+	struct timeval tv = tv_sec(LIMIT(cf, DATA_TOTAL_TIMEOUT));
+
+	tx->t_data = now_usec();
+	spool_init(&tx->spool, cf->spool_dir, (size_t)LIMIT(cf, SPOOL_MEMORY));
+	tx->hdrbuf = xmalloc((size_t)LIMIT(cf, MAX_HEADER_SIZE));
+	hdrparse_init(&tx->hp, tx->hdrbuf, (size_t)LIMIT(cf, MAX_HEADER_SIZE),
+	    (size_t)LIMIT(cf, MAX_HEADER_COUNT), hdr_noop, s);
+	dataframe_init(&tx->df, tx->bdat ? DF_MODE_BDAT : DF_MODE_DATA,
+	    cf->bare_newline == BARE_NORMALIZE ? DF_NORMALIZE : DF_REJECT,
+	    cf->nul_byte == BARE_NORMALIZE ? DF_NORMALIZE : DF_REJECT,
+	    content_emit, s);
+	/* The whole transfer has a deadline; each read its own timeout. */
+	evtimer_add(s->timer, &tv);
+	set_read_timeout(s, LIMIT(cf, DATA_TIMEOUT));
+	if (tx->bdat) {
+		s->state = S_BDAT;
+		return;
+	}
+	s->state = S_DATA;
+	session_reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
+}
+
+/* Feed what the client sent; 0 when more input is needed. */
+int
+data_feed(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer_iovec v;
+	size_t used;
+
+	while (evbuffer_get_length(in) > 0) {
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		used = dataframe_feed(&s->tx->df, v.iov_base, v.iov_len);
+		evbuffer_drain(in, used);
+		if (s->tx->df.done) {
+			data_end(s);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+int
+bdat_feed(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer_iovec v;
+	size_t n;
+
+	while (s->bdat_left > 0 && evbuffer_get_length(in) > 0) {
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		n = v.iov_len < s->bdat_left ? v.iov_len : s->bdat_left;
+		if (!s->bdat_discard)
+			dataframe_feed(&s->tx->df, v.iov_base, n);
+		evbuffer_drain(in, n);
+		s->bdat_left -= n;
+	}
+	if (s->bdat_left > 0)
+		return 0;
+	/* The chunk is complete. */
+	if (s->bdat_discard) {
+		s->bdat_discard = 0;
+		s->state = S_CMD;
+		session_arm_command_deadline(s);
+		return 1;
+	}
+	if (s->tx->df.flags != 0 && s->cf->bare_newline == BARE_REJECT)
+		s->tx->failed = TXF_BARE;
+	if (s->bdat_last) {
+		dataframe_finish(&s->tx->df);
+		data_end(s);
+		return 1;
+	}
+	s->state = S_CMD;
+	if (s->tx->failed != TXF_NONE) {
+		/* Fail the transaction now; later chunks get 503. */
+		data_end(s);
+		return 1;
+	}
+	session_reply(s, 250, "2.0.0", "Ok: %zu octets received",
+	    s->bdat_size);
+	session_arm_command_deadline(s);
+	return 1;
+}
+
+/* ----------------------------------------------------- end of message */
+
+static void
+after_reset(void *arg, const struct smtp_reply *r, enum up_error err)
+{
+	struct session *s = arg;
+
+	if (err != UP_OK || r->code / 100 != 2)
+		session_drop_upstream(s);
+	session_resume(s);
+}
+
+/* The transaction ends without forwarding: reset the upstream's side. */
+static void
+tx_abandon(struct session *s, const char *verdict)
+{
+	tx_log(s, verdict);
+	tx_free(s);
+	if (s->up != NULL && upstream_alive(s->up)) {
+		s->waiting = 1;
+		upstream_command(s->up, "RSET", after_reset, s);
+		return;
+	}
+	session_resume(s);
+}
+
+static void
+final_reply(void *arg, const struct smtp_reply *r, enum up_error err)
+{
+	struct session *s = arg;
+	struct tx *tx = s->tx;
+	const char *verdict;
+
+	if (err != UP_OK) {
+		/* No 250 from the upstream: the client keeps the message. */
+		session_reply(s, 451, "4.4.2",
+		    "Upstream failed (%s), try again later", up_strerror(err));
+		verdict = "tempfail";
+		session_drop_upstream(s);
+	} else if (r->code / 100 == 2 || r->code / 100 == 4 ||
+	    r->code / 100 == 5) {
+		session_relay(s, r);
+		snprintf(tx->final, sizeof(tx->final), "%s",
+		    r->text + r->off[r->nlines - 1]);
+		verdict = r->code / 100 == 2 ? "accepted" :
+		    r->code / 100 == 4	     ? "tempfail" :
+					       "rejected";
+		if (r->code == 421) {
+			tx_log(s, verdict);
+			tx_free(s);
+			session_drop_upstream(s);
+			session_close(s);
+			return;
+		}
+	} else {
+		session_reply(s, 451, "4.3.0", "Unexpected upstream reply");
+		verdict = "tempfail";
+		session_drop_upstream(s);
+	}
+	tx_log(s, verdict);
+	tx_free(s);
+	session_resume(s);
+}
+
+static void
+eom_cont(struct session *s, enum filter_verdict v,
+    const struct filter_reply *fr)
+{
+	struct tx *tx = s->tx;
+
+	if (v == FILTER_REJECT || v == FILTER_TEMPFAIL) {
+		session_filter_reply(s, v, fr, 554, "5.7.1",
+		    "Message refused");
+		tx_abandon(s, v == FILTER_REJECT ? "rejected" : "tempfail");
+		return;
+	}
+	if (v == FILTER_DISCARD || tx->discard) {
+		/* The one exception to invariant 1: explicit and logged. */
+		session_reply(s, 250, "2.0.0", "Ok: discarded");
+		tx_abandon(s, "discarded");
+		return;
+	}
+	s->waiting = 1;
+	upstream_send_message(s->up, &tx->spool, final_reply, s);
+}
+
+/* --- content stages, run over the spooled message */
+
+/* The field the header walk just completed, copied (the parser reuses
+ * its buffer within the same feed). */
+static void
+pump_field_cb(void *arg, const char *name, size_t namelen, const char *value,
+    size_t valuelen)
+{
+	struct tx *tx = ((struct session *)arg)->tx;
+
+	free(tx->pf_name);
+	free(tx->pf_value);
+	tx->pf_name = xstrndup(name, namelen);
+	tx->pf_value = xstrndup(value, valuelen);
+	tx->pf_ready = 1;
+}
+
+static void
+pump_cont(struct session *s, enum filter_verdict v,
+    const struct filter_reply *fr)
+{
+	if (v != FILTER_CONTINUE) {
+		eom_cont(s, v, fr);
+		return;
+	}
+	pump(s);
+}
+
+static void pump_done_cb(void *, enum filter_verdict,
+    const struct filter_reply *);
+
+/* Run a content stage; 1 if pump() must stop (pending or decided). */
+static int
+pump_call(struct session *s, enum filter_stage st)
+{
+	enum filter_verdict v;
+
+	v = chain_run_stage(&s->chain, st, &s->env, pump_done_cb, s);
+	if (v == FILTER_PENDING) {
+		s->waiting = 1;
+		return 1;
+	}
+	if (v != FILTER_CONTINUE) {
+		eom_cont(s, v, &s->chain.reply);
+		return 1;
+	}
+	return 0;
+}
+
+static void
+pump_done_cb(void *arg, enum filter_verdict v, const struct filter_reply *r)
+{
+	struct session *s = arg;
+
+	s->waiting = 0;
+	pump_cont(s, v, r);
+}
+
+static void
+pump(struct session *s)
+{
+	struct tx *tx = s->tx;
+	int want_hdr = chain_wants(s->chain.chain, FILTER_STAGE_HEADER) ||
+	    chain_wants(s->chain.chain, FILTER_STAGE_EOH) ||
+	    chain_wants(s->chain.chain, FILTER_STAGE_BODY);
+	const char *p, *lf;
+	ssize_t n;
+	size_t k;
+
+	s->env.mail_from = tx->sender;
+	s->env.rcpt = NULL;
+	while (want_hdr && !tx->pump_hdr_done) {
+		if (tx->pf_ready) {
+			tx->pf_ready = 0;
+			s->env.hdr_name = tx->pf_name;
+			s->env.hdr_value = tx->pf_value;
+			if (pump_call(s, FILTER_STAGE_HEADER))
+				return;
+			continue;
+		}
+		if (tx->hp.in_body) {
+			tx->pump_hdr_done = 1;
+			s->env.hdr_name = s->env.hdr_value = NULL;
+			if (pump_call(s, FILTER_STAGE_EOH))
+				return;
+			break;
+		}
+		n = spool_span(&tx->spool, tx->pump_off, SPOOL_SPAN_MAX, &p);
+		if (n == -1) {
+			tx->failed = TXF_SPOOL;
+			break;
+		}
+		if (n == 0) {
+			hdrparse_finish(&tx->hp);
+			continue;
+		}
+		/* One line at a time: at most one field per feed. */
+		lf = memchr(p, '\n', (size_t)n);
+		if (lf != NULL)
+			n = lf - p + 1;
+		k = hdrparse_feed(&tx->hp, p, (size_t)n);
+		tx->pump_off += tx->hp.in_body ? k : (size_t)n;
+	}
+	while (chain_wants(s->chain.chain, FILTER_STAGE_BODY) &&
+	    tx->pump_off < tx->size && tx->failed == TXF_NONE) {
+		n = spool_span(&tx->spool, tx->pump_off, SPOOL_SPAN_MAX, &p);
+		if (n <= 0) {
+			tx->failed = TXF_SPOOL;
+			break;
+		}
+		tx->pump_off += (size_t)n;
+		s->env.body = p;
+		s->env.bodylen = (size_t)n;
+		if (pump_call(s, FILTER_STAGE_BODY))
+			return;
+	}
+	s->env.body = NULL;
+	s->env.bodylen = 0;
+	if (tx->failed != TXF_NONE) {
+		session_reply(s, 451, "4.3.0",
+		    "Local error reading the message, try again later");
+		tx_abandon(s, "tempfail");
+		return;
+	}
+	s->env.size = tx->size;
+	if (pump_call(s, FILTER_STAGE_EOM))
+		return;
+	eom_cont(s, FILTER_CONTINUE, NULL);
+}
+
+void
+data_end(struct session *s)
+{
+	struct tx *tx = s->tx;
+	int want;
+
+	s->state = S_CMD;
+	set_read_timeout(s, 0);
+	evtimer_del(s->timer);
+	s->nmessages++;
+	if (tx->df.flags != 0) {
+		if (((tx->df.flags & (DF_F_BARE_LF | DF_F_BARE_CR)) &&
+			s->cf->bare_newline == BARE_REJECT) ||
+		    ((tx->df.flags & DF_F_NUL) &&
+			s->cf->nul_byte == BARE_REJECT)) {
+			tx->failed = TXF_BARE;
+			log_info("event=bare-newline sid=%016llx client=%s "
+				 "where=data flags=%u",
+			    (unsigned long long)s->sid, s->addr, tx->df.flags);
+		}
+	}
+	if (tx->failed == TXF_NONE) {
+		hdrparse_finish(&tx->hp);
+		if (tx->hp.error != HDR_OK)
+			tx->failed = TXF_HEADER;
+	}
+	switch (tx->failed) {
+	case TXF_NONE:
+		break;
+	case TXF_BARE:
+		session_reply(s, 550, "5.6.0",
+		    "Message refused: bare CR, LF or NUL characters "
+		    "(see RFC 5321 section 2.3.8)");
+		tx_abandon(s, "rejected");
+		return;
+	case TXF_SIZE:
+		session_reply(s, 552, "5.3.4",
+		    "Message size exceeds fixed limit");
+		tx_abandon(s, "rejected");
+		return;
+	case TXF_HEADER:
+		session_reply(s, 552, "5.3.4",
+		    "Message header too large or too many header fields");
+		tx_abandon(s, "rejected");
+		return;
+	case TXF_HOPS:
+		session_reply(s, 554, "5.4.6",
+		    "Too many hops (mail loop detected)");
+		tx_abandon(s, "rejected");
+		return;
+	case TXF_SPOOL:
+		log_warn("event=spool-error sid=%016llx error=\"%s\"",
+		    (unsigned long long)s->sid, strerror(tx->spool.error));
+		session_reply(s, 451, "4.3.0",
+		    "Local error storing the message, try again later");
+		tx_abandon(s, "tempfail");
+		return;
+	}
+	if (s->up == NULL || !upstream_alive(s->up)) {
+		session_reply(s, 451, "4.4.2",
+		    "Upstream connection lost, try again later");
+		tx_abandon(s, "tempfail");
+		return;
+	}
+	/* Content stages walk the spool with a fresh header parser. */
+	want = chain_wants(s->chain.chain, FILTER_STAGE_HEADER) ||
+	    chain_wants(s->chain.chain, FILTER_STAGE_EOH) ||
+	    chain_wants(s->chain.chain, FILTER_STAGE_BODY);
+	if (want)
+		hdrparse_init(&tx->hp, tx->hdrbuf,
+		    (size_t)LIMIT(s->cf, MAX_HEADER_SIZE),
+		    (size_t)LIMIT(s->cf, MAX_HEADER_COUNT), pump_field_cb, s);
+	tx->pump_off = 0;
+	tx->pump_hdr_done = 0;
+	pump(s);
+}

@@ -1,0 +1,144 @@
+/*
+ * session_int.h - the session and transaction structures, shared by
+ * session.c (commands) and session_data.c (DATA/BDAT content, end of
+ * message). Not for other modules.
+ *
+ * Ownership: a session owns its bufferevent, its upstream connection, its
+ * transaction and its chain run; a transaction owns its strings, recipient
+ * list, framer state and spool, all freed in tx_free() (one place).
+ */
+#ifndef MOAT_SESSION_INT_H
+#define MOAT_SESSION_INT_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "addr.h"
+#include "chain.h"
+#include "dataframe.h"
+#include "headers.h"
+#include "reply.h"
+#include "spool.h"
+
+struct bufferevent;
+struct event;
+struct upstream;
+struct config;
+struct listener_conf;
+
+enum session_state {
+	S_PROXY = 0,		/* waiting for a PROXY protocol header */
+	S_CONNECT,		/* CONNECT stage, before the greeting */
+	S_CMD,			/* reading commands */
+	S_DATA,			/* reading DATA content */
+	S_BDAT,			/* reading a BDAT chunk */
+	S_CLOSING		/* last reply being flushed */
+};
+
+enum tx_failure {
+	TXF_NONE = 0,
+	TXF_BARE,		/* bare CR / LF / NUL under "reject" */
+	TXF_SIZE,
+	TXF_HEADER,		/* a header field too long / too many */
+	TXF_HOPS,		/* too many Received: */
+	TXF_SPOOL		/* local I/O error */
+};
+
+struct tx {
+	unsigned	 num;
+	char		*sender;	/* mailbox, "" for <> */
+	char		*mail_line;	/* as sent to the upstream */
+	int		 mail_ok;	/* the upstream accepted MAIL */
+	int		 smtputf8;
+	char		**rcpts;
+	size_t		 nrcpts, rcpts_cap;
+	size_t		 rcpt_refused;
+
+	/* Content. */
+	int		 bdat;		/* using BDAT */
+	struct dataframe df;
+	struct hdrparse	 hp;
+	char		*hdrbuf;
+	struct spool	 spool;
+	size_t		 size;		/* content bytes */
+	enum tx_failure	 failed;
+	int		 discard;
+	size_t		 pump_off;	/* content offset given to filters */
+	int		 pump_hdr_done;
+	char		*pf_name, *pf_value;	/* field for HEADER stage */
+	int		 pf_ready;
+
+	uint64_t	 t_start, t_data;
+	char		 verdict[16];
+	char		 final[128];	/* reply given, for the log */
+};
+
+struct session {
+	uint64_t		 sid;
+	struct loop		*loop;
+	const struct config	*cf;
+	const struct listener_conf *lc;
+	struct bufferevent	*bev;
+	enum session_state	 state;
+
+	struct sockaddr_storage	 peer;
+	socklen_t		 peerlen;
+	char			 addr[ADDR_STRLEN];
+	int			 port;
+	int			 admitted;
+
+	char			*helo;
+	int			 esmtp;
+	uint32_t		 advertised;	/* CAPA_* offered in EHLO */
+	uint64_t		 max_size;	/* SIZE offered */
+
+	unsigned		 nerrors, njunk, nmessages, ntx;
+	int			 waiting;	/* command in progress */
+	int			 in_process;	/* session_process() on stack */
+	int			 again;
+	int			 skip_line;	/* discarding a too-long line */
+	int			 quit;		/* close after the reply */
+	int			 output_full;
+
+	struct event		*timer;		/* deadline / PROXY wait */
+	struct upstream		*up;
+	struct tx		*tx;
+	struct chain_run	 chain;
+	struct filter_env	 env;
+	char			*rcpt_line;	/* RCPT waiting for filters */
+	void (*cont)(struct session *, enum filter_verdict,
+	    const struct filter_reply *);
+
+	size_t			 bdat_left;	/* bytes of this chunk to read */
+	int			 bdat_last;
+	size_t			 bdat_size;
+	int			 bdat_discard;	/* reading a refused chunk */
+
+	uint64_t		 t_connect;
+};
+
+/* session.c */
+void	session_reply(struct session *, int code, const char *enh,
+	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void	session_relay(struct session *, const struct smtp_reply *);
+void	session_error(struct session *);
+void	session_close(struct session *);
+void	session_resume(struct session *);
+void	session_arm_command_deadline(struct session *);
+void	session_filter(struct session *, enum filter_stage,
+	    void (*cont)(struct session *, enum filter_verdict,
+		const struct filter_reply *));
+void	session_filter_reply(struct session *, enum filter_verdict,
+	    const struct filter_reply *, int defcode, const char *defenh,
+	    const char *deftext);
+void	tx_free(struct session *);
+void	tx_log(struct session *, const char *verdict);
+int	session_drop_upstream(struct session *);
+
+/* session_data.c */
+void	data_begin(struct session *);
+int	data_feed(struct session *);
+int	bdat_feed(struct session *);
+void	data_end(struct session *);
+
+#endif

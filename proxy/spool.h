@@ -1,0 +1,38 @@
+/*
+ * spool.h - one message's content: held in memory up to a threshold, then
+ * in an unlinked temporary file (nothing to clean up after a crash).
+ *
+ * Owned by one transaction on one loop thread. Readers get spans by
+ * offset; a span is valid until the next spool call.
+ */
+#ifndef MOAT_SPOOL_H
+#define MOAT_SPOOL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct evbuffer;
+
+struct spool {
+	struct evbuffer	*mem;
+	int		 fd;		/* -1 while in memory */
+	size_t		 len;
+	size_t		 threshold;
+	const char	*dir;		/* borrowed from the config */
+	char		*rbuf;		/* read buffer for file spans */
+	int		 error;		/* errno of a failed write */
+};
+
+void	spool_init(struct spool *, const char *dir, size_t threshold);
+/* 0, or -1 (errno in spool->error; the transaction must tempfail). */
+int	spool_write(struct spool *, const char *, size_t);
+/*
+ * A contiguous span of content starting at off, at most max bytes.
+ * Returns its length (0 at the end) or -1 on a read error.
+ */
+ssize_t	spool_span(struct spool *, size_t off, size_t max, const char **p);
+void	spool_free(struct spool *);
+
+#define SPOOL_SPAN_MAX	(64 * 1024)
+
+#endif

@@ -1,0 +1,710 @@
+/*
+ * upstream.c - SMTP client state machine toward the upstream MTA.
+ *
+ * RFC 5321 §3-4 (client side), RFC 2920 (pipelining: commands are written
+ * back to back only when the upstream advertised PIPELINING), Postfix
+ * XCLIENT_README (XCLIENT, then EHLO again) and XFORWARD_README (before
+ * each MAIL).
+ *
+ * Ownership: the session owns its upstream; queued callbacks belong to the
+ * session and are never called after upstream_free(). The connection is
+ * used only on the owning loop's thread.
+ *
+ * Response injection: a reply that arrives while no command is waiting for
+ * one is a protocol error and kills the connection, so an upstream can
+ * never make moat answer a command it has not yet sent.
+ */
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "dataframe.h"
+#include "escape.h"
+#include "log.h"
+#include "loop.h"
+#include "smtp_parse.h"
+#include "spool.h"
+#include "upstream.h"
+#include "util.h"
+
+#define UP_QUEUE_MAX	64
+#define UP_OUT_HIGH	(256 * 1024)	/* stop filling output above this */
+#define UP_OUT_LOW	(64 * 1024)
+
+enum up_state {
+	UP_S_NEW = 0,
+	UP_S_OPENING,
+	UP_S_READY,
+	UP_S_SENDING,		/* streaming message content */
+	UP_S_DEAD
+};
+
+enum exp_kind {
+	EXP_USER = 0,		/* hand the reply to the caller */
+	EXP_GREETING,
+	EXP_EHLO,
+	EXP_HELO,
+	EXP_XCLIENT,
+	EXP_XCLIENT_EHLO,
+	EXP_XFORWARD,
+	EXP_DATA,		/* 354 starts the content */
+	EXP_FINAL,		/* reply to the final dot */
+	EXP_QUIT
+};
+
+struct expect {
+	enum exp_kind	 kind;
+	char		*line;		/* to send; NULL once sent/none */
+	upstream_cb	 cb;
+	void		*arg;
+};
+
+struct upstream {
+	struct loop		*loop;
+	const struct config	*cf;
+	uint64_t		 sid;
+	struct bufferevent	*bev;
+	enum up_state		 state;
+	struct capa		 capa;
+	struct upstream_client	 client;
+	int			 use_xforward;
+	int			 opening;	/* open_cb not called yet */
+	int			 quitting;
+
+	struct expect		 q[UP_QUEUE_MAX];
+	size_t			 qhead, qlen;	/* ring */
+	size_t			 nsent;		/* sent, awaiting reply */
+
+	struct smtp_reply	 reply;		/* being accumulated */
+
+	upstream_cb		 open_cb;
+	void			*open_arg;
+
+	struct spool		*spool;		/* UP_S_SENDING */
+	size_t			 spool_off;
+	struct dotstuff		 ds;
+
+	int			 busy;		/* inside callbacks */
+	int			 freed;		/* free when !busy */
+};
+
+static const char *const up_errors[UP_ECOUNT] = { "ok",
+	"connection refused or unreachable", "upstream refused the session",
+	"upstream timed out", "upstream closed the connection",
+	"upstream protocol error", "spool read error" };
+
+const char *
+up_strerror(enum up_error e)
+{
+	return e < UP_ECOUNT ? up_errors[e] : "unknown";
+}
+
+static void up_read_cb(struct bufferevent *, void *);
+static void up_write_cb(struct bufferevent *, void *);
+static void up_event_cb(struct bufferevent *, short, void *);
+static void up_fail(struct upstream *, enum up_error);
+static void up_flush_queue(struct upstream *);
+
+struct upstream *
+upstream_new(struct loop *l, const struct config *cf, uint64_t sid)
+{
+	struct upstream *up = xcalloc(1, sizeof(*up));
+
+	up->loop = l;
+	up->cf = cf;
+	up->sid = sid;
+	reply_init(&up->reply);
+	return up;
+}
+
+static void
+up_really_free(struct upstream *up)
+{
+	size_t i;
+
+	for (i = 0; i < up->qlen; i++)
+		free(up->q[(up->qhead + i) % UP_QUEUE_MAX].line);
+	if (up->bev != NULL)
+		bufferevent_free(up->bev);
+	free(up);
+}
+
+void
+upstream_free(struct upstream *up)
+{
+	if (up == NULL)
+		return;
+	if (up->busy) {
+		up->freed = 1;
+		up->state = UP_S_DEAD;
+		return;
+	}
+	up_really_free(up);
+}
+
+const struct capa *
+upstream_capa(const struct upstream *up)
+{
+	return &up->capa;
+}
+
+int
+upstream_alive(const struct upstream *up)
+{
+	return up->state == UP_S_READY || up->state == UP_S_SENDING;
+}
+
+int
+upstream_xforward(const struct upstream *up)
+{
+	return up->use_xforward;
+}
+
+static void
+set_read_timeout(struct upstream *up, long sec)
+{
+	struct timeval r = tv_sec(sec), w = tv_sec(sec);
+
+	bufferevent_set_timeouts(up->bev, &r, &w);
+}
+
+static struct expect *
+q_push(struct upstream *up, enum exp_kind kind, const char *line,
+    upstream_cb cb, void *arg)
+{
+	struct expect *e;
+
+	if (up->qlen == UP_QUEUE_MAX)
+		fatal("upstream queue overflow");	/* a session bug */
+	e = &up->q[(up->qhead + up->qlen) % UP_QUEUE_MAX];
+	up->qlen++;
+	e->kind = kind;
+	e->line = line ? xstrdup(line) : NULL;
+	e->cb = cb;
+	e->arg = arg;
+	return e;
+}
+
+/* Write queued commands: all of them when pipelining, else one. */
+static void
+up_flush_queue(struct upstream *up)
+{
+	struct evbuffer *out;
+	struct expect *e;
+	int pipelining = (up->capa.flags & CAPA_PIPELINING) != 0 &&
+	    up->state == UP_S_READY;
+
+	if (up->state == UP_S_DEAD || up->state == UP_S_SENDING ||
+	    up->bev == NULL)
+		return;
+	out = bufferevent_get_output(up->bev);
+	while (up->nsent < up->qlen) {
+		if (up->nsent > 0 && !pipelining)
+			break;
+		e = &up->q[(up->qhead + up->nsent) % UP_QUEUE_MAX];
+		/* The final reply is awaited only once 354 came. */
+		if (e->kind == EXP_FINAL)
+			break;
+		if (e->line != NULL) {
+			evbuffer_add_printf(out, "%s\r\n", e->line);
+			log_debug("event=upstream-send sid=%016llx line=\"%.64s\"",
+			    (unsigned long long)up->sid, e->line);
+			free(e->line);
+			e->line = NULL;
+		}
+		up->nsent++;
+		/* DATA must end a pipelined group (RFC 2920 §3.1). */
+		if (e->kind == EXP_DATA || e->kind == EXP_QUIT)
+			break;
+	}
+}
+
+static void
+up_send(struct upstream *up, enum exp_kind kind, const char *line,
+    upstream_cb cb, void *arg)
+{
+	q_push(up, kind, line, cb, arg);
+	up_flush_queue(up);
+}
+
+static void
+up_ready(struct upstream *up, const struct smtp_reply *r)
+{
+	up->state = UP_S_READY;
+	up->opening = 0;
+	set_read_timeout(up, LIMIT(up->cf, UPSTREAM_COMMAND_TIMEOUT));
+	up->busy++;
+	up->open_cb(up->open_arg, r, UP_OK);
+	up->busy--;
+}
+
+static void
+up_send_xclient(struct upstream *up)
+{
+	char line[2048], val[800], attrs[CAPA_XATTR_MAX + 2];
+	size_t n;
+
+	snprintf(attrs, sizeof(attrs), " %s ", up->capa.xclient);
+	n = (size_t)snprintf(line, sizeof(line), "XCLIENT");
+#define HAS(a) (strstr(attrs, " " a " ") != NULL)
+	if (HAS("ADDR")) {
+		if (strchr(up->client.addr, ':') != NULL)
+			snprintf(val, sizeof(val), "IPV6:%s", up->client.addr);
+		else
+			snprintf(val, sizeof(val), "%s", up->client.addr);
+		n += snprintf(line + n, sizeof(line) - n, " ADDR=%s", val);
+	}
+	if (HAS("PORT"))
+		n += snprintf(line + n, sizeof(line) - n, " PORT=%d",
+		    up->client.port);
+	if (HAS("NAME"))
+		n += snprintf(line + n, sizeof(line) - n,
+		    " NAME=[UNAVAILABLE]");
+	if (HAS("PROTO"))
+		n += snprintf(line + n, sizeof(line) - n, " PROTO=%s",
+		    up->client.esmtp ? "ESMTP" : "SMTP");
+	if (HAS("HELO")) {
+		if (up->client.helo[0] == '\0')
+			strcpy(val, "[UNAVAILABLE]");
+		else if (smtp_xtext_encode(up->client.helo, val,
+			     sizeof(val)) == -1)
+			strcpy(val, "[UNAVAILABLE]");
+		n += snprintf(line + n, sizeof(line) - n, " HELO=%s", val);
+	}
+#undef HAS
+	up_send(up, EXP_XCLIENT, line, NULL, NULL);
+}
+
+/*
+ * XCLIENT is worth using only when it can carry the client address
+ * (smtp-sink, for one, offers just NAME and HELO); otherwise XFORWARD.
+ */
+static int
+xclient_has_addr(const struct capa *c)
+{
+	char attrs[CAPA_XATTR_MAX + 2];
+
+	if (!(c->flags & CAPA_XCLIENT))
+		return 0;
+	snprintf(attrs, sizeof(attrs), " %s ", c->xclient);
+	return strstr(attrs, " ADDR ") != NULL;
+}
+
+/* Replies to the handshake commands. */
+static void
+up_internal_reply(struct upstream *up, enum exp_kind kind,
+    const struct smtp_reply *r)
+{
+	char line[512];
+
+	switch (kind) {
+	case EXP_GREETING:
+		if (r->code != 220) {
+			up->state = UP_S_DEAD;
+			up->opening = 0;
+			up->busy++;
+			up->open_cb(up->open_arg, r, UP_EGREETING);
+			up->busy--;
+			return;
+		}
+		snprintf(line, sizeof(line), "EHLO %s", up->cf->hostname);
+		up_send(up, EXP_EHLO, line, NULL, NULL);
+		return;
+	case EXP_EHLO:
+	case EXP_XCLIENT_EHLO:
+		if (r->code / 100 != 2) {
+			if (kind == EXP_EHLO && r->code / 100 == 5) {
+				snprintf(line, sizeof(line), "HELO %s",
+				    up->cf->hostname);
+				up_send(up, EXP_HELO, line, NULL, NULL);
+				return;
+			}
+			up_fail(up, UP_EPROTO);
+			return;
+		}
+		memset(&up->capa, 0, sizeof(up->capa));
+		capa_parse(r, &up->capa);
+		if (kind == EXP_EHLO && up->cf->xclient == XCLIENT_AUTO &&
+		    !up->client.probe && xclient_has_addr(&up->capa)) {
+			up_send_xclient(up);
+			return;
+		}
+		if (kind == EXP_EHLO && up->cf->xclient != XCLIENT_OFF &&
+		    (up->capa.flags & CAPA_XFORWARD))
+			up->use_xforward = 1;
+		up_ready(up, r);
+		return;
+	case EXP_HELO:
+		if (r->code / 100 != 2) {
+			up_fail(up, UP_EPROTO);
+			return;
+		}
+		memset(&up->capa, 0, sizeof(up->capa));
+		up_ready(up, r);
+		return;
+	case EXP_XCLIENT:
+		/* 220 (XCLIENT_README), or 250 from older implementations. */
+		if (r->code / 100 != 2) {
+			/* Not authorised: carry on without (transparency
+			 * lost, mail not). */
+			log_warn("event=xclient-refused sid=%016llx code=%d "
+				 "text=\"%.100s\"",
+			    (unsigned long long)up->sid, r->code,
+			    reply_line_text(r, 0));
+			if (up->cf->xclient != XCLIENT_OFF &&
+			    (up->capa.flags & CAPA_XFORWARD))
+				up->use_xforward = 1;
+			up_ready(up, r);
+			return;
+		}
+		snprintf(line, sizeof(line), "EHLO %s", up->cf->hostname);
+		up_send(up, EXP_XCLIENT_EHLO, line, NULL, NULL);
+		return;
+	case EXP_XFORWARD:
+		if (r->code / 100 != 2)
+			log_warn("event=xforward-refused sid=%016llx code=%d",
+			    (unsigned long long)up->sid, r->code);
+		return;
+	case EXP_QUIT:
+		up->state = UP_S_DEAD;
+		return;
+	default:
+		return;
+	}
+}
+
+/* Stream spool content until the output is full or the content ends. */
+static void
+ds_emit(void *arg, const char *p, size_t n)
+{
+	struct upstream *up = arg;
+
+	evbuffer_add(bufferevent_get_output(up->bev), p, n);
+}
+
+static void
+up_pump_content(struct upstream *up)
+{
+	struct evbuffer *out = bufferevent_get_output(up->bev);
+	const char *p;
+	ssize_t n;
+
+	while (evbuffer_get_length(out) < UP_OUT_HIGH) {
+		n = spool_span(up->spool, up->spool_off, SPOOL_SPAN_MAX, &p);
+		if (n == -1) {
+			up_fail(up, UP_ESPOOL);
+			return;
+		}
+		if (n == 0) {
+			dotstuff_end(&up->ds);
+			up->state = UP_S_READY;
+			up->spool = NULL;
+			set_read_timeout(up, LIMIT(up->cf, UPSTREAM_DATA_TIMEOUT));
+			return;
+		}
+		dotstuff_feed(&up->ds, p, (size_t)n);
+		up->spool_off += (size_t)n;
+	}
+}
+
+static void
+up_dispatch(struct upstream *up, const struct smtp_reply *r)
+{
+	struct expect e;
+
+	if (up->nsent == 0) {
+		log_warn("event=upstream-unsolicited sid=%016llx code=%d",
+		    (unsigned long long)up->sid, r->code);
+		up_fail(up, UP_EPROTO);
+		return;
+	}
+	e = up->q[up->qhead];
+	up->qhead = (up->qhead + 1) % UP_QUEUE_MAX;
+	up->qlen--;
+	up->nsent--;
+	switch (e.kind) {
+	case EXP_USER:
+		up->busy++;
+		e.cb(e.arg, r, UP_OK);
+		up->busy--;
+		break;
+	case EXP_DATA:
+		if (r->code != 354) {
+			/* The final-reply expectation queued behind DATA
+			 * is the caller's: hand it this reply instead. */
+			struct expect *f = &up->q[up->qhead];
+
+			up->qhead = (up->qhead + 1) % UP_QUEUE_MAX;
+			up->qlen--;
+			up->busy++;
+			f->cb(f->arg, r, UP_OK);
+			up->busy--;
+			break;
+		}
+		up->state = UP_S_SENDING;
+		up->nsent++;	/* the final reply is now awaited */
+		dotstuff_init(&up->ds, ds_emit, up);
+		set_read_timeout(up, LIMIT(up->cf, DATA_TIMEOUT));
+		up_pump_content(up);
+		break;
+	case EXP_FINAL:
+		up->busy++;
+		e.cb(e.arg, r, UP_OK);
+		up->busy--;
+		break;
+	default:
+		up_internal_reply(up, e.kind, r);
+		break;
+	}
+	if (!up->freed)
+		up_flush_queue(up);
+}
+
+static void
+up_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct upstream *up = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer_ptr eol;
+	size_t eol_len, len;
+	char line[REPLY_LINE_MAX + 2];
+	enum reply_status st;
+
+	if (up->quitting) {
+		/* The 221 (or anything): done. */
+		up_really_free(up);
+		return;
+	}
+	up->busy++;
+	while (!up->freed && up->state != UP_S_DEAD) {
+		eol = evbuffer_search_eol(in, NULL, &eol_len,
+		    EVBUFFER_EOL_CRLF);
+		if (eol.pos == -1) {
+			if (evbuffer_get_length(in) > REPLY_LINE_MAX) {
+				up_fail(up, UP_EPROTO);
+				break;
+			}
+			break;
+		}
+		len = (size_t)eol.pos;
+		if (len > REPLY_LINE_MAX) {
+			up_fail(up, UP_EPROTO);
+			break;
+		}
+		evbuffer_remove(in, line, len);
+		evbuffer_drain(in, eol_len);
+		line[len] = '\0';
+		st = reply_add_line(&up->reply, line, len);
+		if (st == REPLY_ERROR) {
+			log_warn("event=upstream-bad-reply sid=%016llx "
+				 "line=\"%.80s\"",
+			    (unsigned long long)up->sid, line);
+			up_fail(up, UP_EPROTO);
+			break;
+		}
+		if (st == REPLY_DONE) {
+			struct smtp_reply *r = xmalloc(sizeof(*r));
+
+			*r = up->reply;
+			reply_init(&up->reply);
+			up_dispatch(up, r);
+			free(r);
+		}
+	}
+	up->busy--;
+	if (up->freed && up->busy == 0)
+		up_really_free(up);
+}
+
+static void
+up_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct upstream *up = arg;
+
+	if (up->state == UP_S_SENDING) {
+		up->busy++;
+		up_pump_content(up);
+		up->busy--;
+		if (up->freed && up->busy == 0)
+			up_really_free(up);
+		return;
+	}
+}
+
+static void
+up_fail(struct upstream *up, enum up_error err)
+{
+	struct expect e;
+
+	if (up->state == UP_S_DEAD && up->qlen == 0)
+		return;
+	if (!up->quitting)
+		log_info("event=upstream-error sid=%016llx error=\"%s\"",
+		    (unsigned long long)up->sid, up_strerror(err));
+	up->state = UP_S_DEAD;
+	if (up->bev != NULL)
+		bufferevent_disable(up->bev, EV_READ | EV_WRITE);
+	up->busy++;
+	if (up->opening) {
+		up->opening = 0;
+		up->open_cb(up->open_arg, NULL, err);
+	}
+	while (up->qlen > 0 && !up->freed) {
+		e = up->q[up->qhead];
+		up->qhead = (up->qhead + 1) % UP_QUEUE_MAX;
+		up->qlen--;
+		free(e.line);
+		if ((e.kind == EXP_USER || e.kind == EXP_FINAL) && e.cb)
+			e.cb(e.arg, NULL, err);
+	}
+	up->nsent = 0;
+	up->busy--;
+}
+
+static void
+up_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct upstream *up = arg;
+	enum up_error err;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		int on = 1;
+
+		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY,
+		    &on, sizeof(on));
+		return;
+	}
+	if (up->quitting) {
+		up_really_free(up);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT)
+		err = UP_ETIMEOUT;
+	else if (up->opening && up->qlen > 0 &&
+	    up->q[up->qhead].kind == EXP_GREETING && (what & BEV_EVENT_ERROR))
+		err = UP_ECONNECT;
+	else
+		err = UP_ECLOSED;
+	up->busy++;
+	up_fail(up, err);
+	up->busy--;
+	if (up->freed && up->busy == 0)
+		up_really_free(up);
+}
+
+void
+upstream_open(struct upstream *up, const struct upstream_client *client,
+    upstream_cb cb, void *arg)
+{
+	const struct config *cf = up->cf;
+
+	up->client = *client;
+	up->open_cb = cb;
+	up->open_arg = arg;
+	up->opening = 1;
+	up->state = UP_S_OPENING;
+	up->bev = bufferevent_socket_new(loop_base(up->loop), -1,
+	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (up->bev == NULL)
+		fatal("bufferevent_socket_new");
+	bufferevent_setcb(up->bev, up_read_cb, up_write_cb, up_event_cb, up);
+	bufferevent_setwatermark(up->bev, EV_WRITE, UP_OUT_LOW, 0);
+	set_read_timeout(up, LIMIT(cf, UPSTREAM_CONNECT_TIMEOUT));
+	q_push(up, EXP_GREETING, NULL, NULL, NULL);
+	up->nsent = 1;
+	bufferevent_enable(up->bev, EV_READ | EV_WRITE);
+	if (bufferevent_socket_connect(up->bev,
+		(const struct sockaddr *)&cf->upstream,
+		(int)cf->upstream_len) == -1) {
+		up->busy++;
+		up_fail(up, UP_ECONNECT);
+		up->busy--;
+		if (up->freed && up->busy == 0)
+			up_really_free(up);
+	}
+}
+
+void
+upstream_command(struct upstream *up, const char *line, upstream_cb cb,
+    void *arg)
+{
+	char buf[1024], helo[600];
+	size_t n;
+
+	if (up->state == UP_S_DEAD) {
+		up->busy++;
+		cb(arg, NULL, UP_ECLOSED);
+		up->busy--;
+		return;
+	}
+	if (up->use_xforward && ascii_strncasecmp(line, "MAIL FROM:", 10) ==
+	    0) {
+		n = (size_t)snprintf(buf, sizeof(buf),
+		    "XFORWARD NAME=[UNAVAILABLE] ADDR=%s%s PORT=%d PROTO=%s",
+		    strchr(up->client.addr, ':') ? "IPV6:" : "",
+		    up->client.addr, up->client.port,
+		    up->client.esmtp ? "ESMTP" : "SMTP");
+		if (up->client.helo[0] != '\0' &&
+		    smtp_xtext_encode(up->client.helo, helo, sizeof(helo)) !=
+			-1 &&
+		    n + strlen(helo) + 6 < 512)
+			snprintf(buf + n, sizeof(buf) - n, " HELO=%s", helo);
+		up_send(up, EXP_XFORWARD, buf, NULL, NULL);
+	}
+	up_send(up, EXP_USER, line, cb, arg);
+}
+
+void
+upstream_send_message(struct upstream *up, struct spool *sp, upstream_cb cb,
+    void *arg)
+{
+	if (up->state == UP_S_DEAD) {
+		up->busy++;
+		cb(arg, NULL, UP_ECLOSED);
+		up->busy--;
+		return;
+	}
+	up->spool = sp;
+	up->spool_off = 0;
+	q_push(up, EXP_DATA, "DATA", NULL, NULL);
+	q_push(up, EXP_FINAL, NULL, cb, arg);
+	up_flush_queue(up);
+}
+
+void
+upstream_quit(struct upstream *up)
+{
+	if (up == NULL)
+		return;
+	/*
+	 * Mid-message (content being written, or a reply outstanding), a
+	 * QUIT would land inside the content: close instead, so the upstream
+	 * discards the partial message.
+	 */
+	if (up->state == UP_S_DEAD || up->state == UP_S_SENDING ||
+	    up->bev == NULL || up->busy || up->nsent > 0) {
+		upstream_free(up);
+		return;
+	}
+	/* Pending replies are no longer anybody's business. */
+	while (up->qlen > 0) {
+		free(up->q[up->qhead].line);
+		up->qhead = (up->qhead + 1) % UP_QUEUE_MAX;
+		up->qlen--;
+	}
+	up->nsent = 0;
+	up->quitting = 1;
+	up->state = UP_S_DEAD;
+	evbuffer_drain(bufferevent_get_input(up->bev),
+	    evbuffer_get_length(bufferevent_get_input(up->bev)));
+	evbuffer_add_printf(bufferevent_get_output(up->bev), "QUIT\r\n");
+	set_read_timeout(up, 10);
+	bufferevent_enable(up->bev, EV_READ);
+}

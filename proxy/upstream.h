@@ -1,0 +1,85 @@
+/*
+ * upstream.h - moat's SMTP client toward the upstream MTA (RFC 5321 client
+ * side, RFC 2920 pipelining, Postfix XCLIENT and XFORWARD).
+ *
+ * One struct upstream is one connection, owned by one session on that
+ * session's loop thread. Commands are queued with a callback each; replies
+ * come back in order. Commands are written back to back when the upstream
+ * offers PIPELINING, else one at a time. Any failure (connect, timeout,
+ * close, malformed or unsolicited reply) kills the connection: every
+ * queued callback gets the error, in order, and the owner must then free
+ * it. Freeing it from inside a callback is allowed.
+ */
+#ifndef MOAT_UPSTREAM_H
+#define MOAT_UPSTREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "reply.h"
+
+struct loop;
+struct config;
+struct spool;
+struct upstream;
+
+enum up_error {
+	UP_OK = 0,
+	UP_ECONNECT,		/* could not connect */
+	UP_EGREETING,		/* greeted with something other than 220 */
+	UP_ETIMEOUT,
+	UP_ECLOSED,		/* closed the connection / I/O error */
+	UP_EPROTO,		/* malformed, oversized or unsolicited reply */
+	UP_ESPOOL,		/* could not read the spooled message */
+	UP_ECOUNT		/* must stay last */
+};
+
+const char *up_strerror(enum up_error);
+
+/* What XCLIENT/XFORWARD tell the upstream about the real client. */
+struct upstream_client {
+	char	addr[64];	/* numeric */
+	int	port;
+	char	helo[256];	/* "" before HELO */
+	int	esmtp;		/* EHLO (ESMTP) or HELO (SMTP) */
+	int	probe;		/* capability probe: no XCLIENT */
+};
+
+/*
+ * reply is NULL when err != UP_OK (then the connection is dead), except
+ * for UP_EGREETING where it holds the greeting.
+ */
+typedef void (*upstream_cb)(void *arg, const struct smtp_reply *reply,
+    enum up_error err);
+
+struct upstream *upstream_new(struct loop *, const struct config *,
+	    uint64_t sid);
+void	upstream_free(struct upstream *);
+
+/*
+ * Connect, read the 220 greeting, EHLO (HELO if EHLO is refused), and
+ * XCLIENT + EHLO again when the upstream offers XCLIENT and the
+ * configuration allows; cb gets the final EHLO reply.
+ */
+void	upstream_open(struct upstream *, const struct upstream_client *,
+	    upstream_cb, void *arg);
+const struct capa *upstream_capa(const struct upstream *);
+int	upstream_alive(const struct upstream *);
+/* XFORWARD is used (sent before each MAIL). */
+int	upstream_xforward(const struct upstream *);
+
+/* Queue one command line (no CRLF). */
+void	upstream_command(struct upstream *, const char *line,
+	    upstream_cb, void *arg);
+
+/*
+ * DATA, then (on 354) the spooled content, re-dot-stuffed, then ".";
+ * cb gets the DATA reply if it is not 354, else the final reply.
+ */
+void	upstream_send_message(struct upstream *, struct spool *,
+	    upstream_cb, void *arg);
+
+/* Send QUIT and let the connection close by itself; frees `up`. */
+void	upstream_quit(struct upstream *);
+
+#endif

@@ -1,0 +1,56 @@
+/*
+ * util.h - allocation that never returns NULL, fatal errors, small helpers.
+ *
+ * xmalloc & co. abort the process on exhaustion (as OpenSMTPD's and
+ * Postfix's do): a daemon that cannot allocate a few bytes cannot keep its
+ * promises, and per-session memory is bounded by limits elsewhere.
+ * Thread-safe.
+ */
+#ifndef MOAT_UTIL_H
+#define MOAT_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/time.h>
+
+#define nitems(a)	(sizeof(a) / sizeof((a)[0]))
+
+void	*xmalloc(size_t);
+void	*xcalloc(size_t, size_t);
+void	*xrealloc(void *, size_t);
+char	*xstrdup(const char *);
+char	*xstrndup(const char *, size_t);
+int	 xasprintf(char **, const char *, ...)
+	    __attribute__((format(printf, 2, 3)));
+
+void	 fatal(const char *, ...)
+	    __attribute__((format(printf, 1, 2), noreturn));
+
+/* Monotonic time in microseconds. */
+uint64_t now_usec(void);
+
+static inline struct timeval
+tv_sec(long sec)
+{
+	struct timeval tv = { sec, 0 };
+	return tv;
+}
+
+static inline struct timeval
+tv_msec(long ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	return tv;
+}
+
+/* ASCII-only helpers, independent of the locale. */
+static inline int
+ascii_lower(int c)
+{
+	return (c >= 'A' && c <= 'Z') ? c + 32 : c;
+}
+
+int	 ascii_strncasecmp(const char *, const char *, size_t);
+int	 ascii_strcasecmp(const char *, const char *);
+
+#endif
