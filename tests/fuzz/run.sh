@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Build every libFuzzer target (tests/fuzz/fuzz_*.c) with clang and run each
+# for a bounded time on a scratch copy of its seed corpus. A crash is kept
+# in tests/fuzz/out/ to become a unit test. Last line: "N passed, N failed".
+#
+#   bash tests/fuzz/run.sh [seconds-per-target]
+set -u
+secs=${1:-30}
+top=$(cd "$(dirname "$0")/../.." && pwd)
+out="$top/tests/fuzz/out"
+mkdir -p "$out"
+srcs="$top/proxy/smtp_parse.c $top/proxy/dataframe.c $top/proxy/headers.c
+  $top/proxy/reply.c $top/proxy/proxyproto.c $top/proxy/escape.c"
+passed=0
+failed=0
+for f in "$top"/tests/fuzz/fuzz_*.c; do
+	name=$(basename "$f" .c)
+	corpus_name=${name#fuzz_}
+	bin="$out/$name"
+	if ! clang -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -D_GNU_SOURCE -D_DEFAULT_SOURCE \
+	    -I"$top/proxy" "$f" $srcs -o "$bin" 2>"$out/$name.build.log"; then
+		echo "not ok - $name: build failed"
+		cat "$out/$name.build.log" | head -20
+		failed=$((failed + 1))
+		continue
+	fi
+	work=$(mktemp -d)
+	for d in "$top/tests/fuzz/corpus/$corpus_name" \
+	    "$top/tests/fuzz/corpus/${corpus_name%%_*}"; do
+		[ -d "$d" ] && cp -r "$d"/. "$work"/ 2>/dev/null
+	done
+	if (cd "$out" && "$bin" -max_total_time="$secs" -timeout=10 \
+	    -rss_limit_mb=2048 -print_final_stats=0 "$work" \
+	    >"$out/$name.log" 2>&1); then
+		echo "ok - $name: $(grep -o 'Done [0-9]* runs' "$out/$name.log" | tail -1)"
+		passed=$((passed + 1))
+	else
+		echo "not ok - $name: see tests/fuzz/out/$name.log"
+		tail -30 "$out/$name.log"
+		failed=$((failed + 1))
+	fi
+	rm -rf "$work"
+done
+echo "$passed passed, $failed failed"

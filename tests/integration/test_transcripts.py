@@ -1,0 +1,131 @@
+"""Scripted SMTP dialogues through moatd with smtp-sink (and, where the
+exact bytes matter, the recording upstream) behind it."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from moattest import TAP, Sink, Moatd, Client, Recorder, send_mail  # noqa: E402
+
+t = TAP()
+
+# ---- a plain transaction, relayed to smtp-sink
+sink = Sink()
+m = Moatd(sink.port)
+r = send_mail(m.port, body="Subject: hi\r\n\r\nline one\r\n..leading dot\r\n")
+t.eq([c for c, _ in r], [220, 250, 250, 250, 354, 250, 221], "plain transaction codes")
+t.like(r[0][1], r"^moat\.test ", "greeting names moat's hostname")
+msgs = sink.messages()
+t.eq(len(msgs), 1, "upstream received one message")
+if msgs:
+    t.like(msgs[0], r"X-Mail-Args: <alice@example\.test>", "sender relayed")
+    t.like(msgs[0], r"X-Rcpt-Args: <bob@example\.test>", "recipient relayed")
+    t.like(msgs[0], r"\nline one\n\.leading dot\n", "dot-stuffing round trip")
+t.like(m.log(), r"event=tx .*verdict=accepted", "transaction summary logged")
+
+# ---- EHLO is the intersection of moat and the upstream
+c = Client(m.port)
+code, text = c.cmd("EHLO client.example.test")
+t.eq(code, 250, "EHLO accepted")
+kw = [l.split(" ")[0] for l in text.split("\n")[1:]]
+t.ok("PIPELINING" in kw and "CHUNKING" in kw, "PIPELINING and CHUNKING offered", kw)
+t.ok("8BITMIME" in kw and "DSN" in kw and "ENHANCEDSTATUSCODES" in kw,
+     "upstream's 8BITMIME, DSN, ENHANCEDSTATUSCODES offered", kw)
+t.ok("SMTPUTF8" not in kw, "SMTPUTF8 not offered (smtp-sink lacks it)", kw)
+t.ok(not any(k in kw for k in ("XCLIENT", "XFORWARD", "AUTH", "STARTTLS")),
+     "XCLIENT/XFORWARD/AUTH/STARTTLS never offered", kw)
+t.ok(any(l.startswith("SIZE ") for l in text.split("\n")), "SIZE with a value", text)
+
+# ---- commands
+t.eq(c.code("NOOP"), 250, "NOOP")
+t.eq(c.code("HELP"), 214, "HELP")
+t.eq(c.code("VRFY bob"), 252, "VRFY answers 252 locally")
+t.eq(c.code("EXPN list"), 502, "EXPN not implemented")
+t.eq(c.code("FOO bar"), 500, "unknown command 500")
+t.eq(c.code("RCPT TO:<x@example.test>"), 503, "RCPT before MAIL: 503")
+t.eq(c.code("DATA"), 503, "DATA before MAIL: 503")
+t.eq(c.code("MAIL FROM:<a@example.test> FOO=bar"), 555, "unknown parameter: 555")
+t.eq(c.code("MAIL FROM:<a@example.test> SIZE=999999999999"), 552, "SIZE over limit: 552")
+t.eq(c.code("MAIL FROM:<a@@example.test>"), 553, "bad sender syntax: 553")
+t.eq(c.code("MAIL FROM:<a\xe9@example.test>"), 553, "UTF-8 sender without SMTPUTF8: 553")
+t.eq(c.code("MAIL FROM:<> BODY=8BITMIME SIZE=100"), 250, "null sender with BODY and SIZE")
+t.eq(c.code("MAIL FROM:<a@example.test>"), 503, "nested MAIL: 503")
+t.eq(c.code("RCPT TO:<Postmaster>"), 250, "RCPT TO:<Postmaster>")
+t.eq(c.code("RCPT TO:<carol@example.test> NOTIFY=SUCCESS,FAILURE"), 250, "DSN NOTIFY relayed")
+t.eq(c.code("RSET"), 250, "RSET")
+t.eq(c.code("DATA"), 503, "DATA after RSET: 503")
+t.eq(c.code("QUIT"), 221, "QUIT")
+t.ok(c.closed(), "closed after QUIT")
+
+# ---- pipelining: a whole transaction in one write, replies in order
+c = Client(m.port)
+c.send("EHLO p.example.test\r\nMAIL FROM:<p@example.test>\r\nRCPT TO:<q@example.test>\r\n"
+       "RCPT TO:<r@example.test>\r\nDATA\r\n")
+codes = [c.reply()[0] for _ in range(5)]
+t.eq(codes, [250, 250, 250, 250, 354], "pipelined group answered in order")
+c.send("Subject: piped\r\n\r\nbody\r\n.\r\nNOOP\r\nQUIT\r\n")
+codes = [c.reply()[0] for _ in range(3)]
+t.eq(codes, [250, 250, 221], "end of data, NOOP and QUIT pipelined")
+c.close()
+msgs = sink.messages(count=2)
+t.eq(len(msgs), 2, "pipelined message delivered")
+if len(msgs) == 2:
+    t.like(msgs[1], r"X-Rcpt-Args: <q@example\.test>.*X-Rcpt-Args: <r@example\.test>",
+           "both recipients relayed")
+
+# ---- BDAT toward an upstream without CHUNKING: relayed as DATA
+c = Client(m.port)
+c.cmd("EHLO b.example.test")
+c.cmd("MAIL FROM:<b@example.test>")
+c.cmd("RCPT TO:<c@example.test>")
+chunk1 = b"Subject: bdat\r\n\r\nfirst"
+chunk2 = b" part\r\n.not the end\r\nlast line"
+c.send(b"BDAT %d\r\n" % len(chunk1) + chunk1)
+t.eq(c.reply()[0], 250, "BDAT chunk accepted")
+c.send(b"BDAT %d LAST\r\n" % len(chunk2) + chunk2)
+t.eq(c.reply()[0], 250, "BDAT LAST relayed and accepted")
+t.eq(c.code("QUIT"), 221, "QUIT after BDAT")
+msgs = sink.messages(count=3)
+t.eq(len(msgs), 3, "BDAT message delivered")
+if len(msgs) == 3:
+    t.like(msgs[2], r"\nfirst part\n\.not the end\nlast line\n", "BDAT content intact")
+m.stop()
+sink.stop()
+
+# ---- exact bytes on the wire: canonical CRLF and re-dot-stuffing
+rec = Recorder()
+m = Moatd(rec.port)
+r = send_mail(m.port, body="Subject: x\r\n\r\n..\r\n...\r\n..a\r\nend\r\n")
+t.eq(r[-2][0], 250, "message accepted by recorder")
+msgs = rec.wait_messages(1)
+t.eq(msgs[0] if msgs else None, b"Subject: x\r\n\r\n..\r\n...\r\n..a\r\nend\r\n.\r\n",
+     "upstream receives re-dot-stuffed canonical content")
+m.stop()
+rec.stop()
+
+# ---- XCLIENT toward an upstream that offers it with ADDR
+rec = Recorder(ehlo_caps=["PIPELINING", "8BITMIME", "XCLIENT NAME ADDR PORT PROTO HELO"])
+m = Moatd(rec.port)
+r = send_mail(m.port)
+wire = bytes(rec.sessions[-1]).decode("latin-1") if rec.sessions else ""
+t.like(wire, r"XCLIENT ADDR=127\.0\.0\.1 PORT=\d+ NAME=\[UNAVAILABLE\] PROTO=ESMTP "
+       r"HELO=client\.example\.test\r\nEHLO moat\.test\r\nMAIL FROM:<alice@example\.test>",
+       "XCLIENT carries the client, then a fresh EHLO, then MAIL")
+m.stop()
+rec.stop()
+
+# ---- upstream replies are relayed (recipient validation stays upstream)
+rec = Recorder(reply={"RCPT": "550 5.1.1 <nobody@example.test>: Recipient address rejected"})
+m = Moatd(rec.port)
+c = Client(m.port)
+c.cmd("EHLO x.example.test")
+c.cmd("MAIL FROM:<a@example.test>")
+code, text = c.cmd("RCPT TO:<nobody@example.test>")
+t.eq(code, 550, "upstream's RCPT rejection relayed")
+t.like(text, r"Recipient address rejected", "with the upstream's own text")
+t.eq(c.code("DATA"), 554, "DATA without accepted recipients: 554")
+c.close()
+m.stop()
+rec.stop()
+
+t.done()
