@@ -178,3 +178,20 @@ listeners_close(struct listener_set *set, struct loop **loops,
 		loop_post(loops[i], close_on_loop, cj);
 	}
 }
+
+void
+listeners_free(struct listener_set *set)
+{
+	unsigned i;
+
+	if (set == NULL)
+		return;
+	for (i = 0; i < set->nlisteners * set->nloops; i++) {
+		if (set->socks[i].evl != NULL)
+			evconnlistener_free(set->socks[i].evl);
+		if (set->socks[i].pause != NULL)
+			event_free(set->socks[i].pause);
+	}
+	free(set->socks);
+	free(set);
+}

@@ -22,4 +22,7 @@ void	listeners_attach(struct listener_set *, unsigned i, struct loop *);
 void	listeners_close(struct listener_set *, struct loop **loops,
 	    unsigned nloops);
 
+/* After the loops have stopped. */
+void	listeners_free(struct listener_set *);
+
 #endif

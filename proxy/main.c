@@ -210,6 +210,17 @@ main(int argc, char **argv)
 	signal(SIGINT, SIG_DFL);
 	for (i = 0; i < m.nloops; i++)
 		loop_join(m.loops[i]);
+	probe_stop(the_probe);
+	the_probe = NULL;
+	listeners_free(m.lset);
+	for (i = 0; i < 3; i++)
+		event_free(sigs[i]);
+	for (i = 0; i < m.nloops; i++)
+		loop_free(m.loops[i]);
+	loop_free(m.mainloop);
+	free(m.loops);
+	chain_free(chain);
+	config_free(cf);
 	log_info("event=stopped");
 	return 0;
 }

@@ -1446,9 +1446,13 @@ static void
 drain_check(evutil_socket_t fd, short what, void *arg)
 {
 	struct loop *l = arg;
+	struct timeval tick = tv_msec(100);
 
 	if (loop_nsessions(l) == 0)
 		event_base_loopbreak(loop_base(l));
+	else
+		event_base_once(loop_base(l), -1, EV_TIMEOUT, drain_check, l,
+		    &tick);
 }
 
 static void
@@ -1463,13 +1467,12 @@ void
 session_drain_loop(struct loop *l, void *arg)
 {
 	const struct config *cf = loop_config(l);
-	struct timeval tv = tv_sec(LIMIT(cf, DRAIN_TIMEOUT)), tick = tv_msec(100);
-	struct event *ev;
+	struct timeval tv = tv_sec(LIMIT(cf, DRAIN_TIMEOUT));
 
+	/* Sessions without a transaction are told 421 at their next
+	 * command; the rest get drain_timeout to finish. One-shot events:
+	 * libevent frees them, fired or not, with the base. */
 	loop_draining = 1;
-	/* Idle sessions (no transaction) can go now. */
-	ev = event_new(loop_base(l), -1, 0, drain_deadline, l);
-	event_add(ev, &tv);
-	ev = event_new(loop_base(l), -1, EV_PERSIST, drain_check, l);
-	event_add(ev, &tick);
+	event_base_once(loop_base(l), -1, EV_TIMEOUT, drain_deadline, l, &tv);
+	drain_check(-1, 0, l);
 }

@@ -123,6 +123,20 @@ data_feed(struct session *s)
 	return 0;
 }
 
+/*
+ * The framer records what it saw under either policy; the content is
+ * refused only for what the configuration says to refuse.
+ */
+static int
+df_refused(const struct session *s)
+{
+	unsigned f = s->tx->df.flags;
+
+	return ((f & (DF_F_BARE_LF | DF_F_BARE_CR)) &&
+		   s->cf->bare_newline == BARE_REJECT) ||
+	    ((f & DF_F_NUL) && s->cf->nul_byte == BARE_REJECT);
+}
+
 int
 bdat_feed(struct session *s)
 {
@@ -148,7 +162,7 @@ bdat_feed(struct session *s)
 		session_arm_command_deadline(s);
 		return 1;
 	}
-	if (s->tx->df.flags != 0 && s->cf->bare_newline == BARE_REJECT)
+	if (df_refused(s))
 		s->tx->failed = TXF_BARE;
 	if (s->bdat_last) {
 		dataframe_finish(&s->tx->df);
@@ -393,17 +407,12 @@ data_end(struct session *s)
 	set_read_timeout(s, 0);
 	evtimer_del(s->timer);
 	s->nmessages++;
-	if (tx->df.flags != 0) {
-		if (((tx->df.flags & (DF_F_BARE_LF | DF_F_BARE_CR)) &&
-			s->cf->bare_newline == BARE_REJECT) ||
-		    ((tx->df.flags & DF_F_NUL) &&
-			s->cf->nul_byte == BARE_REJECT)) {
-			tx->failed = TXF_BARE;
-			log_info("event=bare-newline sid=%016llx client=%s "
-				 "where=data flags=%u",
-			    (unsigned long long)s->sid, s->addr, tx->df.flags);
-		}
-	}
+	if (tx->failed == TXF_NONE && df_refused(s))
+		tx->failed = TXF_BARE;
+	if (tx->failed == TXF_BARE)
+		log_info("event=bare-newline sid=%016llx client=%s where=data "
+			 "flags=%u",
+		    (unsigned long long)s->sid, s->addr, tx->df.flags);
 	if (tx->failed == TXF_NONE) {
 		hdrparse_finish(&tx->hp);
 		if (tx->hp.error != HDR_OK)

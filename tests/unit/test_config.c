@@ -1,0 +1,133 @@
+/*
+ * test_config.c - moat.conf parsing: units, bounds, defaults, keywords,
+ * listeners, and that every error makes config_load() fail.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "tap.h"
+
+static struct config *
+load(const char *text)
+{
+	char path[] = "/tmp/moat-test-conf.XXXXXX";
+	struct config *cf;
+	int fd = mkstemp(path);
+	FILE *f = fdopen(fd, "w");
+
+	fputs(text, f);
+	fclose(f);
+	cf = config_load(path, NULL);
+	unlink(path);
+	return cf;
+}
+
+int
+main(void)
+{
+	struct config *cf;
+	struct config_overrides ov;
+	long v;
+	size_t i;
+
+	/* Units. */
+	ok(limit_parse_value(UNIT_BYTES, "10k", &v) == 0 && v == 10240, "10k");
+	ok(limit_parse_value(UNIT_BYTES, "50M", &v) == 0 && v == 52428800,
+	    "50M");
+	ok(limit_parse_value(UNIT_BYTES, "1G", &v) == 0 && v == 1073741824L,
+	    "1G");
+	ok(limit_parse_value(UNIT_SECONDS, "5m", &v) == 0 && v == 300, "5m");
+	ok(limit_parse_value(UNIT_SECONDS, "2h", &v) == 0 && v == 7200, "2h");
+	ok(limit_parse_value(UNIT_SECONDS, "30s", &v) == 0 && v == 30, "30s");
+	ok(limit_parse_value(UNIT_MSEC, "250ms", &v) == 0 && v == 250,
+	    "250ms");
+	ok(limit_parse_value(UNIT_MSEC, "2s", &v) == 0 && v == 2000, "2s ms");
+	ok(limit_parse_value(UNIT_COUNT, "12", &v) == 0 && v == 12, "count");
+	ok(limit_parse_value(UNIT_COUNT, "12k", &v) == -1, "count no suffix");
+	ok(limit_parse_value(UNIT_BYTES, "-1", &v) == -1, "negative");
+	ok(limit_parse_value(UNIT_BYTES, "", &v) == -1, "empty");
+	ok(limit_parse_value(UNIT_BYTES, "10x", &v) == -1, "bad suffix");
+	ok(limit_parse_value(UNIT_BYTES, "99999999999999999999", &v) == -1,
+	    "overflow");
+
+	/* Every default lies within its own bounds. */
+	for (i = 0; i < LIM_COUNT; i++)
+		ok(limit_defs[i].def >= limit_defs[i].min &&
+			limit_defs[i].def <= limit_defs[i].max &&
+			limit_defs[i].doc != NULL,
+		    "default of %s within bounds", limit_defs[i].name);
+
+	/* Defaults without a file. */
+	memset(&ov, 0, sizeof(ov));
+	cf = config_load(NULL, &ov);
+	ok(cf != NULL, "built-in defaults load");
+	if (cf != NULL) {
+		is_int(cf->nlisteners, 1, "one default listener");
+		is_str(cf->listeners[0].spec, "127.0.0.1:10025",
+		    "default listen");
+		is_str(cf->upstream_spec, "127.0.0.1:25", "default upstream");
+		is_int(LIMIT(cf, MAX_MESSAGE_SIZE), 50L * 1024 * 1024,
+		    "default max_message_size");
+		is_int(cf->bare_newline, BARE_REJECT, "bare LF refused");
+		config_free(cf);
+	}
+
+	/* Overrides. */
+	ov.listen[0] = "127.0.0.1:2600";
+	ov.listen[1] = "[::1]:2601";
+	ov.nlisten = 2;
+	ov.upstream = "127.0.0.1:2525";
+	cf = config_load(NULL, &ov);
+	ok(cf != NULL && cf->nlisteners == 2 &&
+		strcmp(cf->upstream_spec, "127.0.0.1:2525") == 0,
+	    "command line overrides");
+	config_free(cf);
+
+	/* A complete file. */
+	cf = load("hostname = \"mx.example.test\"\n"
+		  "upstream = \"127.0.0.1:2525\"\n"
+		  "max_message_size = 10M\n"
+		  "command_timeout = 2m\n"
+		  "bare_newline = normalize\n"
+		  "listen \"127.0.0.1:2526\" {\n"
+		  "  proxy_protocol = v2\n"
+		  "  proxy_trusted = {\"127.0.0.0/8\", \"::1\"}\n"
+		  "}\n"
+		  "filter \"test\" { delay_stage = \"rcpt\" delay_ms = 5 }\n");
+	ok(cf != NULL, "full file loads");
+	if (cf != NULL) {
+		is_str(cf->hostname, "mx.example.test", "hostname");
+		is_int(LIMIT(cf, MAX_MESSAGE_SIZE), 10L * 1024 * 1024, "10M");
+		is_int(LIMIT(cf, COMMAND_TIMEOUT), 120, "2m");
+		is_int(cf->bare_newline, BARE_NORMALIZE, "normalize");
+		is_int(cf->listeners[0].proxy_protocol, PROXY_PROTO_V2, "v2");
+		is_int(cf->listeners[0].ntrusted, 2, "two trusted networks");
+		is_int(cf->nfilters, 1, "one filter");
+		is_int(cf->filters[0].delay_ms, 5, "filter option");
+		config_free(cf);
+	}
+
+	/* Errors (each prints file:line: reason on stderr). */
+	ok(load("max_recipients = 0\n") == NULL, "below minimum refused");
+	ok(load("max_recipients = 1000001\n") == NULL, "above maximum refused");
+	ok(load("max_message_size = lots\n") == NULL, "garbage value refused");
+	ok(load("no_such_option = 1\n") == NULL, "unknown option refused");
+	ok(load("bare_newline = maybe\n") == NULL, "bad keyword refused");
+	ok(load("upstream = \"nowhere\"\n") == NULL, "upstream without port");
+	ok(load("listen \"127.0.0.1:1\" { proxy_protocol = v1 }\n") == NULL,
+	    "PROXY protocol without trusted sources refused");
+	ok(load("listen \"127.0.0.1:1\" { proxy_trusted = {\"300.1.1.1\"} }\n") ==
+		NULL,
+	    "bad trusted network refused");
+	ok(load("filter \"nope\" {}\n") == NULL, "unknown filter refused");
+	ok(load("filter \"test\" { delay_stage = \"later\" }\n") == NULL,
+	    "bad stage refused");
+	ok(load("spool_directory = \"/nonexistent/dir\"\n") == NULL,
+	    "unusable spool directory refused");
+	ok(config_load("/nonexistent/moat.conf", NULL) == NULL,
+	    "missing file refused");
+	return tap_done();
+}
