@@ -1147,6 +1147,10 @@ session_process(struct session *s)
 			if (rc == 1) {
 				session_command(s, line);
 				free(line);
+				/* The next command gets a full command_timeout
+				 * (unless this one went asynchronous). */
+				if (!s->waiting && s->state == S_CMD)
+					session_arm_command_deadline(s);
 			}
 		}
 	} while (s->again);
@@ -1233,7 +1237,7 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 			 "state=%d tx=%s",
 		    (unsigned long long)s->sid, s->addr, why, (int)s->state,
 		    s->tx ? "open" : "none");
-		if ((what & BEV_EVENT_TIMEOUT) && s->state == S_DATA) {
+		if (what & BEV_EVENT_TIMEOUT) {
 			/* Best effort: tell the client why. */
 			session_reply(s, 421, "4.4.2",
 			    "%s Error: timeout exceeded", s->cf->hostname);
