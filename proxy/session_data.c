@@ -94,6 +94,7 @@ data_begin(struct session *s)
 	/* The whole transfer has a deadline; each read its own timeout. */
 	evtimer_add(s->timer, &tv);
 	set_read_timeout(s, LIMIT(cf, DATA_TIMEOUT));
+	upstream_keepalive(s->up, 1);
 	if (tx->bdat) {
 		s->state = S_BDAT;
 		return;
@@ -406,6 +407,7 @@ data_end(struct session *s)
 	s->state = S_CMD;
 	set_read_timeout(s, 0);
 	evtimer_del(s->timer);
+	upstream_keepalive(s->up, 0);
 	s->nmessages++;
 	if (tx->failed == TXF_NONE && df_refused(s))
 		tx->failed = TXF_BARE;

@@ -464,7 +464,8 @@ smtp_verb_name(enum smtp_verb verb)
  * the brackets is not a mailbox we accept; SMTP_PARSE_ETOOLONG when a part
  * or the whole path (from "<" to ">", source route included; a bare
  * address counts as if bracketed) is over its limit. On error out->mailbox
- * is "" and out->domain and out->rest are NULL.
+ * is "" and out->domain and out->rest are NULL. Non-ASCII in a dropped
+ * source route still sets out->utf8: the client sent it, after all.
  */
 int
 smtp_parse_path(const char *arg, unsigned flags, struct smtp_path *out)

@@ -35,6 +35,7 @@
 #include "util.h"
 
 #define UP_QUEUE_MAX	64
+#define UP_KEEPALIVE	60	/* NOOP interval while the client sends */
 #define UP_OUT_HIGH	(256 * 1024)	/* stop filling output above this */
 #define UP_OUT_LOW	(64 * 1024)
 
@@ -56,6 +57,7 @@ enum exp_kind {
 	EXP_XFORWARD,
 	EXP_DATA,		/* 354 starts the content */
 	EXP_FINAL,		/* reply to the final dot */
+	EXP_NOOP,		/* keepalive */
 	EXP_QUIT
 };
 
@@ -91,6 +93,7 @@ struct upstream {
 	size_t			 spool_off;
 	struct dotstuff		 ds;
 
+	struct event		*keepalive;
 	int			 busy;		/* inside callbacks */
 	int			 freed;		/* free when !busy */
 };
@@ -131,6 +134,8 @@ up_really_free(struct upstream *up)
 
 	for (i = 0; i < up->qlen; i++)
 		free(up->q[(up->qhead + i) % UP_QUEUE_MAX].line);
+	if (up->keepalive != NULL)
+		event_free(up->keepalive);
 	if (up->bev != NULL)
 		bufferevent_free(up->bev);
 	free(up);
@@ -205,6 +210,8 @@ up_flush_queue(struct upstream *up)
 	    up->bev == NULL)
 		return;
 	out = bufferevent_get_output(up->bev);
+	if (up->nsent < up->qlen && up->state == UP_S_READY)
+		set_read_timeout(up, LIMIT(up->cf, UPSTREAM_COMMAND_TIMEOUT));
 	while (up->nsent < up->qlen) {
 		if (up->nsent > 0 && !pipelining)
 			break;
@@ -372,6 +379,10 @@ up_internal_reply(struct upstream *up, enum exp_kind kind,
 			log_warn("event=xforward-refused sid=%016llx code=%d",
 			    (unsigned long long)up->sid, r->code);
 		return;
+	case EXP_NOOP:
+		if (r->code / 100 != 2)
+			up_fail(up, UP_EPROTO);
+		return;
 	case EXP_QUIT:
 		up->state = UP_S_DEAD;
 		return;
@@ -463,8 +474,13 @@ up_dispatch(struct upstream *up, const struct smtp_reply *r)
 		up_internal_reply(up, e.kind, r);
 		break;
 	}
-	if (!up->freed)
+	if (!up->freed) {
 		up_flush_queue(up);
+		/* Idle: nothing awaited, no clock (the session decides how
+		 * long a connection may sit; see upstream_keepalive). */
+		if (up->qlen == 0 && up->state == UP_S_READY)
+			bufferevent_set_timeouts(up->bev, NULL, NULL);
+	}
 }
 
 static void
@@ -707,4 +723,29 @@ upstream_quit(struct upstream *up)
 	evbuffer_add_printf(bufferevent_get_output(up->bev), "QUIT\r\n");
 	set_read_timeout(up, 10);
 	bufferevent_enable(up->bev, EV_READ);
+}
+
+static void
+up_keepalive_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct upstream *up = arg;
+
+	if (up->state == UP_S_READY && up->qlen == 0)
+		up_send(up, EXP_NOOP, "NOOP", NULL, NULL);
+}
+
+void
+upstream_keepalive(struct upstream *up, int on)
+{
+	struct timeval tv = tv_sec(UP_KEEPALIVE);
+
+	if (up == NULL || up->state == UP_S_DEAD)
+		return;
+	if (up->keepalive == NULL)
+		up->keepalive = event_new(loop_base(up->loop), -1, EV_PERSIST,
+		    up_keepalive_cb, up);
+	if (on)
+		event_add(up->keepalive, &tv);
+	else
+		event_del(up->keepalive);
 }

@@ -79,6 +79,12 @@ void	upstream_command(struct upstream *, const char *line,
 void	upstream_send_message(struct upstream *, struct spool *,
 	    upstream_cb, void *arg);
 
+/*
+ * While the client sends a long message the upstream connection is idle:
+ * keep it from timing out with a NOOP now and then.
+ */
+void	upstream_keepalive(struct upstream *, int on);
+
 /* Send QUIT and let the connection close by itself; frees `up`. */
 void	upstream_quit(struct upstream *);
 
