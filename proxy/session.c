@@ -25,7 +25,7 @@
 
 #include "config.h"
 #include "escape.h"
-#include "limits.h"
+#include "connlimit.h"
 #include "log.h"
 #include "loop.h"
 #include "probe.h"

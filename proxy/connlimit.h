@@ -1,10 +1,10 @@
 /*
- * limits.h - process-wide connection admission: total and per client
+ * connlimit.h - process-wide connection admission: total and per client
  * address (per exact address, as Postfix's anvil counts). Called at accept and close only; a sharded mutex
  * table keeps this off the per-message path. Thread-safe.
  */
-#ifndef MOAT_LIMITS_H
-#define MOAT_LIMITS_H
+#ifndef MOAT_CONNLIMIT_H
+#define MOAT_CONNLIMIT_H
 
 #include <sys/socket.h>
 

@@ -1,5 +1,5 @@
 /*
- * limits.c - connection counting for admission control.
+ * connlimit.c - connection counting for admission control.
  *
  * A global atomic total and a per-address count in 64 mutex-protected
  * shards (chained hash tables, entries freed when their count drops to
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "limits.h"
+#include "connlimit.h"
 #include "util.h"
 
 #define SHARDS	64
