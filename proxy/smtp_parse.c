@@ -27,6 +27,7 @@
 #include <netinet/in.h>
 
 #include <stddef.h>
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -34,11 +35,7 @@
 
 #define LABEL_MAX 63 /* RFC 1035 §2.3.4 */
 #define ORCPT_ADDR_MAX 500 /* RFC 3461 §4.2, before xtext encoding */
-/*
- * INT_MAX without <limits.h>: with -Iproxy, <limits.h> would find our own
- * proxy/limits.h (connection admission) instead of the C library's.
- */
-#define XTEXT_LEN_MAX ((size_t)(~0u >> 1))
+#define XTEXT_LEN_MAX ((size_t)INT_MAX)
 
 static const char *const verb_names[SMTP_VERB_COUNT] = {
 	[SMTP_VERB_UNKNOWN] = "UNKNOWN",
