@@ -288,6 +288,7 @@ session_drop_upstream(struct session *s)
 {
 	upstream_free(s->up);
 	s->up = NULL;
+	s->up_opening = 0;
 	return 0;
 }
 
@@ -408,6 +409,7 @@ helo_cont(struct session *s, enum filter_verdict v,
 	if (!s->esmtp) {
 		s->advertised = 0;
 		session_reply(s, 250, NULL, "%s", s->cf->hostname);
+		upstream_start(s);
 		return;
 	}
 	memset(&none, 0, sizeof(none));
@@ -423,6 +425,7 @@ helo_cont(struct session *s, enum filter_verdict v,
 	    us->capa.size < s->max_size)
 		s->max_size = us->capa.size;
 	evbuffer_add(bufferevent_get_output(s->bev), buf, (size_t)n);
+	upstream_start(s);
 }
 
 static void
@@ -455,8 +458,6 @@ cmd_helo(struct session *s, const struct smtp_command *cmd)
 
 /* --- MAIL */
 
-static void mail_upstream_ready(void *, const struct smtp_reply *,
-    enum up_error);
 
 static void
 upstream_failed_reply(struct session *s, enum up_error err)
@@ -537,11 +538,19 @@ mail_send(struct session *s)
 	upstream_command(s->up, s->tx->mail_line, mail_reply, s);
 }
 
+/*
+ * The upstream handshake (connect, greeting, EHLO, XCLIENT, EHLO) ends.
+ * It was started after HELO/EHLO so that it overlaps the client's next
+ * round trip; MAIL may be waiting for it.
+ */
 static void
-mail_upstream_ready(void *arg, const struct smtp_reply *r, enum up_error err)
+upstream_open_done(void *arg, const struct smtp_reply *r, enum up_error err)
 {
 	struct session *s = arg;
+	int waiting = s->mail_waiting;
 
+	s->up_opening = 0;
+	s->mail_waiting = 0;
 	if (err != UP_OK) {
 		log_warn("event=upstream-connect-failed sid=%016llx "
 			 "upstream=%s error=\"%s\"",
@@ -549,32 +558,26 @@ mail_upstream_ready(void *arg, const struct smtp_reply *r, enum up_error err)
 		    up_strerror(err));
 		if (err == UP_ECONNECT)
 			probe_kick(the_probe);
-		upstream_failed_reply(s, err);
 		session_drop_upstream(s);
+		if (!waiting)
+			return;	/* MAIL will try again */
+		upstream_failed_reply(s, err);
 		tx_free(s);
 		session_resume(s);
 		return;
 	}
-	mail_send(s);
+	if (waiting)
+		mail_send(s);
 }
 
-static void
-mail_cont(struct session *s, enum filter_verdict v,
-    const struct filter_reply *fr)
+/* Open the upstream connection unless it is open or opening. */
+void
+upstream_start(struct session *s)
 {
 	struct upstream_client c;
 
-	if (v != FILTER_CONTINUE) {
-		session_filter_reply(s, v, fr, 550, "5.7.1",
-		    "Sender refused");
-		tx_free(s);
+	if (s->up_opening || (s->up != NULL && upstream_alive(s->up)))
 		return;
-	}
-	session_wait(s);
-	if (s->up != NULL && upstream_alive(s->up)) {
-		mail_send(s);
-		return;
-	}
 	session_drop_upstream(s);
 	memset(&c, 0, sizeof(c));
 	snprintf(c.addr, sizeof(c.addr), "%s", s->addr);
@@ -582,7 +585,27 @@ mail_cont(struct session *s, enum filter_verdict v,
 	snprintf(c.helo, sizeof(c.helo), "%s", s->helo ? s->helo : "");
 	c.esmtp = s->esmtp;
 	s->up = upstream_new(s->loop, s->cf, s->sid);
-	upstream_open(s->up, &c, mail_upstream_ready, s);
+	s->up_opening = 1;
+	upstream_open(s->up, &c, upstream_open_done, s);
+}
+
+static void
+mail_cont(struct session *s, enum filter_verdict v,
+    const struct filter_reply *fr)
+{
+	if (v != FILTER_CONTINUE) {
+		session_filter_reply(s, v, fr, 550, "5.7.1",
+		    "Sender refused");
+		tx_free(s);
+		return;
+	}
+	session_wait(s);
+	if (s->up != NULL && upstream_alive(s->up) && !s->up_opening) {
+		mail_send(s);
+		return;
+	}
+	s->mail_waiting = 1;
+	upstream_start(s);	/* may fail at once and resume */
 }
 
 /*

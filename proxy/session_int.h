@@ -102,6 +102,8 @@ struct session {
 
 	struct event		*timer;		/* deadline / PROXY wait */
 	struct upstream		*up;
+	int			 up_opening;	/* handshake under way */
+	int			 mail_waiting;	/* MAIL waits for it */
 	struct tx		*tx;
 	struct chain_run	 chain;
 	struct filter_env	 env;
@@ -134,6 +136,7 @@ void	session_filter_reply(struct session *, enum filter_verdict,
 void	tx_free(struct session *);
 void	tx_log(struct session *, const char *verdict);
 int	session_drop_upstream(struct session *);
+void	upstream_start(struct session *);
 
 /* session_data.c */
 void	data_begin(struct session *);
