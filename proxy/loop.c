@@ -76,6 +76,9 @@ loop_new(unsigned index, const struct config *cf)
 	 */
 	if ((ec = event_config_new()) == NULL)
 		fatal("event_config_new");
+	/* Batch epoll_ctl changes per loop iteration (we never dup fds,
+	 * the changelist's one caveat). */
+	event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
 	if ((l->base = event_base_new_with_config(ec)) == NULL)
 		fatal("event_base_new");
 	event_config_free(ec);
