@@ -168,14 +168,17 @@ limit_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 
 	if (d == NULL)
 		return -1;
+	/*
+	 * Errors are counted, not returned: libconfuse stops at the first
+	 * failed value, and moatd -t should list every one.
+	 */
 	if (limit_parse_value(d->unit, value, &v) == -1) {
 		cfg_error(cfg, "%s: invalid value \"%s\"", d->name, value);
-		return -1;
-	}
-	if (v < d->min || v > d->max) {
+		v = d->def;
+	} else if (v < d->min || v > d->max) {
 		cfg_error(cfg, "%s: %ld is out of range [%ld, %ld]", d->name,
 		    v, d->min, d->max);
-		return -1;
+		v = d->def;
 	}
 	*(long *)result = v;
 	return 0;
@@ -210,7 +213,7 @@ validate_keyword(cfg_t *cfg, cfg_opt_t *opt, const char *const *w, int n)
 		strcat(list, w[i]);
 	}
 	cfg_error(cfg, "%s: \"%s\" is not one of %s", opt->name, v, list);
-	return -1;
+	return 0;	/* counted; parsing goes on to find more */
 }
 
 static int
@@ -242,7 +245,7 @@ validate_addr(cfg_t *cfg, cfg_opt_t *opt)
 	if (v == NULL || addr_parse(v, &ss, &len, err, sizeof(err)) == 0)
 		return 0;
 	cfg_error(cfg, "%s: %s", opt->name, err);
-	return -1;
+	return 0;
 }
 
 static int
@@ -254,13 +257,13 @@ validate_cidrs(cfg_t *cfg, cfg_opt_t *opt)
 	if (cfg_opt_size(opt) > LISTENER_TRUSTED_MAX) {
 		cfg_error(cfg, "%s: more than %d entries", opt->name,
 		    LISTENER_TRUSTED_MAX);
-		return -1;
+		return 0;
 	}
 	for (i = 0; i < cfg_opt_size(opt); i++)
 		if (cidr_parse(cfg_opt_getnstr(opt, i), &c) == -1) {
 			cfg_error(cfg, "%s: \"%s\" is not an address/prefix",
 			    opt->name, cfg_opt_getnstr(opt, i));
-			return -1;
+			return 0;
 		}
 	return 0;
 }

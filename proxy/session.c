@@ -1059,22 +1059,28 @@ cmd_unimpl(struct session *s, const struct smtp_command *cmd)
 /*
  * Take one command line out of the input. Returns 1 with a line, 0 when
  * none is complete yet, -1 after a reply when the line was refused.
- * Enforces max_line_length and refuses (or, by configuration, cleans)
- * bare CR, bare LF and NUL in commands (invariant 2).
+ *
+ * Under bare_newline = reject a line ends only at CR LF, so a bare LF or
+ * CR is inside the line and the whole line is refused: nothing after a
+ * bare LF can run as a command of its own (invariant 2). Under normalize
+ * a bare LF ends a line and stray CRs are dropped. NULs follow nul_byte.
+ * max_line_length bounds every line, complete or not.
  */
 static int
 read_command(struct session *s, char **linep)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
-	size_t max = (size_t)LIMIT(s->cf, MAX_LINE_LENGTH), len, i, j;
-	struct evbuffer_ptr lf;
+	size_t max = (size_t)LIMIT(s->cf, MAX_LINE_LENGTH), len, eol, i, j;
+	int strict = s->cf->bare_newline == BARE_REJECT;
+	struct evbuffer_ptr p;
 	char *line;
-	int bad = 0;
+	int bare = 0, nul = 0;
 
-	lf = evbuffer_search(in, "\n", 1, NULL);
-	if (lf.pos == -1) {
+	p = evbuffer_search(in, strict ? "\r\n" : "\n", strict ? 2 : 1, NULL);
+	if (p.pos == -1) {
 		if (evbuffer_get_length(in) >= max) {
-			evbuffer_drain(in, evbuffer_get_length(in));
+			/* Keep the last byte: it may be the CR of a CRLF. */
+			evbuffer_drain(in, evbuffer_get_length(in) - 1);
 			if (!s->skip_line) {
 				s->skip_line = 1;
 				session_reply(s, 500, "5.5.6",
@@ -1085,7 +1091,8 @@ read_command(struct session *s, char **linep)
 		}
 		return 0;
 	}
-	len = (size_t)lf.pos + 1;
+	eol = strict ? 2 : 1;
+	len = (size_t)p.pos + eol;
 	if (s->skip_line) {
 		/* The tail of a line already refused. */
 		evbuffer_drain(in, len);
@@ -1100,30 +1107,29 @@ read_command(struct session *s, char **linep)
 	}
 	line = xmalloc(len + 1);
 	evbuffer_remove(in, line, len);
+	len -= eol;
+	if (!strict && len > 0 && line[len - 1] == '\r')
+		len--;
+	else if (!strict)
+		bare = 1;	/* ended by a bare LF */
 	line[len] = '\0';
-	if (len < 2 || line[len - 2] != '\r')
-		bad = 1;	/* bare LF ends the line */
-	else
-		len -= 2;
-	if (bad)
-		len -= 1;
-	line[len] = '\0';
-	for (i = 0; i < len; i++)
-		if (line[i] == '\r' || line[i] == '\0')
-			bad = 1;
-	if (bad) {
-		if (s->cf->bare_newline == BARE_REJECT ||
-		    (memchr(line, '\0', len) &&
-			s->cf->nul_byte == BARE_REJECT)) {
-			log_info("event=bare-newline sid=%016llx client=%s "
-				 "where=command",
-			    (unsigned long long)s->sid, s->addr);
-			session_reply(s, 500, "5.5.2",
-			    "Error: bare CR, LF or NUL in command");
-			free(line);
-			session_error(s);
-			return -1;
-		}
+	for (i = 0; i < len; i++) {
+		if (line[i] == '\r' || line[i] == '\n')
+			bare = 1;
+		else if (line[i] == '\0')
+			nul = 1;
+	}
+	if ((bare && strict) || (nul && s->cf->nul_byte == BARE_REJECT)) {
+		log_info("event=bare-newline sid=%016llx client=%s "
+			 "where=command",
+		    (unsigned long long)s->sid, s->addr);
+		session_reply(s, 500, "5.5.2",
+		    "Error: bare CR, LF or NUL in command");
+		free(line);
+		session_error(s);
+		return -1;
+	}
+	if (bare || nul) {
 		for (i = j = 0; i < len; i++)
 			if (line[i] != '\r' && line[i] != '\0')
 				line[j++] = line[i];

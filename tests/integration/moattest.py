@@ -28,9 +28,22 @@ MOATD = os.environ.get("MOATD", os.path.join(SRCDIR, "moatd"))
 
 _procs = []
 _tmpdirs = []
+_hooks = []
+
+
+def on_cleanup(fn):
+    """Run fn() at cleanup, before processes are killed and temporary
+    directories removed (for servers that stop themselves, like Postfix)."""
+    _hooks.append(fn)
 
 
 def _cleanup():
+    while _hooks:
+        fn = _hooks.pop()
+        try:
+            fn()
+        except Exception:
+            pass
     for p in _procs:
         if p.poll() is None:
             try:
@@ -175,6 +188,30 @@ class Sink:
     def stop(self):
         stop(self.proc)
 
+    def kill(self):
+        """SIGKILL: the upstream dies without closing its sessions cleanly."""
+        stop(self.proc, signal.SIGKILL)
+
+    def count(self):
+        """Messages dumped so far (no waiting). smtp-sink keeps an empty
+        capture file open for every transaction in progress (and leaves it
+        behind when killed): only non-empty files are messages."""
+        n = 0
+        for f in os.listdir(self.dir):
+            try:
+                if os.path.getsize(os.path.join(self.dir, f)) > 0:
+                    n += 1
+            except OSError:
+                pass
+        return n
+
+    def wait_count(self, n, timeout=2.0):
+        """Wait until at least n messages are dumped; returns count()."""
+        end = time.time() + timeout
+        while self.count() < n and time.time() < end:
+            time.sleep(0.05)
+        return self.count()
+
 
 # ----------------------------------------------------------------- moatd
 
@@ -219,6 +256,18 @@ class Moatd:
     def alive(self):
         return self.proc.poll() is None
 
+    def send_signal(self, sig=signal.SIGTERM):
+        """Send a signal without waiting (e.g. SIGTERM to start draining)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout=10):
+        """moatd's exit status, or None if it is still running after timeout."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
     def stop(self, sig=signal.SIGTERM, timeout=15):
         rc = stop(self.proc, sig, timeout)
         self.log_fh.close()
@@ -230,8 +279,9 @@ class Moatd:
 class Client:
     """A raw SMTP client: every write is one send() on a TCP_NODELAY socket."""
 
-    def __init__(self, port, host="127.0.0.1", timeout=10, greet=True):
-        self.s = socket.create_connection((host, port), timeout)
+    def __init__(self, port, host="127.0.0.1", timeout=10, greet=True, source=None):
+        self.s = socket.create_connection((host, port), timeout,
+                                          (source, 0) if source else None)
         self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
         self.greeting = None
@@ -266,6 +316,25 @@ class Client:
         self.send(line + "\r\n")
         return self.reply()
 
+    def reply_or(self, timeout=10):
+        """Like reply(), but (None, "eof") when the server closed the
+        connection and (None, "timeout") when nothing came in time."""
+        old = self.s.gettimeout()
+        self.s.settimeout(timeout)
+        try:
+            return self.reply()
+        except EOFError:
+            return None, "eof"
+        except socket.timeout:
+            return None, "timeout"
+        except OSError as e:
+            return None, "error: %s" % e
+        finally:
+            try:
+                self.s.settimeout(old)
+            except OSError:
+                pass
+
     def code(self, line):
         return self.cmd(line)[0]
 
@@ -282,6 +351,38 @@ class Client:
             return False
         except OSError:
             return True
+
+    def pending(self, timeout=0.3):
+        """Bytes the server sent that no reply() consumed yet, waiting up
+        to `timeout` for more; they stay buffered. b"" when none."""
+        old = self.s.gettimeout()
+        self.s.settimeout(timeout)
+        try:
+            while True:
+                d = self.s.recv(65536)
+                if not d:
+                    break
+                self.buf += d
+        except (socket.timeout, BlockingIOError):
+            pass
+        except OSError:
+            pass
+        finally:
+            try:
+                self.s.settimeout(old)
+            except OSError:
+                pass
+        return self.buf
+
+    def replies_until(self, code, limit=50):
+        """Read replies up to and including the first with `code`;
+        returns the list of (code, text)."""
+        out = []
+        while len(out) < limit:
+            out.append(self.reply())
+            if out[-1][0] == code:
+                break
+        return out
 
     def close(self):
         try:
@@ -318,14 +419,31 @@ class Recorder:
       reply: {"MAIL": "550 5.1.0 no", ...}   fixed replies per verb
       final: "250 2.0.0 Ok: queued as X"      reply to the final dot
       close_at: "DATA" | "." | ...            close without replying
-      stall_at: verb                          never reply
+      stall_at: verb                          never reply ("CONNECT": no greeting)
       greeting: "220 ..."                     greeting line
+      delay: {"DATA": 2.0, ".": 1.5, ...}     wait before replying to a verb
+                                              ("CONNECT": before the greeting)
+      garbage: verb                           answer verb with a line that is
+                                              not an SMTP reply
+      raw: {"MAIL": b"..."}                   answer verb with these exact bytes
+      unsolicited: {"MAIL": "250 extra"}      after the reply to verb, wait
+                                              unsolicited_delay (0.3 s) and send
+                                              one more, unrequested, reply line
+      early_final: True                       answer the content right after
+                                              the 354, before reading it
+    The behaviour dict may be changed while the recorder runs; each
+    connection reads it as it goes.
     """
+
+    GARBAGE = b"this is not an SMTP reply\r\n"
 
     def __init__(self, **behaviour):
         self.b = behaviour
         self.port = free_port()
         self.sessions = []      # list of bytearrays, one per connection
+        self.commands = []      # per connection: command lines (bytes), no content
+        self.ended = 0          # connections finished
+        self._lock = threading.Lock()
         self.messages = []      # wire bytes of each DATA content incl. final dot
         self.lsock = socket.socket()
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -345,7 +463,9 @@ class Recorder:
 
     def _serve(self, s):
         rec = bytearray()
+        cmds = []
         self.sessions.append(rec)
+        self.commands.append(cmds)
         f = s.makefile("rb")
         caps = self.b.get("ehlo_caps", ["PIPELINING", "SIZE 10240000", "8BITMIME",
                                         "ENHANCEDSTATUSCODES", "SMTPUTF8", "DSN"])
@@ -356,21 +476,58 @@ class Recorder:
             except OSError:
                 pass
 
+        def answer(verb, default):
+            """The reply to verb, after the configured delay/stall."""
+            if verb in self.b.get("delay", {}):
+                time.sleep(self.b["delay"][verb])
+            if self.b.get("stall_at") == verb:
+                time.sleep(3600)
+            if self.b.get("garbage") == verb:
+                try:
+                    s.sendall(self.GARBAGE)
+                except OSError:
+                    pass
+            elif verb in self.b.get("raw", {}):
+                try:
+                    s.sendall(self.b["raw"][verb])
+                except OSError:
+                    pass
+            elif verb in self.b.get("reply", {}):
+                say(self.b["reply"][verb])
+            else:
+                default()
+            if verb in self.b.get("unsolicited", {}):
+                time.sleep(self.b.get("unsolicited_delay", 0.3))
+                say(self.b["unsolicited"][verb])
+
         try:
+            if "CONNECT" in self.b.get("delay", {}):
+                time.sleep(self.b["delay"]["CONNECT"])
+            if self.b.get("stall_at") == "CONNECT":
+                time.sleep(3600)
             say(self.b.get("greeting", "220 recorder ESMTP"))
             while True:
                 line = f.readline(65536)
                 if not line:
                     break
                 rec += line
+                cmds.append(bytes(line))
                 verb = line.split(b" ")[0].strip().upper().decode("latin-1")
                 if verb == "DATA":
                     if self.b.get("close_at") == "DATA":
                         break
-                    if "DATA" in self.b.get("reply", {}):
-                        say(self.b["reply"]["DATA"])
-                        continue
-                    say("354 go ahead")
+                    if any(("DATA" in self.b.get(k, {})) for k in ("reply", "raw", "delay")) \
+                            or self.b.get("garbage") == "DATA" \
+                            or self.b.get("stall_at") == "DATA":
+                        got = []
+                        answer("DATA", lambda: got.append(say("354 go ahead")))
+                        if not got:
+                            continue        # DATA refused (or garbage)
+                    else:
+                        say("354 go ahead")
+                    early = self.b.get("early_final")
+                    if early:
+                        say(self.b.get("final", "250 2.0.0 Ok: queued early"))
                     msg = bytearray()
                     while True:
                         l2 = f.readline(1 << 20)
@@ -383,34 +540,55 @@ class Recorder:
                     self.messages.append(bytes(msg))
                     if self.b.get("close_at") == ".":
                         break
-                    if self.b.get("stall_at") == ".":
-                        time.sleep(3600)
-                    say(self.b.get("final", "250 2.0.0 Ok: queued as REC%d" % len(self.messages)))
+                    if early:
+                        continue
+                    n = len(self.messages)
+                    answer(".", lambda: say(self.b.get("final",
+                                                       "250 2.0.0 Ok: queued as REC%d" % n)))
                     continue
                 if self.b.get("close_at") == verb:
                     break
-                if self.b.get("stall_at") == verb:
-                    time.sleep(3600)
-                if verb in self.b.get("reply", {}):
-                    say(self.b["reply"][verb])
-                elif verb == "EHLO":
-                    lines = ["recorder"] + caps
-                    for i, c in enumerate(lines):
-                        say("250%s%s" % ("-" if i < len(lines) - 1 else " ", c))
-                elif verb == "QUIT":
+                if verb == "QUIT" and not any(
+                        "QUIT" in self.b.get(k, {}) for k in ("reply", "raw")):
                     say("221 2.0.0 bye")
                     break
-                elif verb in ("HELO", "MAIL", "RCPT", "RSET", "NOOP", "XFORWARD"):
-                    say("250 2.0.0 ok")
-                elif verb == "XCLIENT":
-                    say("220 recorder ESMTP")
-                else:
-                    say("502 5.5.2 unknown")
+
+                def default(verb=verb):
+                    if verb == "EHLO":
+                        lines = ["recorder"] + caps
+                        for i, c in enumerate(lines):
+                            say("250%s%s" % ("-" if i < len(lines) - 1 else " ", c))
+                    elif verb in ("HELO", "MAIL", "RCPT", "RSET", "NOOP", "XFORWARD"):
+                        say("250 2.0.0 ok")
+                    elif verb == "XCLIENT":
+                        say("220 recorder ESMTP")
+                    else:
+                        say("502 5.5.2 unknown")
+                answer(verb, default)
+        except OSError:
+            pass                # moat reset the connection: that is its right
         finally:
             try:
                 s.close()
             except OSError:
                 pass
+            with self._lock:
+                self.ended += 1
+
+    def wait_ended(self, n, timeout=5):
+        """Wait until `n` connections have finished; True if they did."""
+        end = time.time() + timeout
+        while self.ended < n and time.time() < end:
+            time.sleep(0.02)
+        return self.ended >= n
+
+    def wire(self):
+        """Every session's bytes as text (the probe's included)."""
+        return [bytes(r).decode("latin-1") for r in list(self.sessions)]
+
+    def mail_sessions(self):
+        """Sessions that got as far as MAIL (i.e. not the capability probe)."""
+        return [w for w in self.wire() if "\nMAIL FROM:" in "\n" + w]
 
     def wait_messages(self, n, timeout=5):
         end = time.time() + timeout
@@ -424,3 +602,219 @@ class Recorder:
             self.lsock.close()
         except OSError:
             pass
+
+
+# --------------------------------------------------------------- postfix
+
+def postfix_usable():
+    """None when a throwaway Postfix can run here, else the reason not."""
+    if os.geteuid() != 0:
+        return "Postfix instances need root"
+    for prog in ("postfix", "postqueue", "sendmail"):
+        if shutil.which(prog) is None and not os.path.exists("/usr/sbin/" + prog):
+            return "%s not installed" % prog
+    try:
+        import pwd
+        pwd.getpwnam("postfix")
+    except KeyError:
+        return "no postfix user"
+    return None
+
+
+class Postfix:
+    """A throwaway Postfix instance: main.cf, master.cf, queue, data,
+    mailboxes and log (maillog_file) all in one temporary directory.
+
+    listen: give it an smtpd on 127.0.0.1:<self.port> (XCLIENT allowed
+    from 127.0.0.0/8); mailboxes: addresses delivered by the virtual agent
+    to Maildirs under self.dir/vmail/<local part>/Maildir/; main: extra
+    main.cf settings (e.g. relayhost). Stopped with `postfix stop` (then
+    its master by PID) at cleanup, even when the test fails.
+    """
+
+    SERVICES = """\
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+virtual   unix  -       n       n       -       -       virtual
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+    def __init__(self, hostname="mx.example.test", listen=True,
+                 mailboxes=("bob@example.test",), main=None):
+        import pwd
+        self.hostname = hostname
+        self.dir = tmpdir()
+        os.chmod(self.dir, 0o755)      # postfix and the mailbox owner traverse it
+        self.conf = os.path.join(self.dir, "conf")
+        self.queue = os.path.join(self.dir, "queue")
+        self.vmail = os.path.join(self.dir, "vmail")
+        self.maillog = os.path.join(self.dir, "maillog")
+        self.port = free_port() if listen else None
+        self.running = False
+        nobody = pwd.getpwnam("nobody")
+        pf = pwd.getpwnam("postfix")
+        for d in (self.conf, self.queue, self.vmail, os.path.join(self.dir, "data")):
+            os.mkdir(d, 0o755)
+        os.chown(os.path.join(self.dir, "data"), pf.pw_uid, pf.pw_gid)
+        os.chown(self.vmail, nobody.pw_uid, nobody.pw_gid)
+        domains = sorted({a.split("@", 1)[1] for a in mailboxes})
+        with open(os.path.join(self.conf, "vmailbox"), "w") as f:
+            for a in mailboxes:
+                f.write("%s %s/Maildir/\n" % (a, a.split("@", 1)[0]))
+        cf = {
+            "compatibility_level": "3.6",
+            "queue_directory": self.queue,
+            "data_directory": os.path.join(self.dir, "data"),
+            "mail_owner": "postfix",
+            "myhostname": hostname,
+            "mydomain": hostname.split(".", 1)[-1],
+            "myorigin": "$mydomain",
+            "mydestination": "",
+            "inet_interfaces": "127.0.0.1",
+            "inet_protocols": "ipv4",
+            "mynetworks": "127.0.0.0/8",
+            "smtpd_authorized_xclient_hosts": "127.0.0.0/8",
+            "smtpd_client_port_logging": "yes",
+            "virtual_mailbox_domains": " ".join(domains) if domains else "",
+            "virtual_mailbox_maps": "texthash:" + os.path.join(self.conf, "vmailbox"),
+            "virtual_mailbox_base": self.vmail,
+            "virtual_uid_maps": "static:%d" % nobody.pw_uid,
+            "virtual_gid_maps": "static:%d" % nobody.pw_gid,
+            "virtual_minimum_uid": "1",
+            "maillog_file": self.maillog,
+            "maillog_file_prefixes": self.dir,
+            "smtputf8_enable": "no",
+            "alias_maps": "",
+            "alias_database": "",
+            "biff": "no",
+            "smtp_tls_security_level": "none",
+            "smtpd_tls_security_level": "none",
+        }
+        cf.update(main or {})
+        with open(os.path.join(self.conf, "main.cf"), "w") as f:
+            for k, v in cf.items():
+                f.write("%s = %s\n" % (k, v))
+        with open(os.path.join(self.conf, "master.cf"), "w") as f:
+            if listen:
+                f.write("127.0.0.1:%d inet n - n - - smtpd\n" % self.port)
+            f.write(self.SERVICES)
+        on_cleanup(self.stop)
+
+    def run(self, *argv, input=None, timeout=60):
+        """Run a Postfix command on this instance; (exit status, output)."""
+        p = subprocess.run(list(argv), input=input, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=timeout)
+        return p.returncode, p.stdout.decode("latin-1")
+
+    def check(self):
+        return self.run("postfix", "-c", self.conf, "check")
+
+    def start(self):
+        rc, out = self.run("postfix", "-c", self.conf, "start")
+        if rc == 0:
+            self.running = True
+            if self.port and not wait_port(self.port, timeout=20):
+                return 1, out + "\nsmtpd port %d not listening\n%s" % (self.port, self.log())
+        return rc, out
+
+    def master_pid(self):
+        try:
+            with open(os.path.join(self.queue, "pid", "master.pid")) as f:
+                return int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def stop(self):
+        if not self.running:
+            return 0
+        pid = self.master_pid()
+        rc, _ = self.run("postfix", "-c", self.conf, "stop")
+        # Belt and braces: the master by its PID.
+        if pid is not None:
+            for _ in range(50):
+                try:
+                    os.kill(pid, 0)
+                except OSError:
+                    break
+                time.sleep(0.1)
+            else:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        self.running = False
+        return rc
+
+    def log(self):
+        try:
+            with open(self.maillog, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def wait_log(self, pattern, timeout=15):
+        end = time.time() + timeout
+        while True:
+            m = re.search(pattern, self.log(), re.M)
+            if m or time.time() >= end:
+                return m
+            time.sleep(0.05)
+
+    def sendmail(self, message, sender, rcpts, args=()):
+        """Inject a message with this instance's sendmail (-i: a lone "."
+        line is content)."""
+        if isinstance(message, str):
+            message = message.encode()
+        return self.run("sendmail", "-C", self.conf, "-i", "-f", sender,
+                        *args, *rcpts, input=message)
+
+    def flush(self):
+        return self.run("postqueue", "-c", self.conf, "-f")
+
+    def mailq(self):
+        return self.run("postqueue", "-c", self.conf, "-p")[1]
+
+    def maildir(self, user):
+        """Delivered messages (bytes) of one mailbox, oldest first."""
+        out = []
+        for sub in ("new", "cur"):
+            d = os.path.join(self.vmail, user, "Maildir", sub)
+            try:
+                names = os.listdir(d)
+            except OSError:
+                continue
+            for n in names:
+                p = os.path.join(d, n)
+                try:
+                    with open(p, "rb") as f:
+                        out.append((os.path.getmtime(p), n, f.read()))
+                except OSError:
+                    pass
+        return [m for _, _, m in sorted(out)]
+
+    def wait_maildir(self, user, needle, count=1, timeout=20):
+        """Messages of `user` containing `needle` (bytes); waits until there
+        are `count` of them or the time is up."""
+        end = time.time() + timeout
+        while True:
+            got = [m for m in self.maildir(user) if needle in m]
+            if len(got) >= count or time.time() >= end:
+                return got
+            time.sleep(0.05)
