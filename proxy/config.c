@@ -7,6 +7,7 @@
  */
 #include <confuse.h>
 #include <errno.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -308,6 +309,7 @@ config_schema(void)
 		CFG_BOOL("chunking", cfg_true, CFGF_NONE),
 		CFG_BOOL("helo_required", cfg_false, CFGF_NONE),
 		CFG_STR("spool_directory", "/var/tmp", CFGF_NONE),
+		CFG_STR("user", "nobody", CFGF_NONE),
 		CFG_SEC("listen", listen_opts, CFGF_MULTI | CFGF_TITLE),
 		CFG_SEC("filter", filter_opts, CFGF_MULTI | CFGF_TITLE),
 		CFG_FUNC("include", cfg_include),
@@ -463,6 +465,18 @@ config_load(const char *file, const struct config_overrides *ov)
 		fc->reject_stage = xstrdup(cfg_getstr(sec, "reject_stage"));
 		fc->timeout_ms = cfg_getint(sec, "timeout_ms");
 	}
+	cf->user = xstrdup(cfg_getstr(cfg, "user"));
+	if (cf->user[0] != '\0' && getuid() == 0) {
+		struct passwd *pw = getpwnam(cf->user);
+
+		if (pw == NULL)
+			config_error(file, 0, "user \"%s\": no such user",
+			    cf->user);
+		else {
+			cf->uid = pw->pw_uid;
+			cf->gid = pw->pw_gid;
+		}
+	}
 	if (access(cf->spool_dir, W_OK | X_OK) == -1)
 		config_error(file, 0, "spool_directory \"%s\": %s",
 		    cf->spool_dir, strerror(errno));
@@ -497,6 +511,7 @@ config_free(struct config *cf)
 	free(cf->banner);
 	free(cf->upstream_spec);
 	free(cf->spool_dir);
+	free(cf->user);
 	free(cf);
 }
 

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "addr.h"
 
@@ -115,6 +116,9 @@ struct config {
 	int			 chunking;	/* offer CHUNKING to clients */
 	int			 helo_required;
 	char			*spool_dir;
+	char			*user;		/* "" = keep the current user */
+	uid_t			 uid;
+	gid_t			 gid;
 	struct filter_conf	 filters[FILTERS_MAX];
 	size_t			 nfilters;
 	long			 limits[LIM_COUNT];

@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -75,6 +77,35 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	for (i = 0; i < m->nloops; i++)
 		loop_post(m->loops[i], session_drain_loop, NULL);
 	event_base_loopbreak(loop_base(m->mainloop));
+}
+
+/*
+ * After binding: give up root for good (ARCHITECTURE.md, "binds its ports
+ * ... then drops privileges"). Nothing moatd does later needs it.
+ */
+static void
+drop_privileges(const struct config *cf)
+{
+	if (getuid() != 0 || cf->user[0] == '\0')
+		return;
+	if (setgroups(0, NULL) == -1 || setgid(cf->gid) == -1 ||
+	    setuid(cf->uid) == -1)
+		fatal("dropping privileges to %s: %s", cf->user,
+		    strerror(errno));
+	if (setuid(0) != -1)
+		fatal("could regain root after dropping privileges");
+}
+
+/* One descriptor per client and per upstream connection: use them all. */
+static void
+raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 }
 
 static void
@@ -170,8 +201,10 @@ main(int argc, char **argv)
 	if (n < 1)
 		n = 1;
 	m.nloops = (unsigned)n;
+	raise_nofile();
 	if ((m.lset = listeners_bind(cf, m.nloops)) == NULL)
 		return 1;
+	drop_privileges(cf);
 	if ((chain = chain_new(cf)) == NULL)
 		return 1;
 	session_set_chain(chain);
@@ -195,8 +228,10 @@ main(int argc, char **argv)
 		evsignal_add(sigs[i], NULL);
 
 	the_probe = probe_start(m.mainloop, m.loops, m.nloops, cf);
-	log_info("event=start version=%s threads=%u upstream=%s listeners=%zu",
-	    PACKAGE_VERSION, m.nloops, cf->upstream_spec, cf->nlisteners);
+	log_info("event=start version=%s threads=%u upstream=%s listeners=%zu "
+		 "uid=%d",
+	    PACKAGE_VERSION, m.nloops, cf->upstream_spec, cf->nlisteners,
+	    (int)getuid());
 	for (i = 0; i < cf->nlisteners; i++)
 		log_info("event=listen address=%s proxy_protocol=%d",
 		    cf->listeners[i].spec, (int)cf->listeners[i].proxy_protocol);
