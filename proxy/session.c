@@ -724,6 +724,10 @@ cmd_mail(struct session *s, const struct smtp_command *cmd)
 		return;
 	}
 	tx = xcalloc(1, sizeof(*tx));
+	/* A valid (empty) spool from the start: tx_free() frees it
+	 * whether or not the transaction reached DATA. */
+	spool_init(&tx->spool, s->cf->spool_dir,
+	    (size_t)LIMIT(s->cf, SPOOL_MEMORY));
 	snprintf(line, sizeof(line), "MAIL FROM:<%s>", path.mailbox);
 	snprintf(rest, sizeof(rest), "%s", path.rest);
 	if (params_check(s, 1, rest, tx, line, sizeof(line)) == -1) {

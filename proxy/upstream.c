@@ -221,7 +221,7 @@ up_flush_queue(struct upstream *up)
 			break;
 		if (e->line != NULL) {
 			evbuffer_add_printf(out, "%s\r\n", e->line);
-			log_debug("event=upstream-send sid=%016llx line=\"%.64s\"",
+			log_debug("event=upstream-send sid=%016llx line=\"%.300s\"",
 			    (unsigned long long)up->sid, e->line);
 			free(e->line);
 			e->line = NULL;
@@ -371,8 +371,19 @@ up_internal_reply(struct upstream *up, enum exp_kind kind,
 			up_ready(up, r);
 			return;
 		}
-		snprintf(line, sizeof(line), "EHLO %s", up->cf->hostname);
-		up_send(up, EXP_XCLIENT_EHLO, line, NULL, NULL);
+		/*
+		 * XCLIENT reset the upstream's session to the client's: greet
+		 * with the client's own HELO name, or the upstream's EHLO
+		 * would replace it (Received:, HELO restrictions).
+		 */
+		snprintf(line, sizeof(line), "%s %s",
+		    up->client.esmtp ? "EHLO" : "HELO",
+		    up->client.helo[0] != '\0' ? up->client.helo :
+						  up->cf->hostname);
+		/* A HELO client can use no extension: HELO keeps the
+		 * upstream's view (protocol SMTP) exact. */
+		up_send(up, up->client.esmtp ? EXP_XCLIENT_EHLO : EXP_HELO,
+		    line, NULL, NULL);
 		return;
 	case EXP_XFORWARD:
 		if (r->code / 100 != 2)

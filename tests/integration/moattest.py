@@ -809,7 +809,7 @@ postlog   unix-dgram n  -       n       -       1       postlogd
                     pass
         return [m for _, _, m in sorted(out)]
 
-    def wait_maildir(self, user, needle, count=1, timeout=20):
+    def wait_maildir(self, user, needle, count=1, timeout=10):
         """Messages of `user` containing `needle` (bytes); waits until there
         are `count` of them or the time is up."""
         end = time.time() + timeout

@@ -109,8 +109,8 @@ m = Moatd(rec.port)
 r = send_mail(m.port)
 wire = bytes(rec.sessions[-1]).decode("latin-1") if rec.sessions else ""
 t.like(wire, r"XCLIENT ADDR=127\.0\.0\.1 PORT=\d+ NAME=\[UNAVAILABLE\] PROTO=ESMTP "
-       r"HELO=client\.example\.test\r\nEHLO moat\.test\r\nMAIL FROM:<alice@example\.test>",
-       "XCLIENT carries the client, then a fresh EHLO, then MAIL")
+       r"HELO=client\.example\.test\r\nEHLO client\.example\.test\r\nMAIL FROM:<alice@example\.test>",
+       "XCLIENT carries the client, then EHLO with the client's name, then MAIL")
 m.stop()
 rec.stop()
 

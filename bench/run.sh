@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# moat benchmark: smtp-source -> {smtp-sink directly, haproxy (mode tcp),
+# moatd} -> smtp-sink, all on loopback. See bench/README.md.
+#
+#   bash bench/run.sh            # from the repository root, after `make moatd`
+#
+# Environment: MOATD (default ./moatd), BENCH_SCALE (message counts are
+# multiplied by it; default 1), BENCH_REPEAT (runs per point, default 3),
+# IDLE_SESSIONS (default 5000),
+# LATENCY_RUNS (default 200), RESULTS (default bench/RESULTS.md).
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/.." && pwd)
+MOATD=${MOATD:-$top/moatd}
+SCALE=${BENCH_SCALE:-1}
+IDLE=${IDLE_SESSIONS:-5000}
+LRUNS=${LATENCY_RUNS:-200}
+REPEAT=${BENCH_REPEAT:-3}
+RESULTS=${RESULTS:-$here/RESULTS.md}
+
+die() { echo "bench: $*" >&2; exit 1; }
+
+# ------------------------------------------------------------ prerequisites
+need_pkgs=""
+for p in smtp-sink:postfix smtp-source:postfix haproxy:haproxy python3:python3 prlimit:util-linux; do
+	command -v "${p%%:*}" >/dev/null 2>&1 || need_pkgs="$need_pkgs ${p#*:}"
+done
+if [ -n "$need_pkgs" ]; then
+	[ "$(id -u)" = 0 ] || die "missing:$need_pkgs (run as root to install them)"
+	export DEBIAN_FRONTEND=noninteractive
+	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+	made_policy=0
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod +x /usr/sbin/policy-rc.d
+		made_policy=1
+	fi
+	apt-get update -q >/dev/null
+	apt-get install -y -q --no-install-recommends $need_pkgs >/dev/null
+	rc=$?
+	[ $made_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
+	[ $rc = 0 ] || die "apt-get install$need_pkgs failed"
+fi
+[ -x "$MOATD" ] || die "$MOATD not found: run 'make moatd' first (or set MOATD)"
+
+# Enough descriptors for 200 sessions x 2 sides and 5000 idle sessions.
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+[ "$(ulimit -n)" -ge $((IDLE + 200)) ] || die "ulimit -n $(ulimit -n) is too low for $IDLE idle sessions"
+
+T=$(mktemp -d /tmp/moatbench.XXXXXX)
+chmod 755 "$T"
+PIDS=()
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do
+		kill "$p" 2>/dev/null
+	done
+	for p in "${PIDS[@]}"; do
+		for _ in 1 2 3 4 5 6 7 8 9 10; do
+			kill -0 "$p" 2>/dev/null || break
+			sleep 0.2
+		done
+		kill -9 "$p" 2>/dev/null
+	done
+	rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+wait_port() {
+	python3 - "$1" <<'EOF'
+import socket, sys, time
+end = time.time() + 10
+while time.time() < end:
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.5).close()
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.05)
+sys.exit(1)
+EOF
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+now() { date +%s.%N; }
+
+# One binary for the whole run, even if the tree is rebuilt meanwhile.
+cp "$MOATD" "$T/moatd" || die "cannot copy $MOATD"
+REV=$(git -C "$top" describe --always --dirty 2>/dev/null || echo unknown)
+MOATD=$T/moatd
+
+NPROC=$(nproc)
+R=$T/results
+: >"$R"
+echo "info nproc=$NPROC kernel=$(uname -r) load_at_start=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' /)" >>"$R"
+
+# ------------------------------------------------------------ servers
+SINK_PORT=$(free_port)
+runuser=""
+[ "$(id -u)" = 0 ] && runuser="-u nobody"
+smtp-sink $runuser 127.0.0.1:"$SINK_PORT" 4096 >/dev/null 2>&1 &
+SINK_PID=$!
+PIDS+=("$SINK_PID")
+wait_port "$SINK_PORT" || die "smtp-sink did not start"
+
+MOAT_PORT=$(free_port)
+mkdir -m 1777 "$T/spool"      # moatd drops privileges after binding
+cat >"$T/moat.conf" <<EOF
+hostname = "moat.bench"
+upstream = "127.0.0.1:$SINK_PORT"
+spool_directory = "$T/spool"
+threads = $NPROC
+max_connections = 20000
+max_connections_per_ip = 20000
+listen "127.0.0.1:$MOAT_PORT" {}
+EOF
+prlimit --nofile=20000:20000 "$MOATD" -f -c "$T/moat.conf" >"$T/moatd.log" 2>&1 &
+MOAT_PID=$!
+PIDS+=("$MOAT_PID")
+wait_port "$MOAT_PORT" || die "moatd did not start: $(cat "$T/moatd.log")"
+for _ in $(seq 50); do grep -q 'event=upstream-up' "$T/moatd.log" && break; sleep 0.1; done
+grep -q 'event=upstream-up' "$T/moatd.log" || die "moatd does not see smtp-sink: $(cat "$T/moatd.log")"
+
+HA_PORT=$(free_port)
+cat >"$T/haproxy.cfg" <<EOF
+global
+    maxconn 5000
+    nbthread $NPROC
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend smtp_in
+    bind 127.0.0.1:$HA_PORT
+    default_backend smtp_out
+backend smtp_out
+    server sink 127.0.0.1:$SINK_PORT
+EOF
+haproxy -db -f "$T/haproxy.cfg" >"$T/haproxy.log" 2>&1 &
+HA_PID=$!
+PIDS+=("$HA_PID")
+wait_port "$HA_PORT" || die "haproxy did not start: $(cat "$T/haproxy.log")"
+
+echo "info moatd=$(grep -o 'version=[^ ]*' "$T/moatd.log" | head -1 | cut -d= -f2) rev=$REV haproxy=$(haproxy -v | head -1 | awk '{print $3}') moat_threads=$NPROC haproxy_threads=$NPROC" >>"$R"
+
+# ------------------------------------------------------------ throughput
+accepted() { grep -c 'event=tx .*verdict=accepted' "$T/moatd.log"; }
+
+# size sessions messages (before BENCH_SCALE)
+# Each point runs REPEAT times, the three targets taking turns, so that a
+# burst of load from elsewhere hits all of them alike; the report takes the
+# median rate and the CPU time summed over the repeats.
+POINTS="1024:1:4000 1024:20:10000 1024:200:10000 102400:1:2000 102400:20:4000 102400:200:4000"
+echo "bench: throughput (smtp-source -> target -> smtp-sink), $REPEAT runs per point"
+for point in $POINTS; do
+	IFS=: read -r size sess msgs <<<"$point"
+	msgs=$(python3 -c "print(max(int($msgs * $SCALE), $sess))")
+	for rep in $(seq "$REPEAT"); do
+	for target in direct haproxy moat; do
+		case $target in
+		direct) port=$SINK_PORT pid="" ;;
+		haproxy) port=$HA_PORT pid=$HA_PID ;;
+		moat) port=$MOAT_PORT pid=$MOAT_PID ;;
+		esac
+		c0=NA c1=NA
+		[ -n "$pid" ] && c0=$(cpu_ticks "$pid")
+		a0=$(accepted)
+		t0=$(now)
+		timeout 120 smtp-source -s "$sess" -m "$msgs" -l "$size" \
+		    -M bench.example.org -f bench@example.org -t sink@example.test \
+		    127.0.0.1:"$port" >"$T/source.out" 2>&1
+		rc=$?
+		t1=$(now)
+		[ -n "$pid" ] && c1=$(cpu_ticks "$pid")
+		a1=$(accepted)
+		secs=$(python3 -c "print('%.3f' % ($t1 - $t0))")
+		cpu=NA
+		[ -n "$pid" ] && cpu=$((c1 - c0))
+		tx=NA
+		[ $target = moat ] && tx=$((a1 - a0))
+		echo "tput target=$target size=$size sessions=$sess rep=$rep msgs=$msgs secs=$secs rc=$rc cpu_ticks=$cpu moat_accepted=$tx" >>"$R"
+		printf '  %-7s %6s B x %3s sessions: %6s msgs in %6ss rc=%s\n' "$target" "$size" "$sess" "$msgs" "$secs" "$rc"
+		[ $rc = 0 ] || { echo "    smtp-source: $(tail -c 300 "$T/source.out")"; }
+	done
+	done
+done
+echo "info clk_tck=$(getconf CLK_TCK)" >>"$R"
+
+# ------------------------------------------------------------ latency
+echo "bench: latency of one transaction at concurrency 1 ($LRUNS runs each)"
+if timeout 120 python3 "$here/latency.py" "$LRUNS" direct=127.0.0.1:"$SINK_PORT" \
+    moat=127.0.0.1:"$MOAT_PORT" >"$T/latency.json" 2>"$T/latency.err"; then
+	echo "latency file=$T/latency.json" >>"$R"
+else
+	echo "latency error=$(tr '\n' ' ' <"$T/latency.err" | tail -c 300 | tr ' ' _)" >>"$R"
+fi
+
+kill "$HA_PID" 2>/dev/null
+kill "$MOAT_PID" 2>/dev/null
+
+# ------------------------------------------------------------ idle sessions
+echo "bench: resident memory of moatd with $IDLE idle sessions"
+MEM_PORT=$(free_port)
+sed -e "s/127.0.0.1:$MOAT_PORT/127.0.0.1:$MEM_PORT/" "$T/moat.conf" >"$T/moat-mem.conf"
+prlimit --nofile=20000:20000 "$MOATD" -f -c "$T/moat-mem.conf" >"$T/moatd-mem.log" 2>&1 &
+MEM_PID=$!
+PIDS+=("$MEM_PID")
+wait_port "$MEM_PORT" || die "moatd (memory) did not start"
+for _ in $(seq 50); do grep -q 'event=upstream-up' "$T/moatd-mem.log" && break; sleep 0.1; done
+# Warm up: a few complete sessions, so that per-thread allocator arenas exist.
+python3 "$here/latency.py" 5 warm=127.0.0.1:"$MEM_PORT" >/dev/null 2>&1
+sleep 0.5
+rss0=$(rss_kb "$MEM_PID")
+rm -f "$T/idle.ready"
+python3 "$here/idle.py" "$IDLE" 127.0.0.1:"$MEM_PORT" "$T/idle.ready" &
+IDLE_PID=$!
+PIDS+=("$IDLE_PID")
+for _ in $(seq 600); do [ -s "$T/idle.ready" ] && break; sleep 0.1; done
+sleep 1
+rss1=$(rss_kb "$MEM_PID")
+state=$(cat "$T/idle.ready" 2>/dev/null | tr ' ' _)
+echo "mem sessions=$IDLE rss_before_kb=$rss0 rss_after_kb=$rss1 state=${state:-timeout}" >>"$R"
+kill "$IDLE_PID" 2>/dev/null
+kill "$MEM_PID" 2>/dev/null
+
+# ------------------------------------------------------------ report
+python3 "$here/report.py" "$R" "$RESULTS"
