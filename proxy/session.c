@@ -250,6 +250,7 @@ tx_free(struct session *s)
 	free(tx->hdrbuf);
 	free(tx->pf_name);
 	free(tx->pf_value);
+	free(tx->pump_buf);
 	spool_free(&tx->spool);
 	free(tx);
 	s->tx = NULL;

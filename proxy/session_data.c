@@ -56,7 +56,16 @@ content_emit(void *arg, const char *p, size_t n)
 			return;
 		}
 	}
-	if (spool_write(&tx->spool, p, n) == -1)
+	/* Stored re-dot-stuffed: the spool is what the upstream gets. */
+	dotstuff_feed(&tx->ds, p, n);
+}
+
+static void
+spool_emit(void *arg, const char *p, size_t n)
+{
+	struct tx *tx = arg;
+
+	if (tx->failed == TXF_NONE && spool_write(&tx->spool, p, n) == -1)
 		tx->failed = TXF_SPOOL;
 }
 
@@ -87,6 +96,7 @@ data_begin(struct session *s)
 	tx->hdrbuf = xmalloc((size_t)LIMIT(cf, MAX_HEADER_SIZE));
 	hdrparse_init(&tx->hp, tx->hdrbuf, (size_t)LIMIT(cf, MAX_HEADER_SIZE),
 	    (size_t)LIMIT(cf, MAX_HEADER_COUNT), hdr_noop, s);
+	dotstuff_init(&tx->ds, spool_emit, tx);
 	dataframe_init(&tx->df, tx->bdat ? DF_MODE_BDAT : DF_MODE_DATA,
 	    cf->bare_newline == BARE_NORMALIZE ? DF_NORMALIZE : DF_REJECT,
 	    cf->nul_byte == BARE_NORMALIZE ? DF_NORMALIZE : DF_REJECT,
@@ -326,6 +336,33 @@ pump_done_cb(void *arg, enum filter_verdict v, const struct filter_reply *r)
 	pump_cont(s, v, r);
 }
 
+/*
+ * Undo the dot-stuffing of a wire span into tx->pump_buf (the filters see
+ * content, RFC 5321 §4.5.2). Returns the decoded length.
+ */
+static size_t
+pump_decode(struct tx *tx, const char *p, size_t n)
+{
+	size_t i, k = 0;
+
+	if (tx->pump_buf == NULL)
+		tx->pump_buf = xmalloc(SPOOL_SPAN_MAX);
+	for (i = 0; i < n; i++) {
+		if (tx->pump_bol && p[i] == '.') {
+			tx->pump_bol = 0;
+			continue;
+		}
+		tx->pump_bol = p[i] == '\n';
+		tx->pump_buf[k++] = p[i];
+	}
+	return k;
+}
+
+/*
+ * The content stages, run over the spooled message at its end: HEADER per
+ * field, EOH, BODY in chunks, EOM. Any stage may go asynchronous; pump()
+ * is re-entered where it stopped.
+ */
 static void
 pump(struct session *s)
 {
@@ -333,9 +370,9 @@ pump(struct session *s)
 	int want_hdr = chain_wants(s->chain.chain, FILTER_STAGE_HEADER) ||
 	    chain_wants(s->chain.chain, FILTER_STAGE_EOH) ||
 	    chain_wants(s->chain.chain, FILTER_STAGE_BODY);
+	size_t end = tx->spool.len >= 3 ? tx->spool.len - 3 : 0, k, dn;
 	const char *p, *lf;
 	ssize_t n;
-	size_t k;
 
 	s->env.mail_from = tx->sender;
 	s->env.rcpt = NULL;
@@ -355,7 +392,8 @@ pump(struct session *s)
 				return;
 			break;
 		}
-		n = spool_span(&tx->spool, tx->pump_off, SPOOL_SPAN_MAX, &p);
+		n = spool_span(&tx->spool, tx->pump_off, end - tx->pump_off,
+		    &p);
 		if (n == -1) {
 			tx->failed = TXF_SPOOL;
 			break;
@@ -365,22 +403,27 @@ pump(struct session *s)
 			continue;
 		}
 		/* One line at a time: at most one field per feed. */
-		lf = memchr(p, '\n', (size_t)n);
-		if (lf != NULL)
+		if ((lf = memchr(p, '\n', (size_t)n)) != NULL)
 			n = lf - p + 1;
-		k = hdrparse_feed(&tx->hp, p, (size_t)n);
-		tx->pump_off += tx->hp.in_body ? k : (size_t)n;
+		dn = pump_decode(tx, p, (size_t)n);
+		k = hdrparse_feed(&tx->hp, tx->pump_buf, dn);
+		/* A line that starts the body stays for the BODY stage. */
+		if (!tx->hp.in_body || k == dn)
+			tx->pump_off += (size_t)n;
+		else
+			tx->pump_bol = 1;
 	}
 	while (chain_wants(s->chain.chain, FILTER_STAGE_BODY) &&
-	    tx->pump_off < tx->size && tx->failed == TXF_NONE) {
-		n = spool_span(&tx->spool, tx->pump_off, SPOOL_SPAN_MAX, &p);
+	    tx->pump_off < end && tx->failed == TXF_NONE) {
+		n = spool_span(&tx->spool, tx->pump_off, end - tx->pump_off,
+		    &p);
 		if (n <= 0) {
 			tx->failed = TXF_SPOOL;
 			break;
 		}
 		tx->pump_off += (size_t)n;
-		s->env.body = p;
-		s->env.bodylen = (size_t)n;
+		s->env.body = tx->pump_buf;
+		s->env.bodylen = pump_decode(tx, p, (size_t)n);
 		if (pump_call(s, FILTER_STAGE_BODY))
 			return;
 	}
@@ -452,6 +495,13 @@ data_end(struct session *s)
 		tx_abandon(s, "tempfail");
 		return;
 	}
+	dotstuff_end(&tx->ds);	/* the terminator, into the spool */
+	if (tx->failed == TXF_SPOOL) {
+		session_reply(s, 451, "4.3.0",
+		    "Local error storing the message, try again later");
+		tx_abandon(s, "tempfail");
+		return;
+	}
 	if (s->up == NULL || !upstream_alive(s->up)) {
 		session_reply(s, 451, "4.4.2",
 		    "Upstream connection lost, try again later");
@@ -468,5 +518,6 @@ data_end(struct session *s)
 		    (size_t)LIMIT(s->cf, MAX_HEADER_COUNT), pump_field_cb, s);
 	tx->pump_off = 0;
 	tx->pump_hdr_done = 0;
+	tx->pump_bol = 1;
 	pump(s);
 }

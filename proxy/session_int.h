@@ -59,12 +59,15 @@ struct tx {
 	struct dataframe df;
 	struct hdrparse	 hp;
 	char		*hdrbuf;
-	struct spool	 spool;
+	struct dotstuff	 ds;		/* content -> wire form */
+	struct spool	 spool;		/* wire form, as sent upstream */
 	size_t		 size;		/* content bytes */
 	enum tx_failure	 failed;
 	int		 discard;
-	size_t		 pump_off;	/* content offset given to filters */
+	size_t		 pump_off;	/* wire offset given to filters */
 	int		 pump_hdr_done;
+	int		 pump_bol;	/* decoder at beginning of line */
+	char		*pump_buf;	/* decoded (unstuffed) content */
 	char		*pf_name, *pf_value;	/* field for HEADER stage */
 	int		 pf_ready;
 

@@ -1,5 +1,5 @@
 /*
- * spool.c - message content store: an evbuffer up to `threshold` bytes,
+ * spool.c - message store: an evbuffer up to `threshold` bytes,
  * then an unlinked file in the spool directory (O_TMPFILE where the file
  * system supports it, else mkstemp + unlink).
  *
@@ -135,6 +135,26 @@ spool_span(struct spool *s, size_t off, size_t max, const char **p)
 		return -1;
 	*p = s->rbuf;
 	return r;
+}
+
+int
+spool_move_to(struct spool *s, struct evbuffer *out)
+{
+	struct evbuffer_file_segment *seg;
+	int rc;
+
+	if (s->error)
+		return -1;
+	if (s->fd == -1)
+		return s->mem == NULL ? 0 : evbuffer_add_buffer(out, s->mem);
+	/* The segment does not own the fd (no EVBUF_FS_CLOSE_ON_FREE). */
+	seg = evbuffer_file_segment_new(s->fd, 0, (ev_off_t)s->len,
+	    EVBUF_FS_DISABLE_LOCKING);
+	if (seg == NULL)
+		return -1;
+	rc = evbuffer_add_file_segment(out, seg, 0, (ev_off_t)s->len);
+	evbuffer_file_segment_free(seg);
+	return rc;
 }
 
 void

@@ -1,6 +1,8 @@
 /*
- * spool.h - one message's content: held in memory up to a threshold, then
- * in an unlinked temporary file (nothing to clean up after a crash).
+ * spool.h - one message, in the canonical wire form moat sends upstream
+ * (CRLF lines, dot-stuffed, ending with ".\r\n"): held in memory up to a
+ * threshold, then in an unlinked temporary file (nothing to clean up after
+ * a crash).
  *
  * Owned by one transaction on one loop thread. Readers get spans by
  * offset; a span is valid until the next spool call.
@@ -31,6 +33,12 @@ int	spool_write(struct spool *, const char *, size_t);
  * Returns its length (0 at the end) or -1 on a read error.
  */
 ssize_t	spool_span(struct spool *, size_t off, size_t max, const char **p);
+/*
+ * Append the whole content to out without copying it: memory chains are
+ * moved (the spool is empty afterwards), a file is added as a file
+ * segment (sent with sendfile). 0, or -1 on error.
+ */
+int	spool_move_to(struct spool *, struct evbuffer *out);
 void	spool_free(struct spool *);
 
 #define SPOOL_SPAN_MAX	(64 * 1024)

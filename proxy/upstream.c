@@ -25,7 +25,6 @@
 #include <string.h>
 
 #include "config.h"
-#include "dataframe.h"
 #include "escape.h"
 #include "log.h"
 #include "loop.h"
@@ -36,14 +35,11 @@
 
 #define UP_QUEUE_MAX	64
 #define UP_KEEPALIVE	60	/* NOOP interval while the client sends */
-#define UP_OUT_HIGH	(256 * 1024)	/* stop filling output above this */
-#define UP_OUT_LOW	(64 * 1024)
 
 enum up_state {
 	UP_S_NEW = 0,
 	UP_S_OPENING,
 	UP_S_READY,
-	UP_S_SENDING,		/* streaming message content */
 	UP_S_DEAD
 };
 
@@ -89,9 +85,7 @@ struct upstream {
 	upstream_cb		 open_cb;
 	void			*open_arg;
 
-	struct spool		*spool;		/* UP_S_SENDING */
-	size_t			 spool_off;
-	struct dotstuff		 ds;
+	struct spool		*spool;		/* sent after the 354 */
 
 	struct event		*keepalive;
 	int			 busy;		/* inside callbacks */
@@ -163,7 +157,7 @@ upstream_capa(const struct upstream *up)
 int
 upstream_alive(const struct upstream *up)
 {
-	return up->state == UP_S_READY || up->state == UP_S_SENDING;
+	return up->state == UP_S_READY;
 }
 
 int
@@ -206,8 +200,7 @@ up_flush_queue(struct upstream *up)
 	int pipelining = (up->capa.flags & CAPA_PIPELINING) != 0 &&
 	    up->state == UP_S_READY;
 
-	if (up->state == UP_S_DEAD || up->state == UP_S_SENDING ||
-	    up->bev == NULL)
+	if (up->state == UP_S_DEAD || up->bev == NULL)
 		return;
 	out = bufferevent_get_output(up->bev);
 	if (up->nsent < up->qlen && up->state == UP_S_READY)
@@ -402,40 +395,6 @@ up_internal_reply(struct upstream *up, enum exp_kind kind,
 	}
 }
 
-/* Stream spool content until the output is full or the content ends. */
-static void
-ds_emit(void *arg, const char *p, size_t n)
-{
-	struct upstream *up = arg;
-
-	evbuffer_add(bufferevent_get_output(up->bev), p, n);
-}
-
-static void
-up_pump_content(struct upstream *up)
-{
-	struct evbuffer *out = bufferevent_get_output(up->bev);
-	const char *p;
-	ssize_t n;
-
-	while (evbuffer_get_length(out) < UP_OUT_HIGH) {
-		n = spool_span(up->spool, up->spool_off, SPOOL_SPAN_MAX, &p);
-		if (n == -1) {
-			up_fail(up, UP_ESPOOL);
-			return;
-		}
-		if (n == 0) {
-			dotstuff_end(&up->ds);
-			up->state = UP_S_READY;
-			up->spool = NULL;
-			set_read_timeout(up, LIMIT(up->cf, UPSTREAM_DATA_TIMEOUT));
-			return;
-		}
-		dotstuff_feed(&up->ds, p, (size_t)n);
-		up->spool_off += (size_t)n;
-	}
-}
-
 static void
 up_dispatch(struct upstream *up, const struct smtp_reply *r)
 {
@@ -470,11 +429,26 @@ up_dispatch(struct upstream *up, const struct smtp_reply *r)
 			up->busy--;
 			break;
 		}
-		up->state = UP_S_SENDING;
-		up->nsent++;	/* the final reply is now awaited */
-		dotstuff_init(&up->ds, ds_emit, up);
-		set_read_timeout(up, LIMIT(up->cf, DATA_TIMEOUT));
-		up_pump_content(up);
+		/*
+		 * The spool holds the canonical wire form, terminator
+		 * included: hand it to the socket without a copy. The final
+		 * reply is awaited from now on; the write side has the data
+		 * timeout, the read side the final-reply timeout.
+		 */
+		up->nsent++;
+		if (spool_move_to(up->spool, bufferevent_get_output(up->bev)) ==
+		    -1) {
+			up_fail(up, UP_ESPOOL);
+			break;
+		}
+		up->spool = NULL;
+		{
+			struct timeval rt = tv_sec(
+					   LIMIT(up->cf, UPSTREAM_DATA_TIMEOUT)),
+				       wt = tv_sec(LIMIT(up->cf, DATA_TIMEOUT));
+
+			bufferevent_set_timeouts(up->bev, &rt, &wt);
+		}
 		break;
 	case EXP_FINAL:
 		up->busy++;
@@ -553,16 +527,6 @@ up_read_cb(struct bufferevent *bev, void *arg)
 static void
 up_write_cb(struct bufferevent *bev, void *arg)
 {
-	struct upstream *up = arg;
-
-	if (up->state == UP_S_SENDING) {
-		up->busy++;
-		up_pump_content(up);
-		up->busy--;
-		if (up->freed && up->busy == 0)
-			up_really_free(up);
-		return;
-	}
 }
 
 static void
@@ -642,7 +606,6 @@ upstream_open(struct upstream *up, const struct upstream_client *client,
 	if (up->bev == NULL)
 		fatal("bufferevent_socket_new");
 	bufferevent_setcb(up->bev, up_read_cb, up_write_cb, up_event_cb, up);
-	bufferevent_setwatermark(up->bev, EV_WRITE, UP_OUT_LOW, 0);
 	set_read_timeout(up, LIMIT(cf, UPSTREAM_CONNECT_TIMEOUT));
 	q_push(up, EXP_GREETING, NULL, NULL, NULL);
 	up->nsent = 1;
@@ -699,7 +662,6 @@ upstream_send_message(struct upstream *up, struct spool *sp, upstream_cb cb,
 		return;
 	}
 	up->spool = sp;
-	up->spool_off = 0;
 	q_push(up, EXP_DATA, "DATA", NULL, NULL);
 	q_push(up, EXP_FINAL, NULL, cb, arg);
 	up_flush_queue(up);
@@ -715,8 +677,8 @@ upstream_quit(struct upstream *up)
 	 * QUIT would land inside the content: close instead, so the upstream
 	 * discards the partial message.
 	 */
-	if (up->state == UP_S_DEAD || up->state == UP_S_SENDING ||
-	    up->bev == NULL || up->busy || up->nsent > 0) {
+	if (up->state == UP_S_DEAD || up->bev == NULL || up->busy ||
+	    up->nsent > 0) {
 		upstream_free(up);
 		return;
 	}

@@ -73,8 +73,10 @@ void	upstream_command(struct upstream *, const char *line,
 	    upstream_cb, void *arg);
 
 /*
- * DATA, then (on 354) the spooled content, re-dot-stuffed, then ".";
- * cb gets the DATA reply if it is not 354, else the final reply.
+ * DATA, then (on 354) the spool as it is: it holds the canonical wire form,
+ * dot-stuffed and terminated (moved to the socket without a copy; the
+ * spool is empty afterwards). cb gets the DATA reply if it is not 354,
+ * else the reply to the final dot.
  */
 void	upstream_send_message(struct upstream *, struct spool *,
 	    upstream_cb, void *arg);
