@@ -14,12 +14,14 @@
 
 static enum log_target log_target = LOG_TARGET_STDERR;
 static int log_debug_on;
+static int log_pid;
 
 void
 log_init(enum log_target target, int debug)
 {
 	log_target = target;
 	log_debug_on = debug;
+	log_pid = (int)getpid();
 	if (target == LOG_TARGET_SYSLOG)
 		openlog("moatd", LOG_PID | LOG_NDELAY, LOG_MAIL);
 }
@@ -52,7 +54,7 @@ log_msg(int prio, const char *fmt, ...)
 	n = snprintf(line, sizeof(line),
 	    "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ moatd[%d] %s: ",
 	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-	    tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, (int)getpid(),
+	    tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, log_pid,
 	    names[prio & 7]);
 	m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
 	va_end(ap);

@@ -208,8 +208,10 @@ main(int argc, char **argv)
 	if ((chain = chain_new(cf)) == NULL)
 		return 1;
 	session_set_chain(chain);
-	if (!foreground)
+	if (!foreground) {
 		daemonize();
+		log_init(LOG_TARGET_SYSLOG, debug);	/* the new pid */
+	}
 
 	m.loops = xcalloc(m.nloops, sizeof(*m.loops));
 	for (i = 0; i < m.nloops; i++) {

@@ -128,6 +128,7 @@ void	session_reply(struct session *, int code, const char *enh,
 void	session_relay(struct session *, const struct smtp_reply *);
 void	session_error(struct session *);
 void	session_close(struct session *);
+void	session_flush(struct session *);
 void	session_resume(struct session *);
 void	session_arm_command_deadline(struct session *);
 void	session_filter(struct session *, enum filter_stage,

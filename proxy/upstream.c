@@ -191,6 +191,24 @@ q_push(struct upstream *up, enum exp_kind kind, const char *line,
 	return e;
 }
 
+/* Write the output now; enable the write event only if the kernel is full
+ * (see session_flush). */
+static void
+up_flush_out(struct upstream *up)
+{
+	struct evbuffer *out = bufferevent_get_output(up->bev);
+
+	if (evbuffer_get_length(out) == 0)
+		return;
+	if (!(bufferevent_get_enabled(up->bev) & EV_WRITE)) {
+		evbuffer_unfreeze(out, 1);	/* see session_flush() */
+		evbuffer_write(out, bufferevent_getfd(up->bev));
+		evbuffer_freeze(out, 1);
+	}
+	if (evbuffer_get_length(out) > 0)
+		bufferevent_enable(up->bev, EV_WRITE);
+}
+
 /* Write queued commands: all of them when pipelining, else one. */
 static void
 up_flush_queue(struct upstream *up)
@@ -224,6 +242,7 @@ up_flush_queue(struct upstream *up)
 		if (e->kind == EXP_DATA || e->kind == EXP_QUIT)
 			break;
 	}
+	up_flush_out(up);
 }
 
 static void
@@ -442,6 +461,7 @@ up_dispatch(struct upstream *up, const struct smtp_reply *r)
 			break;
 		}
 		up->spool = NULL;
+		up_flush_out(up);
 		{
 			struct timeval rt = tv_sec(
 					   LIMIT(up->cf, UPSTREAM_DATA_TIMEOUT)),
@@ -524,9 +544,11 @@ up_read_cb(struct bufferevent *bev, void *arg)
 		up_really_free(up);
 }
 
+/* The output has drained (low watermark 0): back to direct writes. */
 static void
 up_write_cb(struct bufferevent *bev, void *arg)
 {
+	bufferevent_disable(bev, EV_WRITE);
 }
 
 static void
@@ -606,10 +628,15 @@ upstream_open(struct upstream *up, const struct upstream_client *client,
 	if (up->bev == NULL)
 		fatal("bufferevent_socket_new");
 	bufferevent_setcb(up->bev, up_read_cb, up_write_cb, up_event_cb, up);
+	/* The message goes out in large writes (default: 16 KiB each). */
+	bufferevent_set_max_single_write(up->bev, 256 * 1024);
 	set_read_timeout(up, LIMIT(cf, UPSTREAM_CONNECT_TIMEOUT));
 	q_push(up, EXP_GREETING, NULL, NULL, NULL);
 	up->nsent = 1;
-	bufferevent_enable(up->bev, EV_READ | EV_WRITE);
+	/* EV_WRITE stays off: the connect itself is watched by libevent, and
+	 * later writes go out directly (up_flush_out). */
+	bufferevent_disable(up->bev, EV_WRITE);
+	bufferevent_enable(up->bev, EV_READ);
 	if (bufferevent_socket_connect(up->bev,
 		(const struct sockaddr *)&cf->upstream,
 		(int)cf->upstream_len) == -1) {
@@ -696,6 +723,7 @@ upstream_quit(struct upstream *up)
 	evbuffer_add_printf(bufferevent_get_output(up->bev), "QUIT\r\n");
 	set_read_timeout(up, 10);
 	bufferevent_enable(up->bev, EV_READ);
+	up_flush_out(up);
 }
 
 static void
