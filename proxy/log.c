@@ -4,8 +4,10 @@
  * The target is chosen once at start-up, before threads exist; after that
  * the module is read-only and safe from every thread (one write per line).
  */
+#include <event2/event.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,6 +17,52 @@
 static enum log_target log_target = LOG_TARGET_STDERR;
 static int log_debug_on;
 static int log_pid;
+
+#define LOG_BATCH	16384
+
+struct log_batch {
+	struct event	*flush;
+	size_t		 len;
+	char		 buf[LOG_BATCH];
+};
+
+static __thread struct log_batch *batch;
+
+static void
+batch_write(void)
+{
+	if (batch != NULL && batch->len > 0) {
+		(void)!write(STDERR_FILENO, batch->buf, batch->len);
+		batch->len = 0;
+	}
+}
+
+static void
+batch_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	batch_write();
+}
+
+void
+log_thread_start(struct event_base *base)
+{
+	if (log_target != LOG_TARGET_STDERR || batch != NULL)
+		return;
+	batch = calloc(1, sizeof(*batch));
+	if (batch != NULL)
+		batch->flush = event_new(base, -1, 0, batch_flush_cb, NULL);
+}
+
+void
+log_thread_stop(void)
+{
+	if (batch == NULL)
+		return;
+	batch_write();
+	event_free(batch->flush);
+	free(batch);
+	batch = NULL;
+}
 
 void
 log_init(enum log_target target, int debug)
@@ -64,5 +112,15 @@ log_msg(int prio, const char *fmt, ...)
 	if ((size_t)n > sizeof(line) - 2)
 		n = sizeof(line) - 2;
 	line[n++] = '\n';
-	(void)!write(STDERR_FILENO, line, n);
+	if (batch == NULL || prio <= LOG_WARNING) {
+		batch_write();	/* keep the order */
+		(void)!write(STDERR_FILENO, line, n);
+		return;
+	}
+	if (batch->len + (size_t)n > sizeof(batch->buf))
+		batch_write();
+	if (batch->len == 0)
+		event_active(batch->flush, EV_TIMEOUT, 1);
+	memcpy(batch->buf + batch->len, line, (size_t)n);
+	batch->len += (size_t)n;
 }

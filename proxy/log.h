@@ -17,6 +17,16 @@ enum log_target {
 };
 
 void	log_init(enum log_target, int debug);
+
+struct event_base;
+/*
+ * Event-loop threads batch their stderr lines: what a loop iteration logs
+ * goes out in one write() at its end (warnings and worse at once).
+ * log_thread_start() on the loop's thread before its loop runs,
+ * log_thread_stop() after.
+ */
+void	log_thread_start(struct event_base *);
+void	log_thread_stop(void);
 void	log_msg(int prio, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
 int	log_debug_enabled(void);

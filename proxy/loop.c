@@ -98,7 +98,9 @@ loop_main(void *arg)
 {
 	struct loop *l = arg;
 
+	log_thread_start(l->base);
 	event_base_loop(l->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	log_thread_stop();
 	return NULL;
 }
 

@@ -1261,7 +1261,8 @@ session_read_cb(struct bufferevent *bev, void *arg)
 		}
 		evtimer_del(s->timer);
 		session_admit(s);
-		session_flush(s);
+		/* Commands pipelined behind the header are waiting. */
+		session_process(s);
 		return;
 	}
 	session_process(s);

@@ -333,7 +333,11 @@ pump_done_cb(void *arg, enum filter_verdict v, const struct filter_reply *r)
 	struct session *s = arg;
 
 	s->waiting = 0;
-	pump_cont(s, v, r);
+	/* The EOM stage is the last: its answer decides, never re-run. */
+	if (s->chain.stage == FILTER_STAGE_EOM)
+		eom_cont(s, v, r);
+	else
+		pump_cont(s, v, r);
 }
 
 /*

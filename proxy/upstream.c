@@ -436,9 +436,18 @@ up_dispatch(struct upstream *up, const struct smtp_reply *r)
 		up->busy--;
 		break;
 	case EXP_DATA:
+		if (r->code / 100 == 2 || (r->code != 354 && r->code / 100 == 3)) {
+			/* "250" to DATA: the content was never sent, so this
+			 * can never become the client's 250 (invariant 1). */
+			log_warn("event=upstream-bad-data-reply sid=%016llx "
+				 "code=%d",
+			    (unsigned long long)up->sid, r->code);
+			up_fail(up, UP_EPROTO);
+			break;
+		}
 		if (r->code != 354) {
-			/* The final-reply expectation queued behind DATA
-			 * is the caller's: hand it this reply instead. */
+			/* A 4xx/5xx refusal: the final-reply expectation
+			 * queued behind DATA is the caller's: hand it this. */
 			struct expect *f = &up->q[up->qhead];
 
 			up->qhead = (up->qhead + 1) % UP_QUEUE_MAX;
@@ -446,6 +455,14 @@ up_dispatch(struct upstream *up, const struct smtp_reply *r)
 			up->busy++;
 			f->cb(f->arg, r, UP_OK);
 			up->busy--;
+			break;
+		}
+		/* Anything after the 354 came before our content: no answer
+		 * to it can be trusted (response injection). */
+		if (evbuffer_get_length(bufferevent_get_input(up->bev)) > 0) {
+			log_warn("event=upstream-early-reply sid=%016llx",
+			    (unsigned long long)up->sid);
+			up_fail(up, UP_EPROTO);
 			break;
 		}
 		/*
@@ -471,6 +488,24 @@ up_dispatch(struct upstream *up, const struct smtp_reply *r)
 		}
 		break;
 	case EXP_FINAL:
+		/*
+		 * A reply before the last content byte left is no answer to
+		 * this message (a 250 "early" would lose mail): protocol
+		 * error, the client gets 451.
+		 */
+		if (evbuffer_get_length(bufferevent_get_output(up->bev)) > 0) {
+			log_warn("event=upstream-early-reply sid=%016llx "
+				 "code=%d",
+			    (unsigned long long)up->sid, r->code);
+			/* e is already dequeued: report through it. */
+			up->state = UP_S_DEAD;
+			up->busy++;
+			e.cb(e.arg, NULL, UP_EPROTO);
+			up->busy--;
+			if (!up->freed)
+				up_fail(up, UP_EPROTO);
+			break;
+		}
 		up->busy++;
 		e.cb(e.arg, r, UP_OK);
 		up->busy--;

@@ -431,6 +431,7 @@ class Recorder:
                                               one more, unrequested, reply line
       early_final: True                       answer the content right after
                                               the 354, before reading it
+                                              ("close": then hang up unread)
     The behaviour dict may be changed while the recorder runs; each
     connection reads it as it goes.
     """
@@ -523,11 +524,15 @@ class Recorder:
                         answer("DATA", lambda: got.append(say("354 go ahead")))
                         if not got:
                             continue        # DATA refused (or garbage)
+                    elif self.b.get("early_final"):
+                        # One segment: the reply is there before any content.
+                        say("354 go ahead\r\n" + self.b.get("final", "250 2.0.0 Ok: queued early"))
                     else:
                         say("354 go ahead")
                     early = self.b.get("early_final")
                     if early:
-                        say(self.b.get("final", "250 2.0.0 Ok: queued early"))
+                        if early == "close":
+                            break       # and never read the content
                     msg = bytearray()
                     while True:
                         l2 = f.readline(1 << 20)
