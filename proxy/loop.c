@@ -16,6 +16,7 @@
 #include "config.h"
 #include "log.h"
 #include "loop.h"
+#include "upstream.h"
 #include "util.h"
 
 struct job {
@@ -100,6 +101,7 @@ loop_main(void *arg)
 
 	log_thread_start(l->base);
 	event_base_loop(l->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	upstream_reap_orphans();
 	log_thread_stop();
 	return NULL;
 }

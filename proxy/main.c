@@ -29,6 +29,7 @@
 #include "loop.h"
 #include "probe.h"
 #include "session.h"
+#include "upstream.h"
 #include "util.h"
 
 static void
@@ -249,6 +250,7 @@ main(int argc, char **argv)
 		loop_join(m.loops[i]);
 	probe_stop(the_probe);
 	the_probe = NULL;
+	upstream_reap_orphans();	/* the probe's, on this thread */
 	listeners_free(m.lset);
 	for (i = 0; i < 3; i++)
 		event_free(sigs[i]);

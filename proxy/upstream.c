@@ -88,6 +88,7 @@ struct upstream {
 	struct spool		*spool;		/* sent after the 354 */
 
 	struct event		*keepalive;
+	struct upstream		*orphan_next, **orphan_prev;
 	int			 busy;		/* inside callbacks */
 	int			 freed;		/* free when !busy */
 };
@@ -121,10 +122,29 @@ upstream_new(struct loop *l, const struct config *cf, uint64_t sid)
 	return up;
 }
 
+/*
+ * Connections that were sent QUIT belong to nobody; they free themselves on
+ * the 221, a close or a 10 s timeout, and the loop frees the rest when it
+ * stops. One list per loop thread.
+ */
+static __thread struct upstream *orphans;
+
+void
+upstream_reap_orphans(void)
+{
+	while (orphans != NULL)
+		upstream_free(orphans);
+}
+
 static void
 up_really_free(struct upstream *up)
 {
 	size_t i;
+
+	if (up->orphan_prev != NULL) {
+		if ((*up->orphan_prev = up->orphan_next) != NULL)
+			up->orphan_next->orphan_prev = up->orphan_prev;
+	}
 
 	for (i = 0; i < up->qlen; i++)
 		free(up->q[(up->qhead + i) % UP_QUEUE_MAX].line);
@@ -753,6 +773,10 @@ upstream_quit(struct upstream *up)
 	up->nsent = 0;
 	up->quitting = 1;
 	up->state = UP_S_DEAD;
+	if ((up->orphan_next = orphans) != NULL)
+		orphans->orphan_prev = &up->orphan_next;
+	up->orphan_prev = &orphans;
+	orphans = up;
 	evbuffer_drain(bufferevent_get_input(up->bev),
 	    evbuffer_get_length(bufferevent_get_input(up->bev)));
 	evbuffer_add_printf(bufferevent_get_output(up->bev), "QUIT\r\n");

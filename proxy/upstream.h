@@ -89,5 +89,7 @@ void	upstream_keepalive(struct upstream *, int on);
 
 /* Send QUIT and let the connection close by itself; frees `up`. */
 void	upstream_quit(struct upstream *);
+/* Free this thread's connections still waiting for their 221. */
+void	upstream_reap_orphans(void);
 
 #endif

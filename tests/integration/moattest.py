@@ -271,6 +271,14 @@ class Moatd:
     def stop(self, sig=signal.SIGTERM, timeout=15):
         rc = stop(self.proc, sig, timeout)
         self.log_fh.close()
+        if rc not in (0, None) and sig == signal.SIGTERM:
+            # Sanitizer reports and crashes land in the log: show them.
+            tail = [l for l in self.log().splitlines()
+                    if " info: " not in l and " debug: " not in l][-60:]
+            print("# moatd exited with %s; log (without info/debug):" % rc)
+            for l in tail:
+                print("#   " + l)
+            sys.stdout.flush()
         return rc
 
 
