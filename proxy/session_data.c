@@ -75,15 +75,6 @@ hdr_noop(void *arg, const char *name, size_t namelen, const char *value,
 {
 }
 
-static void
-set_read_timeout(struct session *s, long sec)
-{
-	struct timeval r = tv_sec(sec),
-		       w = tv_sec(LIMIT(s->cf, COMMAND_TIMEOUT));
-
-	bufferevent_set_timeouts(s->bev, sec ? &r : NULL, &w);
-}
-
 void
 data_begin(struct session *s)
 {
@@ -103,7 +94,7 @@ data_begin(struct session *s)
 	    content_emit, s);
 	/* The whole transfer has a deadline; each read its own timeout. */
 	evtimer_add(s->timer, &tv);
-	set_read_timeout(s, LIMIT(cf, DATA_TIMEOUT));
+	session_set_read_timeout(s, LIMIT(cf, DATA_TIMEOUT));
 	upstream_keepalive(s->up, 1);
 	if (tx->bdat) {
 		s->state = S_BDAT;
@@ -452,7 +443,7 @@ data_end(struct session *s)
 	int want;
 
 	s->state = S_CMD;
-	set_read_timeout(s, 0);
+	session_set_read_timeout(s, 0);
 	evtimer_del(s->timer);
 	upstream_keepalive(s->up, 0);
 	s->nmessages++;

@@ -104,6 +104,9 @@ struct session {
 	int			 output_full;
 
 	struct event		*timer;		/* deadline / PROXY wait */
+	struct event		*rev;		/* our own reads (session_recv) */
+	long			 read_timeout;	/* seconds; 0 = none */
+	int			 read_paused;	/* input at its high-water mark */
 	struct upstream		*up;
 	int			 up_opening;	/* handshake under way */
 	int			 mail_waiting;	/* MAIL waits for it */
@@ -129,6 +132,7 @@ void	session_relay(struct session *, const struct smtp_reply *);
 void	session_error(struct session *);
 void	session_close(struct session *);
 void	session_flush(struct session *);
+void	session_set_read_timeout(struct session *, long sec);
 void	session_resume(struct session *);
 void	session_arm_command_deadline(struct session *);
 void	session_filter(struct session *, enum filter_stage,
