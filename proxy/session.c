@@ -315,6 +315,7 @@ session_drop_upstream(struct session *s)
 	upstream_free(s->up);
 	s->up = NULL;
 	s->up_opening = 0;
+	s->up_dirty = 0;
 	return 0;
 }
 
@@ -471,8 +472,11 @@ cmd_helo(struct session *s, const struct smtp_command *cmd)
 		session_error(s);
 		return;
 	}
-	/* RFC 5321 §4.1.4: EHLO/HELO reset any transaction. */
+	/* RFC 5321 §4.1.4: EHLO/HELO reset any transaction (the
+	 * upstream's too: RSET before the next MAIL). */
 	if (s->tx != NULL) {
+		if (s->tx->mail_ok)
+			s->up_dirty = 1;
 		tx_log(s, "reset");
 		tx_free(s);
 	}
@@ -548,6 +552,17 @@ mail_reply(void *arg, const struct smtp_reply *r, enum up_error err)
 	session_resume(s);
 }
 
+/* The RSET that precedes a MAIL: the MAIL's own reply tells the client. */
+static void
+rset_quiet(void *arg, const struct smtp_reply *r, enum up_error err)
+{
+	struct session *s = arg;
+
+	if (err == UP_OK && r->code / 100 != 2)
+		log_warn("event=upstream-rset-refused sid=%016llx code=%d",
+		    (unsigned long long)s->sid, r->code);
+}
+
 static void
 mail_send(struct session *s)
 {
@@ -560,6 +575,10 @@ mail_send(struct session *s)
 		tx_free(s);
 		session_resume(s);
 		return;
+	}
+	if (s->up_dirty) {
+		upstream_command(s->up, "RSET", rset_quiet, s);
+		s->up_dirty = 0;
 	}
 	upstream_command(s->up, s->tx->mail_line, mail_reply, s);
 }
@@ -610,8 +629,14 @@ upstream_start(struct session *s)
 	c.port = s->port;
 	snprintf(c.helo, sizeof(c.helo), "%s", s->helo ? s->helo : "");
 	c.esmtp = s->esmtp;
-	s->up = upstream_new(s->loop, s->cf, s->sid);
 	s->up_opening = 1;
+	if ((s->up = upstream_unpark(s->sid)) != NULL) {
+		log_debug("event=upstream-reuse sid=%016llx",
+		    (unsigned long long)s->sid);
+		upstream_reuse(s->up, &c, upstream_open_done, s);
+		return;
+	}
+	s->up = upstream_new(s->loop, s->cf, s->sid);
 	upstream_open(s->up, &c, upstream_open_done, s);
 }
 
@@ -1561,11 +1586,15 @@ session_free(struct session *s)
 	    (unsigned long long)s->sid, s->addr, s->nmessages, s->nerrors,
 	    (unsigned long long)((now - s->t_connect) / 1000));
 	chain_run_free(&s->chain);
-	tx_free(s);
 	if (s->up != NULL) {
-		upstream_quit(s->up);
+		/* Idle and outside a transaction: keep it for the next
+		 * session on this loop. */
+		if (s->up_opening || s->up_dirty || loop_draining ||
+		    (s->tx != NULL && s->tx->mail_ok) || !upstream_park(s->up))
+			upstream_quit(s->up);
 		s->up = NULL;
 	}
+	tx_free(s);
 	free((char *)s->env.rcpt);
 	free(s->rcpt_line);
 	if (s->admitted)

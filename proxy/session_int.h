@@ -110,6 +110,7 @@ struct session {
 	struct upstream		*up;
 	int			 up_opening;	/* handshake under way */
 	int			 mail_waiting;	/* MAIL waits for it */
+	int			 up_dirty;	/* upstream tx open: RSET first */
 	struct tx		*tx;
 	struct chain_run	 chain;
 	struct filter_env	 env;

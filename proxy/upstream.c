@@ -73,6 +73,7 @@ struct upstream {
 	struct capa		 capa;
 	struct upstream_client	 client;
 	int			 use_xforward;
+	int			 ehlo;		/* capa is from an EHLO reply */
 	int			 opening;	/* open_cb not called yet */
 	int			 quitting;
 
@@ -89,6 +90,7 @@ struct upstream {
 
 	struct event		*keepalive;
 	struct upstream		*orphan_next, **orphan_prev;
+	struct upstream		*pool_next, **pool_prev;	/* parked */
 	int			 busy;		/* inside callbacks */
 	int			 freed;		/* free when !busy */
 };
@@ -129,11 +131,33 @@ upstream_new(struct loop *l, const struct config *cf, uint64_t sid)
  */
 static __thread struct upstream *orphans;
 
+/*
+ * Idle connections parked for the next session on the same loop (as
+ * Postfix's smtp client caches connections): they save the connect,
+ * greeting, EHLO and QUIT of every session. One list per loop thread.
+ */
+static __thread struct upstream *pool;
+static __thread size_t pool_n;
+
+static void
+pool_unlink(struct upstream *up)
+{
+	if (up->pool_prev == NULL)
+		return;
+	if ((*up->pool_prev = up->pool_next) != NULL)
+		up->pool_next->pool_prev = up->pool_prev;
+	up->pool_prev = NULL;
+	up->pool_next = NULL;
+	pool_n--;
+}
+
 void
 upstream_reap_orphans(void)
 {
 	while (orphans != NULL)
 		upstream_free(orphans);
+	while (pool != NULL)
+		upstream_free(pool);
 }
 
 static void
@@ -145,6 +169,7 @@ up_really_free(struct upstream *up)
 		if ((*up->orphan_prev = up->orphan_next) != NULL)
 			up->orphan_next->orphan_prev = up->orphan_prev;
 	}
+	pool_unlink(up);
 
 	for (i = 0; i < up->qlen; i++)
 		free(up->q[(up->qhead + i) % UP_QUEUE_MAX].line);
@@ -278,7 +303,8 @@ up_ready(struct upstream *up, const struct smtp_reply *r)
 {
 	up->state = UP_S_READY;
 	up->opening = 0;
-	set_read_timeout(up, LIMIT(up->cf, UPSTREAM_COMMAND_TIMEOUT));
+	/* Nothing awaited yet: no clock (up_flush_queue starts it). */
+	bufferevent_set_timeouts(up->bev, NULL, NULL);
 	up->busy++;
 	up->open_cb(up->open_arg, r, UP_OK);
 	up->busy--;
@@ -370,6 +396,7 @@ up_internal_reply(struct upstream *up, enum exp_kind kind,
 		}
 		memset(&up->capa, 0, sizeof(up->capa));
 		capa_parse(r, &up->capa);
+		up->ehlo = 1;
 		if (kind == EXP_EHLO && up->cf->xclient == XCLIENT_AUTO &&
 		    !up->client.probe && xclient_has_addr(&up->capa)) {
 			up_send_xclient(up);
@@ -386,6 +413,7 @@ up_internal_reply(struct upstream *up, enum exp_kind kind,
 			return;
 		}
 		memset(&up->capa, 0, sizeof(up->capa));
+		up->ehlo = 0;	/* not reusable: capabilities unknown */
 		up_ready(up, r);
 		return;
 	case EXP_XCLIENT:
@@ -558,6 +586,11 @@ up_read_cb(struct bufferevent *bev, void *arg)
 		up_really_free(up);
 		return;
 	}
+	if (up->pool_prev != NULL) {
+		/* Nobody asked: a 421 on its idle timeout, say. */
+		up_fail(up, UP_EPROTO);
+		return;
+	}
 	up->busy++;
 	while (!up->freed && up->state != UP_S_DEAD) {
 		eol = evbuffer_search_eol(in, NULL, &eol_len,
@@ -611,6 +644,17 @@ up_fail(struct upstream *up, enum up_error err)
 {
 	struct expect e;
 
+	if (up->pool_prev != NULL) {
+		/* A parked connection closed, timed out or spoke: drop it. */
+		log_debug("event=upstream-pool-drop sid=%016llx error=\"%s\"",
+		    (unsigned long long)up->sid, up_strerror(err));
+		up->state = UP_S_DEAD;
+		if (up->busy)
+			up->freed = 1;
+		else
+			up_really_free(up);
+		return;
+	}
 	if (up->state == UP_S_DEAD && up->qlen == 0)
 		return;
 	if (!up->quitting)
@@ -660,6 +704,10 @@ up_event_cb(struct bufferevent *bev, short what, void *arg)
 		err = UP_ECONNECT;
 	else
 		err = UP_ECLOSED;
+	if (up->pool_prev != NULL) {
+		up_fail(up, err);	/* frees it */
+		return;
+	}
 	up->busy++;
 	up_fail(up, err);
 	up->busy--;
@@ -808,4 +856,63 @@ upstream_keepalive(struct upstream *up, int on)
 		event_add(up->keepalive, &tv);
 	else
 		event_del(up->keepalive);
+}
+
+int
+upstream_park(struct upstream *up)
+{
+	struct timeval idle = tv_sec(LIMIT(up->cf, UPSTREAM_POOL_IDLE));
+
+	if (up->state != UP_S_READY || !up->ehlo || up->qlen != 0 ||
+	    up->nsent != 0 ||
+	    up->busy || up->freed || up->quitting || up->client.probe ||
+	    pool_n >= (size_t)LIMIT(up->cf, UPSTREAM_POOL_SIZE) ||
+	    evbuffer_get_length(bufferevent_get_output(up->bev)) != 0 ||
+	    evbuffer_get_length(bufferevent_get_input(up->bev)) != 0)
+		return 0;
+	upstream_keepalive(up, 0);
+	up->open_cb = NULL;
+	up->open_arg = NULL;
+	/* Idle: the pool's clock, read side only. */
+	bufferevent_set_timeouts(up->bev, &idle, NULL);
+	if ((up->pool_next = pool) != NULL)
+		pool->pool_prev = &up->pool_next;
+	up->pool_prev = &pool;
+	pool = up;
+	pool_n++;
+	return 1;
+}
+
+struct upstream *
+upstream_unpark(uint64_t sid)
+{
+	struct upstream *up = pool;	/* the most recently used */
+
+	if (up == NULL)
+		return NULL;
+	pool_unlink(up);
+	up->sid = sid;
+	bufferevent_set_timeouts(up->bev, NULL, NULL);
+	return up;
+}
+
+void
+upstream_reuse(struct upstream *up, const struct upstream_client *client,
+    upstream_cb cb, void *arg)
+{
+	up->client = *client;
+	up->open_cb = cb;
+	up->open_arg = arg;
+	up->use_xforward = 0;
+	if (up->cf->xclient == XCLIENT_AUTO && xclient_has_addr(&up->capa)) {
+		/* A new client on this connection: say who (Postfix allows
+		 * XCLIENT outside a transaction), then greet as it did. */
+		up->opening = 1;
+		up->state = UP_S_OPENING;
+		up_send_xclient(up);
+		return;
+	}
+	if (up->cf->xclient != XCLIENT_OFF && (up->capa.flags & CAPA_XFORWARD))
+		up->use_xforward = 1;
+	up_ready(up, NULL);
 }

@@ -89,7 +89,21 @@ void	upstream_keepalive(struct upstream *, int on);
 
 /* Send QUIT and let the connection close by itself; frees `up`. */
 void	upstream_quit(struct upstream *);
-/* Free this thread's connections still waiting for their 221. */
+/*
+ * Connection reuse. upstream_park() keeps an idle connection (no command
+ * outstanding, no transaction open: the caller guarantees the latter) for
+ * the next session of this loop, up to upstream_pool_size for
+ * upstream_pool_idle; returns 0 when it cannot (then quit it).
+ * upstream_unpark() takes one (or NULL); upstream_reuse() introduces the
+ * new client (XCLIENT + EHLO where used) and calls cb like upstream_open(),
+ * possibly at once.
+ */
+int	upstream_park(struct upstream *);
+struct upstream *upstream_unpark(uint64_t sid);
+void	upstream_reuse(struct upstream *, const struct upstream_client *,
+	    upstream_cb, void *arg);
+
+/* Free this thread's connections still waiting for their 221 or parked. */
 void	upstream_reap_orphans(void);
 
 #endif

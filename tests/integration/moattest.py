@@ -227,6 +227,10 @@ class Moatd:
             f.write('upstream = "127.0.0.1:%d"\n' % upstream_port)
             f.write('spool_directory = "%s"\n' % self.dir)
             f.write('threads = 2\n')
+            # One upstream connection per client session unless a test
+            # asks for connection reuse (upstream_pool_size in conf).
+            if "upstream_pool_size" not in conf:
+                f.write('upstream_pool_size = %s\n' % os.environ.get('MOATTEST_POOL', '0'))
             if "listen " not in conf:
                 f.write('listen "127.0.0.1:%d" {}\n' % self.port)
             f.write(conf)

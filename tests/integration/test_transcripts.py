@@ -128,4 +128,58 @@ c.close()
 m.stop()
 rec.stop()
 
+# ---- upstream connection reuse across client sessions (XCLIENT upstream)
+rec = Recorder(ehlo_caps=["PIPELINING", "8BITMIME", "XCLIENT NAME ADDR PORT PROTO HELO"])
+m = Moatd(rec.port, conf="upstream_pool_size = 4\nupstream_pool_idle = 2\nthreads = 1\n")
+base = len(rec.sessions)
+r1 = send_mail(m.port, ehlo="first.example.test")
+r2 = send_mail(m.port, ehlo="second.example.test", sender="carol@example.test")
+t.eq([r1[-2][0], r2[-2][0]], [250, 250], "two sessions delivered over a reused connection")
+rec.wait_messages(2)
+conns = rec.sessions[base:]
+t.eq(len(conns), 1, "one upstream connection served both sessions")
+wire = bytes(conns[0]).decode("latin-1") if conns else ""
+t.like(wire, r"XCLIENT ADDR=127\.0\.0\.1 PORT=\d+ NAME=\[UNAVAILABLE\] PROTO=ESMTP "
+       r"HELO=first\.example\.test\r\nEHLO first\.example\.test\r\nMAIL FROM:<alice@",
+       "first client introduced with XCLIENT")
+t.like(wire, r"\.\r\nXCLIENT ADDR=127\.0\.0\.1 PORT=\d+ NAME=\[UNAVAILABLE\] PROTO=ESMTP "
+       r"HELO=second\.example\.test\r\nEHLO second\.example\.test\r\nMAIL FROM:<carol@",
+       "second client introduced with a new XCLIENT on the same connection")
+t.ok("QUIT" not in wire, "no QUIT while the connection is parked", wire[-200:])
+# A HELO client leaves a connection whose capabilities are unknown: not reused.
+c = Client(m.port)
+c.cmd("HELO old.example.test")
+c.cmd("MAIL FROM:<h@example.test>")
+c.cmd("RCPT TO:<i@example.test>")
+c.cmd("DATA")
+c.send("Subject: helo\r\n\r\nx\r\n.\r\n")
+t.eq(c.reply()[0], 250, "HELO client delivered")
+c.cmd("QUIT")
+c.close()
+r3 = send_mail(m.port, ehlo="third.example.test")
+t.eq(r3[-2][0], 250, "EHLO client after a HELO client delivered")
+rec.wait_messages(4)
+wire = bytes(rec.sessions[-1]).decode("latin-1") if rec.sessions else ""
+t.like(wire, r"EHLO third\.example\.test\r\nMAIL FROM:", "EHLO client got an upstream EHLO")
+# A session that ends inside a transaction does not leave it for the next.
+n_before = len(rec.sessions)
+c = Client(m.port)
+c.cmd("EHLO x.example.test")
+c.cmd("MAIL FROM:<a@example.test>")
+c.cmd("QUIT")
+c.close()
+r4 = send_mail(m.port, ehlo="fourth.example.test")
+t.eq(r4[-2][0], 250, "delivery after a session that quit mid-transaction")
+t.ok(len(rec.sessions) > n_before, "the mid-transaction connection was not reused")
+# Parked connections expire after upstream_pool_idle.
+import time as _time
+n_before = len(rec.sessions)
+_time.sleep(3)
+r5 = send_mail(m.port, ehlo="fifth.example.test")
+t.eq(r5[-2][0], 250, "delivery after the parked connection expired")
+t.eq(len(rec.sessions), n_before + 1, "an expired parked connection is not reused")
+t.ok(m.alive(), "moatd alive")
+m.stop()
+rec.stop()
+
 t.done()
