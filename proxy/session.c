@@ -709,6 +709,13 @@ params_check(struct session *s, int mail, char *rest, struct tx *tx,
 		} else if (mail && ascii_strcasecmp(k, "RET") == 0) {
 			ok = v != NULL && (s->advertised & CAPA_DSN) &&
 			    smtp_param_ret(v) == 0;
+		} else if (mail && ascii_strcasecmp(k, "AUTH") == 0) {
+			/* RFC 4954 §5: relayed as it is when the upstream
+			 * does AUTH ("<>" or an xtext identity). */
+			ok = v != NULL &&
+			    (loop_upstream(s->loop)->capa.flags & CAPA_AUTH) &&
+			    (strcmp(v, "<>") == 0 ||
+				smtp_valid_xtext(v, 500) == 0);
 		} else if (mail && ascii_strcasecmp(k, "ENVID") == 0) {
 			ok = v != NULL && (s->advertised & CAPA_DSN) &&
 			    smtp_valid_xtext(v, 100) == 0;
