@@ -75,6 +75,13 @@ session_reply(struct session *s, int code, const char *enh, const char *fmt,
 	char text[512];
 	va_list ap;
 
+	/* Behind pipelined RCPTs still awaiting the upstream, a local reply
+	 * waits its turn (replies leave in command order). */
+	if (s->rq_len > 0 && s->state == S_CMD) {
+		if (s->held == NULL && (s->held = evbuffer_new()) == NULL)
+			fatal("evbuffer_new");
+		out = s->held;
+	}
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
@@ -211,6 +218,8 @@ session_close(struct session *s)
 	s->state = S_CLOSING;
 	s->quit = 1;
 	chain_run_cancel(&s->chain);
+	if (s->held != NULL)
+		evbuffer_add_buffer(out, s->held);
 	event_del(s->rev);
 	/* Flush, then free from the write callback (or the timer). Never
 	 * free here: a handler may be on the stack. */
@@ -810,24 +819,49 @@ cmd_mail(struct session *s, const struct smtp_command *cmd)
 
 /* --- RCPT */
 
+/* Answer the RCPTs still in flight after the upstream connection died. */
+static void
+rcpt_pipe_abort(struct session *s, int code, const char *enh,
+    const char *text)
+{
+	char *rcpt;
+
+	while (s->rq_len > 0) {
+		rcpt = s->rq[s->rq_head];
+		s->rq_head = (s->rq_head + 1) % RCPT_PIPE_MAX;
+		s->rq_len--;
+		free(rcpt);
+		evbuffer_add_printf(bufferevent_get_output(s->bev),
+		    "%d %s %s\r\n", code, enh, text);
+	}
+}
+
+/* The upstream's reply to the oldest RCPT in flight. */
 static void
 rcpt_reply(void *arg, const struct smtp_reply *r, enum up_error err)
 {
 	struct session *s = arg;
 	struct tx *tx = s->tx;
+	char *rcpt = s->rq[s->rq_head];
 
+	s->rq_head = (s->rq_head + 1) % RCPT_PIPE_MAX;
+	s->rq_len--;
 	if (err != UP_OK) {
 		upstream_failed_reply(s, err);
 		tx_log(s, "tempfail");
 		session_drop_upstream(s);
 		tx_free(s);
+		/* Their callbacks died with the connection. */
+		rcpt_pipe_abort(s, 451, "4.4.2",
+		    "Upstream connection lost, try again later");
 	} else if (r->code / 100 == 2) {
 		if (tx->nrcpts == tx->rcpts_cap) {
 			tx->rcpts_cap = tx->rcpts_cap ? tx->rcpts_cap * 2 : 4;
 			tx->rcpts = xrealloc(tx->rcpts,
 			    tx->rcpts_cap * sizeof(*tx->rcpts));
 		}
-		tx->rcpts[tx->nrcpts++] = xstrdup(s->env.rcpt);
+		tx->rcpts[tx->nrcpts++] = rcpt;
+		rcpt = NULL;
 		session_relay(s, r);
 	} else if (r->code / 100 == 4 || r->code / 100 == 5) {
 		tx->rcpt_refused++;
@@ -835,19 +869,46 @@ rcpt_reply(void *arg, const struct smtp_reply *r, enum up_error err)
 		if (r->code == 421) {
 			session_drop_upstream(s);
 			tx_free(s);
+			rcpt_pipe_abort(s, 421, "4.4.2",
+			    "Upstream closed the connection");
+			free(rcpt);
 			session_close(s);
-			free((char *)s->env.rcpt);
-			s->env.rcpt = NULL;
 			return;
 		}
 	} else {
 		session_reply(s, 451, "4.3.0", "Unexpected upstream reply");
 		session_drop_upstream(s);
 		tx_free(s);
+		rcpt_pipe_abort(s, 451, "4.3.0", "Unexpected upstream reply");
 	}
-	free((char *)s->env.rcpt);
-	s->env.rcpt = NULL;
-	session_resume(s);
+	free(rcpt);
+	if (s->rq_len > 0)
+		return;
+	/* The group is answered: replies held behind it go out now. */
+	if (s->held != NULL && evbuffer_get_length(s->held) > 0)
+		evbuffer_add_buffer(bufferevent_get_output(s->bev), s->held);
+	if (s->rq_waiting) {
+		s->rq_waiting = 0;
+		session_resume(s);
+	} else
+		session_flush(s);
+}
+
+/* Is the next complete command line in the input an RCPT? */
+static int
+next_is_rcpt(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer_ptr lf;
+	unsigned char *p;
+
+	if (evbuffer_get_length(in) < 9)
+		return 0;
+	lf = evbuffer_search(in, "\n", 1, NULL);
+	if (lf.pos == -1)
+		return 0;
+	p = evbuffer_pullup(in, 5);
+	return p != NULL && ascii_strncasecmp((const char *)p, "RCPT ", 5) == 0;
 }
 
 static void
@@ -870,7 +931,20 @@ rcpt_cont(struct session *s, enum filter_verdict v,
 	}
 	line = s->rcpt_line;
 	s->rcpt_line = NULL;
-	session_wait(s);
+	s->rq[(s->rq_head + s->rq_len) % RCPT_PIPE_MAX] = (char *)s->env.rcpt;
+	s->rq_len++;
+	s->env.rcpt = NULL;
+	/*
+	 * RFC 2920: with the upstream's PIPELINING, an RCPT followed by
+	 * another in the client's input goes out without waiting; the
+	 * session stops at the group's end and resumes when all are
+	 * answered.
+	 */
+	if (!((upstream_capa(s->up)->flags & CAPA_PIPELINING) &&
+		s->rq_len < RCPT_PIPE_MAX && next_is_rcpt(s))) {
+		session_wait(s);
+		s->rq_waiting = 1;
+	}
 	upstream_command(s->up, line, rcpt_reply, s);
 	free(line);
 }
@@ -887,7 +961,7 @@ cmd_rcpt(struct session *s, const struct smtp_command *cmd)
 		session_error(s);
 		return;
 	}
-	if (tx->nrcpts >= (size_t)LIMIT(s->cf, MAX_RECIPIENTS)) {
+	if (tx->nrcpts + s->rq_len >= (size_t)LIMIT(s->cf, MAX_RECIPIENTS)) {
 		session_reply(s, 452, "4.5.3", "Error: too many recipients");
 		return;
 	}
@@ -1231,6 +1305,15 @@ session_process(struct session *s)
 				if (bdat_feed(s) == 0)
 					break;
 				continue;
+			}
+			if (s->rq_len > 0 && (!next_is_rcpt(s) ||
+			    (s->held != NULL &&
+				evbuffer_get_length(s->held) > 0))) {
+				/* Wait for the pipelined RCPTs' replies. */
+				s->waiting = 1;
+				s->rq_waiting = 1;
+				evtimer_del(s->timer);
+				break;
 			}
 			rc = read_command(s, &line);
 			if (rc == 0)
@@ -1604,6 +1687,13 @@ session_free(struct session *s)
 	tx_free(s);
 	free((char *)s->env.rcpt);
 	free(s->rcpt_line);
+	while (s->rq_len > 0) {
+		free(s->rq[s->rq_head]);
+		s->rq_head = (s->rq_head + 1) % RCPT_PIPE_MAX;
+		s->rq_len--;
+	}
+	if (s->held != NULL)
+		evbuffer_free(s->held);
 	if (s->admitted)
 		conn_release((struct sockaddr *)&s->peer);
 	loop_unregister(s->loop, s->sid);

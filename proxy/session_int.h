@@ -22,6 +22,9 @@
 
 struct bufferevent;
 struct event;
+struct evbuffer;
+
+#define RCPT_PIPE_MAX	32	/* RCPTs in flight toward the upstream */
 struct upstream;
 struct config;
 struct listener_conf;
@@ -111,6 +114,11 @@ struct session {
 	int			 up_opening;	/* handshake under way */
 	int			 mail_waiting;	/* MAIL waits for it */
 	int			 up_dirty;	/* upstream tx open: RSET first */
+	/* RCPTs pipelined to the upstream, oldest first (RFC 2920). */
+	char			*rq[RCPT_PIPE_MAX];
+	size_t			 rq_head, rq_len;
+	int			 rq_waiting;	/* resume when rq drains */
+	struct evbuffer		*held;		/* local replies behind rq */
 	struct tx		*tx;
 	struct chain_run	 chain;
 	struct filter_env	 env;

@@ -130,6 +130,50 @@ c.close()
 m.stop()
 rec.stop()
 
+# ---- pipelined RCPTs go to the upstream without waiting (RFC 2920)
+import re as _re
+from datetime import datetime as _dt
+rec = Recorder(delay={"RCPT": 0.3})
+m = Moatd(rec.port)
+c = Client(m.port)
+c.cmd("EHLO p.example.test")
+c.cmd("MAIL FROM:<a@example.test>")
+c.send("RCPT TO:<r1@example.test>\r\nRCPT TO:<r2@example.test>\r\n"
+       "RCPT TO:<r3@example.test>\r\nDATA\r\n")
+codes = [c.reply()[0] for _ in range(4)]
+t.eq(codes, [250, 250, 250, 354], "pipelined RCPTs answered in order, then DATA")
+c.send("Subject: p\r\n\r\nx\r\n.\r\n")
+t.eq(c.reply()[0], 250, "message with pipelined recipients accepted")
+stamps = [_dt.strptime(x, "%Y-%m-%dT%H:%M:%S.%f") for x in _re.findall(
+    r"(\S+)Z moatd\[\d+\] debug: event=upstream-send \S+ line=\"RCPT TO", m.log())]
+t.ok(len(stamps) == 3 and (stamps[-1] - stamps[0]).total_seconds() < 0.2,
+     "the three RCPTs left together, not one per 0.3 s reply", stamps)
+# A local refusal between upstream-bound RCPTs keeps its place in the order.
+c.cmd("MAIL FROM:<a@example.test>")
+c.send("RCPT TO:<r4@example.test>\r\nRCPT TO:<bad@@example.test>\r\n"
+       "RCPT TO:<r5@example.test>\r\nNOOP\r\n")
+codes = [c.reply()[0] for _ in range(4)]
+t.eq(codes, [250, 553, 250, 250], "local 553 between pipelined RCPTs stays in order")
+c.cmd("RSET")
+c.close()
+m.stop()
+rec.stop()
+# The upstream dies with RCPTs in flight: each still gets its 4xx.
+rec = Recorder(close_at="RCPT")
+m = Moatd(rec.port)
+c = Client(m.port)
+c.cmd("EHLO p.example.test")
+c.cmd("MAIL FROM:<a@example.test>")
+c.send("RCPT TO:<r1@example.test>\r\nRCPT TO:<r2@example.test>\r\n"
+       "RCPT TO:<r3@example.test>\r\nNOOP\r\n")
+codes = [c.reply()[0] for _ in range(4)]
+t.eq(codes, [451, 451, 451, 250], "upstream lost mid-group: every RCPT answered 451")
+t.eq(c.code("QUIT"), 221, "session goes on")
+c.close()
+t.ok(m.alive(), "moatd alive")
+m.stop()
+rec.stop()
+
 # ---- upstream connection reuse across client sessions (XCLIENT upstream)
 rec = Recorder(ehlo_caps=["PIPELINING", "8BITMIME", "XCLIENT NAME ADDR PORT PROTO HELO"])
 m = Moatd(rec.port, conf="upstream_pool_size = 4\nupstream_pool_idle = 2\nthreads = 1\n")
