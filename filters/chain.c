@@ -20,36 +20,36 @@
 #include "loop.h"
 #include "util.h"
 
-static const char *const stage_names[FILTER_STAGE_COUNT] = { "connect",
-	"helo", "mail", "rcpt", "data", "header", "eoh", "body", "eom" };
+static const char *const stage_names[FILTER_STAGE_COUNT] = { "connect", "helo",
+	"mail", "rcpt", "data", "header", "eoh", "body", "eom" };
 
 struct filter_inst {
-	const struct filter_ops		*ops;
-	const struct filter_conf	*conf;
-	void				*ctx;
-	long				 timeout_ms;
+	const struct filter_ops	 *ops;
+	const struct filter_conf *conf;
+	void			 *ctx;
+	long			  timeout_ms;
 };
 
 struct chain {
-	struct filter_inst	 f[FILTERS_MAX];
-	size_t			 n;
-	uint32_t		 stages;
+	struct filter_inst f[FILTERS_MAX];
+	size_t		   n;
+	uint32_t	   stages;
 };
 
 struct chain *
 chain_new(const struct config *cf)
 {
-	struct chain *c = xcalloc(1, sizeof(*c));
+	struct chain	   *c = xcalloc(1, sizeof(*c));
 	struct filter_inst *fi;
-	size_t i;
+	size_t		    i;
 
 	for (i = 0; i < cf->nfilters; i++) {
 		fi = &c->f[c->n];
-		fi->ops = &testfilter_ops;	/* the only one so far */
+		fi->ops = &testfilter_ops; /* the only one so far */
 		fi->conf = &cf->filters[i];
-		fi->timeout_ms = cf->filters[i].timeout_ms > 0 ?
-		    cf->filters[i].timeout_ms :
-		    LIMIT(cf, FILTER_TIMEOUT);
+		fi->timeout_ms = cf->filters[i].timeout_ms > 0
+		    ? cf->filters[i].timeout_ms
+		    : LIMIT(cf, FILTER_TIMEOUT);
 		if (fi->ops->init != NULL &&
 		    fi->ops->init(fi->conf, &fi->ctx) == -1) {
 			log_err("event=filter-init-failed filter=%s",
@@ -83,8 +83,8 @@ chain_wants(const struct chain *c, enum filter_stage st)
 }
 
 void
-chain_run_init(struct chain_run *r, const struct chain *c, struct loop *l,
-    uint64_t sid)
+chain_run_init(
+    struct chain_run *r, const struct chain *c, struct loop *l, uint64_t sid)
 {
 	memset(r, 0, sizeof(*r));
 	r->chain = c;
@@ -99,9 +99,9 @@ static enum filter_verdict
 chain_step(struct chain_run *r)
 {
 	const struct filter_inst *fi;
-	struct filter_call call;
-	enum filter_verdict v;
-	struct timeval tv;
+	struct filter_call	  call;
+	enum filter_verdict	  v;
+	struct timeval		  tv;
 
 	while (r->next < r->chain->n) {
 		fi = &r->chain->f[r->next];
@@ -121,8 +121,8 @@ chain_step(struct chain_run *r)
 			r->pending = 1;
 			r->cookie = call.cookie;
 			if (r->timer == NULL)
-				r->timer = evtimer_new(loop_base(r->loop),
-				    chain_timeout_cb, r);
+				r->timer = evtimer_new(
+				    loop_base(r->loop), chain_timeout_cb, r);
 			tv = tv_msec(fi->timeout_ms);
 			evtimer_add(r->timer, &tv);
 			return FILTER_PENDING;
@@ -138,8 +138,9 @@ chain_step(struct chain_run *r)
 			 "verdict=%s",
 		    (unsigned long long)r->sid, fi->ops->name,
 		    stage_names[r->stage],
-		    v == FILTER_REJECT ? "reject" :
-		    v == FILTER_TEMPFAIL ? "tempfail" : "discard");
+		    v == FILTER_REJECT	       ? "reject"
+			: v == FILTER_TEMPFAIL ? "tempfail"
+					       : "discard");
 		return v;
 	}
 	return FILTER_CONTINUE;
@@ -149,8 +150,7 @@ enum filter_verdict
 chain_run_stage(struct chain_run *r, enum filter_stage st,
     const struct filter_env *env, chain_done_fn done, void *arg)
 {
-	if (r->chain == NULL || r->accepted ||
-	    !chain_wants(r->chain, st))
+	if (r->chain == NULL || r->accepted || !chain_wants(r->chain, st))
 		return FILTER_CONTINUE;
 	r->stage = st;
 	r->env = env;
@@ -205,14 +205,14 @@ filter_complete(const struct filter_token *t, enum filter_verdict v,
 static void
 chain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct chain_run *r = arg;
+	struct chain_run	 *r = arg;
 	const struct filter_inst *fi = &r->chain->f[r->next];
 
 	log_warn("event=filter-timeout sid=%016llx filter=%s stage=%s",
 	    (unsigned long long)r->sid, fi->ops->name, stage_names[r->stage]);
 	if (fi->ops->cancel != NULL)
 		fi->ops->cancel(fi->ctx, r->cookie);
-	r->call++;	/* a completion after this is late */
+	r->call++; /* a completion after this is late */
 	memset(&r->reply, 0, sizeof(r->reply));
 	r->reply.code = 451;
 	strcpy(r->reply.enh, "4.3.0");

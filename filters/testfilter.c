@@ -25,16 +25,16 @@ static const char *const names[FILTER_STAGE_COUNT] = { "connect", "helo",
 	"mail", "rcpt", "data", "header", "eoh", "body", "eom" };
 
 struct testfilter {
-	int		 delay_stage;	/* -1: none */
-	long		 delay_ms;
-	int		 tempfail_stage;
-	int		 reject_stage;
-	char		*reject_rcpt;
+	int   delay_stage; /* -1: none */
+	long  delay_ms;
+	int   tempfail_stage;
+	int   reject_stage;
+	char *reject_rcpt;
 };
 
 struct tf_pending {
-	struct event		*ev;
-	struct filter_token	 token;
+	struct event	   *ev;
+	struct filter_token token;
 };
 
 static int
@@ -74,7 +74,7 @@ tf_fini(void *ctx)
 static void
 tf_delay_done(evutil_socket_t fd, short what, void *arg)
 {
-	struct tf_pending *p = arg;
+	struct tf_pending  *p = arg;
 	struct filter_token t = p->token;
 
 	event_free(p->ev);
@@ -87,7 +87,7 @@ tf_stage(void *ctx, struct filter_call *call, struct filter_reply *reply)
 {
 	struct testfilter *tf = ctx;
 	struct tf_pending *p;
-	struct timeval tv;
+	struct timeval	   tv;
 
 	if ((int)call->stage == tf->reject_stage) {
 		reply->code = 550;
@@ -113,8 +113,8 @@ tf_stage(void *ctx, struct filter_call *call, struct filter_reply *reply)
 	if ((int)call->stage == tf->delay_stage) {
 		p = xcalloc(1, sizeof(*p));
 		p->token = call->token;
-		p->ev = evtimer_new(loop_base(call->token.loop), tf_delay_done,
-		    p);
+		p->ev =
+		    evtimer_new(loop_base(call->token.loop), tf_delay_done, p);
 		tv = tv_msec(tf->delay_ms);
 		evtimer_add(p->ev, &tv);
 		call->cookie = p;
@@ -136,7 +136,7 @@ tf_cancel(void *ctx, void *cookie)
 
 const struct filter_ops testfilter_ops = {
 	.name = "test",
-	.stages = 0x1ff,	/* every stage */
+	.stages = 0x1ff, /* every stage */
 	.init = tf_init,
 	.fini = tf_fini,
 	.stage = tf_stage,

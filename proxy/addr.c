@@ -16,12 +16,12 @@ int
 addr_parse(const char *spec, struct sockaddr_storage *ss, socklen_t *len,
     char *err, size_t errsz)
 {
-	char host[256], *end;
-	const char *p, *port;
+	char		host[256], *end;
+	const char     *p, *port;
 	struct addrinfo hints, *res;
-	long pn;
-	size_t hl;
-	int rc;
+	long		pn;
+	size_t		hl;
+	int		rc;
 
 	if (spec[0] == '[') {
 		if ((p = strchr(spec, ']')) == NULL || p[1] != ':') {
@@ -83,8 +83,8 @@ addr_ntop(const struct sockaddr *sa, char *buf, size_t bufsz)
 	case AF_INET6:
 		s6 = (const struct sockaddr_in6 *)sa;
 		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
-			inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], buf,
-			    bufsz);
+			inet_ntop(
+			    AF_INET, &s6->sin6_addr.s6_addr[12], buf, bufsz);
 		else
 			inet_ntop(AF_INET6, &s6->sin6_addr, buf, bufsz);
 		break;
@@ -130,7 +130,7 @@ cidr_parse(const char *spec, struct cidr *c)
 {
 	char buf[64], *slash, *end;
 	long bits;
-	int max;
+	int  max;
 
 	if (strlen(spec) >= sizeof(buf))
 		return -1;
@@ -159,7 +159,7 @@ cidr_parse(const char *spec, struct cidr *c)
 static int
 prefix_eq(const unsigned char *a, const unsigned char *b, int bits)
 {
-	int bytes = bits / 8, rem = bits % 8;
+	int	      bytes = bits / 8, rem = bits % 8;
 	unsigned char mask;
 
 	if (memcmp(a, b, bytes) != 0)
@@ -187,8 +187,8 @@ cidr_match(const struct cidr *c, const struct sockaddr *sa)
 		s6 = (const struct sockaddr_in6 *)sa;
 		if (c->family == AF_INET)
 			return IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr) &&
-			    prefix_eq(c->addr, &s6->sin6_addr.s6_addr[12],
-				c->bits);
+			    prefix_eq(
+				c->addr, &s6->sin6_addr.s6_addr[12], c->bits);
 		return prefix_eq(c->addr, s6->sin6_addr.s6_addr, c->bits);
 	}
 	return 0;

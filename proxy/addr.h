@@ -13,27 +13,27 @@
 
 struct sockaddr_storage;
 
-#define ADDR_STRLEN	(INET6_ADDRSTRLEN + 8)
+#define ADDR_STRLEN (INET6_ADDRSTRLEN + 8)
 
 /* Returns 0 and fills ss/len, or -1 with a reason in err. */
-int	addr_parse(const char *spec, struct sockaddr_storage *ss,
-	    socklen_t *len, char *err, size_t errsz);
+int addr_parse(const char *spec, struct sockaddr_storage *ss, socklen_t *len,
+    char *err, size_t errsz);
 
 /* Numeric address only ("192.0.2.1", "2001:db8::1"); IPv4-mapped IPv6
  * addresses are shown as IPv4. */
-void	addr_ntop(const struct sockaddr *, char *buf, size_t bufsz);
-int	addr_port(const struct sockaddr *);
+void addr_ntop(const struct sockaddr *, char *buf, size_t bufsz);
+int  addr_port(const struct sockaddr *);
 
 /* Turn an IPv4-mapped IPv6 address into a plain AF_INET one, in place. */
-void	addr_unmap(struct sockaddr_storage *, socklen_t *);
+void addr_unmap(struct sockaddr_storage *, socklen_t *);
 
 struct cidr {
-	int		family;
-	unsigned char	addr[16];
-	int		bits;
+	int	      family;
+	unsigned char addr[16];
+	int	      bits;
 };
 
-int	cidr_parse(const char *spec, struct cidr *);
-int	cidr_match(const struct cidr *, const struct sockaddr *);
+int cidr_parse(const char *spec, struct cidr *);
+int cidr_match(const struct cidr *, const struct sockaddr *);
 
 #endif

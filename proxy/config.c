@@ -17,23 +17,23 @@
 #include "config.h"
 #include "util.h"
 
-#define KIB	1024L
-#define MIB	(1024L * 1024)
-#define GIB	(1024L * 1024 * 1024)
+#define KIB 1024L
+#define MIB (1024L * 1024)
+#define GIB (1024L * 1024 * 1024)
 
 const struct limit_def limit_defs[LIM_COUNT] = {
 	[LIM_MAX_CONNECTIONS] = { "max_connections", UNIT_COUNT, 10000, 1,
 	    1000000, "client connections in total" },
-	[LIM_MAX_CONNECTIONS_PER_IP] = { "max_connections_per_ip",
-	    UNIT_COUNT, 50, 1, 1000000, "client connections per address" },
+	[LIM_MAX_CONNECTIONS_PER_IP] = { "max_connections_per_ip", UNIT_COUNT,
+	    50, 1, 1000000, "client connections per address" },
 	[LIM_MAX_LINE_LENGTH] = { "max_line_length", UNIT_BYTES, 2048, 512,
 	    64 * KIB, "command line length, CRLF included" },
 	[LIM_MAX_ERRORS] = { "max_errors", UNIT_COUNT, 20, 1, 1000,
 	    "errors per session before 421 and close" },
 	[LIM_MAX_JUNK_COMMANDS] = { "max_junk_commands", UNIT_COUNT, 100, 1,
 	    100000, "NOOP/RSET/VRFY/HELP/EXPN per session" },
-	[LIM_MAX_RECIPIENTS] = { "max_recipients", UNIT_COUNT, 1000, 1,
-	    100000, "recipients per message" },
+	[LIM_MAX_RECIPIENTS] = { "max_recipients", UNIT_COUNT, 1000, 1, 100000,
+	    "recipients per message" },
 	[LIM_MAX_MESSAGES_PER_SESSION] = { "max_messages_per_session",
 	    UNIT_COUNT, 1000, 1, 1000000, "transactions per session" },
 	[LIM_MAX_MESSAGE_SIZE] = { "max_message_size", UNIT_BYTES, 50 * MIB,
@@ -42,25 +42,25 @@ const struct limit_def limit_defs[LIM_COUNT] = {
 	    100000, "header fields per message" },
 	[LIM_MAX_HEADER_SIZE] = { "max_header_size", UNIT_BYTES, 64 * KIB,
 	    1 * KIB, 1 * MIB, "bytes per header field, folded" },
-	[LIM_MAX_RECEIVED_HEADERS] = { "max_received_headers", UNIT_COUNT,
-	    100, 10, 1000, "Received: fields (mail loop detection)" },
-	[LIM_SPOOL_MEMORY] = { "spool_memory_threshold", UNIT_BYTES,
-	    256 * KIB, 0, 64 * MIB,
+	[LIM_MAX_RECEIVED_HEADERS] = { "max_received_headers", UNIT_COUNT, 100,
+	    10, 1000, "Received: fields (mail loop detection)" },
+	[LIM_SPOOL_MEMORY] = { "spool_memory_threshold", UNIT_BYTES, 256 * KIB,
+	    0, 64 * MIB,
 	    "message bytes held in memory before spooling to a file" },
-	[LIM_PROXY_PROTOCOL_TIMEOUT] = { "proxy_protocol_timeout", UNIT_SECONDS, 10,
-	    1, 300, "wait for a PROXY protocol header" },
-	[LIM_COMMAND_TIMEOUT] = { "command_timeout", UNIT_SECONDS, 300, 1,
-	    3600, "wait for a whole command line (RFC 5321 4.5.3.2.7)" },
+	[LIM_PROXY_PROTOCOL_TIMEOUT] = { "proxy_protocol_timeout", UNIT_SECONDS,
+	    10, 1, 300, "wait for a PROXY protocol header" },
+	[LIM_COMMAND_TIMEOUT] = { "command_timeout", UNIT_SECONDS, 300, 1, 3600,
+	    "wait for a whole command line (RFC 5321 4.5.3.2.7)" },
 	[LIM_DATA_TIMEOUT] = { "data_timeout", UNIT_SECONDS, 180, 1, 3600,
 	    "wait for each block of DATA (RFC 5321 4.5.3.2.5)" },
-	[LIM_DATA_TOTAL_TIMEOUT] = { "data_total_timeout", UNIT_SECONDS,
-	    3600, 10, 86400, "whole DATA/BDAT transfer of one message" },
+	[LIM_DATA_TOTAL_TIMEOUT] = { "data_total_timeout", UNIT_SECONDS, 3600,
+	    10, 86400, "whole DATA/BDAT transfer of one message" },
 	[LIM_UPSTREAM_CONNECT_TIMEOUT] = { "upstream_connect_timeout",
 	    UNIT_SECONDS, 30, 1, 600, "connect and 220 greeting" },
 	[LIM_UPSTREAM_COMMAND_TIMEOUT] = { "upstream_command_timeout",
 	    UNIT_SECONDS, 300, 1, 3600, "each reply of the upstream" },
-	[LIM_UPSTREAM_DATA_TIMEOUT] = { "upstream_data_timeout",
-	    UNIT_SECONDS, 600, 1, 3600,
+	[LIM_UPSTREAM_DATA_TIMEOUT] = { "upstream_data_timeout", UNIT_SECONDS,
+	    600, 1, 3600,
 	    "upstream reply to the final dot (RFC 5321 4.5.3.2.6)" },
 	[LIM_UPSTREAM_PROBE_INTERVAL] = { "upstream_probe_interval",
 	    UNIT_SECONDS, 60, 1, 86400,
@@ -70,12 +70,12 @@ const struct limit_def limit_defs[LIM_COUNT] = {
 	    "idle upstream connections kept per thread for reuse; 0 = none" },
 	[LIM_UPSTREAM_POOL_IDLE] = { "upstream_pool_idle", UNIT_SECONDS, 10, 1,
 	    300, "how long an idle upstream connection is kept" },
-	[LIM_FILTER_TIMEOUT] = { "filter_timeout", UNIT_MSEC, 30000, 10,
-	    600000, "default wait for one filter stage" },
+	[LIM_FILTER_TIMEOUT] = { "filter_timeout", UNIT_MSEC, 30000, 10, 600000,
+	    "default wait for one filter stage" },
 	[LIM_DRAIN_TIMEOUT] = { "drain_timeout", UNIT_SECONDS, 30, 0, 3600,
 	    "on SIGTERM, time sessions get to finish" },
-	[LIM_LISTEN_BACKLOG] = { "listen_backlog", UNIT_COUNT, 4096, 16,
-	    65535, "listen(2) backlog" },
+	[LIM_LISTEN_BACKLOG] = { "listen_backlog", UNIT_COUNT, 4096, 16, 65535,
+	    "listen(2) backlog" },
 	[LIM_THREADS] = { "threads", UNIT_COUNT, 0, 0, 256,
 	    "event-loop threads; 0 = one per core" },
 };
@@ -112,7 +112,7 @@ int
 limit_parse_value(enum limit_unit unit, const char *s, long *out)
 {
 	char *end;
-	long v, mul = 1;
+	long  v, mul = 1;
 
 	errno = 0;
 	if (*s < '0' || *s > '9')
@@ -170,7 +170,7 @@ static int
 limit_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
 	const struct limit_def *d = limit_by_name(opt->name);
-	long v;
+	long			v;
 
 	if (d == NULL)
 		return -1;
@@ -182,8 +182,8 @@ limit_cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 		cfg_error(cfg, "%s: invalid value \"%s\"", d->name, value);
 		v = d->def;
 	} else if (v < d->min || v > d->max) {
-		cfg_error(cfg, "%s: %ld is out of range [%ld, %ld]", d->name,
-		    v, d->min, d->max);
+		cfg_error(cfg, "%s: %ld is out of range [%ld, %ld]", d->name, v,
+		    d->min, d->max);
 		v = d->def;
 	}
 	*(long *)result = v;
@@ -209,8 +209,8 @@ static int
 validate_keyword(cfg_t *cfg, cfg_opt_t *opt, const char *const *w, int n)
 {
 	const char *v = cfg_opt_getnstr(opt, 0);
-	char list[128] = "";
-	int i;
+	char	    list[128] = "";
+	int	    i;
 
 	if (v == NULL || keyword(v, w, n) != -1)
 		return 0;
@@ -219,7 +219,7 @@ validate_keyword(cfg_t *cfg, cfg_opt_t *opt, const char *const *w, int n)
 		strcat(list, w[i]);
 	}
 	cfg_error(cfg, "%s: \"%s\" is not one of %s", opt->name, v, list);
-	return 0;	/* counted; parsing goes on to find more */
+	return 0; /* counted; parsing goes on to find more */
 }
 
 static int
@@ -244,9 +244,9 @@ static int
 validate_addr(cfg_t *cfg, cfg_opt_t *opt)
 {
 	struct sockaddr_storage ss;
-	socklen_t len;
-	char err[256];
-	const char *v = cfg_opt_getnstr(opt, 0);
+	socklen_t		len;
+	char			err[256];
+	const char	       *v = cfg_opt_getnstr(opt, 0);
 
 	if (v == NULL || addr_parse(v, &ss, &len, err, sizeof(err)) == 0)
 		return 0;
@@ -258,7 +258,7 @@ static int
 validate_cidrs(cfg_t *cfg, cfg_opt_t *opt)
 {
 	struct cidr c;
-	unsigned i;
+	unsigned    i;
 
 	if (cfg_opt_size(opt) > LISTENER_TRUSTED_MAX) {
 		cfg_error(cfg, "%s: more than %d entries", opt->name,
@@ -283,41 +283,35 @@ validate_stage(cfg_t *cfg, cfg_opt_t *opt)
 	return validate_keyword(cfg, opt, stages, 10);
 }
 
-static cfg_opt_t listen_opts[] = {
-	CFG_STR("proxy_protocol", "off", CFGF_NONE),
-	CFG_STR_LIST("proxy_trusted", "{}", CFGF_NONE),
-	CFG_END()
-};
+static cfg_opt_t listen_opts[] = { CFG_STR("proxy_protocol", "off", CFGF_NONE),
+	CFG_STR_LIST("proxy_trusted", "{}", CFGF_NONE), CFG_END() };
 
-static cfg_opt_t filter_opts[] = {
-	CFG_STR("delay_stage", "", CFGF_NONE),
+static cfg_opt_t filter_opts[] = { CFG_STR("delay_stage", "", CFGF_NONE),
 	CFG_INT("delay_ms", 0, CFGF_NONE),
 	CFG_STR("reject_rcpt", "", CFGF_NONE),
 	CFG_STR("tempfail_stage", "", CFGF_NONE),
 	CFG_STR("reject_stage", "", CFGF_NONE),
-	CFG_INT("timeout_ms", 0, CFGF_NONE),
-	CFG_END()
-};
+	CFG_INT("timeout_ms", 0, CFGF_NONE), CFG_END() };
 
 static cfg_t *
 config_schema(void)
 {
 	static cfg_opt_t opts[LIM_COUNT + 16];
-	static int done;
-	cfg_opt_t base[] = {
-		CFG_STR("hostname", NULL, CFGF_NONE),
-		CFG_STR("banner", "ESMTP", CFGF_NONE),
-		CFG_STR("upstream", "127.0.0.1:25", CFGF_NONE),
-		CFG_STR("xclient", "auto", CFGF_NONE),
-		CFG_STR("bare_newline", "reject", CFGF_NONE),
-		CFG_STR("nul_byte", "reject", CFGF_NONE),
-		CFG_BOOL("chunking", cfg_true, CFGF_NONE),
-		CFG_BOOL("helo_required", cfg_false, CFGF_NONE),
-		CFG_STR("spool_directory", "/var/tmp", CFGF_NONE),
-		CFG_STR("user", "nobody", CFGF_NONE),
-		CFG_SEC("listen", listen_opts, CFGF_MULTI | CFGF_TITLE),
-		CFG_SEC("filter", filter_opts, CFGF_MULTI | CFGF_TITLE),
-		CFG_FUNC("include", cfg_include),
+	static int	 done;
+	cfg_opt_t	 base[] = {
+		       CFG_STR("hostname", NULL, CFGF_NONE),
+		       CFG_STR("banner", "ESMTP", CFGF_NONE),
+		       CFG_STR("upstream", "127.0.0.1:25", CFGF_NONE),
+		       CFG_STR("xclient", "auto", CFGF_NONE),
+		       CFG_STR("bare_newline", "reject", CFGF_NONE),
+		       CFG_STR("nul_byte", "reject", CFGF_NONE),
+		       CFG_BOOL("chunking", cfg_true, CFGF_NONE),
+		       CFG_BOOL("helo_required", cfg_false, CFGF_NONE),
+		       CFG_STR("spool_directory", "/var/tmp", CFGF_NONE),
+		       CFG_STR("user", "nobody", CFGF_NONE),
+		       CFG_SEC("listen", listen_opts, CFGF_MULTI | CFGF_TITLE),
+		       CFG_SEC("filter", filter_opts, CFGF_MULTI | CFGF_TITLE),
+		       CFG_FUNC("include", cfg_include),
 	};
 	size_t i, n = 0;
 	cfg_t *cfg;
@@ -348,28 +342,27 @@ config_schema(void)
 }
 
 static int
-listener_add(struct config *cf, const char *spec, cfg_t *sec,
-    const char *file)
+listener_add(struct config *cf, const char *spec, cfg_t *sec, const char *file)
 {
 	struct listener_conf *l;
-	char err[256];
-	unsigned i;
+	char		      err[256];
+	unsigned	      i;
 
-	cf->listeners = xrealloc(cf->listeners,
-	    (cf->nlisteners + 1) * sizeof(*cf->listeners));
+	cf->listeners = xrealloc(
+	    cf->listeners, (cf->nlisteners + 1) * sizeof(*cf->listeners));
 	l = &cf->listeners[cf->nlisteners];
 	memset(l, 0, sizeof(*l));
 	l->spec = xstrdup(spec);
 	if (addr_parse(spec, &l->ss, &l->sslen, err, sizeof(err)) == -1) {
-		config_error(file, sec ? sec->line : 0, "listen \"%s\": %s",
-		    spec, err);
+		config_error(
+		    file, sec ? sec->line : 0, "listen \"%s\": %s", spec, err);
 		return -1;
 	}
 	cf->nlisteners++;
 	if (sec == NULL)
 		return 0;
-	l->proxy_protocol = keyword(cfg_getstr(sec, "proxy_protocol"),
-	    pp_words, 4);
+	l->proxy_protocol =
+	    keyword(cfg_getstr(sec, "proxy_protocol"), pp_words, 4);
 	for (i = 0; i < cfg_size(sec, "proxy_trusted"); i++)
 		cidr_parse(cfg_getnstr(sec, "proxy_trusted", i),
 		    &l->trusted[l->ntrusted++]);
@@ -387,19 +380,19 @@ struct config *
 config_load(const char *file, const struct config_overrides *ov)
 {
 	struct config *cf;
-	char host[256], err[256];
-	cfg_t *cfg, *sec;
-	const char *s;
-	size_t i;
-	int rc;
+	char	       host[256], err[256];
+	cfg_t	      *cfg, *sec;
+	const char    *s;
+	size_t	       i;
+	int	       rc;
 
 	config_errors = 0;
 	cfg = config_schema();
 	if (file != NULL) {
 		rc = cfg_parse(cfg, file);
 		if (rc == CFG_FILE_ERROR) {
-			fprintf(stderr, "moatd: %s: %s\n", file,
-			    strerror(errno));
+			fprintf(
+			    stderr, "moatd: %s: %s\n", file, strerror(errno));
 			cfg_free(cfg);
 			return NULL;
 		}
@@ -419,8 +412,8 @@ config_load(const char *file, const struct config_overrides *ov)
 	cf->hostname = xstrdup(s);
 	cf->banner = xstrdup(cfg_getstr(cfg, "banner"));
 	cf->xclient = keyword(cfg_getstr(cfg, "xclient"), xclient_words, 3);
-	cf->bare_newline = keyword(cfg_getstr(cfg, "bare_newline"),
-	    bare_words, 2);
+	cf->bare_newline =
+	    keyword(cfg_getstr(cfg, "bare_newline"), bare_words, 2);
 	cf->nul_byte = keyword(cfg_getstr(cfg, "nul_byte"), bare_words, 2);
 	cf->chunking = cfg_getbool(cfg, "chunking");
 	cf->helo_required = cfg_getbool(cfg, "helo_required");
@@ -440,11 +433,11 @@ config_load(const char *file, const struct config_overrides *ov)
 		}
 	}
 
-	s = (ov != NULL && ov->upstream != NULL) ? ov->upstream :
-	    cfg_getstr(cfg, "upstream");
+	s = (ov != NULL && ov->upstream != NULL) ? ov->upstream
+						 : cfg_getstr(cfg, "upstream");
 	cf->upstream_spec = xstrdup(s);
-	if (addr_parse(s, &cf->upstream, &cf->upstream_len, err,
-		sizeof(err)) == -1)
+	if (addr_parse(s, &cf->upstream, &cf->upstream_len, err, sizeof(err)) ==
+	    -1)
 		config_error(NULL, 0, "upstream \"%s\": %s", s, err);
 
 	for (i = 0; i < cfg_size(cfg, "filter"); i++) {
@@ -475,8 +468,8 @@ config_load(const char *file, const struct config_overrides *ov)
 		struct passwd *pw = getpwnam(cf->user);
 
 		if (pw == NULL)
-			config_error(file, 0, "user \"%s\": no such user",
-			    cf->user);
+			config_error(
+			    file, 0, "user \"%s\": no such user", cf->user);
 		else {
 			cf->uid = pw->pw_uid;
 			cf->gid = pw->pw_gid;
@@ -524,7 +517,7 @@ void
 config_print_limits(void)
 {
 	static const char *const units[] = { "", " bytes", " s", " ms" };
-	size_t i;
+	size_t			 i;
 
 	for (i = 0; i < LIM_COUNT; i++)
 		printf("%-28s %10ld%-6s [%ld, %ld]  %s\n", limit_defs[i].name,

@@ -16,23 +16,22 @@
 #include "util.h"
 
 #define SHARDS	64
-#define BUCKETS	256
+#define BUCKETS 256
 
 struct ipent {
-	struct ipent	*next;
-	unsigned char	 key[16];
-	long		 count;
+	struct ipent *next;
+	unsigned char key[16];
+	long	      count;
 };
 
 struct shard {
-	pthread_mutex_t	 mtx;
-	struct ipent	*b[BUCKETS];
+	pthread_mutex_t mtx;
+	struct ipent   *b[BUCKETS];
 };
 
-static struct shard shards[SHARDS] = {
-	[0 ... SHARDS - 1] = { PTHREAD_MUTEX_INITIALIZER, { 0 } }
-};
-static atomic_long total;
+static struct shard shards[SHARDS] = { [0 ... SHARDS - 1] = {
+					   PTHREAD_MUTEX_INITIALIZER, { 0 } } };
+static atomic_long  total;
 
 static void
 ip_key(const struct sockaddr *sa, unsigned char key[16])
@@ -42,8 +41,8 @@ ip_key(const struct sockaddr *sa, unsigned char key[16])
 	memset(key, 0, 16);
 	if (sa->sa_family == AF_INET) {
 		key[10] = key[11] = 0xff;
-		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr,
-		    4);
+		memcpy(
+		    key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
 	} else if (sa->sa_family == AF_INET6) {
 		s6 = (const struct sockaddr_in6 *)sa;
 		memcpy(key, &s6->sin6_addr, 16);
@@ -54,7 +53,7 @@ static uint32_t
 key_hash(const unsigned char key[16])
 {
 	uint32_t h = 2166136261u;
-	int i;
+	int	 i;
 
 	for (i = 0; i < 16; i++)
 		h = (h ^ key[i]) * 16777619u;
@@ -64,10 +63,10 @@ key_hash(const unsigned char key[16])
 enum admit_result
 conn_admit(const struct sockaddr *sa, long max_total, long max_per_ip)
 {
-	unsigned char key[16];
-	uint32_t h;
-	struct shard *sh;
-	struct ipent *e;
+	unsigned char	  key[16];
+	uint32_t	  h;
+	struct shard	 *sh;
+	struct ipent	 *e;
 	enum admit_result r = ADMIT_OK;
 
 	if (atomic_fetch_add(&total, 1) + 1 > max_total) {
@@ -100,9 +99,9 @@ conn_admit(const struct sockaddr *sa, long max_total, long max_per_ip)
 void
 conn_release(const struct sockaddr *sa)
 {
-	unsigned char key[16];
-	uint32_t h;
-	struct shard *sh;
+	unsigned char  key[16];
+	uint32_t       h;
+	struct shard  *sh;
 	struct ipent **pe, *e;
 
 	ip_key(sa, key);

@@ -65,20 +65,20 @@
  * does not.
  */
 enum df_state {
-	ST_BOL = 0, /* beginning of line after a real CR LF (or start) */
-	ST_BOL_SOFT, /* beginning of line after a normalised bare CR/LF */
-	ST_MID, /* inside a line */
-	ST_CR, /* CR consumed (not emitted), is it followed by LF? */
-	ST_DOT, /* ST_BOL + "." consumed, not emitted */
-	ST_DOT_SOFT, /* ST_BOL_SOFT + "." consumed, not emitted */
-	ST_DOT_CR, /* ST_DOT + CR: LF ends the data */
+	ST_BOL = 0,	/* beginning of line after a real CR LF (or start) */
+	ST_BOL_SOFT,	/* beginning of line after a normalised bare CR/LF */
+	ST_MID,		/* inside a line */
+	ST_CR,		/* CR consumed (not emitted), is it followed by LF? */
+	ST_DOT,		/* ST_BOL + "." consumed, not emitted */
+	ST_DOT_SOFT,	/* ST_BOL_SOFT + "." consumed, not emitted */
+	ST_DOT_CR,	/* ST_DOT + CR: LF ends the data */
 	ST_DOT_CR_SOFT, /* ST_DOT_SOFT + CR: LF ends a content line "." */
-	ST_DONE /* terminator consumed, or finished */
-	/* ST_COUNT */
+	ST_DONE		/* terminator consumed, or finished */
+			/* ST_COUNT */
 };
 
 #define ST_MASK 0xff
-#define ST_EOL 0x100 /* last emitted byte was the LF of a CR LF */
+#define ST_EOL	0x100 /* last emitted byte was the LF of a CR LF */
 
 static const char crlf[] = "\r\n";
 static const char dotcrlf[] = ".\r\n";
@@ -165,8 +165,8 @@ static const char *
 df_special(const char *p, const char *end, const char *nx[3])
 {
 	static const char want[3] = { '\r', '\n', '\0' };
-	const char *best = end;
-	int i;
+	const char	 *best = end;
+	int		  i;
 
 	for (i = 0; i < 3; i++) {
 		if (nx[i] == NULL || (nx[i] < p && nx[i] != end)) {
@@ -191,7 +191,7 @@ dataframe_feed(struct dataframe *df, const char *in, size_t len)
 {
 	const char *p = in, *end = in + len, *run = in, *s;
 	const char *nx[3] = { NULL, NULL, NULL };
-	int data = df->mode == DF_MODE_DATA;
+	int	    data = df->mode == DF_MODE_DATA;
 
 	if (st_get(df) == ST_DONE)
 		return 0;

@@ -22,35 +22,35 @@
 #include <stddef.h>
 
 enum df_mode {
-	DF_MODE_DATA = 0,	/* dot-unstuff, end at CRLF.CRLF */
-	DF_MODE_BDAT		/* no dot handling; caller says where it ends */
+	DF_MODE_DATA = 0, /* dot-unstuff, end at CRLF.CRLF */
+	DF_MODE_BDAT	  /* no dot handling; caller says where it ends */
 };
 
 enum df_policy {
-	DF_REJECT = 0,		/* record the fault, emit nothing for it */
-	DF_NORMALIZE		/* bare CR/LF -> CRLF; NUL dropped */
+	DF_REJECT = 0, /* record the fault, emit nothing for it */
+	DF_NORMALIZE   /* bare CR/LF -> CRLF; NUL dropped */
 };
 
-#define DF_F_BARE_LF	0x01	/* saw LF not preceded by CR */
-#define DF_F_BARE_CR	0x02	/* saw CR not followed by LF */
-#define DF_F_NUL	0x04	/* saw NUL */
+#define DF_F_BARE_LF 0x01 /* saw LF not preceded by CR */
+#define DF_F_BARE_CR 0x02 /* saw CR not followed by LF */
+#define DF_F_NUL     0x04 /* saw NUL */
 
 typedef void (*df_emit_fn)(void *arg, const char *p, size_t n);
 
 struct dataframe {
-	enum df_mode	 mode;
-	enum df_policy	 bare_policy;	/* bare CR and bare LF */
-	enum df_policy	 nul_policy;
-	unsigned	 flags;		/* DF_F_*, what was seen */
-	int		 done;		/* end of data seen (DATA mode) */
-	int		 state;		/* private */
-	size_t		 bytes_out;	/* content bytes emitted so far */
-	df_emit_fn	 emit;
-	void		*arg;
+	enum df_mode   mode;
+	enum df_policy bare_policy; /* bare CR and bare LF */
+	enum df_policy nul_policy;
+	unsigned       flags;	  /* DF_F_*, what was seen */
+	int	       done;	  /* end of data seen (DATA mode) */
+	int	       state;	  /* private */
+	size_t	       bytes_out; /* content bytes emitted so far */
+	df_emit_fn     emit;
+	void	      *arg;
 };
 
-void	dataframe_init(struct dataframe *, enum df_mode, enum df_policy bare,
-	    enum df_policy nul, df_emit_fn emit, void *arg);
+void dataframe_init(struct dataframe *, enum df_mode, enum df_policy bare,
+    enum df_policy nul, df_emit_fn emit, void *arg);
 
 /*
  * Consume bytes. In DATA mode stops right after the terminating
@@ -59,14 +59,14 @@ void	dataframe_init(struct dataframe *, enum df_mode, enum df_policy bare,
  * offending bytes set flags and content is still emitted without them, so
  * the caller may stop storing once flags != 0.
  */
-size_t	dataframe_feed(struct dataframe *, const char *in, size_t len);
+size_t dataframe_feed(struct dataframe *, const char *in, size_t len);
 
 /*
  * BDAT LAST: flush pending state (a trailing CR is a bare CR) and, when the
  * content does not end in CRLF (and is not empty), emit a final CRLF so the
  * message can be relayed with DATA. Sets done.
  */
-void	dataframe_finish(struct dataframe *);
+void dataframe_finish(struct dataframe *);
 
 /*
  * Re-dot-stuffing encoder for the upstream: content (CRLF lines, no
@@ -76,14 +76,14 @@ void	dataframe_finish(struct dataframe *);
  * empty; if not, dotstuff_end first emits CRLF).
  */
 struct dotstuff {
-	int		 bol;		/* at beginning of line */
-	int		 cr;		/* last byte was CR */
-	df_emit_fn	 emit;
-	void		*arg;
+	int	   bol; /* at beginning of line */
+	int	   cr;	/* last byte was CR */
+	df_emit_fn emit;
+	void	  *arg;
 };
 
-void	dotstuff_init(struct dotstuff *, df_emit_fn emit, void *arg);
-void	dotstuff_feed(struct dotstuff *, const char *p, size_t n);
-void	dotstuff_end(struct dotstuff *);
+void dotstuff_init(struct dotstuff *, df_emit_fn emit, void *arg);
+void dotstuff_feed(struct dotstuff *, const char *p, size_t n);
+void dotstuff_end(struct dotstuff *);
 
 #endif

@@ -46,7 +46,7 @@ escape_byte(unsigned char c, char e[4])
 size_t
 log_escape(const char *in, size_t len, char *out, size_t outsz)
 {
-	char e[4];
+	char   e[4];
 	size_t i, j, n, pos, cut, room;
 
 	if (outsz == 0)
@@ -79,7 +79,7 @@ log_escape(const char *in, size_t len, char *out, size_t outsz)
 size_t
 text_sanitize(const char *in, size_t len, char *out, size_t outsz)
 {
-	size_t i;
+	size_t	      i;
 	unsigned char c;
 
 	if (outsz == 0)

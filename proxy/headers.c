@@ -56,13 +56,13 @@
 
 enum hdr_state {
 	HS_BOL = 0, /* beginning of a line */
-	HS_CR0, /* CR at beginning of line: the empty line? */
-	HS_NAME, /* in the field name */
+	HS_CR0,	    /* CR at beginning of line: the empty line? */
+	HS_NAME,    /* in the field name */
 	HS_NAMEWSP, /* WSP after the name, before the colon */
-	HS_VALUE, /* after the colon or in a continuation line */
-	HS_CR, /* CR in a value line */
-	HS_BODY /* end of the header section reached */
-	/* HS_COUNT */
+	HS_VALUE,   /* after the colon or in a continuation line */
+	HS_CR,	    /* CR in a value line */
+	HS_BODY	    /* end of the header section reached */
+		    /* HS_COUNT */
 };
 
 static int
@@ -109,7 +109,7 @@ static void
 hdr_deliver(struct hdrparse *h)
 {
 	const char *colon;
-	size_t namelen, len = h->len;
+	size_t	    namelen, len = h->len;
 
 	h->len = 0;
 	if (h->error != HDR_OK || len == 0)
@@ -133,7 +133,7 @@ static void
 hdr_newfield(struct hdrparse *h)
 {
 	const char *colon;
-	size_t namelen;
+	size_t	    namelen;
 
 	if (h->error != HDR_OK)
 		return;
@@ -192,7 +192,7 @@ hdr_body(struct hdrparse *h, const char *in, const char *p, const char *lstart)
 size_t
 hdrparse_feed(struct hdrparse *h, const char *in, size_t n)
 {
-	const char *p = in, *end = in + n, *lstart = NULL, *cr;
+	const char   *p = in, *end = in + n, *lstart = NULL, *cr;
 	unsigned char c;
 
 	if (h->in_body)

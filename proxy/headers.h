@@ -22,44 +22,40 @@
 
 #include <stddef.h>
 
-enum hdr_error {
-	HDR_OK = 0,
-	HDR_E_FIELD_TOO_LONG,
-	HDR_E_TOO_MANY
-};
+enum hdr_error { HDR_OK = 0, HDR_E_FIELD_TOO_LONG, HDR_E_TOO_MANY };
 
 typedef void (*hdr_field_fn)(void *arg, const char *name, size_t namelen,
     const char *value, size_t valuelen);
 
 struct hdrparse {
-	char		*buf;		/* caller's, max_field bytes */
-	size_t		 max_field;
-	size_t		 max_count;
-	size_t		 len;		/* bytes of the current field */
-	size_t		 count;		/* fields seen */
-	size_t		 received;	/* Received: fields seen */
-	size_t		 bytes;		/* header section bytes consumed */
-	int		 in_body;	/* end of header section reached */
-	enum hdr_error	 error;
-	int		 state;		/* private */
-	hdr_field_fn	 field;
-	void		*arg;
+	char	      *buf; /* caller's, max_field bytes */
+	size_t	       max_field;
+	size_t	       max_count;
+	size_t	       len;	 /* bytes of the current field */
+	size_t	       count;	 /* fields seen */
+	size_t	       received; /* Received: fields seen */
+	size_t	       bytes;	 /* header section bytes consumed */
+	int	       in_body;	 /* end of header section reached */
+	enum hdr_error error;
+	int	       state; /* private */
+	hdr_field_fn   field;
+	void	      *arg;
 };
 
-void	hdrparse_init(struct hdrparse *, char *buf, size_t max_field,
-	    size_t max_count, hdr_field_fn field, void *arg);
+void hdrparse_init(struct hdrparse *, char *buf, size_t max_field,
+    size_t max_count, hdr_field_fn field, void *arg);
 
 /*
  * Feed content bytes. Returns how many bytes belong to the header section
  * (including the empty separator line, if any). When that is less than n,
  * in_body is set and p[ret..n) is body. Once in_body is set, returns 0.
  */
-size_t	hdrparse_feed(struct hdrparse *, const char *p, size_t n);
+size_t hdrparse_feed(struct hdrparse *, const char *p, size_t n);
 
 /*
  * End of content: a pending field is delivered and in_body is set (a
  * message may consist of headers only).
  */
-void	hdrparse_finish(struct hdrparse *);
+void hdrparse_finish(struct hdrparse *);
 
 #endif

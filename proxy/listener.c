@@ -25,27 +25,27 @@
 #include "util.h"
 
 struct lsock {
-	struct listener_set		*set;
-	const struct listener_conf	*lc;
-	struct loop			*loop;
-	int				 fd;
-	struct evconnlistener		*evl;
-	struct event			*pause;
+	struct listener_set	   *set;
+	const struct listener_conf *lc;
+	struct loop		   *loop;
+	int			    fd;
+	struct evconnlistener	   *evl;
+	struct event		   *pause;
 };
 
 struct listener_set {
-	unsigned	 nloops, nlisteners;
-	struct lsock	*socks;		/* [listener][loop] */
+	unsigned      nloops, nlisteners;
+	struct lsock *socks; /* [listener][loop] */
 };
 
 struct listener_set *
 listeners_bind(const struct config *cf, unsigned nloops)
 {
-	struct listener_set *set = xcalloc(1, sizeof(*set));
+	struct listener_set	   *set = xcalloc(1, sizeof(*set));
 	const struct listener_conf *lc;
-	struct lsock *ls;
-	unsigned i, j;
-	int fd, on = 1;
+	struct lsock		   *ls;
+	unsigned		    i, j;
+	int			    fd, on = 1;
 
 	set->nloops = nloops;
 	set->nlisteners = cf->nlisteners;
@@ -61,10 +61,10 @@ listeners_bind(const struct config *cf, unsigned nloops)
 			if (fd == -1)
 				goto fail;
 			ls->fd = fd;
-			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on,
-			    sizeof(on));
-			setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on,
-			    sizeof(on));
+			setsockopt(
+			    fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+			setsockopt(
+			    fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on));
 			if (lc->ss.ss_family == AF_INET6)
 				setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on,
 				    sizeof(on));
@@ -86,11 +86,11 @@ fail:
 }
 
 static void
-accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
-    struct sockaddr *sa, int salen, void *arg)
+accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
 {
 	struct lsock *ls = arg;
-	int on = 1;
+	int	      on = 1;
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 	session_accept(ls->loop, fd, sa, salen, ls->lc);
@@ -108,9 +108,9 @@ resume_cb(evutil_socket_t fd, short what, void *arg)
 static void
 accept_error_cb(struct evconnlistener *evl, void *arg)
 {
-	struct lsock *ls = arg;
+	struct lsock  *ls = arg;
 	struct timeval tv = tv_sec(1);
-	int e = EVUTIL_SOCKET_ERROR();
+	int	       e = EVUTIL_SOCKET_ERROR();
 
 	log_warn("event=accept-error listener=%s error=\"%s\"", ls->lc->spec,
 	    strerror(e));
@@ -124,7 +124,7 @@ void
 listeners_attach(struct listener_set *set, unsigned i, struct loop *l)
 {
 	struct lsock *ls;
-	unsigned k;
+	unsigned      k;
 
 	for (k = 0; k < set->nlisteners; k++) {
 		ls = &set->socks[k * set->nloops + i];
@@ -139,16 +139,16 @@ listeners_attach(struct listener_set *set, unsigned i, struct loop *l)
 }
 
 struct close_job {
-	struct listener_set	*set;
-	unsigned		 i;
+	struct listener_set *set;
+	unsigned	     i;
 };
 
 static void
 close_on_loop(struct loop *l, void *arg)
 {
 	struct close_job *cj = arg;
-	struct lsock *ls;
-	unsigned k;
+	struct lsock	 *ls;
+	unsigned	  k;
 
 	for (k = 0; k < cj->set->nlisteners; k++) {
 		ls = &cj->set->socks[k * cj->set->nloops + cj->i];
@@ -165,11 +165,10 @@ close_on_loop(struct loop *l, void *arg)
 }
 
 void
-listeners_close(struct listener_set *set, struct loop **loops,
-    unsigned nloops)
+listeners_close(struct listener_set *set, struct loop **loops, unsigned nloops)
 {
 	struct close_job *cj;
-	unsigned i;
+	unsigned	  i;
 
 	for (i = 0; i < nloops; i++) {
 		cj = xmalloc(sizeof(*cj));

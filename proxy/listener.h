@@ -16,13 +16,13 @@ struct listener_set *listeners_bind(const struct config *, unsigned nloops);
 
 /* Start accepting on loop i's sockets (called on any thread before the
  * loop runs). */
-void	listeners_attach(struct listener_set *, unsigned i, struct loop *);
+void listeners_attach(struct listener_set *, unsigned i, struct loop *);
 
 /* Stop accepting everywhere (loop threads: posts to each loop). */
-void	listeners_close(struct listener_set *, struct loop **loops,
-	    unsigned nloops);
+void listeners_close(
+    struct listener_set *, struct loop **loops, unsigned nloops);
 
 /* After the loops have stopped. */
-void	listeners_free(struct listener_set *);
+void listeners_free(struct listener_set *);
 
 #endif

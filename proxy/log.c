@@ -15,15 +15,15 @@
 #include "log.h"
 
 static enum log_target log_target = LOG_TARGET_STDERR;
-static int log_debug_on;
-static int log_pid;
+static int	       log_debug_on;
+static int	       log_pid;
 
-#define LOG_BATCH	16384
+#define LOG_BATCH 16384
 
 struct log_batch {
-	struct event	*flush;
-	size_t		 len;
-	char		 buf[LOG_BATCH];
+	struct event *flush;
+	size_t	      len;
+	char	      buf[LOG_BATCH];
 };
 
 static __thread struct log_batch *batch;
@@ -85,11 +85,11 @@ log_msg(int prio, const char *fmt, ...)
 {
 	static const char *const names[] = { "emerg", "alert", "crit", "err",
 		"warning", "notice", "info", "debug" };
-	char line[8192];
-	struct timespec ts;
-	struct tm tm;
-	va_list ap;
-	int n, m;
+	char			 line[8192];
+	struct timespec		 ts;
+	struct tm		 tm;
+	va_list			 ap;
+	int			 n, m;
 
 	va_start(ap, fmt);
 	if (log_target == LOG_TARGET_SYSLOG) {
@@ -101,9 +101,8 @@ log_msg(int prio, const char *fmt, ...)
 	gmtime_r(&ts.tv_sec, &tm);
 	n = snprintf(line, sizeof(line),
 	    "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ moatd[%d] %s: ",
-	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-	    tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, log_pid,
-	    names[prio & 7]);
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+	    tm.tm_sec, ts.tv_nsec / 1000000, log_pid, names[prio & 7]);
 	m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
 	va_end(ap);
 	if (m < 0)
@@ -113,7 +112,7 @@ log_msg(int prio, const char *fmt, ...)
 		n = sizeof(line) - 2;
 	line[n++] = '\n';
 	if (batch == NULL || prio <= LOG_WARNING) {
-		batch_write();	/* keep the order */
+		batch_write(); /* keep the order */
 		(void)!write(STDERR_FILENO, line, n);
 		return;
 	}

@@ -11,12 +11,9 @@
 
 #include <syslog.h>
 
-enum log_target {
-	LOG_TARGET_SYSLOG = 0,
-	LOG_TARGET_STDERR
-};
+enum log_target { LOG_TARGET_SYSLOG = 0, LOG_TARGET_STDERR };
 
-void	log_init(enum log_target, int debug);
+void log_init(enum log_target, int debug);
 
 struct event_base;
 /*
@@ -25,19 +22,19 @@ struct event_base;
  * log_thread_start() on the loop's thread before its loop runs,
  * log_thread_stop() after.
  */
-void	log_thread_start(struct event_base *);
-void	log_thread_stop(void);
-void	log_msg(int prio, const char *fmt, ...)
-	    __attribute__((format(printf, 2, 3)));
-int	log_debug_enabled(void);
+void log_thread_start(struct event_base *);
+void log_thread_stop(void);
+void log_msg(int prio, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+int log_debug_enabled(void);
 
-#define log_info(...)	log_msg(LOG_INFO, __VA_ARGS__)
-#define log_warn(...)	log_msg(LOG_WARNING, __VA_ARGS__)
-#define log_err(...)	log_msg(LOG_ERR, __VA_ARGS__)
-#define log_debug(...)                                                      \
-	do {                                                                \
-		if (log_debug_enabled())                                    \
-			log_msg(LOG_DEBUG, __VA_ARGS__);                    \
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARNING, __VA_ARGS__)
+#define log_err(...)  log_msg(LOG_ERR, __VA_ARGS__)
+#define log_debug(...)                                                         \
+	do {                                                                   \
+		if (log_debug_enabled())                                       \
+			log_msg(LOG_DEBUG, __VA_ARGS__);                       \
 	} while (0)
 
 #endif

@@ -20,35 +20,35 @@
 #include "util.h"
 
 struct job {
-	struct job	*next;
-	loop_fn		 fn;
-	void		*arg;
+	struct job *next;
+	loop_fn	    fn;
+	void	   *arg;
 };
 
 struct slot {
-	uint64_t	 sid;		/* 0 = empty, UINT64_MAX = deleted */
-	void		*session;
+	uint64_t sid; /* 0 = empty, UINT64_MAX = deleted */
+	void	*session;
 };
 
 struct loop {
-	unsigned		 index;
-	const struct config	*cf;
-	struct event_base	*base;
-	pthread_t		 thread;
-	pthread_mutex_t		 mtx;
-	struct job		*jobs, **jobs_tail;
-	struct event		*wake;
-	uint64_t		 next_sid;
-	struct slot		*slots;
-	size_t			 nslots, nused, ndeleted;
-	struct upstream_state	 upstream;
+	unsigned	      index;
+	const struct config  *cf;
+	struct event_base    *base;
+	pthread_t	      thread;
+	pthread_mutex_t	      mtx;
+	struct job	     *jobs, **jobs_tail;
+	struct event	     *wake;
+	uint64_t	      next_sid;
+	struct slot	     *slots;
+	size_t		      nslots, nused, ndeleted;
+	struct upstream_state upstream;
 };
 
 static void
 loop_wake_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct loop *l = arg;
-	struct job *j, *next;
+	struct job  *j, *next;
 
 	pthread_mutex_lock(&l->mtx);
 	j = l->jobs;
@@ -65,7 +65,7 @@ loop_wake_cb(evutil_socket_t fd, short what, void *arg)
 struct loop *
 loop_new(unsigned index, const struct config *cf)
 {
-	struct loop *l = xcalloc(1, sizeof(*l));
+	struct loop	    *l = xcalloc(1, sizeof(*l));
 	struct event_config *ec;
 
 	l->index = index;
@@ -187,7 +187,7 @@ static void
 slots_grow(struct loop *l)
 {
 	struct slot *old = l->slots;
-	size_t oldn = l->nslots, i, h;
+	size_t	     oldn = l->nslots, i, h;
 
 	if ((l->nused + l->ndeleted + 1) * 2 < l->nslots)
 		return;
@@ -268,9 +268,9 @@ loop_nsessions(struct loop *l)
 void
 loop_foreach(struct loop *l, void (*fn)(void *))
 {
-	size_t i, n = l->nslots;
+	size_t	     i, n = l->nslots;
 	struct slot *snap;
-	size_t k = 0;
+	size_t	     k = 0;
 
 	/* Snapshot: fn may unregister (and the table may not grow). */
 	snap = xcalloc(l->nused + 1, sizeof(*snap));

@@ -22,37 +22,37 @@ struct loop;
 
 typedef void (*loop_fn)(struct loop *, void *arg);
 
-struct loop	*loop_new(unsigned index, const struct config *);
-int		 loop_start(struct loop *);	/* spawn its thread */
-void		 loop_join(struct loop *);
-void		 loop_free(struct loop *);
+struct loop *loop_new(unsigned index, const struct config *);
+int	     loop_start(struct loop *); /* spawn its thread */
+void	     loop_join(struct loop *);
+void	     loop_free(struct loop *);
 
-struct event_base *loop_base(struct loop *);
-unsigned	 loop_index(struct loop *);
+struct event_base   *loop_base(struct loop *);
+unsigned	     loop_index(struct loop *);
 const struct config *loop_config(struct loop *);
 
 /* Run fn(loop, arg) on the loop's thread; callable from any thread. */
-void		 loop_post(struct loop *, loop_fn fn, void *arg);
+void loop_post(struct loop *, loop_fn fn, void *arg);
 
 /* Session registry (loop thread only). */
-uint64_t	 loop_new_sid(struct loop *);
-void		 loop_register(struct loop *, uint64_t sid, void *session);
-void		 loop_unregister(struct loop *, uint64_t sid);
-void		*loop_find(struct loop *, uint64_t sid);
-size_t		 loop_nsessions(struct loop *);
+uint64_t loop_new_sid(struct loop *);
+void	 loop_register(struct loop *, uint64_t sid, void *session);
+void	 loop_unregister(struct loop *, uint64_t sid);
+void	*loop_find(struct loop *, uint64_t sid);
+size_t	 loop_nsessions(struct loop *);
 /* Call fn for every registered session (fn may unregister it). */
-void		 loop_foreach(struct loop *, void (*fn)(void *session));
+void loop_foreach(struct loop *, void (*fn)(void *session));
 
 /*
  * The upstream's capabilities as last probed (loop thread only; updated
  * by loop_post from the prober). up == 0 while the upstream is unreachable.
  */
 struct upstream_state {
-	int		 known;		/* a probe has completed */
-	int		 up;
-	struct capa	 capa;
+	int	    known; /* a probe has completed */
+	int	    up;
+	struct capa capa;
 };
 const struct upstream_state *loop_upstream(struct loop *);
-void		 loop_set_upstream(struct loop *, const struct upstream_state *);
+void loop_set_upstream(struct loop *, const struct upstream_state *);
 
 #endif

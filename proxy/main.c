@@ -50,18 +50,18 @@ usage(void)
 }
 
 struct mainctx {
-	struct loop		**loops;
-	unsigned		 nloops;
-	struct loop		*mainloop;
-	struct listener_set	*lset;
-	int			 draining;
+	struct loop	   **loops;
+	unsigned	     nloops;
+	struct loop	    *mainloop;
+	struct listener_set *lset;
+	int		     draining;
 };
 
 static void
 on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct mainctx *m = arg;
-	unsigned i;
+	unsigned	i;
 
 	if (sig == SIGHUP) {
 		log_warn("event=reload-unsupported msg=\"restart moatd to "
@@ -91,8 +91,8 @@ drop_privileges(const struct config *cf)
 		return;
 	if (setgroups(0, NULL) == -1 || setgid(cf->gid) == -1 ||
 	    setuid(cf->uid) == -1)
-		fatal("dropping privileges to %s: %s", cf->user,
-		    strerror(errno));
+		fatal(
+		    "dropping privileges to %s: %s", cf->user, strerror(errno));
 	if (setuid(0) != -1)
 		fatal("could regain root after dropping privileges");
 }
@@ -139,14 +139,14 @@ int
 main(int argc, char **argv)
 {
 	struct config_overrides ov;
-	struct config *cf;
-	struct chain *chain;
-	struct mainctx m;
-	struct event *sigs[4];
-	const char *file = NULL;
-	int ch, foreground = 0, debug = 0, check = 0;
-	unsigned i;
-	long n;
+	struct config	       *cf;
+	struct chain	       *chain;
+	struct mainctx		m;
+	struct event	       *sigs[4];
+	const char	       *file = NULL;
+	int			ch, foreground = 0, debug = 0, check = 0;
+	unsigned		i;
+	long			n;
 
 	memset(&ov, 0, sizeof(ov));
 	memset(&m, 0, sizeof(m));
@@ -187,7 +187,8 @@ main(int argc, char **argv)
 	if ((cf = config_load(file, &ov)) == NULL)
 		return 1;
 	if (check) {
-		printf("moatd: configuration %s OK\n", file ? file : "(defaults)");
+		printf(
+		    "moatd: configuration %s OK\n", file ? file : "(defaults)");
 		config_free(cf);
 		return 0;
 	}
@@ -211,7 +212,7 @@ main(int argc, char **argv)
 	session_set_chain(chain);
 	if (!foreground) {
 		daemonize();
-		log_init(LOG_TARGET_SYSLOG, debug);	/* the new pid */
+		log_init(LOG_TARGET_SYSLOG, debug); /* the new pid */
 	}
 
 	m.loops = xcalloc(m.nloops, sizeof(*m.loops));
@@ -237,7 +238,8 @@ main(int argc, char **argv)
 	    (int)getuid());
 	for (i = 0; i < cf->nlisteners; i++)
 		log_info("event=listen address=%s proxy_protocol=%d",
-		    cf->listeners[i].spec, (int)cf->listeners[i].proxy_protocol);
+		    cf->listeners[i].spec,
+		    (int)cf->listeners[i].proxy_protocol);
 
 	event_base_loop(loop_base(m.mainloop), EVLOOP_NO_EXIT_ON_EMPTY);
 
@@ -250,7 +252,7 @@ main(int argc, char **argv)
 		loop_join(m.loops[i]);
 	probe_stop(the_probe);
 	the_probe = NULL;
-	upstream_reap_orphans();	/* the probe's, on this thread */
+	upstream_reap_orphans(); /* the probe's, on this thread */
 	listeners_free(m.lset);
 	for (i = 0; i < 3; i++)
 		event_free(sigs[i]);

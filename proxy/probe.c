@@ -18,17 +18,17 @@
 #include "upstream.h"
 #include "util.h"
 
-#define PROBE_RETRY_DOWN	5	/* seconds between probes while down */
+#define PROBE_RETRY_DOWN 5 /* seconds between probes while down */
 
 struct probe {
-	struct loop		*main;
-	struct loop		**loops;
-	unsigned		 nloops;
-	const struct config	*cf;
-	struct event		*timer;
-	struct upstream		*up;
-	int			 last_up;
-	int			 known;
+	struct loop	    *main;
+	struct loop	   **loops;
+	unsigned	     nloops;
+	const struct config *cf;
+	struct event	    *timer;
+	struct upstream	    *up;
+	int		     last_up;
+	int		     known;
 };
 
 struct probe *the_probe;
@@ -46,7 +46,7 @@ static void
 probe_publish(struct probe *p, int up, const struct capa *capa)
 {
 	struct upstream_state st, *copy;
-	unsigned i;
+	unsigned	      i;
 
 	memset(&st, 0, sizeof(st));
 	st.known = 1;
@@ -74,7 +74,7 @@ static void
 probe_schedule(struct probe *p)
 {
 	struct timeval tv;
-	long iv = LIMIT(p->cf, UPSTREAM_PROBE_INTERVAL);
+	long	       iv = LIMIT(p->cf, UPSTREAM_PROBE_INTERVAL);
 
 	if (!p->last_up && iv > PROBE_RETRY_DOWN)
 		iv = PROBE_RETRY_DOWN;
@@ -85,7 +85,7 @@ probe_schedule(struct probe *p)
 static void
 probe_done(void *arg, const struct smtp_reply *r, enum up_error err)
 {
-	struct probe *p = arg;
+	struct probe	*p = arg;
 	struct upstream *up = p->up;
 
 	p->up = NULL;
@@ -104,7 +104,7 @@ probe_done(void *arg, const struct smtp_reply *r, enum up_error err)
 static void
 probe_run(evutil_socket_t fd, short what, void *arg)
 {
-	struct probe *p = arg;
+	struct probe	      *p = arg;
 	struct upstream_client c;
 
 	if (p->up != NULL)

@@ -11,10 +11,10 @@ struct config;
 struct probe;
 
 struct probe *probe_start(struct loop *mainloop, struct loop **loops,
-	    unsigned nloops, const struct config *);
+    unsigned nloops, const struct config *);
 /* Ask for an early probe (any thread: posts to the main loop). */
-void	probe_kick(struct probe *);
-void	probe_stop(struct probe *);
+void probe_kick(struct probe *);
+void probe_stop(struct probe *);
 
 extern struct probe *the_probe;
 

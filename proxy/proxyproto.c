@@ -39,28 +39,28 @@
 static const unsigned char pp2_sig[12] = { 0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
 	0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A };
 
-#define PP2_VERSION 0x20
-#define PP2_CMD_LOCAL 0x00
-#define PP2_CMD_PROXY 0x01
-#define PP2_FAM_UNSPEC 0x00 /* AF_UNSPEC, UNSPEC */
-#define PP2_FAM_TCP4 0x11 /* AF_INET, STREAM */
-#define PP2_FAM_TCP6 0x21 /* AF_INET6, STREAM */
+#define PP2_VERSION	    0x20
+#define PP2_CMD_LOCAL	    0x00
+#define PP2_CMD_PROXY	    0x01
+#define PP2_FAM_UNSPEC	    0x00 /* AF_UNSPEC, UNSPEC */
+#define PP2_FAM_TCP4	    0x11 /* AF_INET, STREAM */
+#define PP2_FAM_TCP6	    0x21 /* AF_INET6, STREAM */
 #define PP2_FAM_UNIX_STREAM 0x31 /* AF_UNIX, STREAM */
-#define PP2_ADDRLEN_INET 12
-#define PP2_ADDRLEN_INET6 36
-#define PP2_ADDRLEN_UNIX 216
-#define PP2_TLV_HDRLEN 3
+#define PP2_ADDRLEN_INET    12
+#define PP2_ADDRLEN_INET6   36
+#define PP2_ADDRLEN_UNIX    216
+#define PP2_TLV_HDRLEN	    3
 
 #define V1_ADDR4_MAX 15 /* 255.255.255.255 */
 #define V1_ADDR6_MAX 45 /* INET6_ADDRSTRLEN - 1 */
-#define V1_PORT_MAX 5
+#define V1_PORT_MAX  5
 
 /* The v1 input seen so far, bounded by PP_V1_MAX. */
 struct v1_cursor {
 	const unsigned char *buf;
-	size_t len; /* bytes usable: <= PP_V1_MAX */
-	size_t pos;
-	int full; /* len reached PP_V1_MAX */
+	size_t		     len; /* bytes usable: <= PP_V1_MAX */
+	size_t		     pos;
+	int		     full; /* len reached PP_V1_MAX */
 };
 
 /* Running out of input: more may come, unless the line is already too long. */
@@ -136,8 +136,8 @@ static int
 v1_check_v4(const unsigned char *s, size_t n, int complete, struct in_addr *a)
 {
 	unsigned char octets[4];
-	size_t i, parts, digits;
-	unsigned int v;
+	size_t	      i, parts, digits;
+	unsigned int  v;
 
 	parts = 0;
 	digits = 0;
@@ -178,7 +178,7 @@ v1_check_v4(const unsigned char *s, size_t n, int complete, struct in_addr *a)
 static int
 v1_check_v6(const unsigned char *s, size_t n, int complete, struct in6_addr *a)
 {
-	char tmp[V1_ADDR6_MAX + 1];
+	char   tmp[V1_ADDR6_MAX + 1];
 	size_t i, dcolons;
 
 	dcolons = 0;
@@ -204,10 +204,10 @@ static enum pp_result
 v1_addr(
     struct v1_cursor *c, int v6, struct sockaddr_storage *ss, socklen_t *sslen)
 {
-	struct sockaddr_in sin;
+	struct sockaddr_in  sin;
 	struct sockaddr_in6 sin6;
-	size_t start, n;
-	int r;
+	size_t		    start, n;
+	int		    r;
 
 	r = v1_token(c, v6 ? is_v6char : is_v4char,
 	    v6 ? V1_ADDR6_MAX : V1_ADDR4_MAX, &start, &n);
@@ -241,9 +241,9 @@ v1_addr(
 static enum pp_result
 v1_port(struct v1_cursor *c, unsigned char term, uint16_t *port)
 {
-	size_t start, n, i;
+	size_t	      start, n, i;
 	unsigned long v;
-	int r;
+	int	      r;
 
 	r = v1_token(c, is_digit, V1_PORT_MAX, &start, &n);
 	if (r == -1)
@@ -279,13 +279,13 @@ pp_v1(
     const unsigned char *buf, size_t len, struct pp_info *out, size_t *consumed)
 {
 	static const char *const protos[] = { "TCP4", "TCP6", "UNKNOWN" };
-	static const char magic[] = "PROXY ";
-	struct v1_cursor c;
-	struct pp_info info;
-	enum pp_result r;
-	uint16_t sport, dport;
-	size_t start, n, i;
-	int proto, tr, v6;
+	static const char	 magic[] = "PROXY ";
+	struct v1_cursor	 c;
+	struct pp_info		 info;
+	enum pp_result		 r;
+	uint16_t		 sport, dport;
+	size_t			 start, n, i;
+	int			 proto, tr, v6;
 
 	c.buf = buf;
 	c.len = len < PP_V1_MAX ? len : PP_V1_MAX;
@@ -382,11 +382,11 @@ static enum pp_result
 pp_v2(
     const unsigned char *buf, size_t len, struct pp_info *out, size_t *consumed)
 {
-	struct pp_info info;
-	struct sockaddr_in sin;
+	struct pp_info	    info;
+	struct sockaddr_in  sin;
 	struct sockaddr_in6 sin6;
-	size_t i, addrlen, total;
-	unsigned char cmd, fam;
+	size_t		    i, addrlen, total;
+	unsigned char	    cmd, fam;
 
 	for (i = 0; i < sizeof(pp2_sig) && i < len; i++)
 		if (buf[i] != pp2_sig[i])

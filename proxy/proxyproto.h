@@ -14,16 +14,12 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
-#define PP_V1		0x01
-#define PP_V2		0x02
-#define PP_V1_MAX	107	/* v1 header including CRLF */
-#define PP_V2_MAX	(16 + 1024)	/* we refuse longer TLV areas */
+#define PP_V1	  0x01
+#define PP_V2	  0x02
+#define PP_V1_MAX 107	      /* v1 header including CRLF */
+#define PP_V2_MAX (16 + 1024) /* we refuse longer TLV areas */
 
-enum pp_result {
-	PP_NEED_MORE = 0,
-	PP_OK,
-	PP_ERROR
-};
+enum pp_result { PP_NEED_MORE = 0, PP_OK, PP_ERROR };
 
 struct pp_info {
 	/*
@@ -31,8 +27,8 @@ struct pp_info {
 	 * command or AF_UNSPEC/AF_UNIX): keep the socket's own addresses.
 	 */
 	int			local;
-	struct sockaddr_storage	src;	/* the real client */
-	struct sockaddr_storage	dst;	/* the address it connected to */
+	struct sockaddr_storage src; /* the real client */
+	struct sockaddr_storage dst; /* the address it connected to */
 	socklen_t		srclen, dstlen;
 };
 
@@ -45,6 +41,6 @@ struct pp_info {
  * inet_pton for v6, ports 0-65535 without leading zeros).
  */
 enum pp_result proxyproto_parse(const unsigned char *buf, size_t len,
-	    int versions, struct pp_info *out, size_t *consumed);
+    int versions, struct pp_info *out, size_t *consumed);
 
 #endif

@@ -101,7 +101,7 @@ enum reply_status
 reply_add_line(struct smtp_reply *r, const char *line, size_t len)
 {
 	size_t i;
-	int code, last;
+	int    code, last;
 
 	if (len < 3 || len > REPLY_LINE_MAX)
 		return REPLY_ERROR;
@@ -162,7 +162,7 @@ reply_line_text(const struct smtp_reply *r, size_t i)
 int
 reply_format(const struct smtp_reply *r, char *out, size_t outsz)
 {
-	size_t i, n, pos;
+	size_t	    i, n, pos;
 	const char *l;
 
 	/* Stored bytes are lines + one NUL each; the wire has CRLF each. */
@@ -191,8 +191,8 @@ int
 reply_enhanced(const struct smtp_reply *r, char *enh, size_t enhsz)
 {
 	const char *t;
-	size_t i, n;
-	int part;
+	size_t	    i, n;
+	int	    part;
 
 	if (r->nlines == 0)
 		return -1;
@@ -230,8 +230,8 @@ static void
 capa_add_tokens(char *dst, size_t dstsz, const char *args)
 {
 	const char *tok, *p, *q;
-	size_t dlen, n, m;
-	int valid;
+	size_t	    dlen, n, m;
+	int	    valid;
 
 	dlen = strlen(dst);
 	p = args;
@@ -282,7 +282,7 @@ capa_add_tokens(char *dst, size_t dstsz, const char *args)
 static void
 capa_param_size(struct capa *c, const char *args)
 {
-	uint64_t v;
+	uint64_t    v;
 	const char *p;
 
 	c->size = 0;
@@ -324,7 +324,7 @@ capa_param_xforward(struct capa *c, const char *args)
  */
 static const struct capa_keyword {
 	const char *name;
-	uint32_t flag;
+	uint32_t    flag;
 	void (*param)(struct capa *, const char *args);
 } capa_table[] = {
 	{ "PIPELINING", CAPA_PIPELINING, NULL },
@@ -352,8 +352,8 @@ int
 capa_parse(const struct smtp_reply *r, struct capa *c)
 {
 	const struct capa_keyword *kw;
-	const char *t, *args;
-	size_t i, k, n;
+	const char		  *t, *args;
+	size_t			   i, k, n;
 
 	memset(c, 0, sizeof(*c));
 	if (r->nlines == 0 || r->code != 250)
@@ -409,11 +409,11 @@ int
 capa_ehlo_reply(const struct capa *up, const char *hostname, uint64_t own_size,
     int offer_chunking, uint32_t *advertised, char *out, size_t outsz)
 {
-	const char *lines[8];
-	char sizebuf[32];
-	uint32_t adv;
-	uint64_t size;
-	size_t i, n, pos;
+	const char	    *lines[8];
+	char		     sizebuf[32];
+	uint32_t	     adv;
+	uint64_t	     size;
+	size_t		     i, n, pos;
 	const unsigned char *h;
 
 	if (advertised != NULL)

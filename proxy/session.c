@@ -37,11 +37,11 @@
 #include "upstream.h"
 #include "util.h"
 
-#define INPUT_HIGH	(128 * 1024)	/* read high-water mark */
-#define OUTPUT_HIGH	(64 * 1024)	/* stop taking commands above this */
+#define INPUT_HIGH  (128 * 1024) /* read high-water mark */
+#define OUTPUT_HIGH (64 * 1024)	 /* stop taking commands above this */
 
 static const struct chain *the_chain;
-static __thread int loop_draining;
+static __thread int	   loop_draining;
 
 static void session_read_cb(struct bufferevent *, void *);
 static void session_recv(evutil_socket_t, short, void *);
@@ -68,12 +68,12 @@ session_chain_run(struct loop *l, uint64_t sid)
 /* ------------------------------------------------------------ replies */
 
 void
-session_reply(struct session *s, int code, const char *enh, const char *fmt,
-    ...)
+session_reply(
+    struct session *s, int code, const char *enh, const char *fmt, ...)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
-	char text[512];
-	va_list ap;
+	char		 text[512];
+	va_list		 ap;
 
 	/* Behind pipelined RCPTs still awaiting the upstream, a local reply
 	 * waits its turn (replies leave in command order). */
@@ -99,7 +99,7 @@ void
 session_relay(struct session *s, const struct smtp_reply *r)
 {
 	char buf[REPLY_TEXT_MAX + 2 * REPLY_LINES_MAX];
-	int n;
+	int  n;
 
 	if ((n = reply_format(r, buf, sizeof(buf))) == -1) {
 		session_reply(s, 451, "4.3.0", "Upstream reply too long");
@@ -129,8 +129,8 @@ session_filter_reply(struct session *s, enum filter_verdict v,
     const struct filter_reply *fr, int defcode, const char *defenh,
     const char *deftext)
 {
-	char text[256];
-	int code = defcode;
+	char	    text[256];
+	int	    code = defcode;
 	const char *enh = defenh;
 
 	if (v == FILTER_TEMPFAIL && defcode / 100 != 4) {
@@ -227,8 +227,8 @@ session_close(struct session *s)
 	session_set_timer(s, evbuffer_get_length(out) == 0 ? 0 : 10);
 }
 
-static void chain_done_cb(void *, enum filter_verdict,
-    const struct filter_reply *);
+static void chain_done_cb(
+    void *, enum filter_verdict, const struct filter_reply *);
 
 /*
  * Run a filter stage; cont() gets the verdict, now or later. While a stage
@@ -236,8 +236,8 @@ static void chain_done_cb(void *, enum filter_verdict,
  */
 void
 session_filter(struct session *s, enum filter_stage st,
-    void (*cont)(struct session *, enum filter_verdict,
-	const struct filter_reply *))
+    void (*cont)(
+	struct session *, enum filter_verdict, const struct filter_reply *))
 {
 	enum filter_verdict v;
 
@@ -272,7 +272,7 @@ void
 tx_free(struct session *s)
 {
 	struct tx *tx = s->tx;
-	size_t i;
+	size_t	   i;
 
 	if (tx == NULL)
 		return;
@@ -296,8 +296,8 @@ void
 tx_log(struct session *s, const char *verdict)
 {
 	struct tx *tx = s->tx;
-	char helo[300], from[600], rcpt[600], final[300];
-	uint64_t now = now_usec();
+	char	   helo[300], from[600], rcpt[600], final[300];
+	uint64_t   now = now_usec();
 
 	if (tx == NULL)
 		return;
@@ -331,13 +331,13 @@ session_drop_upstream(struct session *s)
 /* ----------------------------------------------------------- commands */
 
 struct smtp_cmd {
-	enum smtp_verb	 verb;
-	unsigned	 flags;
-	void		(*fn)(struct session *, const struct smtp_command *);
+	enum smtp_verb verb;
+	unsigned       flags;
+	void (*fn)(struct session *, const struct smtp_command *);
 };
 
-#define CMD_F_JUNK	0x01	/* counts toward max_junk_commands */
-#define CMD_F_NOARGS	0x02	/* takes no arguments (501 otherwise) */
+#define CMD_F_JUNK   0x01 /* counts toward max_junk_commands */
+#define CMD_F_NOARGS 0x02 /* takes no arguments (501 otherwise) */
 
 static void cmd_helo(struct session *, const struct smtp_command *);
 static void cmd_mail(struct session *, const struct smtp_command *);
@@ -373,11 +373,11 @@ static const struct smtp_cmd cmd_table[] = {
 static void
 session_command(struct session *s, char *line)
 {
-	struct smtp_command cmd;
+	struct smtp_command    cmd;
 	const struct smtp_cmd *c = NULL;
-	char esc[128];
-	size_t i;
-	int rc;
+	char		       esc[128];
+	size_t		       i;
+	int		       rc;
 
 	rc = smtp_parse_command(line, &cmd);
 	if (rc == SMTP_PARSE_OK)
@@ -386,11 +386,11 @@ session_command(struct session *s, char *line)
 				c = &cmd_table[i];
 				break;
 			}
-	if (rc != SMTP_PARSE_OK && (cmd.verb == SMTP_VERB_MAIL ||
-	    cmd.verb == SMTP_VERB_RCPT)) {
+	if (rc != SMTP_PARSE_OK &&
+	    (cmd.verb == SMTP_VERB_MAIL || cmd.verb == SMTP_VERB_RCPT)) {
 		session_reply(s, 501, "5.5.4", "Syntax: %s",
-		    cmd.verb == SMTP_VERB_MAIL ? "MAIL FROM:<address>" :
-						 "RCPT TO:<address>");
+		    cmd.verb == SMTP_VERB_MAIL ? "MAIL FROM:<address>"
+					       : "RCPT TO:<address>");
 		session_error(s);
 		return;
 	}
@@ -405,8 +405,8 @@ session_command(struct session *s, char *line)
 		return;
 	}
 	if ((c->flags & CMD_F_NOARGS) && cmd.args[0] != '\0') {
-		session_reply(s, 501, "5.5.4", "Syntax: %s",
-		    smtp_verb_name(c->verb));
+		session_reply(
+		    s, 501, "5.5.4", "Syntax: %s", smtp_verb_name(c->verb));
 		session_error(s);
 		return;
 	}
@@ -427,19 +427,19 @@ session_command(struct session *s, char *line)
 }
 
 static void
-helo_cont(struct session *s, enum filter_verdict v,
-    const struct filter_reply *fr)
+helo_cont(
+    struct session *s, enum filter_verdict v, const struct filter_reply *fr)
 {
 	const struct upstream_state *us = loop_upstream(s->loop);
-	struct capa none;
-	char buf[2048];
-	int n;
+	struct capa		     none;
+	char			     buf[2048];
+	int			     n;
 
 	if (v != FILTER_CONTINUE) {
 		free(s->helo);
 		s->helo = NULL;
-		session_filter_reply(s, v, fr, 550, "5.7.1",
-		    "HELO/EHLO refused");
+		session_filter_reply(
+		    s, v, fr, 550, "5.7.1", "HELO/EHLO refused");
 		return;
 	}
 	if (!s->esmtp) {
@@ -497,19 +497,18 @@ cmd_helo(struct session *s, const struct smtp_command *cmd)
 
 /* --- MAIL */
 
-
 static void
 upstream_failed_reply(struct session *s, enum up_error err)
 {
 	switch (err) {
 	case UP_ETIMEOUT:
-		session_reply(s, 451, "4.4.2",
-		    "Upstream timed out, try again later");
+		session_reply(
+		    s, 451, "4.4.2", "Upstream timed out, try again later");
 		break;
 	case UP_ECONNECT:
 	case UP_EGREETING:
-		session_reply(s, 451, "4.4.1",
-		    "Upstream unavailable, try again later");
+		session_reply(
+		    s, 451, "4.4.1", "Upstream unavailable, try again later");
 		break;
 	default:
 		session_reply(s, 451, "4.4.2",
@@ -527,8 +526,8 @@ static int
 mail_capa_mismatch(struct session *s)
 {
 	const struct capa *c = upstream_capa(s->up);
-	uint32_t need = s->advertised &
-	    (CAPA_8BITMIME | CAPA_SMTPUTF8 | CAPA_DSN);
+	uint32_t	   need =
+	    s->advertised & (CAPA_8BITMIME | CAPA_SMTPUTF8 | CAPA_DSN);
 
 	return (c->flags & need) != need;
 }
@@ -601,7 +600,7 @@ static void
 upstream_open_done(void *arg, const struct smtp_reply *r, enum up_error err)
 {
 	struct session *s = arg;
-	int waiting = s->mail_waiting;
+	int		waiting = s->mail_waiting;
 
 	s->up_opening = 0;
 	s->mail_waiting = 0;
@@ -614,7 +613,7 @@ upstream_open_done(void *arg, const struct smtp_reply *r, enum up_error err)
 			probe_kick(the_probe);
 		session_drop_upstream(s);
 		if (!waiting)
-			return;	/* MAIL will try again */
+			return; /* MAIL will try again */
 		upstream_failed_reply(s, err);
 		tx_free(s);
 		session_resume(s);
@@ -650,12 +649,11 @@ upstream_start(struct session *s)
 }
 
 static void
-mail_cont(struct session *s, enum filter_verdict v,
-    const struct filter_reply *fr)
+mail_cont(
+    struct session *s, enum filter_verdict v, const struct filter_reply *fr)
 {
 	if (v != FILTER_CONTINUE) {
-		session_filter_reply(s, v, fr, 550, "5.7.1",
-		    "Sender refused");
+		session_filter_reply(s, v, fr, 550, "5.7.1", "Sender refused");
 		tx_free(s);
 		return;
 	}
@@ -665,7 +663,7 @@ mail_cont(struct session *s, enum filter_verdict v,
 		return;
 	}
 	s->mail_waiting = 1;
-	upstream_start(s);	/* may fail at once and resume */
+	upstream_start(s); /* may fail at once and resume */
 }
 
 /*
@@ -673,13 +671,13 @@ mail_cont(struct session *s, enum filter_verdict v,
  * to line. Returns 0, or -1 after replying.
  */
 static int
-params_check(struct session *s, int mail, char *rest, struct tx *tx,
-    char *line, size_t linesz)
+params_check(struct session *s, int mail, char *rest, struct tx *tx, char *line,
+    size_t linesz)
 {
 	struct smtp_param p[SMTP_PARAMS_MAX];
-	size_t n, i, len;
-	uint64_t size;
-	int rc, ok;
+	size_t		  n, i, len;
+	uint64_t	  size;
+	int		  rc, ok;
 
 	rc = smtp_parse_params(rest, p, SMTP_PARAMS_MAX, &n);
 	if (rc != SMTP_PARSE_OK) {
@@ -687,8 +685,8 @@ params_check(struct session *s, int mail, char *rest, struct tx *tx,
 		return -1;
 	}
 	if (n > 0 && !s->esmtp) {
-		session_reply(s, 555, "5.5.4",
-		    "Parameters need EHLO (RFC 1869)");
+		session_reply(
+		    s, 555, "5.5.4", "Parameters need EHLO (RFC 1869)");
 		return -1;
 	}
 	for (i = 0; i < n; i++) {
@@ -697,8 +695,8 @@ params_check(struct session *s, int mail, char *rest, struct tx *tx,
 		ok = 0;
 		if (mail && ascii_strcasecmp(k, "SIZE") == 0) {
 			if (v == NULL || smtp_param_size(v, &size) == -1) {
-				session_reply(s, 501, "5.5.4",
-				    "Bad SIZE parameter");
+				session_reply(
+				    s, 501, "5.5.4", "Bad SIZE parameter");
 				return -1;
 			}
 			if (size > s->max_size) {
@@ -739,8 +737,8 @@ params_check(struct session *s, int mail, char *rest, struct tx *tx,
 			char esc[64];
 
 			log_escape(k, strlen(k), esc, sizeof(esc));
-			session_reply(s, 555, "5.5.4",
-			    "Unsupported option: %s", esc);
+			session_reply(
+			    s, 555, "5.5.4", "Unsupported option: %s", esc);
 			return -1;
 		}
 		len = strlen(line);
@@ -756,8 +754,8 @@ static void
 cmd_mail(struct session *s, const struct smtp_command *cmd)
 {
 	struct smtp_path path;
-	char rest[1024], line[2048];
-	struct tx *tx;
+	char		 rest[1024], line[2048];
+	struct tx	*tx;
 
 	if (s->tx != NULL) {
 		session_reply(s, 503, "5.5.1", "Error: nested MAIL command");
@@ -793,8 +791,8 @@ cmd_mail(struct session *s, const struct smtp_command *cmd)
 	tx = xcalloc(1, sizeof(*tx));
 	/* A valid (empty) spool from the start: tx_free() frees it
 	 * whether or not the transaction reached DATA. */
-	spool_init(&tx->spool, s->cf->spool_dir,
-	    (size_t)LIMIT(s->cf, SPOOL_MEMORY));
+	spool_init(
+	    &tx->spool, s->cf->spool_dir, (size_t)LIMIT(s->cf, SPOOL_MEMORY));
 	snprintf(line, sizeof(line), "MAIL FROM:<%s>", path.mailbox);
 	snprintf(rest, sizeof(rest), "%s", path.rest);
 	if (params_check(s, 1, rest, tx, line, sizeof(line)) == -1) {
@@ -821,8 +819,7 @@ cmd_mail(struct session *s, const struct smtp_command *cmd)
 
 /* Answer the RCPTs still in flight after the upstream connection died. */
 static void
-rcpt_pipe_abort(struct session *s, int code, const char *enh,
-    const char *text)
+rcpt_pipe_abort(struct session *s, int code, const char *enh, const char *text)
 {
 	char *rcpt;
 
@@ -841,8 +838,8 @@ static void
 rcpt_reply(void *arg, const struct smtp_reply *r, enum up_error err)
 {
 	struct session *s = arg;
-	struct tx *tx = s->tx;
-	char *rcpt = s->rq[s->rq_head];
+	struct tx      *tx = s->tx;
+	char	       *rcpt = s->rq[s->rq_head];
 
 	s->rq_head = (s->rq_head + 1) % RCPT_PIPE_MAX;
 	s->rq_len--;
@@ -857,8 +854,8 @@ rcpt_reply(void *arg, const struct smtp_reply *r, enum up_error err)
 	} else if (r->code / 100 == 2) {
 		if (tx->nrcpts == tx->rcpts_cap) {
 			tx->rcpts_cap = tx->rcpts_cap ? tx->rcpts_cap * 2 : 4;
-			tx->rcpts = xrealloc(tx->rcpts,
-			    tx->rcpts_cap * sizeof(*tx->rcpts));
+			tx->rcpts = xrealloc(
+			    tx->rcpts, tx->rcpts_cap * sizeof(*tx->rcpts));
 		}
 		tx->rcpts[tx->nrcpts++] = rcpt;
 		rcpt = NULL;
@@ -869,8 +866,8 @@ rcpt_reply(void *arg, const struct smtp_reply *r, enum up_error err)
 		if (r->code == 421) {
 			session_drop_upstream(s);
 			tx_free(s);
-			rcpt_pipe_abort(s, 421, "4.4.2",
-			    "Upstream closed the connection");
+			rcpt_pipe_abort(
+			    s, 421, "4.4.2", "Upstream closed the connection");
 			free(rcpt);
 			session_close(s);
 			return;
@@ -898,9 +895,9 @@ rcpt_reply(void *arg, const struct smtp_reply *r, enum up_error err)
 static int
 next_is_rcpt(struct session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer	   *in = bufferevent_get_input(s->bev);
 	struct evbuffer_ptr lf;
-	unsigned char *p;
+	unsigned char	   *p;
 
 	if (evbuffer_get_length(in) < 9)
 		return 0;
@@ -912,15 +909,15 @@ next_is_rcpt(struct session *s)
 }
 
 static void
-rcpt_cont(struct session *s, enum filter_verdict v,
-    const struct filter_reply *fr)
+rcpt_cont(
+    struct session *s, enum filter_verdict v, const struct filter_reply *fr)
 {
 	char *line;
 
 	if (v != FILTER_CONTINUE) {
 		s->tx->rcpt_refused++;
-		session_filter_reply(s, v, fr, 550, "5.7.1",
-		    "Recipient refused");
+		session_filter_reply(
+		    s, v, fr, 550, "5.7.1", "Recipient refused");
 		free((char *)s->env.rcpt);
 		s->env.rcpt = NULL;
 		free(s->rcpt_line);
@@ -953,8 +950,8 @@ static void
 cmd_rcpt(struct session *s, const struct smtp_command *cmd)
 {
 	struct smtp_path path;
-	char rest[1024], line[2048];
-	struct tx *tx = s->tx;
+	char		 rest[1024], line[2048];
+	struct tx	*tx = s->tx;
 
 	if (tx == NULL || !tx->mail_ok) {
 		session_reply(s, 503, "5.5.1", "Error: need MAIL command");
@@ -973,8 +970,7 @@ cmd_rcpt(struct session *s, const struct smtp_command *cmd)
 		session_error(s);
 		return;
 	default:
-		session_reply(s, 553, "5.1.3",
-		    "Bad recipient address syntax");
+		session_reply(s, 553, "5.1.3", "Bad recipient address syntax");
 		session_error(s);
 		return;
 	}
@@ -1005,12 +1001,11 @@ cmd_rcpt(struct session *s, const struct smtp_command *cmd)
 /* --- DATA, BDAT */
 
 static void
-data_cont(struct session *s, enum filter_verdict v,
-    const struct filter_reply *fr)
+data_cont(
+    struct session *s, enum filter_verdict v, const struct filter_reply *fr)
 {
 	if (v != FILTER_CONTINUE && v != FILTER_DISCARD) {
-		session_filter_reply(s, v, fr, 554, "5.7.1",
-		    "Message refused");
+		session_filter_reply(s, v, fr, 554, "5.7.1", "Message refused");
 		return;
 	}
 	if (v == FILTER_DISCARD)
@@ -1044,8 +1039,8 @@ static void
 cmd_data(struct session *s, const struct smtp_command *cmd)
 {
 	if (s->tx != NULL && s->tx->bdat) {
-		session_reply(s, 503, "5.5.1",
-		    "Error: DATA after BDAT is not allowed");
+		session_reply(
+		    s, 503, "5.5.1", "Error: DATA after BDAT is not allowed");
 		session_error(s);
 		return;
 	}
@@ -1055,13 +1050,12 @@ cmd_data(struct session *s, const struct smtp_command *cmd)
 }
 
 static void
-bdat_first_cont(struct session *s, enum filter_verdict v,
-    const struct filter_reply *fr)
+bdat_first_cont(
+    struct session *s, enum filter_verdict v, const struct filter_reply *fr)
 {
 	if (v != FILTER_CONTINUE && v != FILTER_DISCARD) {
 		/* The chunk must still be read (RFC 3030 §2). */
-		session_filter_reply(s, v, fr, 554, "5.7.1",
-		    "Message refused");
+		session_filter_reply(s, v, fr, 554, "5.7.1", "Message refused");
 		tx_log(s, v == FILTER_TEMPFAIL ? "tempfail" : "reject");
 		tx_free(s);
 		s->bdat_discard = 1;
@@ -1076,9 +1070,9 @@ bdat_first_cont(struct session *s, enum filter_verdict v,
 static void
 cmd_bdat(struct session *s, const struct smtp_command *cmd)
 {
-	char buf[64], *last;
+	char	 buf[64], *last;
 	uint64_t size;
-	size_t n;
+	size_t	 n;
 
 	n = strlen(cmd->args);
 	if (!(s->advertised & CAPA_CHUNKING) || n == 0 || n >= sizeof(buf)) {
@@ -1207,10 +1201,10 @@ read_command(struct session *s, char **linep)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 	size_t max = (size_t)LIMIT(s->cf, MAX_LINE_LENGTH), len, eol, i, j;
-	int strict = s->cf->bare_newline == BARE_REJECT;
+	int    strict = s->cf->bare_newline == BARE_REJECT;
 	struct evbuffer_ptr p;
-	char *line;
-	int bare = 0, nul = 0;
+	char		   *line;
+	int		    bare = 0, nul = 0;
 
 	p = evbuffer_search(in, strict ? "\r\n" : "\n", strict ? 2 : 1, NULL);
 	if (p.pos == -1) {
@@ -1219,8 +1213,8 @@ read_command(struct session *s, char **linep)
 			evbuffer_drain(in, evbuffer_get_length(in) - 1);
 			if (!s->skip_line) {
 				s->skip_line = 1;
-				session_reply(s, 500, "5.5.6",
-				    "Error: line too long");
+				session_reply(
+				    s, 500, "5.5.6", "Error: line too long");
 				session_error(s);
 				return -1;
 			}
@@ -1247,7 +1241,7 @@ read_command(struct session *s, char **linep)
 	if (!strict && len > 0 && line[len - 1] == '\r')
 		len--;
 	else if (!strict)
-		bare = 1;	/* ended by a bare LF */
+		bare = 1; /* ended by a bare LF */
 	line[len] = '\0';
 	for (i = 0; i < len; i++) {
 		if (line[i] == '\r' || line[i] == '\n')
@@ -1259,8 +1253,8 @@ read_command(struct session *s, char **linep)
 		log_info("event=bare-newline sid=%016llx client=%s "
 			 "where=command",
 		    (unsigned long long)s->sid, s->addr);
-		session_reply(s, 500, "5.5.2",
-		    "Error: bare CR, LF or NUL in command");
+		session_reply(
+		    s, 500, "5.5.2", "Error: bare CR, LF or NUL in command");
 		free(line);
 		session_error(s);
 		return -1;
@@ -1279,7 +1273,7 @@ static void
 session_process(struct session *s)
 {
 	char *line;
-	int rc;
+	int   rc;
 
 	if (s->in_process) {
 		s->again = 1;
@@ -1290,8 +1284,8 @@ session_process(struct session *s)
 		s->again = 0;
 		while (!s->waiting && s->state != S_CLOSING &&
 		    s->state != S_PROXY && s->state != S_CONNECT) {
-			if (evbuffer_get_length(bufferevent_get_output(s->bev)) >
-			    OUTPUT_HIGH) {
+			if (evbuffer_get_length(
+				bufferevent_get_output(s->bev)) > OUTPUT_HIGH) {
 				/* The client is not reading its replies. */
 				s->output_full = 1;
 				break;
@@ -1306,9 +1300,10 @@ session_process(struct session *s)
 					break;
 				continue;
 			}
-			if (s->rq_len > 0 && (!next_is_rcpt(s) ||
-			    (s->held != NULL &&
-				evbuffer_get_length(s->held) > 0))) {
+			if (s->rq_len > 0 &&
+			    (!next_is_rcpt(s) ||
+				(s->held != NULL &&
+				    evbuffer_get_length(s->held) > 0))) {
 				/* Wait for the pipelined RCPTs' replies. */
 				s->waiting = 1;
 				s->rq_waiting = 1;
@@ -1358,16 +1353,16 @@ session_set_read_timeout(struct session *s, long sec)
 static void
 session_recv(evutil_socket_t fd, short what, void *arg)
 {
-	struct session *s = arg;
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct session	     *s = arg;
+	struct evbuffer	     *in = bufferevent_get_input(s->bev);
 	struct evbuffer_iovec v[2];
-	size_t want, left;
-	ssize_t r;
-	int n, i;
+	size_t		      want, left;
+	ssize_t		      r;
+	int		      n, i;
 
 	if (what & EV_TIMEOUT) {
-		session_event_cb(s->bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT,
-		    s);
+		session_event_cb(
+		    s->bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, s);
 		return;
 	}
 	if (evbuffer_get_length(in) >= INPUT_HIGH) {
@@ -1401,8 +1396,8 @@ session_recv(evutil_socket_t fd, short what, void *arg)
 	}
 	if (r == -1) {
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			session_event_cb(s->bev,
-			    BEV_EVENT_READING | BEV_EVENT_ERROR, s);
+			session_event_cb(
+			    s->bev, BEV_EVENT_READING | BEV_EVENT_ERROR, s);
 		return;
 	}
 	session_read_cb(s->bev, s);
@@ -1415,15 +1410,15 @@ session_read_cb(struct bufferevent *bev, void *arg)
 
 	if (s->state == S_PROXY) {
 		struct evbuffer *in = bufferevent_get_input(bev);
-		struct pp_info pi;
-		size_t consumed, len = evbuffer_get_length(in);
-		unsigned char *p;
-		int versions;
-		enum pp_result r;
+		struct pp_info	 pi;
+		size_t		 consumed, len = evbuffer_get_length(in);
+		unsigned char	*p;
+		int		 versions;
+		enum pp_result	 r;
 
-		versions = s->lc->proxy_protocol == PROXY_PROTO_V1 ? PP_V1 :
-		    s->lc->proxy_protocol == PROXY_PROTO_V2	   ? PP_V2 :
-								     PP_V1 | PP_V2;
+		versions = s->lc->proxy_protocol == PROXY_PROTO_V1 ? PP_V1
+		    : s->lc->proxy_protocol == PROXY_PROTO_V2	   ? PP_V2
+							      : PP_V1 | PP_V2;
 		if (len > PP_V2_MAX)
 			len = PP_V2_MAX;
 		p = evbuffer_pullup(in, (ssize_t)len);
@@ -1483,9 +1478,9 @@ static void
 session_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct session *s = arg;
-	const char *why = (what & BEV_EVENT_EOF) ? "eof" :
-	    (what & BEV_EVENT_TIMEOUT)		   ? "timeout" :
-						     "error";
+	const char     *why = (what & BEV_EVENT_EOF) ? "eof"
+		: (what & BEV_EVENT_TIMEOUT)	     ? "timeout"
+						     : "error";
 
 	if (s->state != S_CLOSING) {
 		log_info("event=client-gone sid=%016llx client=%s reason=%s "
@@ -1523,8 +1518,8 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	log_info("event=timeout sid=%016llx client=%s state=%d",
 	    (unsigned long long)s->sid, s->addr, (int)s->state);
-	session_reply(s, 421, "4.4.2", "%s Error: timeout exceeded",
-	    s->cf->hostname);
+	session_reply(
+	    s, 421, "4.4.2", "%s Error: timeout exceeded", s->cf->hostname);
 	if (s->tx != NULL)
 		tx_log(s, "timeout");
 	session_close(s);
@@ -1533,14 +1528,14 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
 /* -------------------------------------------------- connection set-up */
 
 static void
-connect_cont(struct session *s, enum filter_verdict v,
-    const struct filter_reply *fr)
+connect_cont(
+    struct session *s, enum filter_verdict v, const struct filter_reply *fr)
 {
 	s->waiting = 0;
 	if (v == FILTER_CONTINUE) {
 		s->state = S_CMD;
-		session_reply(s, 220, NULL, "%s %s", s->cf->hostname,
-		    s->cf->banner);
+		session_reply(
+		    s, 220, NULL, "%s %s", s->cf->hostname, s->cf->banner);
 		session_arm_command_deadline(s);
 		return;
 	}
@@ -1575,16 +1570,16 @@ static void
 session_admit(struct session *s)
 {
 	const struct config *cf = s->cf;
-	enum admit_result ar;
+	enum admit_result    ar;
 
-	ar = conn_admit((struct sockaddr *)&s->peer,
-	    LIMIT(cf, MAX_CONNECTIONS), LIMIT(cf, MAX_CONNECTIONS_PER_IP));
+	ar = conn_admit((struct sockaddr *)&s->peer, LIMIT(cf, MAX_CONNECTIONS),
+	    LIMIT(cf, MAX_CONNECTIONS_PER_IP));
 	if (ar != ADMIT_OK) {
 		log_info("event=reject-connection-limit sid=%016llx client=%s "
 			 "limit=%s",
 		    (unsigned long long)s->sid, s->addr,
-		    ar == ADMIT_TOTAL ? "max_connections" :
-					"max_connections_per_ip");
+		    ar == ADMIT_TOTAL ? "max_connections"
+				      : "max_connections_per_ip");
 		session_reply(s, 421, "4.7.0", "%s Error: too many connections",
 		    cf->hostname);
 		session_close(s);
@@ -1599,8 +1594,8 @@ session_accept(struct loop *l, int fd, const struct sockaddr *sa, int salen,
     const struct listener_conf *lc)
 {
 	const struct config *cf = loop_config(l);
-	struct session *s = xcalloc(1, sizeof(*s));
-	size_t i;
+	struct session	    *s = xcalloc(1, sizeof(*s));
+	size_t		     i;
 
 	s->sid = loop_new_sid(l);
 	s->loop = l;
@@ -1614,8 +1609,8 @@ session_accept(struct loop *l, int fd, const struct sockaddr *sa, int salen,
 	s->port = addr_port((struct sockaddr *)&s->peer);
 	s->env.sid = s->sid;
 	s->max_size = (uint64_t)LIMIT(cf, MAX_MESSAGE_SIZE);
-	s->bev = bufferevent_socket_new(loop_base(l), fd,
-	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	s->bev = bufferevent_socket_new(
+	    loop_base(l), fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (s->bev == NULL) {
 		close(fd);
 		free(s);
@@ -1624,8 +1619,8 @@ session_accept(struct loop *l, int fd, const struct sockaddr *sa, int salen,
 	s->timer = evtimer_new(loop_base(l), session_timer_cb, s);
 	chain_run_init(&s->chain, the_chain, l, s->sid);
 	loop_register(l, s->sid, s);
-	bufferevent_setcb(s->bev, session_read_cb, session_write_cb,
-	    session_event_cb, s);
+	bufferevent_setcb(
+	    s->bev, session_read_cb, session_write_cb, session_event_cb, s);
 
 	{
 		struct timeval wt = tv_sec(LIMIT(cf, COMMAND_TIMEOUT));
@@ -1638,8 +1633,8 @@ session_accept(struct loop *l, int fd, const struct sockaddr *sa, int salen,
 	 * with EV_WRITE enabled.
 	 */
 	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
-	s->rev = event_new(loop_base(l), fd, EV_READ | EV_PERSIST,
-	    session_recv, s);
+	s->rev =
+	    event_new(loop_base(l), fd, EV_READ | EV_PERSIST, session_recv, s);
 	event_add(s->rev, NULL);
 
 	log_info("event=connect sid=%016llx client=%s port=%d listener=%s",
@@ -1649,8 +1644,8 @@ session_accept(struct loop *l, int fd, const struct sockaddr *sa, int salen,
 		int trusted = 0;
 
 		for (i = 0; i < lc->ntrusted; i++)
-			if (cidr_match(&lc->trusted[i],
-				(struct sockaddr *)&s->peer))
+			if (cidr_match(
+				&lc->trusted[i], (struct sockaddr *)&s->peer))
 				trusted = 1;
 		if (!trusted) {
 			log_warn("event=proxy-untrusted sid=%016llx peer=%s",
@@ -1698,7 +1693,7 @@ session_free(struct session *s)
 		conn_release((struct sockaddr *)&s->peer);
 	loop_unregister(s->loop, s->sid);
 	event_free(s->timer);
-	event_free(s->rev);	/* before the fd closes with the bev */
+	event_free(s->rev); /* before the fd closes with the bev */
 	bufferevent_free(s->bev);
 	free(s->helo);
 	free(s);
@@ -1713,8 +1708,8 @@ drain_one(void *arg)
 
 	if (s->state == S_CLOSING)
 		return;
-	session_reply(s, 421, "4.3.2", "%s Service shutting down",
-	    s->cf->hostname);
+	session_reply(
+	    s, 421, "4.3.2", "%s Service shutting down", s->cf->hostname);
 	if (s->tx != NULL)
 		tx_log(s, "shutdown");
 	tx_free(s);
@@ -1724,14 +1719,14 @@ drain_one(void *arg)
 static void
 drain_check(evutil_socket_t fd, short what, void *arg)
 {
-	struct loop *l = arg;
+	struct loop   *l = arg;
 	struct timeval tick = tv_msec(100);
 
 	if (loop_nsessions(l) == 0)
 		event_base_loopbreak(loop_base(l));
 	else
-		event_base_once(loop_base(l), -1, EV_TIMEOUT, drain_check, l,
-		    &tick);
+		event_base_once(
+		    loop_base(l), -1, EV_TIMEOUT, drain_check, l, &tick);
 }
 
 static void
@@ -1746,7 +1741,7 @@ void
 session_drain_loop(struct loop *l, void *arg)
 {
 	const struct config *cf = loop_config(l);
-	struct timeval tv = tv_sec(LIMIT(cf, DRAIN_TIMEOUT));
+	struct timeval	     tv = tv_sec(LIMIT(cf, DRAIN_TIMEOUT));
 
 	/* Sessions without a transaction are told 421 at their next
 	 * command; the rest get drain_timeout to finish. One-shot events:

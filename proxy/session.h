@@ -14,14 +14,14 @@ struct loop;
 struct listener_conf;
 struct chain;
 
-void	session_accept(struct loop *, int fd, const struct sockaddr *,
-	    int salen, const struct listener_conf *);
+void session_accept(struct loop *, int fd, const struct sockaddr *, int salen,
+    const struct listener_conf *);
 
 /* The filter chain every session runs (set once at start-up). */
-void	session_set_chain(const struct chain *);
+void session_set_chain(const struct chain *);
 
 /* SIGTERM: stop taking new transactions; after drain_timeout, 421 all.
  * Runs on the loop's thread (post it). */
-void	session_drain_loop(struct loop *, void *arg);
+void session_drain_loop(struct loop *, void *arg);
 
 #endif

@@ -33,8 +33,8 @@ static void pump(struct session *);
 static void
 content_emit(void *arg, const char *p, size_t n)
 {
-	struct session *s = arg;
-	struct tx *tx = s->tx;
+	struct session	    *s = arg;
+	struct tx	    *tx = s->tx;
 	const struct config *cf = s->cf;
 
 	if (tx->failed != TXF_NONE)
@@ -50,8 +50,7 @@ content_emit(void *arg, const char *p, size_t n)
 			tx->failed = TXF_HEADER;
 			return;
 		}
-		if (tx->hp.received >
-		    (size_t)LIMIT(cf, MAX_RECEIVED_HEADERS)) {
+		if (tx->hp.received > (size_t)LIMIT(cf, MAX_RECEIVED_HEADERS)) {
 			tx->failed = TXF_HOPS;
 			return;
 		}
@@ -78,9 +77,9 @@ hdr_noop(void *arg, const char *name, size_t namelen, const char *value,
 void
 data_begin(struct session *s)
 {
-	struct tx *tx = s->tx;
+	struct tx	    *tx = s->tx;
 	const struct config *cf = s->cf;
-	struct timeval tv = tv_sec(LIMIT(cf, DATA_TOTAL_TIMEOUT));
+	struct timeval	     tv = tv_sec(LIMIT(cf, DATA_TOTAL_TIMEOUT));
 
 	tx->t_data = now_usec();
 	spool_init(&tx->spool, cf->spool_dir, (size_t)LIMIT(cf, SPOOL_MEMORY));
@@ -108,9 +107,9 @@ data_begin(struct session *s)
 int
 data_feed(struct session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer	     *in = bufferevent_get_input(s->bev);
 	struct evbuffer_iovec v;
-	size_t used;
+	size_t		      used;
 
 	while (evbuffer_get_length(in) > 0) {
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
@@ -142,9 +141,9 @@ df_refused(const struct session *s)
 int
 bdat_feed(struct session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer	     *in = bufferevent_get_input(s->bev);
 	struct evbuffer_iovec v;
-	size_t n;
+	size_t		      n;
 
 	while (s->bdat_left > 0 && evbuffer_get_length(in) > 0) {
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
@@ -177,8 +176,7 @@ bdat_feed(struct session *s)
 		data_end(s);
 		return 1;
 	}
-	session_reply(s, 250, "2.0.0", "Ok: %zu octets received",
-	    s->bdat_size);
+	session_reply(s, 250, "2.0.0", "Ok: %zu octets received", s->bdat_size);
 	session_arm_command_deadline(s);
 	return 1;
 }
@@ -213,8 +211,8 @@ static void
 final_reply(void *arg, const struct smtp_reply *r, enum up_error err)
 {
 	struct session *s = arg;
-	struct tx *tx = s->tx;
-	const char *verdict;
+	struct tx      *tx = s->tx;
+	const char     *verdict;
 
 	if (err != UP_OK) {
 		/* No 250 from the upstream: the client keeps the message. */
@@ -227,9 +225,9 @@ final_reply(void *arg, const struct smtp_reply *r, enum up_error err)
 		session_relay(s, r);
 		snprintf(tx->final, sizeof(tx->final), "%s",
 		    r->text + r->off[r->nlines - 1]);
-		verdict = r->code / 100 == 2 ? "accepted" :
-		    r->code / 100 == 4	     ? "tempfail" :
-					       "rejected";
+		verdict = r->code / 100 == 2 ? "accepted"
+		    : r->code / 100 == 4     ? "tempfail"
+					     : "rejected";
 		if (r->code == 421) {
 			tx_log(s, verdict);
 			tx_free(s);
@@ -248,14 +246,13 @@ final_reply(void *arg, const struct smtp_reply *r, enum up_error err)
 }
 
 static void
-eom_cont(struct session *s, enum filter_verdict v,
-    const struct filter_reply *fr)
+eom_cont(
+    struct session *s, enum filter_verdict v, const struct filter_reply *fr)
 {
 	struct tx *tx = s->tx;
 
 	if (v == FILTER_REJECT || v == FILTER_TEMPFAIL) {
-		session_filter_reply(s, v, fr, 554, "5.7.1",
-		    "Message refused");
+		session_filter_reply(s, v, fr, 554, "5.7.1", "Message refused");
 		tx_abandon(s, v == FILTER_REJECT ? "rejected" : "tempfail");
 		return;
 	}
@@ -287,8 +284,8 @@ pump_field_cb(void *arg, const char *name, size_t namelen, const char *value,
 }
 
 static void
-pump_cont(struct session *s, enum filter_verdict v,
-    const struct filter_reply *fr)
+pump_cont(
+    struct session *s, enum filter_verdict v, const struct filter_reply *fr)
 {
 	if (v != FILTER_CONTINUE) {
 		eom_cont(s, v, fr);
@@ -297,8 +294,8 @@ pump_cont(struct session *s, enum filter_verdict v,
 	pump(s);
 }
 
-static void pump_done_cb(void *, enum filter_verdict,
-    const struct filter_reply *);
+static void pump_done_cb(
+    void *, enum filter_verdict, const struct filter_reply *);
 
 /* Run a content stage; 1 if pump() must stop (pending or decided). */
 static int
@@ -365,9 +362,9 @@ pump(struct session *s)
 	int want_hdr = chain_wants(s->chain.chain, FILTER_STAGE_HEADER) ||
 	    chain_wants(s->chain.chain, FILTER_STAGE_EOH) ||
 	    chain_wants(s->chain.chain, FILTER_STAGE_BODY);
-	size_t end = tx->spool.len >= 3 ? tx->spool.len - 3 : 0, k, dn;
+	size_t	    end = tx->spool.len >= 3 ? tx->spool.len - 3 : 0, k, dn;
 	const char *p, *lf;
-	ssize_t n;
+	ssize_t	    n;
 
 	s->env.mail_from = tx->sender;
 	s->env.rcpt = NULL;
@@ -387,8 +384,8 @@ pump(struct session *s)
 				return;
 			break;
 		}
-		n = spool_span(&tx->spool, tx->pump_off, end - tx->pump_off,
-		    &p);
+		n = spool_span(
+		    &tx->spool, tx->pump_off, end - tx->pump_off, &p);
 		if (n == -1) {
 			tx->failed = TXF_SPOOL;
 			break;
@@ -410,8 +407,8 @@ pump(struct session *s)
 	}
 	while (chain_wants(s->chain.chain, FILTER_STAGE_BODY) &&
 	    tx->pump_off < end && tx->failed == TXF_NONE) {
-		n = spool_span(&tx->spool, tx->pump_off, end - tx->pump_off,
-		    &p);
+		n = spool_span(
+		    &tx->spool, tx->pump_off, end - tx->pump_off, &p);
 		if (n <= 0) {
 			tx->failed = TXF_SPOOL;
 			break;
@@ -440,7 +437,7 @@ void
 data_end(struct session *s)
 {
 	struct tx *tx = s->tx;
-	int want;
+	int	   want;
 
 	s->state = S_CMD;
 	session_set_read_timeout(s, 0);
@@ -468,8 +465,8 @@ data_end(struct session *s)
 		tx_abandon(s, "rejected");
 		return;
 	case TXF_SIZE:
-		session_reply(s, 552, "5.3.4",
-		    "Message size exceeds fixed limit");
+		session_reply(
+		    s, 552, "5.3.4", "Message size exceeds fixed limit");
 		tx_abandon(s, "rejected");
 		return;
 	case TXF_HEADER:
@@ -478,8 +475,8 @@ data_end(struct session *s)
 		tx_abandon(s, "rejected");
 		return;
 	case TXF_HOPS:
-		session_reply(s, 554, "5.4.6",
-		    "Too many hops (mail loop detected)");
+		session_reply(
+		    s, 554, "5.4.6", "Too many hops (mail loop detected)");
 		tx_abandon(s, "rejected");
 		return;
 	case TXF_SPOOL:
@@ -490,7 +487,7 @@ data_end(struct session *s)
 		tx_abandon(s, "tempfail");
 		return;
 	}
-	dotstuff_end(&tx->ds);	/* the terminator, into the spool */
+	dotstuff_end(&tx->ds); /* the terminator, into the spool */
 	if (tx->failed == TXF_SPOOL) {
 		session_reply(s, 451, "4.3.0",
 		    "Local error storing the message, try again later");

@@ -24,141 +24,141 @@ struct bufferevent;
 struct event;
 struct evbuffer;
 
-#define RCPT_PIPE_MAX	32	/* RCPTs in flight toward the upstream */
+#define RCPT_PIPE_MAX 32 /* RCPTs in flight toward the upstream */
 struct upstream;
 struct config;
 struct listener_conf;
 
 enum session_state {
-	S_PROXY = 0,		/* waiting for a PROXY protocol header */
-	S_CONNECT,		/* CONNECT stage, before the greeting */
-	S_CMD,			/* reading commands */
-	S_DATA,			/* reading DATA content */
-	S_BDAT,			/* reading a BDAT chunk */
-	S_CLOSING		/* last reply being flushed */
+	S_PROXY = 0, /* waiting for a PROXY protocol header */
+	S_CONNECT,   /* CONNECT stage, before the greeting */
+	S_CMD,	     /* reading commands */
+	S_DATA,	     /* reading DATA content */
+	S_BDAT,	     /* reading a BDAT chunk */
+	S_CLOSING    /* last reply being flushed */
 };
 
 enum tx_failure {
 	TXF_NONE = 0,
-	TXF_BARE,		/* bare CR / LF / NUL under "reject" */
+	TXF_BARE, /* bare CR / LF / NUL under "reject" */
 	TXF_SIZE,
-	TXF_HEADER,		/* a header field too long / too many */
-	TXF_HOPS,		/* too many Received: */
-	TXF_SPOOL		/* local I/O error */
+	TXF_HEADER, /* a header field too long / too many */
+	TXF_HOPS,   /* too many Received: */
+	TXF_SPOOL   /* local I/O error */
 };
 
 struct tx {
-	unsigned	 num;
-	char		*sender;	/* mailbox, "" for <> */
-	char		*mail_line;	/* as sent to the upstream */
-	int		 mail_ok;	/* the upstream accepted MAIL */
-	int		 smtputf8;
-	char		**rcpts;
-	size_t		 nrcpts, rcpts_cap;
-	size_t		 rcpt_refused;
+	unsigned num;
+	char	*sender;    /* mailbox, "" for <> */
+	char	*mail_line; /* as sent to the upstream */
+	int	 mail_ok;   /* the upstream accepted MAIL */
+	int	 smtputf8;
+	char   **rcpts;
+	size_t	 nrcpts, rcpts_cap;
+	size_t	 rcpt_refused;
 
 	/* Content. */
-	int		 bdat;		/* using BDAT */
+	int		 bdat; /* using BDAT */
 	struct dataframe df;
 	struct hdrparse	 hp;
 	char		*hdrbuf;
-	struct dotstuff	 ds;		/* content -> wire form */
-	struct spool	 spool;		/* wire form, as sent upstream */
-	size_t		 size;		/* content bytes */
+	struct dotstuff	 ds;	/* content -> wire form */
+	struct spool	 spool; /* wire form, as sent upstream */
+	size_t		 size;	/* content bytes */
 	enum tx_failure	 failed;
 	int		 discard;
-	size_t		 pump_off;	/* wire offset given to filters */
+	size_t		 pump_off; /* wire offset given to filters */
 	int		 pump_hdr_done;
-	int		 pump_bol;	/* decoder at beginning of line */
-	char		*pump_buf;	/* decoded (unstuffed) content */
-	char		*pf_name, *pf_value;	/* field for HEADER stage */
+	int		 pump_bol;	     /* decoder at beginning of line */
+	char		*pump_buf;	     /* decoded (unstuffed) content */
+	char		*pf_name, *pf_value; /* field for HEADER stage */
 	int		 pf_ready;
 
-	uint64_t	 t_start, t_data;
-	char		 verdict[16];
-	char		 final[128];	/* reply given, for the log */
+	uint64_t t_start, t_data;
+	char	 verdict[16];
+	char	 final[128]; /* reply given, for the log */
 };
 
 struct session {
-	uint64_t		 sid;
-	struct loop		*loop;
-	const struct config	*cf;
+	uint64_t		    sid;
+	struct loop		   *loop;
+	const struct config	   *cf;
 	const struct listener_conf *lc;
-	struct bufferevent	*bev;
-	enum session_state	 state;
+	struct bufferevent	   *bev;
+	enum session_state	    state;
 
-	struct sockaddr_storage	 peer;
-	socklen_t		 peerlen;
-	char			 addr[ADDR_STRLEN];
-	int			 port;
-	int			 admitted;
+	struct sockaddr_storage peer;
+	socklen_t		peerlen;
+	char			addr[ADDR_STRLEN];
+	int			port;
+	int			admitted;
 
-	char			*helo;
-	int			 esmtp;
-	uint32_t		 advertised;	/* CAPA_* offered in EHLO */
-	uint64_t		 max_size;	/* SIZE offered */
+	char	*helo;
+	int	 esmtp;
+	uint32_t advertised; /* CAPA_* offered in EHLO */
+	uint64_t max_size;   /* SIZE offered */
 
-	unsigned		 nerrors, njunk, nmessages, ntx;
-	int			 waiting;	/* command in progress */
-	int			 in_process;	/* session_process() on stack */
-	int			 again;
-	int			 skip_line;	/* discarding a too-long line */
-	int			 quit;		/* close after the reply */
-	int			 output_full;
+	unsigned nerrors, njunk, nmessages, ntx;
+	int	 waiting;    /* command in progress */
+	int	 in_process; /* session_process() on stack */
+	int	 again;
+	int	 skip_line; /* discarding a too-long line */
+	int	 quit;	    /* close after the reply */
+	int	 output_full;
 
-	struct event		*timer;		/* deadline / PROXY wait */
-	struct event		*rev;		/* our own reads (session_recv) */
-	long			 read_timeout;	/* seconds; 0 = none */
-	int			 read_paused;	/* input at its high-water mark */
-	struct upstream		*up;
-	int			 up_opening;	/* handshake under way */
-	int			 mail_waiting;	/* MAIL waits for it */
-	int			 up_dirty;	/* upstream tx open: RSET first */
+	struct event	*timer;	       /* deadline / PROXY wait */
+	struct event	*rev;	       /* our own reads (session_recv) */
+	long		 read_timeout; /* seconds; 0 = none */
+	int		 read_paused;  /* input at its high-water mark */
+	struct upstream *up;
+	int		 up_opening;   /* handshake under way */
+	int		 mail_waiting; /* MAIL waits for it */
+	int		 up_dirty;     /* upstream tx open: RSET first */
 	/* RCPTs pipelined to the upstream, oldest first (RFC 2920). */
-	char			*rq[RCPT_PIPE_MAX];
-	size_t			 rq_head, rq_len;
-	int			 rq_waiting;	/* resume when rq drains */
-	struct evbuffer		*held;		/* local replies behind rq */
-	struct tx		*tx;
-	struct chain_run	 chain;
-	struct filter_env	 env;
-	char			*rcpt_line;	/* RCPT waiting for filters */
-	void (*cont)(struct session *, enum filter_verdict,
-	    const struct filter_reply *);
+	char		 *rq[RCPT_PIPE_MAX];
+	size_t		  rq_head, rq_len;
+	int		  rq_waiting; /* resume when rq drains */
+	struct evbuffer	 *held;	      /* local replies behind rq */
+	struct tx	 *tx;
+	struct chain_run  chain;
+	struct filter_env env;
+	char		 *rcpt_line; /* RCPT waiting for filters */
+	void (*cont)(
+	    struct session *, enum filter_verdict, const struct filter_reply *);
 
-	size_t			 bdat_left;	/* bytes of this chunk to read */
-	int			 bdat_last;
-	size_t			 bdat_size;
-	int			 bdat_discard;	/* reading a refused chunk */
+	size_t bdat_left; /* bytes of this chunk to read */
+	int    bdat_last;
+	size_t bdat_size;
+	int    bdat_discard; /* reading a refused chunk */
 
-	uint64_t		 t_connect;
+	uint64_t t_connect;
 };
 
 /* session.c */
-void	session_reply(struct session *, int code, const char *enh,
-	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-void	session_relay(struct session *, const struct smtp_reply *);
-void	session_error(struct session *);
-void	session_close(struct session *);
-void	session_flush(struct session *);
-void	session_set_read_timeout(struct session *, long sec);
-void	session_resume(struct session *);
-void	session_arm_command_deadline(struct session *);
-void	session_filter(struct session *, enum filter_stage,
-	    void (*cont)(struct session *, enum filter_verdict,
-		const struct filter_reply *));
-void	session_filter_reply(struct session *, enum filter_verdict,
-	    const struct filter_reply *, int defcode, const char *defenh,
-	    const char *deftext);
-void	tx_free(struct session *);
-void	tx_log(struct session *, const char *verdict);
-int	session_drop_upstream(struct session *);
-void	upstream_start(struct session *);
+void session_reply(struct session *, int code, const char *enh, const char *fmt,
+    ...) __attribute__((format(printf, 4, 5)));
+void session_relay(struct session *, const struct smtp_reply *);
+void session_error(struct session *);
+void session_close(struct session *);
+void session_flush(struct session *);
+void session_set_read_timeout(struct session *, long sec);
+void session_resume(struct session *);
+void session_arm_command_deadline(struct session *);
+void session_filter(struct session *, enum filter_stage,
+    void (*cont)(
+	struct session *, enum filter_verdict, const struct filter_reply *));
+void session_filter_reply(struct session *, enum filter_verdict,
+    const struct filter_reply *, int defcode, const char *defenh,
+    const char *deftext);
+void tx_free(struct session *);
+void tx_log(struct session *, const char *verdict);
+int  session_drop_upstream(struct session *);
+void upstream_start(struct session *);
 
 /* session_data.c */
-void	data_begin(struct session *);
-int	data_feed(struct session *);
-int	bdat_feed(struct session *);
-void	data_end(struct session *);
+void data_begin(struct session *);
+int  data_feed(struct session *);
+int  bdat_feed(struct session *);
+void data_end(struct session *);
 
 #endif

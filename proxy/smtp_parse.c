@@ -33,9 +33,9 @@
 
 #include "smtp_parse.h"
 
-#define LABEL_MAX 63 /* RFC 1035 §2.3.4 */
+#define LABEL_MAX      63  /* RFC 1035 §2.3.4 */
 #define ORCPT_ADDR_MAX 500 /* RFC 3461 §4.2, before xtext encoding */
-#define XTEXT_LEN_MAX ((size_t)INT_MAX)
+#define XTEXT_LEN_MAX  ((size_t)INT_MAX)
 
 static const char *const verb_names[SMTP_VERB_COUNT] = {
 	[SMTP_VERB_UNKNOWN] = "UNKNOWN",
@@ -170,7 +170,7 @@ static size_t
 utf8_seq(const unsigned char *s, size_t avail)
 {
 	unsigned char lo = 0x80, hi = 0xbf;
-	size_t len, i;
+	size_t	      len, i;
 
 	if (s[0] >= 0xc2 && s[0] <= 0xdf)
 		len = 2;
@@ -224,7 +224,7 @@ static int
 check_domain(const char *s, size_t len, int *utf8)
 {
 	const unsigned char *u = (const unsigned char *)s;
-	size_t i = 0, label = 0, n;
+	size_t		     i = 0, label = 0, n;
 
 	if (len == 0)
 		return (SMTP_PARSE_EADDR);
@@ -264,7 +264,7 @@ check_domain(const char *s, size_t len, int *utf8)
 static int
 check_ipv4(const char *s, size_t len)
 {
-	size_t i = 0, part, digits;
+	size_t	 i = 0, part, digits;
 	unsigned v;
 
 	for (part = 0; part < 4; part++) {
@@ -293,10 +293,10 @@ check_ipv4(const char *s, size_t len)
 static int
 check_literal(const char *s, size_t len)
 {
-	char buf[INET6_ADDRSTRLEN];
+	char		buf[INET6_ADDRSTRLEN];
 	struct in6_addr a6;
-	const char *colon;
-	size_t taglen, i;
+	const char     *colon;
+	size_t		taglen, i;
 
 	if ((colon = memchr(s, ':', len)) == NULL)
 		return (check_ipv4(s, len));
@@ -331,7 +331,7 @@ static int
 scan_literal(const char *s, size_t *lenp)
 {
 	unsigned char c;
-	size_t i;
+	size_t	      i;
 
 	for (i = 1; s[i] != ']'; i++) {
 		c = (unsigned char)s[i];
@@ -355,7 +355,7 @@ static int
 scan_localpart(const char *s, size_t *lenp, int *utf8)
 {
 	const unsigned char *u = (const unsigned char *)s;
-	size_t i, n;
+	size_t		     i, n;
 
 	if (u[0] == '"') {
 		for (i = 1;;) {
@@ -412,8 +412,8 @@ int
 smtp_parse_command(const char *line, struct smtp_command *out)
 {
 	const char *p;
-	size_t len, kwlen;
-	int v;
+	size_t	    len, kwlen;
+	int	    v;
 
 	out->verb = SMTP_VERB_UNKNOWN;
 	out->has_args = 0;
@@ -468,8 +468,8 @@ int
 smtp_parse_path(const char *arg, unsigned flags, struct smtp_path *out)
 {
 	const char *p, *start, *mb;
-	size_t loclen, domlen, mblen, pathlen;
-	int bare, r;
+	size_t	    loclen, domlen, mblen, pathlen;
+	int	    bare, r;
 
 	out->mailbox[0] = '\0';
 	out->domain = NULL;
@@ -588,8 +588,8 @@ int
 smtp_parse_params(char *buf, struct smtp_param *params, size_t max, size_t *n)
 {
 	unsigned char *p = (unsigned char *)buf;
-	const char *key, *value;
-	size_t cnt = 0, i, len, keylen;
+	const char    *key, *value;
+	size_t	       cnt = 0, i, len, keylen;
 
 	*n = 0;
 	for (;;) {
@@ -643,7 +643,7 @@ smtp_param_size(const char *value, uint64_t *size)
 {
 	uint64_t v = 0;
 	unsigned d;
-	size_t i;
+	size_t	 i;
 
 	if (value == NULL)
 		return (-1);
@@ -695,9 +695,9 @@ int
 smtp_param_notify(const char *value)
 {
 	static const char *const kw[] = { "SUCCESS", "FAILURE", "DELAY" };
-	const char *p, *e;
-	unsigned seen = 0;
-	size_t k;
+	const char		*p, *e;
+	unsigned		 seen = 0;
+	size_t			 k;
 
 	if (value == NULL)
 		return (-1);
@@ -746,7 +746,7 @@ int
 smtp_valid_xtext(const char *value, size_t maxlen)
 {
 	const unsigned char *u = (const unsigned char *)value;
-	size_t i, dec;
+	size_t		     i, dec;
 
 	if (value == NULL)
 		return (-1);
@@ -773,7 +773,7 @@ int
 smtp_valid_helo(const char *arg)
 {
 	size_t len;
-	int utf8 = 0;
+	int    utf8 = 0;
 
 	if (arg == NULL || arg[0] == '\0')
 		return (-1);
@@ -793,9 +793,9 @@ smtp_valid_helo(const char *arg)
 int
 smtp_xtext_encode(const char *s, char *out, size_t outsz)
 {
-	static const char hex[] = "0123456789ABCDEF";
+	static const char    hex[] = "0123456789ABCDEF";
 	const unsigned char *u;
-	size_t o = 0;
+	size_t		     o = 0;
 
 	if (outsz == 0)
 		return (-1);

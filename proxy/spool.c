@@ -48,9 +48,9 @@ write_all(int fd, const char *p, size_t n)
 static int
 spool_to_file(struct spool *s)
 {
-	char path[4096];
+	char		      path[4096];
 	struct evbuffer_iovec v[16];
-	int fd, i, n;
+	int		      fd, i, n;
 
 	fd = open(s->dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (fd == -1) {
@@ -107,17 +107,16 @@ spool_write(struct spool *s, const char *p, size_t n)
 ssize_t
 spool_span(struct spool *s, size_t off, size_t max, const char **p)
 {
-	struct evbuffer_ptr ptr;
+	struct evbuffer_ptr   ptr;
 	struct evbuffer_iovec v;
-	ssize_t r;
+	ssize_t		      r;
 
 	if (off >= s->len)
 		return 0;
 	if (max > s->len - off)
 		max = s->len - off;
 	if (s->fd == -1) {
-		if (evbuffer_ptr_set(s->mem, &ptr, off, EVBUFFER_PTR_SET) ==
-		    -1)
+		if (evbuffer_ptr_set(s->mem, &ptr, off, EVBUFFER_PTR_SET) == -1)
 			return -1;
 		if (evbuffer_peek(s->mem, -1, &ptr, &v, 1) < 1)
 			return -1;
@@ -141,15 +140,15 @@ int
 spool_move_to(struct spool *s, struct evbuffer *out)
 {
 	struct evbuffer_file_segment *seg;
-	int rc;
+	int			      rc;
 
 	if (s->error)
 		return -1;
 	if (s->fd == -1)
 		return s->mem == NULL ? 0 : evbuffer_add_buffer(out, s->mem);
 	/* The segment does not own the fd (no EVBUF_FS_CLOSE_ON_FREE). */
-	seg = evbuffer_file_segment_new(s->fd, 0, (ev_off_t)s->len,
-	    EVBUF_FS_DISABLE_LOCKING);
+	seg = evbuffer_file_segment_new(
+	    s->fd, 0, (ev_off_t)s->len, EVBUF_FS_DISABLE_LOCKING);
 	if (seg == NULL)
 		return -1;
 	rc = evbuffer_add_file_segment(out, seg, 0, (ev_off_t)s->len);

@@ -16,31 +16,31 @@
 struct evbuffer;
 
 struct spool {
-	struct evbuffer	*mem;
-	int		 fd;		/* -1 while in memory */
+	struct evbuffer *mem;
+	int		 fd; /* -1 while in memory */
 	size_t		 len;
 	size_t		 threshold;
-	const char	*dir;		/* borrowed from the config */
-	char		*rbuf;		/* read buffer for file spans */
-	int		 error;		/* errno of a failed write */
+	const char	*dir;	/* borrowed from the config */
+	char		*rbuf;	/* read buffer for file spans */
+	int		 error; /* errno of a failed write */
 };
 
-void	spool_init(struct spool *, const char *dir, size_t threshold);
+void spool_init(struct spool *, const char *dir, size_t threshold);
 /* 0, or -1 (errno in spool->error; the transaction must tempfail). */
-int	spool_write(struct spool *, const char *, size_t);
+int spool_write(struct spool *, const char *, size_t);
 /*
  * A contiguous span of content starting at off, at most max bytes.
  * Returns its length (0 at the end) or -1 on a read error.
  */
-ssize_t	spool_span(struct spool *, size_t off, size_t max, const char **p);
+ssize_t spool_span(struct spool *, size_t off, size_t max, const char **p);
 /*
  * Append the whole content to out without copying it: memory chains are
  * moved (the spool is empty afterwards), a file is added as a file
  * segment (sent with sendfile). 0, or -1 on error.
  */
-int	spool_move_to(struct spool *, struct evbuffer *out);
-void	spool_free(struct spool *);
+int  spool_move_to(struct spool *, struct evbuffer *out);
+void spool_free(struct spool *);
 
-#define SPOOL_SPAN_MAX	(64 * 1024)
+#define SPOOL_SPAN_MAX (64 * 1024)
 
 #endif

@@ -33,66 +33,61 @@
 #include "upstream.h"
 #include "util.h"
 
-#define UP_QUEUE_MAX	64
-#define UP_KEEPALIVE	60	/* NOOP interval while the client sends */
+#define UP_QUEUE_MAX 64
+#define UP_KEEPALIVE 60 /* NOOP interval while the client sends */
 
-enum up_state {
-	UP_S_NEW = 0,
-	UP_S_OPENING,
-	UP_S_READY,
-	UP_S_DEAD
-};
+enum up_state { UP_S_NEW = 0, UP_S_OPENING, UP_S_READY, UP_S_DEAD };
 
 enum exp_kind {
-	EXP_USER = 0,		/* hand the reply to the caller */
+	EXP_USER = 0, /* hand the reply to the caller */
 	EXP_GREETING,
 	EXP_EHLO,
 	EXP_HELO,
 	EXP_XCLIENT,
 	EXP_XCLIENT_EHLO,
 	EXP_XFORWARD,
-	EXP_DATA,		/* 354 starts the content */
-	EXP_FINAL,		/* reply to the final dot */
-	EXP_NOOP,		/* keepalive */
+	EXP_DATA,  /* 354 starts the content */
+	EXP_FINAL, /* reply to the final dot */
+	EXP_NOOP,  /* keepalive */
 	EXP_QUIT
 };
 
 struct expect {
-	enum exp_kind	 kind;
-	char		*line;		/* to send; NULL once sent/none */
-	upstream_cb	 cb;
-	void		*arg;
+	enum exp_kind kind;
+	char	     *line; /* to send; NULL once sent/none */
+	upstream_cb   cb;
+	void	     *arg;
 };
 
 struct upstream {
-	struct loop		*loop;
-	const struct config	*cf;
-	uint64_t		 sid;
-	struct bufferevent	*bev;
-	enum up_state		 state;
-	struct capa		 capa;
-	struct upstream_client	 client;
-	int			 use_xforward;
-	int			 ehlo;		/* capa is from an EHLO reply */
-	int			 opening;	/* open_cb not called yet */
-	int			 quitting;
+	struct loop	      *loop;
+	const struct config   *cf;
+	uint64_t	       sid;
+	struct bufferevent    *bev;
+	enum up_state	       state;
+	struct capa	       capa;
+	struct upstream_client client;
+	int		       use_xforward;
+	int		       ehlo;	/* capa is from an EHLO reply */
+	int		       opening; /* open_cb not called yet */
+	int		       quitting;
 
-	struct expect		 q[UP_QUEUE_MAX];
-	size_t			 qhead, qlen;	/* ring */
-	size_t			 nsent;		/* sent, awaiting reply */
+	struct expect q[UP_QUEUE_MAX];
+	size_t	      qhead, qlen; /* ring */
+	size_t	      nsent;	   /* sent, awaiting reply */
 
-	struct smtp_reply	 reply;		/* being accumulated */
+	struct smtp_reply reply; /* being accumulated */
 
-	upstream_cb		 open_cb;
-	void			*open_arg;
+	upstream_cb open_cb;
+	void	   *open_arg;
 
-	struct spool		*spool;		/* sent after the 354 */
+	struct spool *spool; /* sent after the 354 */
 
-	struct event		*keepalive;
-	struct upstream		*orphan_next, **orphan_prev;
-	struct upstream		*pool_next, **pool_prev;	/* parked */
-	int			 busy;		/* inside callbacks */
-	int			 freed;		/* free when !busy */
+	struct event	*keepalive;
+	struct upstream *orphan_next, **orphan_prev;
+	struct upstream *pool_next, **pool_prev; /* parked */
+	int		 busy;			 /* inside callbacks */
+	int		 freed;			 /* free when !busy */
 };
 
 static const char *const up_errors[UP_ECOUNT] = { "ok",
@@ -137,7 +132,7 @@ static __thread struct upstream *orphans;
  * greeting, EHLO and QUIT of every session. One list per loop thread.
  */
 static __thread struct upstream *pool;
-static __thread size_t pool_n;
+static __thread size_t		 pool_n;
 
 static void
 pool_unlink(struct upstream *up)
@@ -226,7 +221,7 @@ q_push(struct upstream *up, enum exp_kind kind, const char *line,
 	struct expect *e;
 
 	if (up->qlen == UP_QUEUE_MAX)
-		fatal("upstream queue overflow");	/* a session bug */
+		fatal("upstream queue overflow"); /* a session bug */
 	e = &up->q[(up->qhead + up->qlen) % UP_QUEUE_MAX];
 	up->qlen++;
 	e->kind = kind;
@@ -246,7 +241,7 @@ up_flush_out(struct upstream *up)
 	if (evbuffer_get_length(out) == 0)
 		return;
 	if (!(bufferevent_get_enabled(up->bev) & EV_WRITE)) {
-		evbuffer_unfreeze(out, 1);	/* see session_flush() */
+		evbuffer_unfreeze(out, 1); /* see session_flush() */
 		evbuffer_write(out, bufferevent_getfd(up->bev));
 		evbuffer_freeze(out, 1);
 	}
@@ -259,9 +254,9 @@ static void
 up_flush_queue(struct upstream *up)
 {
 	struct evbuffer *out;
-	struct expect *e;
-	int pipelining = (up->capa.flags & CAPA_PIPELINING) != 0 &&
-	    up->state == UP_S_READY;
+	struct expect	*e;
+	int		 pipelining =
+	    (up->capa.flags & CAPA_PIPELINING) != 0 && up->state == UP_S_READY;
 
 	if (up->state == UP_S_DEAD || up->bev == NULL)
 		return;
@@ -277,7 +272,8 @@ up_flush_queue(struct upstream *up)
 			break;
 		if (e->line != NULL) {
 			evbuffer_add_printf(out, "%s\r\n", e->line);
-			log_debug("event=upstream-send sid=%016llx line=\"%.300s\"",
+			log_debug(
+			    "event=upstream-send sid=%016llx line=\"%.300s\"",
 			    (unsigned long long)up->sid, e->line);
 			free(e->line);
 			e->line = NULL;
@@ -313,7 +309,7 @@ up_ready(struct upstream *up, const struct smtp_reply *r)
 static void
 up_send_xclient(struct upstream *up)
 {
-	char line[2048], val[800], attrs[CAPA_XATTR_MAX + 2];
+	char   line[2048], val[800], attrs[CAPA_XATTR_MAX + 2];
 	size_t n;
 
 	snprintf(attrs, sizeof(attrs), " %s ", up->capa.xclient);
@@ -327,19 +323,19 @@ up_send_xclient(struct upstream *up)
 		n += snprintf(line + n, sizeof(line) - n, " ADDR=%s", val);
 	}
 	if (HAS("PORT"))
-		n += snprintf(line + n, sizeof(line) - n, " PORT=%d",
-		    up->client.port);
+		n += snprintf(
+		    line + n, sizeof(line) - n, " PORT=%d", up->client.port);
 	if (HAS("NAME"))
-		n += snprintf(line + n, sizeof(line) - n,
-		    " NAME=[UNAVAILABLE]");
+		n +=
+		    snprintf(line + n, sizeof(line) - n, " NAME=[UNAVAILABLE]");
 	if (HAS("PROTO"))
 		n += snprintf(line + n, sizeof(line) - n, " PROTO=%s",
 		    up->client.esmtp ? "ESMTP" : "SMTP");
 	if (HAS("HELO")) {
 		if (up->client.helo[0] == '\0')
 			strcpy(val, "[UNAVAILABLE]");
-		else if (smtp_xtext_encode(up->client.helo, val,
-			     sizeof(val)) == -1)
+		else if (smtp_xtext_encode(up->client.helo, val, sizeof(val)) ==
+		    -1)
 			strcpy(val, "[UNAVAILABLE]");
 		n += snprintf(line + n, sizeof(line) - n, " HELO=%s", val);
 	}
@@ -364,8 +360,8 @@ xclient_has_addr(const struct capa *c)
 
 /* Replies to the handshake commands. */
 static void
-up_internal_reply(struct upstream *up, enum exp_kind kind,
-    const struct smtp_reply *r)
+up_internal_reply(
+    struct upstream *up, enum exp_kind kind, const struct smtp_reply *r)
 {
 	char line[512];
 
@@ -413,7 +409,7 @@ up_internal_reply(struct upstream *up, enum exp_kind kind,
 			return;
 		}
 		memset(&up->capa, 0, sizeof(up->capa));
-		up->ehlo = 0;	/* not reusable: capabilities unknown */
+		up->ehlo = 0; /* not reusable: capabilities unknown */
 		up_ready(up, r);
 		return;
 	case EXP_XCLIENT:
@@ -438,8 +434,8 @@ up_internal_reply(struct upstream *up, enum exp_kind kind,
 		 */
 		snprintf(line, sizeof(line), "%s %s",
 		    up->client.esmtp ? "EHLO" : "HELO",
-		    up->client.helo[0] != '\0' ? up->client.helo :
-						  up->cf->hostname);
+		    up->client.helo[0] != '\0' ? up->client.helo
+					       : up->cf->hostname);
 		/* A HELO client can use no extension: HELO keeps the
 		 * upstream's view (protocol SMTP) exact. */
 		up_send(up, up->client.esmtp ? EXP_XCLIENT_EHLO : EXP_HELO,
@@ -484,7 +480,8 @@ up_dispatch(struct upstream *up, const struct smtp_reply *r)
 		up->busy--;
 		break;
 	case EXP_DATA:
-		if (r->code / 100 == 2 || (r->code != 354 && r->code / 100 == 3)) {
+		if (r->code / 100 == 2 ||
+		    (r->code != 354 && r->code / 100 == 3)) {
 			/* "250" to DATA: the content was never sent, so this
 			 * can never become the client's 250 (invariant 1). */
 			log_warn("event=upstream-bad-data-reply sid=%016llx "
@@ -528,8 +525,8 @@ up_dispatch(struct upstream *up, const struct smtp_reply *r)
 		up->spool = NULL;
 		up_flush_out(up);
 		{
-			struct timeval rt = tv_sec(
-					   LIMIT(up->cf, UPSTREAM_DATA_TIMEOUT)),
+			struct timeval rt = tv_sec(LIMIT(
+					   up->cf, UPSTREAM_DATA_TIMEOUT)),
 				       wt = tv_sec(LIMIT(up->cf, DATA_TIMEOUT));
 
 			bufferevent_set_timeouts(up->bev, &rt, &wt);
@@ -574,12 +571,12 @@ up_dispatch(struct upstream *up, const struct smtp_reply *r)
 static void
 up_read_cb(struct bufferevent *bev, void *arg)
 {
-	struct upstream *up = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
+	struct upstream	   *up = arg;
+	struct evbuffer	   *in = bufferevent_get_input(bev);
 	struct evbuffer_ptr eol;
-	size_t eol_len, len;
-	char line[REPLY_LINE_MAX + 2];
-	enum reply_status st;
+	size_t		    eol_len, len;
+	char		    line[REPLY_LINE_MAX + 2];
+	enum reply_status   st;
 
 	if (up->quitting) {
 		/* The 221 (or anything): done. */
@@ -593,8 +590,8 @@ up_read_cb(struct bufferevent *bev, void *arg)
 	}
 	up->busy++;
 	while (!up->freed && up->state != UP_S_DEAD) {
-		eol = evbuffer_search_eol(in, NULL, &eol_len,
-		    EVBUFFER_EOL_CRLF);
+		eol =
+		    evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
 		if (eol.pos == -1) {
 			if (evbuffer_get_length(in) > REPLY_LINE_MAX) {
 				up_fail(up, UP_EPROTO);
@@ -684,7 +681,7 @@ static void
 up_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct upstream *up = arg;
-	enum up_error err;
+	enum up_error	 err;
 
 	if (what & BEV_EVENT_CONNECTED) {
 		int on = 1;
@@ -705,7 +702,7 @@ up_event_cb(struct bufferevent *bev, short what, void *arg)
 	else
 		err = UP_ECLOSED;
 	if (up->pool_prev != NULL) {
-		up_fail(up, err);	/* frees it */
+		up_fail(up, err); /* frees it */
 		return;
 	}
 	up->busy++;
@@ -752,10 +749,10 @@ upstream_open(struct upstream *up, const struct upstream_client *client,
 }
 
 void
-upstream_command(struct upstream *up, const char *line, upstream_cb cb,
-    void *arg)
+upstream_command(
+    struct upstream *up, const char *line, upstream_cb cb, void *arg)
 {
-	char buf[1024], helo[600];
+	char   buf[1024], helo[600];
 	size_t n;
 
 	if (up->state == UP_S_DEAD) {
@@ -764,8 +761,8 @@ upstream_command(struct upstream *up, const char *line, upstream_cb cb,
 		up->busy--;
 		return;
 	}
-	if (up->use_xforward && ascii_strncasecmp(line, "MAIL FROM:", 10) ==
-	    0) {
+	if (up->use_xforward &&
+	    ascii_strncasecmp(line, "MAIL FROM:", 10) == 0) {
 		n = (size_t)snprintf(buf, sizeof(buf),
 		    "XFORWARD NAME=[UNAVAILABLE] ADDR=%s%s PORT=%d PROTO=%s",
 		    strchr(up->client.addr, ':') ? "IPV6:" : "",
@@ -782,8 +779,8 @@ upstream_command(struct upstream *up, const char *line, upstream_cb cb,
 }
 
 void
-upstream_send_message(struct upstream *up, struct spool *sp, upstream_cb cb,
-    void *arg)
+upstream_send_message(
+    struct upstream *up, struct spool *sp, upstream_cb cb, void *arg)
 {
 	if (up->state == UP_S_DEAD) {
 		up->busy++;
@@ -850,8 +847,8 @@ upstream_keepalive(struct upstream *up, int on)
 	if (up == NULL || up->state == UP_S_DEAD)
 		return;
 	if (up->keepalive == NULL)
-		up->keepalive = event_new(loop_base(up->loop), -1, EV_PERSIST,
-		    up_keepalive_cb, up);
+		up->keepalive = event_new(
+		    loop_base(up->loop), -1, EV_PERSIST, up_keepalive_cb, up);
 	if (on)
 		event_add(up->keepalive, &tv);
 	else
@@ -864,8 +861,8 @@ upstream_park(struct upstream *up)
 	struct timeval idle = tv_sec(LIMIT(up->cf, UPSTREAM_POOL_IDLE));
 
 	if (up->state != UP_S_READY || !up->ehlo || up->qlen != 0 ||
-	    up->nsent != 0 ||
-	    up->busy || up->freed || up->quitting || up->client.probe ||
+	    up->nsent != 0 || up->busy || up->freed || up->quitting ||
+	    up->client.probe ||
 	    pool_n >= (size_t)LIMIT(up->cf, UPSTREAM_POOL_SIZE) ||
 	    evbuffer_get_length(bufferevent_get_output(up->bev)) != 0 ||
 	    evbuffer_get_length(bufferevent_get_input(up->bev)) != 0)
@@ -886,7 +883,7 @@ upstream_park(struct upstream *up)
 struct upstream *
 upstream_unpark(uint64_t sid)
 {
-	struct upstream *up = pool;	/* the most recently used */
+	struct upstream *up = pool; /* the most recently used */
 
 	if (up == NULL)
 		return NULL;

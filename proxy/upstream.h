@@ -25,52 +25,52 @@ struct upstream;
 
 enum up_error {
 	UP_OK = 0,
-	UP_ECONNECT,		/* could not connect */
-	UP_EGREETING,		/* greeted with something other than 220 */
+	UP_ECONNECT,  /* could not connect */
+	UP_EGREETING, /* greeted with something other than 220 */
 	UP_ETIMEOUT,
-	UP_ECLOSED,		/* closed the connection / I/O error */
-	UP_EPROTO,		/* malformed, oversized or unsolicited reply */
-	UP_ESPOOL,		/* could not read the spooled message */
-	UP_ECOUNT		/* must stay last */
+	UP_ECLOSED, /* closed the connection / I/O error */
+	UP_EPROTO,  /* malformed, oversized or unsolicited reply */
+	UP_ESPOOL,  /* could not read the spooled message */
+	UP_ECOUNT   /* must stay last */
 };
 
 const char *up_strerror(enum up_error);
 
 /* What XCLIENT/XFORWARD tell the upstream about the real client. */
 struct upstream_client {
-	char	addr[64];	/* numeric */
-	int	port;
-	char	helo[256];	/* "" before HELO */
-	int	esmtp;		/* EHLO (ESMTP) or HELO (SMTP) */
-	int	probe;		/* capability probe: no XCLIENT */
+	char addr[64]; /* numeric */
+	int  port;
+	char helo[256]; /* "" before HELO */
+	int  esmtp;	/* EHLO (ESMTP) or HELO (SMTP) */
+	int  probe;	/* capability probe: no XCLIENT */
 };
 
 /*
  * reply is NULL when err != UP_OK (then the connection is dead), except
  * for UP_EGREETING where it holds the greeting.
  */
-typedef void (*upstream_cb)(void *arg, const struct smtp_reply *reply,
-    enum up_error err);
+typedef void (*upstream_cb)(
+    void *arg, const struct smtp_reply *reply, enum up_error err);
 
-struct upstream *upstream_new(struct loop *, const struct config *,
-	    uint64_t sid);
-void	upstream_free(struct upstream *);
+struct upstream *upstream_new(
+    struct loop *, const struct config *, uint64_t sid);
+void upstream_free(struct upstream *);
 
 /*
  * Connect, read the 220 greeting, EHLO (HELO if EHLO is refused), and
  * XCLIENT + EHLO again when the upstream offers XCLIENT and the
  * configuration allows; cb gets the final EHLO reply.
  */
-void	upstream_open(struct upstream *, const struct upstream_client *,
-	    upstream_cb, void *arg);
+void upstream_open(
+    struct upstream *, const struct upstream_client *, upstream_cb, void *arg);
 const struct capa *upstream_capa(const struct upstream *);
-int	upstream_alive(const struct upstream *);
+int		   upstream_alive(const struct upstream *);
 /* XFORWARD is used (sent before each MAIL). */
-int	upstream_xforward(const struct upstream *);
+int upstream_xforward(const struct upstream *);
 
 /* Queue one command line (no CRLF). */
-void	upstream_command(struct upstream *, const char *line,
-	    upstream_cb, void *arg);
+void upstream_command(
+    struct upstream *, const char *line, upstream_cb, void *arg);
 
 /*
  * DATA, then (on 354) the spool as it is: it holds the canonical wire form,
@@ -78,17 +78,17 @@ void	upstream_command(struct upstream *, const char *line,
  * spool is empty afterwards). cb gets the DATA reply if it is not 354,
  * else the reply to the final dot.
  */
-void	upstream_send_message(struct upstream *, struct spool *,
-	    upstream_cb, void *arg);
+void upstream_send_message(
+    struct upstream *, struct spool *, upstream_cb, void *arg);
 
 /*
  * While the client sends a long message the upstream connection is idle:
  * keep it from timing out with a NOOP now and then.
  */
-void	upstream_keepalive(struct upstream *, int on);
+void upstream_keepalive(struct upstream *, int on);
 
 /* Send QUIT and let the connection close by itself; frees `up`. */
-void	upstream_quit(struct upstream *);
+void upstream_quit(struct upstream *);
 /*
  * Connection reuse. upstream_park() keeps an idle connection (no command
  * outstanding, no transaction open: the caller guarantees the latter) for
@@ -98,12 +98,12 @@ void	upstream_quit(struct upstream *);
  * new client (XCLIENT + EHLO where used) and calls cb like upstream_open(),
  * possibly at once.
  */
-int	upstream_park(struct upstream *);
+int		 upstream_park(struct upstream *);
 struct upstream *upstream_unpark(uint64_t sid);
-void	upstream_reuse(struct upstream *, const struct upstream_client *,
-	    upstream_cb, void *arg);
+void		 upstream_reuse(
+		struct upstream *, const struct upstream_client *, upstream_cb, void *arg);
 
 /* Free this thread's connections still waiting for their 221 or parked. */
-void	upstream_reap_orphans(void);
+void upstream_reap_orphans(void);
 
 #endif

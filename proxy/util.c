@@ -66,7 +66,7 @@ int
 xasprintf(char **ret, const char *fmt, ...)
 {
 	va_list ap;
-	int n;
+	int	n;
 
 	va_start(ap, fmt);
 	n = vasprintf(ret, fmt, ap);
@@ -79,7 +79,7 @@ xasprintf(char **ret, const char *fmt, ...)
 void
 fatal(const char *fmt, ...)
 {
-	char buf[1024];
+	char	buf[1024];
 	va_list ap;
 
 	va_start(ap, fmt);

@@ -13,18 +13,16 @@
 #include <stdint.h>
 #include <sys/time.h>
 
-#define nitems(a)	(sizeof(a) / sizeof((a)[0]))
+#define nitems(a) (sizeof(a) / sizeof((a)[0]))
 
-void	*xmalloc(size_t);
-void	*xcalloc(size_t, size_t);
-void	*xrealloc(void *, size_t);
-char	*xstrdup(const char *);
-char	*xstrndup(const char *, size_t);
-int	 xasprintf(char **, const char *, ...)
-	    __attribute__((format(printf, 2, 3)));
+void *xmalloc(size_t);
+void *xcalloc(size_t, size_t);
+void *xrealloc(void *, size_t);
+char *xstrdup(const char *);
+char *xstrndup(const char *, size_t);
+int xasprintf(char **, const char *, ...) __attribute__((format(printf, 2, 3)));
 
-void	 fatal(const char *, ...)
-	    __attribute__((format(printf, 1, 2), noreturn));
+void fatal(const char *, ...) __attribute__((format(printf, 1, 2), noreturn));
 
 /* Monotonic time in microseconds. */
 uint64_t now_usec(void);
@@ -50,7 +48,7 @@ ascii_lower(int c)
 	return (c >= 'A' && c <= 'Z') ? c + 32 : c;
 }
 
-int	 ascii_strncasecmp(const char *, const char *, size_t);
-int	 ascii_strcasecmp(const char *, const char *);
+int ascii_strncasecmp(const char *, const char *, size_t);
+int ascii_strcasecmp(const char *, const char *);
 
 #endif

@@ -33,12 +33,12 @@ in_line(const char *p, const char *line, size_t len)
 static void
 check_path(const char *args, unsigned flags)
 {
-	struct smtp_path path;
+	struct smtp_path  path;
 	struct smtp_param params[SMTP_PARAMS_MAX];
-	char *copy, xt[3 * (SMTP_PATH_MAX + 1) + 1];
-	size_t alen = strlen(args), mlen, n, i;
-	uint64_t size;
-	int r;
+	char		 *copy, xt[3 * (SMTP_PATH_MAX + 1) + 1];
+	size_t		  alen = strlen(args), mlen, n, i;
+	uint64_t	  size;
+	int		  r;
 
 	r = smtp_parse_path(args, flags, &path);
 	assert(r >= SMTP_PARSE_OK && r < SMTP_PARSE_ECOUNT);
@@ -102,9 +102,9 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct smtp_command cmd;
-	char *line, *xt;
-	size_t len, xtsz;
-	int r;
+	char		   *line, *xt;
+	size_t		    len, xtsz;
+	int		    r;
 
 	if ((line = malloc(size + 1)) == NULL)
 		return (0);

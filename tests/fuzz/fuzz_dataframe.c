@@ -38,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 	} while (0)
 
 struct buf {
-	char *p;
+	char  *p;
 	size_t len;
 	size_t cap;
 };
@@ -53,11 +53,11 @@ buf_add(struct buf *b, const char *p, size_t n)
 
 /* What the framer's emit callback feeds: content buffer, header parser. */
 struct ctx {
-	struct buf content;
+	struct buf	content;
 	struct hdrparse hp;
-	size_t hdr_in; /* bytes fed to hp */
-	size_t hdr_ret;
-	size_t max_field;
+	size_t		hdr_in; /* bytes fed to hp */
+	size_t		hdr_ret;
+	size_t		max_field;
 };
 
 static void
@@ -65,7 +65,7 @@ on_field(void *arg, const char *name, size_t namelen, const char *value,
     size_t valuelen)
 {
 	struct ctx *c = arg;
-	size_t i;
+	size_t	    i;
 
 	CHECK(namelen > 0);
 	for (i = 0; i < namelen; i++)
@@ -81,7 +81,7 @@ static void
 on_content(void *arg, const char *p, size_t n)
 {
 	struct ctx *c = arg;
-	size_t r;
+	size_t	    r;
 
 	CHECK(n > 0);
 	buf_add(&c->content, p, n);
@@ -146,15 +146,15 @@ next_chunk(unsigned *seed, size_t left)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct ctx c;
-	struct buf wire, again;
+	struct ctx	 c;
+	struct buf	 wire, again;
 	struct dataframe df, df2;
-	struct dotstuff ds;
-	const char *in;
-	size_t len, pos, n, r, want, i, lines;
-	unsigned seed;
-	int data_mode;
-	char hbuf[512];
+	struct dotstuff	 ds;
+	const char	*in;
+	size_t		 len, pos, n, r, want, i, lines;
+	unsigned	 seed;
+	int		 data_mode;
+	char		 hbuf[512];
 
 	if (size < 3)
 		return 0;

@@ -72,10 +72,10 @@ static void
 fuzz_pp(const uint8_t *data, size_t size)
 {
 	static const int masks[] = { PP_V1, PP_V2, PP_V1 | PP_V2 };
-	struct pp_info info, info2;
-	enum pp_result r, r2, rboth;
-	size_t consumed, consumed2, cboth, half;
-	size_t i;
+	struct pp_info	 info, info2;
+	enum pp_result	 r, r2, rboth;
+	size_t		 consumed, consumed2, cboth, half;
+	size_t		 i;
 
 	rboth = pp(data, size, PP_V1 | PP_V2, &info, &cboth);
 	for (i = 0; i < sizeof(masks) / sizeof(masks[0]); i++) {
@@ -131,13 +131,13 @@ fuzz_pp(const uint8_t *data, size_t size)
 static void
 use_reply(const struct smtp_reply *r, size_t outsz)
 {
-	struct capa c, again;
+	struct capa	  c, again;
 	struct smtp_reply r2;
-	char enh[16], *out;
-	const char *p, *e;
-	uint32_t adv;
-	size_t i;
-	int n;
+	char		  enh[16], *out;
+	const char	 *p, *e;
+	uint32_t	  adv;
+	size_t		  i;
+	int		  n;
 
 	for (i = 0; i <= r->nlines; i++)
 		(void)strlen(reply_line_text(r, i));
@@ -191,8 +191,8 @@ static void
 fuzz_reply(const uint8_t *data, size_t size)
 {
 	struct smtp_reply *r;
-	enum reply_status st;
-	size_t start, end, len, outsz;
+	enum reply_status  st;
+	size_t		   start, end, len, outsz;
 
 	r = malloc(sizeof(*r));
 	reply_init(r);
@@ -218,7 +218,7 @@ fuzz_reply(const uint8_t *data, size_t size)
 static void
 fuzz_escape(const uint8_t *data, size_t size)
 {
-	char *out;
+	char  *out;
 	size_t outsz, n, k;
 
 	for (outsz = 0; outsz < 24; outsz++) {

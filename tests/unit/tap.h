@@ -36,7 +36,7 @@ static inline int
 ok(int cond, const char *fmt, ...)
 {
 	va_list ap;
-	int r;
+	int	r;
 
 	va_start(ap, fmt);
 	r = tap_vok(cond, fmt, ap);
@@ -44,30 +44,30 @@ ok(int cond, const char *fmt, ...)
 	return r;
 }
 
-#define is_int(got, want, ...)                                              \
-	do {                                                                \
-		long long g_ = (long long)(got), w_ = (long long)(want);    \
-		if (!ok(g_ == w_, __VA_ARGS__))                             \
-			printf("#   got %lld, want %lld\n", g_, w_);          \
+#define is_int(got, want, ...)                                                 \
+	do {                                                                   \
+		long long g_ = (long long)(got), w_ = (long long)(want);       \
+		if (!ok(g_ == w_, __VA_ARGS__))                                \
+			printf("#   got %lld, want %lld\n", g_, w_);           \
 	} while (0)
 
-#define is_str(got, want, ...)                                              \
-	do {                                                                \
-		const char *g_ = (got), *w_ = (want);                       \
-		int eq_ = (g_ == NULL && w_ == NULL) ||                     \
-		    (g_ != NULL && w_ != NULL && strcmp(g_, w_) == 0);      \
-		if (!ok(eq_, __VA_ARGS__))                                  \
-			printf("#   got \"%s\", want \"%s\"\n",             \
-			    g_ ? g_ : "(null)", w_ ? w_ : "(null)");         \
+#define is_str(got, want, ...)                                                 \
+	do {                                                                   \
+		const char *g_ = (got), *w_ = (want);                          \
+		int	    eq_ = (g_ == NULL && w_ == NULL) ||                \
+		    (g_ != NULL && w_ != NULL && strcmp(g_, w_) == 0);         \
+		if (!ok(eq_, __VA_ARGS__))                                     \
+			printf("#   got \"%s\", want \"%s\"\n",                \
+			    g_ ? g_ : "(null)", w_ ? w_ : "(null)");           \
 	} while (0)
 
-#define is_mem(got, gotlen, want, wantlen, ...)                             \
-	do {                                                                \
-		size_t gl_ = (gotlen), wl_ = (wantlen);                     \
-		if (!ok(gl_ == wl_ && memcmp((got), (want), gl_) == 0,      \
-			__VA_ARGS__))                                       \
-			printf("#   got %zu bytes, want %zu bytes\n", gl_,  \
-			    wl_);                                           \
+#define is_mem(got, gotlen, want, wantlen, ...)                                \
+	do {                                                                   \
+		size_t gl_ = (gotlen), wl_ = (wantlen);                        \
+		if (!ok(gl_ == wl_ && memcmp((got), (want), gl_) == 0,         \
+			__VA_ARGS__))                                          \
+			printf(                                                \
+			    "#   got %zu bytes, want %zu bytes\n", gl_, wl_);  \
 	} while (0)
 
 static inline int

@@ -13,10 +13,10 @@
 static struct config *
 load(const char *text)
 {
-	char path[] = "/tmp/moat-test-conf.XXXXXX";
+	char	       path[] = "/tmp/moat-test-conf.XXXXXX";
 	struct config *cf;
-	int fd = mkstemp(path);
-	FILE *f = fdopen(fd, "w");
+	int	       fd = mkstemp(path);
+	FILE	      *f = fdopen(fd, "w");
 
 	fputs(text, f);
 	fclose(f);
@@ -28,10 +28,10 @@ load(const char *text)
 int
 main(void)
 {
-	struct config *cf;
+	struct config	       *cf;
 	struct config_overrides ov;
-	long v;
-	size_t i;
+	long			v;
+	size_t			i;
 
 	/* Units. */
 	ok(limit_parse_value(UNIT_BYTES, "10k", &v) == 0 && v == 10240, "10k");
@@ -42,8 +42,7 @@ main(void)
 	ok(limit_parse_value(UNIT_SECONDS, "5m", &v) == 0 && v == 300, "5m");
 	ok(limit_parse_value(UNIT_SECONDS, "2h", &v) == 0 && v == 7200, "2h");
 	ok(limit_parse_value(UNIT_SECONDS, "30s", &v) == 0 && v == 30, "30s");
-	ok(limit_parse_value(UNIT_MSEC, "250ms", &v) == 0 && v == 250,
-	    "250ms");
+	ok(limit_parse_value(UNIT_MSEC, "250ms", &v) == 0 && v == 250, "250ms");
 	ok(limit_parse_value(UNIT_MSEC, "2s", &v) == 0 && v == 2000, "2s ms");
 	ok(limit_parse_value(UNIT_COUNT, "12", &v) == 0 && v == 12, "count");
 	ok(limit_parse_value(UNIT_COUNT, "12k", &v) == -1, "count no suffix");
@@ -66,8 +65,8 @@ main(void)
 	ok(cf != NULL, "built-in defaults load");
 	if (cf != NULL) {
 		is_int(cf->nlisteners, 1, "one default listener");
-		is_str(cf->listeners[0].spec, "127.0.0.1:10025",
-		    "default listen");
+		is_str(
+		    cf->listeners[0].spec, "127.0.0.1:10025", "default listen");
 		is_str(cf->upstream_spec, "127.0.0.1:25", "default upstream");
 		is_int(LIMIT(cf, MAX_MESSAGE_SIZE), 50L * 1024 * 1024,
 		    "default max_message_size");
@@ -119,8 +118,8 @@ main(void)
 	ok(load("upstream = \"nowhere\"\n") == NULL, "upstream without port");
 	ok(load("listen \"127.0.0.1:1\" { proxy_protocol = v1 }\n") == NULL,
 	    "PROXY protocol without trusted sources refused");
-	ok(load("listen \"127.0.0.1:1\" { proxy_trusted = {\"300.1.1.1\"} }\n") ==
-		NULL,
+	ok(load("listen \"127.0.0.1:1\" { proxy_trusted = {\"300.1.1.1\"} "
+		"}\n") == NULL,
 	    "bad trusted network refused");
 	ok(load("filter \"nope\" {}\n") == NULL, "unknown filter refused");
 	ok(load("filter \"test\" { delay_stage = \"later\" }\n") == NULL,

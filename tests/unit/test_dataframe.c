@@ -23,21 +23,21 @@
 
 /* A growing byte buffer that also counts emit calls. */
 struct sink {
-	char *buf;
-	size_t len;
-	size_t cap;
-	int calls;
+	char	   *buf;
+	size_t	    len;
+	size_t	    cap;
+	int	    calls;
 	const char *lo; /* input range, to count in-place spans */
 	const char *hi;
-	int inplace;
+	int	    inplace;
 };
 
 struct res {
 	struct sink out;
-	size_t consumed;
-	unsigned flags;
-	int done;
-	size_t bytes_out;
+	size_t	    consumed;
+	unsigned    flags;
+	int	    done;
+	size_t	    bytes_out;
 };
 
 static void
@@ -91,7 +91,7 @@ frame_cuts(enum df_mode mode, enum df_policy bare, enum df_policy nul,
     struct res *r)
 {
 	struct dataframe df;
-	size_t pos = 0, next, c, i, n;
+	size_t		 pos = 0, next, c, i, n;
 
 	memset(r, 0, sizeof(*r));
 	r->out.lo = in;
@@ -181,7 +181,7 @@ ref_frame(enum df_mode mode, enum df_policy bare, const char *in, size_t len,
     int fin, struct res *r)
 {
 	size_t end = len, j, i, ls;
-	int found = 0;
+	int    found = 0;
 
 	memset(r, 0, sizeof(*r));
 	r->consumed = len;
@@ -236,7 +236,7 @@ static void
 restuff(const char *c, size_t n, size_t chunk, struct sink *w)
 {
 	struct dotstuff ds;
-	size_t k, m;
+	size_t		k, m;
 
 	memset(w, 0, sizeof(*w));
 	dotstuff_init(&ds, sink_emit, w);
@@ -326,10 +326,10 @@ static int
 check_all(enum df_mode mode, enum df_policy bare, enum df_policy nul,
     const char *in, size_t len, int splits)
 {
-	struct res want, got;
+	struct res  want, got;
 	struct sink w;
-	size_t k, cut[1];
-	int good = 1;
+	size_t	    k, cut[1];
+	int	    good = 1;
 
 	ref_frame(mode, bare, in, len, 1, &want);
 	/* The model needs no NUL policy: NUL is dropped and flagged both ways.
@@ -386,7 +386,7 @@ test_plain(void)
 				  "Hello,\r\n"
 				  "world.\r\n"
 				  ".\r\n";
-	struct res r;
+	struct res	  r;
 
 	data(S(msg), DF_REJECT, &r);
 	is_int(r.consumed, sizeof(msg) - 1, "plain: all consumed");
@@ -444,8 +444,8 @@ test_unstuff(void)
 				      "a.\r\n"
 				      " .\r\n"
 				      ".\r\n";
-	struct res r;
-	struct sink w;
+	struct res	  r;
+	struct sink	  w;
 
 	data(S(wire), DF_REJECT, &r);
 	ok(r.done && r.consumed == sizeof(wire) - 1, "stuffed: framed");
@@ -471,9 +471,9 @@ test_splits(void)
 {
 	static const char msg[] = "a\r\n..b\r\nc\r\n.\r\n";
 	static const char want[] = "a\r\n.b\r\nc\r\n";
-	struct res r;
-	size_t k, j, cut[2];
-	int good = 1;
+	struct res	  r;
+	size_t		  k, j, cut[2];
+	int		  good = 1;
 
 	frame(DF_MODE_DATA, DF_REJECT, DF_REJECT, S(msg), 1, 0, &r);
 	ok(r.done && r.consumed == sizeof(msg) - 1 &&
@@ -509,8 +509,8 @@ test_pipelined(void)
 	static const char in[] =
 	    "x\r\n.\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n";
 	struct res r;
-	size_t k, cut[1];
-	int good = 1;
+	size_t	   k, cut[1];
+	int	   good = 1;
 
 	data(S(in), DF_REJECT, &r);
 	is_int(r.consumed, 6, "pipelined: stops right after the terminator");
@@ -530,7 +530,7 @@ test_pipelined(void)
 	res_free(&r);
 	{
 		struct dataframe df;
-		struct sink s;
+		struct sink	 s;
 
 		memset(&s, 0, sizeof(s));
 		dataframe_init(
@@ -550,8 +550,8 @@ test_pipelined(void)
  */
 struct smuggle {
 	const char *v;
-	size_t len;
-	unsigned flags; /* what must be flagged */
+	size_t	    len;
+	unsigned    flags; /* what must be flagged */
 };
 
 #define V(lit, f)                                                              \
@@ -574,7 +574,7 @@ static const struct smuggle smuggles[] = {
 	V("\r\n\x00.\n", DF_F_NUL | DF_F_BARE_LF), V("\n\n.\n\n", DF_F_BARE_LF),
 	V("\r\r.\r\r", DF_F_BARE_CR), V("\r\n.\r\r", DF_F_BARE_CR),
 	V("\r\n. \r\n", 0), /* a content line " " (stuffed ". ") */
-	V("x.\r\n", 0), /* "." not at beginning of line */
+	V("x.\r\n", 0),	    /* "." not at beginning of line */
 	V("\r\nx.\r\n", 0), V("\r\n..\r\n", 0), /* a stuffed "." line */
 };
 
@@ -588,12 +588,12 @@ test_smuggling(void)
 				   "From: ceo@example\r\n\r\nevil";
 	static const char term[] = "\r\n.\r\n";
 	static const char next[] = "QUIT\r\n";
-	char in[512];
-	size_t i, len, want;
-	struct res r;
-	struct sink w;
-	enum df_policy pol;
-	int good;
+	char		  in[512];
+	size_t		  i, len, want;
+	struct res	  r;
+	struct sink	  w;
+	enum df_policy	  pol;
+	int		  good;
 
 	for (i = 0; i < sizeof(smuggles) / sizeof(smuggles[0]); i++) {
 		len = 0;
@@ -713,7 +713,7 @@ static void
 test_cr_across_feeds(void)
 {
 	struct dataframe df;
-	struct sink s;
+	struct sink	 s;
 
 	memset(&s, 0, sizeof(s));
 	dataframe_init(&df, DF_MODE_DATA, DF_REJECT, DF_REJECT, sink_emit, &s);
@@ -739,12 +739,12 @@ test_cr_across_feeds(void)
 static void
 test_bdat(void)
 {
-	struct dataframe df;
-	struct sink s;
-	struct res r;
+	struct dataframe  df;
+	struct sink	  s;
+	struct res	  r;
 	static const char nasty[] = "a\r\n.\r\n\r\n.\r\rb\n\0c\r";
-	enum df_policy b, n;
-	int good = 1;
+	enum df_policy	  b, n;
+	int		  good = 1;
 
 	memset(&s, 0, sizeof(s));
 	dataframe_init(&df, DF_MODE_BDAT, DF_REJECT, DF_REJECT, sink_emit, &s);
@@ -843,11 +843,11 @@ test_roundtrip_random(void)
 {
 	static const char *pieces[] = { ".", "..", "a", " ", "\r\n", ".\r\n",
 		"x.y", "\r\n.\r\n" };
-	char content[256];
-	struct sink w;
-	struct res r;
-	size_t len, k;
-	int i, good = 1;
+	char		   content[256];
+	struct sink	   w;
+	struct res	   r;
+	size_t		   len, k;
+	int		   i, good = 1;
 
 	srand(12345);
 	for (i = 0; i < 3000 && good; i++) {
@@ -892,12 +892,12 @@ static void
 test_exhaustive(void)
 {
 	static const char alpha[] = { '\r', '\n', '.', '\0', 'a' };
-	char in[8];
-	size_t len, i, total = 0;
-	unsigned long idx, lim, v;
-	enum df_mode m;
-	enum df_policy b, n;
-	int good = 1;
+	char		  in[8];
+	size_t		  len, i, total = 0;
+	unsigned long	  idx, lim, v;
+	enum df_mode	  m;
+	enum df_policy	  b, n;
+	int		  good = 1;
 
 	for (len = 0; len <= 7 && good; len++) {
 		lim = 1;
@@ -926,10 +926,10 @@ static void
 test_random(void)
 {
 	static const char alpha[] = "\r\n.\0a\r\n.";
-	char in[300];
-	size_t len, i;
-	int k, good = 1;
-	enum df_policy b;
+	char		  in[300];
+	size_t		  len, i;
+	int		  k, good = 1;
+	enum df_policy	  b;
 
 	srand(777);
 	for (k = 0; k < 4000 && good; k++) {
@@ -947,8 +947,8 @@ test_random(void)
 static void
 test_spans(void)
 {
-	size_t n = 1 << 20, i;
-	char *big = malloc(n + 3);
+	size_t	   n = 1 << 20, i;
+	char	  *big = malloc(n + 3);
 	struct res r;
 
 	if (big == NULL)

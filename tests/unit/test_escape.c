@@ -19,7 +19,7 @@ static char result[1024];
 static size_t
 esc(const char *in, size_t len, size_t outsz)
 {
-	char *out;
+	char  *out;
 	size_t n;
 
 	out = malloc(outsz > 0 ? outsz : 1);
@@ -37,7 +37,7 @@ esc(const char *in, size_t len, size_t outsz)
 static size_t
 san(const char *in, size_t len, size_t outsz)
 {
-	char *out;
+	char  *out;
 	size_t n;
 
 	out = malloc(outsz > 0 ? outsz : 1);
@@ -125,11 +125,11 @@ esclen(unsigned char c)
 static void
 test_log_escape_props(void)
 {
-	char in[64], full[300], *out;
-	size_t len, fl, outsz, n, k, pre, b;
+	char	 in[64], full[300], *out;
+	size_t	 len, fl, outsz, n, k, pre, b;
 	uint32_t seed;
-	int good_len, good_chars, good_trunc, good_prefix, good_bounds;
-	int iter;
+	int	 good_len, good_chars, good_trunc, good_prefix, good_bounds;
+	int	 iter;
 
 	seed = 12345;
 	good_len = good_chars = good_trunc = good_prefix = good_bounds = 1;

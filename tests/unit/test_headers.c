@@ -18,9 +18,9 @@
 
 /* Fields as "name=value;" (raw value, CR LFs kept). */
 struct rec {
-	char out[8192];
+	char   out[8192];
 	size_t len;
-	int calls;
+	int    calls;
 };
 
 static void
@@ -47,14 +47,14 @@ rec_field(void *arg, const char *name, size_t namelen, const char *value,
 }
 
 struct hres {
-	struct rec rec;
-	char body[8192];
-	size_t bodylen;
-	size_t hdrlen; /* sum of the returns, minus the push-back */
-	size_t count;
-	size_t received;
-	size_t bytes;
-	int in_body;
+	struct rec     rec;
+	char	       body[8192];
+	size_t	       bodylen;
+	size_t	       hdrlen; /* sum of the returns, minus the push-back */
+	size_t	       count;
+	size_t	       received;
+	size_t	       bytes;
+	int	       in_body;
 	enum hdr_error error;
 };
 
@@ -76,8 +76,8 @@ parse_cuts(const char *in, size_t len, size_t max_field, size_t max_count,
     const size_t *cuts, size_t ncuts, struct hres *r)
 {
 	struct hdrparse h;
-	char *buf = malloc(max_field ? max_field : 1);
-	size_t pos = 0, next, n, ret, i;
+	char	       *buf = malloc(max_field ? max_field : 1);
+	size_t		pos = 0, next, n, ret, i;
 
 	if (buf == NULL)
 		abort();
@@ -152,8 +152,8 @@ splits_agree(const char *in, size_t len, size_t max_field, size_t max_count)
 {
 	struct hres *whole = malloc(sizeof(*whole)),
 		    *got = malloc(sizeof(*got));
-	size_t *cuts = malloc((len + 1) * sizeof(*cuts)), k;
-	int good = 1;
+	size_t *cuts = calloc(len + 1, sizeof(*cuts)), k;
+	int	good = 1;
 
 	if (whole == NULL || got == NULL || cuts == NULL)
 		abort();
@@ -200,7 +200,7 @@ test_simple(void)
 				  "Subject: hi\r\n"
 				  "\r\n"
 				  "body\r\n";
-	struct hres r;
+	struct hres	  r;
 
 	parse(S(msg), 1000, 100, &r);
 	is_str(r.rec.out, "From= a@example.org;To= b@example.org;Subject= hi;",
@@ -223,7 +223,7 @@ test_folding(void)
 				  "X-Colon: a:b: c\r\n"
 				  "X-Fold:\r\n  indented\r\n"
 				  "\r\n";
-	struct hres r;
+	struct hres	  r;
 
 	parse(S(msg), 1000, 100, &r);
 	is_str(r.rec.out,
@@ -242,7 +242,7 @@ test_wsp_colon(void)
 				  "Foo\t \t:y\r\n"
 				  "X-Odd!#$%&'*+-.^_`{|}~: z\r\n"
 				  "\r\n";
-	struct hres r;
+	struct hres	  r;
 
 	parse(S(msg), 1000, 100, &r);
 	is_str(r.rec.out, "Subject= x;Foo=y;X-Odd!#$%&'*+-.^_`{|}~= z;",
@@ -255,10 +255,10 @@ static void
 test_no_blank_line(void)
 {
 	static const char msg[] = "A: 1\r\nB: 2\r\n cont\r\n";
-	struct hres r;
-	struct hdrparse h;
-	struct rec rec;
-	char buf[64];
+	struct hres	  r;
+	struct hdrparse	  h;
+	struct rec	  rec;
+	char		  buf[64];
 
 	parse(S(msg), 1000, 100, &r);
 	is_str(r.rec.out, "A= 1;B= 2\r\n cont;",
@@ -287,8 +287,8 @@ test_no_blank_line(void)
 static void
 test_body_start(void)
 {
-	struct hres r;
-	static const char a[] = "A: 1\r\nThis is body\r\nB: 2\r\n";
+	struct hres	   r;
+	static const char  a[] = "A: 1\r\nThis is body\r\nB: 2\r\n";
 	static const char *notfield[] = {
 		"Hello world\r\n",
 		" folded: first\r\n",
@@ -303,7 +303,7 @@ test_body_start(void)
 		"Subject \x7f: x\r\n",
 	};
 	size_t i;
-	int good = 1;
+	int    good = 1;
 
 	parse(S(a), 1000, 100, &r);
 	is_str(r.rec.out, "A= 1;", "non-field line ends the header section");
@@ -336,9 +336,9 @@ static void
 test_pushback(void)
 {
 	struct hdrparse h;
-	struct rec rec;
-	char buf[64];
-	size_t ret;
+	struct rec	rec;
+	char		buf[64];
+	size_t		ret;
 
 	memset(&rec, 0, sizeof(rec));
 	hdrparse_init(&h, buf, sizeof(buf), 10, rec_field, &rec);
@@ -360,7 +360,7 @@ test_too_long(void)
 	static const char fold[] = "A: b\r\nSubject: 12\r\n 345\r\nC: d\r\n"
 				   "\r\nbody";
 	static const char name[] = "VeryLongFieldName: x\r\n\r\nbody";
-	struct hres r;
+	struct hres	  r;
 
 	parse(S(ok16), 16, 100, &r);
 	ok(r.error == HDR_OK, "field of exactly max_field is fine");
@@ -394,7 +394,7 @@ test_too_many(void)
 {
 	static const char msg[] = "A: 1\r\nB: 2\r\nC: 3\r\n more\r\nD: 4\r\n"
 				  "\r\nbody\r\n";
-	struct hres r;
+	struct hres	  r;
 
 	parse(S(msg), 100, 2, &r);
 	is_int(r.error, HDR_E_TOO_MANY, "third field is one too many");
@@ -424,7 +424,7 @@ test_received(void)
 				  "Receive: q\r\n"
 				  "ReceivedX: q\r\n"
 				  "\r\n";
-	struct hres r;
+	struct hres	  r;
 
 	parse(S(msg), 100, 100, &r);
 	is_int(r.received, 3, "Received: counted case-insensitively, exact");
@@ -436,7 +436,7 @@ static void
 test_null_callback(void)
 {
 	struct hdrparse h;
-	char buf[32];
+	char		buf[32];
 
 	hdrparse_init(&h, buf, sizeof(buf), 10, NULL, NULL);
 	is_int(hdrparse_feed(&h, S("A: 1\r\nReceived: x\r\n\r\nb")), 21,
@@ -452,9 +452,9 @@ test_random(void)
 	static const char *pieces[] = { "A: 1\r\n", "Received: x\r\n",
 		" cont\r\n", "\tmore\r\n", "\r\n", "body\r\n", "X :y\r\n",
 		"no colon\r\n", "Long-Field-Name: ", "abc", ":", " ", "\r\n" };
-	char msg[256];
-	size_t len;
-	int i, good = 1;
+	char		   msg[256];
+	size_t		   len;
+	int		   i, good = 1;
 
 	srand(4242);
 	for (i = 0; i < 400 && good; i++) {

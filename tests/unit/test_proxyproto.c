@@ -44,7 +44,7 @@ static int
 prefixes_need_more(const void *data, size_t len, int versions)
 {
 	struct pp_info info;
-	size_t i, consumed;
+	size_t	       i, consumed;
 
 	for (i = 0; i < len; i++) {
 		if (parse(data, i, versions, &info, &consumed) !=
@@ -61,8 +61,8 @@ static const char *
 addrstr(
     const struct sockaddr_storage *ss, socklen_t len, char *buf, size_t bufsz)
 {
-	char a[INET6_ADDRSTRLEN];
-	const struct sockaddr_in *sin;
+	char			   a[INET6_ADDRSTRLEN];
+	const struct sockaddr_in  *sin;
 	const struct sockaddr_in6 *sin6;
 
 	if (ss->ss_family == AF_INET && len == sizeof(*sin)) {
@@ -90,8 +90,8 @@ test_v1_valid(void)
 	    "PROXY UNKNOWN ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff "
 	    "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n";
 	struct pp_info info;
-	size_t consumed;
-	char buf[128], a[80];
+	size_t	       consumed;
+	char	       buf[128], a[80];
 
 	is_int(parse_str(tcp4, &info, &consumed), PP_OK, "v1 TCP4");
 	is_int(consumed, strlen(tcp4), "v1 TCP4 consumed");
@@ -233,9 +233,9 @@ test_v1_invalid(void)
 		"\r\nX",
 	};
 	static const char nul_in_unknown[] = "PROXY UNKNOWN a\0b\r\n";
-	struct pp_info info;
-	size_t i, consumed;
-	char buf[300];
+	struct pp_info	  info;
+	size_t		  i, consumed;
+	char		  buf[300];
 
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		is_int(parse_str(bad[i], &info, &consumed), PP_ERROR,
@@ -308,11 +308,11 @@ test_v2(void)
 	/* 192.0.2.1:12345 -> 198.51.100.2:25 */
 	static const unsigned char a4[12] = { 192, 0, 2, 1, 198, 51, 100, 2,
 		0x30, 0x39, 0x00, 0x19 };
-	unsigned char a6[36], body[1100], h[1200], h2[1200];
-	struct pp_info info;
-	size_t n, i, consumed;
-	char a[80];
-	int allerr;
+	unsigned char		   a6[36], body[1100], h[1200], h2[1200];
+	struct pp_info		   info;
+	size_t			   n, i, consumed;
+	char			   a[80];
+	int			   allerr;
 
 	n = v2(h, 0x21, 0x11, a4, sizeof(a4));
 	is_int(parse(h, n, BOTH, &info, &consumed), PP_OK, "v2 PROXY TCP4");
@@ -500,12 +500,12 @@ test_v2(void)
 static void
 test_versions(void)
 {
-	static const char v1h[] = "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n";
+	static const char	   v1h[] = "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n";
 	static const unsigned char a4[12] = { 1, 2, 3, 4, 5, 6, 7, 8, 0, 1, 0,
 		2 };
-	unsigned char h[64];
-	struct pp_info info;
-	size_t n, consumed;
+	unsigned char		   h[64];
+	struct pp_info		   info;
+	size_t			   n, consumed;
 
 	n = v2(h, 0x21, 0x11, a4, sizeof(a4));
 	is_int(parse(v1h, strlen(v1h), PP_V1, &info, &consumed), PP_OK,

@@ -40,7 +40,7 @@ static enum reply_status
 feed(struct smtp_reply *r, const char *wire)
 {
 	enum reply_status st;
-	const char *p, *e;
+	const char	 *p, *e;
 
 	reply_init(r);
 	st = REPLY_ERROR;
@@ -65,7 +65,7 @@ static void
 test_basic(void)
 {
 	struct smtp_reply r;
-	char buf[64];
+	char		  buf[64];
 
 	reply_init(&r);
 	is_int(add(&r, "250 OK"), REPLY_DONE, "single line is DONE");
@@ -112,8 +112,8 @@ test_malformed(void)
 	static const char *bad[] = { "", "2", "25", "099 x", "199 x", "600 x",
 		"650 x", "2x0 x", "25a x", "a50 x", "250x", "250_x", "250\tx",
 		" 250 x", "250=x", "-250 x" };
-	struct smtp_reply r;
-	size_t i;
+	struct smtp_reply  r;
+	size_t		   i;
 
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		reply_init(&r);
@@ -143,10 +143,10 @@ static void
 test_bounds(void)
 {
 	struct smtp_reply r;
-	char line[REPLY_LINE_MAX + 2];
+	char		  line[REPLY_LINE_MAX + 2];
 	enum reply_status st;
-	size_t i;
-	int allmore;
+	size_t		  i;
+	int		  allmore;
 
 	/* Line length. */
 	memset(line, 'x', sizeof(line));
@@ -222,9 +222,9 @@ test_enhanced(void)
 		{ "250 22.1.0 x", NULL },
 	};
 	struct smtp_reply r;
-	char enh[16];
-	size_t i;
-	int rc;
+	char		  enh[16];
+	size_t		  i;
+	int		  rc;
 
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		reply_init(&r);
@@ -260,9 +260,9 @@ static void
 test_capa_parse(void)
 {
 	struct smtp_reply r;
-	struct capa c;
-	char xattr[600];
-	size_t i;
+	struct capa	  c;
+	char		  xattr[600];
+	size_t		  i;
 
 	is_int(feed(&r, postfix_ehlo), REPLY_DONE, "postfix EHLO reply");
 	is_int(capa_parse(&r, &c), 0, "capa_parse postfix");
@@ -353,11 +353,11 @@ test_ehlo_reply(void)
 				   "250-ENHANCEDSTATUSCODES\r\n"
 				   "250 CHUNKING\r\n";
 	struct smtp_reply r;
-	struct capa up;
-	char out[512], *tight;
-	uint32_t adv;
-	size_t sz, need;
-	int n, allfail;
+	struct capa	  up;
+	char		  out[512], *tight;
+	uint32_t	  adv;
+	size_t		  sz, need;
+	int		  n, allfail;
 
 	feed(&r, postfix_ehlo);
 	(void)capa_parse(&r, &up);

@@ -15,7 +15,7 @@
 #include "tap.h"
 
 #define F_NULL SMTP_PATH_F_NULL_OK
-#define F_PM SMTP_PATH_F_POSTMASTER
+#define F_PM   SMTP_PATH_F_POSTMASTER
 #define F_BARE SMTP_PATH_F_NOBRACKETS
 
 /* Fill buf with n copies of c (NUL-terminated); returns buf + n. */
@@ -34,7 +34,7 @@ fill(char *buf, int c, size_t n)
 static void
 make_path(char *buf, size_t nl, size_t nd)
 {
-	char *p = buf;
+	char  *p = buf;
 	size_t left = nd, n;
 
 	*p++ = '<';
@@ -332,7 +332,7 @@ static void
 test_path_limits(void)
 {
 	struct smtp_path p;
-	char buf[1024], *q;
+	char		 buf[1024], *q;
 
 	/* Local part 64 / 65 (RFC 5321 §4.5.3.1.1). */
 	make_path(buf, 64, 11);
@@ -407,9 +407,9 @@ static void
 test_params(void)
 {
 	struct smtp_param pa[SMTP_PARAMS_MAX];
-	char buf[512];
-	size_t n;
-	int i;
+	char		  buf[512];
+	size_t		  n;
+	int		  i;
 
 	strcpy(buf, "SIZE=1000 BODY=8BITMIME SMTPUTF8");
 	is_int(smtp_parse_params(buf, pa, SMTP_PARAMS_MAX, &n), SMTP_PARSE_OK,
@@ -577,8 +577,8 @@ static void
 test_xtext_encode(void)
 {
 	const char *in = "a+b=c d\x01\xc3\xa9~!";
-	char out[64], dec[64];
-	int i, n;
+	char	    out[64], dec[64];
+	int	    i, n;
 
 	n = smtp_xtext_encode(in, out, sizeof(out));
 	is_str(out, "a+2Bb+3Dc+20d+01+C3+A9~!", "xtext encode");
@@ -612,7 +612,7 @@ static void
 test_helo(void)
 {
 	char buf[600], *q;
-	int i;
+	int  i;
 
 	is_int(smtp_valid_helo("mx.example.org"), 0, "HELO domain");
 	is_int(smtp_valid_helo("mx.example.org."), 0, "HELO trailing dot");
