@@ -6,7 +6,7 @@
  * core (or `threads`), each of which owns the sessions it accepts. The main
  * thread keeps its own loop for signals and the upstream probe. SIGTERM and
  * SIGINT drain: listeners close, sessions without a transaction are told
- * 421 at their next command, and whatever is left after drain_timeout gets
+ * 421 at once, and whatever is left after drain_timeout gets
  * 421 (never a 250 that was not earned, invariant 1).
  */
 #include <errno.h>

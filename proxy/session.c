@@ -1286,9 +1286,15 @@ session_process(struct session *s)
 		    s->state != S_PROXY && s->state != S_CONNECT) {
 			if (evbuffer_get_length(
 				bufferevent_get_output(s->bev)) > OUTPUT_HIGH) {
-				/* The client is not reading its replies. */
-				s->output_full = 1;
-				break;
+				/* Write what the kernel takes; if it still does
+				 * not fit, the client is not reading its
+				 * replies: wait for the write callback. */
+				session_flush(s);
+				if (evbuffer_get_length(bufferevent_get_output(
+					s->bev)) > OUTPUT_HIGH) {
+					s->output_full = 1;
+					break;
+				}
 			}
 			if (s->state == S_DATA) {
 				if (data_feed(s) == 0)
@@ -1716,6 +1722,18 @@ drain_one(void *arg)
 	session_close(s);
 }
 
+/* Sessions between transactions have nothing to finish: 421 now. */
+static void
+drain_idle(void *arg)
+{
+	struct session *s = arg;
+
+	if (s->state == S_CMD && s->tx == NULL && !s->waiting &&
+	    s->rq_len == 0 &&
+	    evbuffer_get_length(bufferevent_get_input(s->bev)) == 0)
+		drain_one(s);
+}
+
 static void
 drain_check(evutil_socket_t fd, short what, void *arg)
 {
@@ -1743,10 +1761,12 @@ session_drain_loop(struct loop *l, void *arg)
 	const struct config *cf = loop_config(l);
 	struct timeval	     tv = tv_sec(LIMIT(cf, DRAIN_TIMEOUT));
 
-	/* Sessions without a transaction are told 421 at their next
-	 * command; the rest get drain_timeout to finish. One-shot events:
-	 * libevent frees them, fired or not, with the base. */
+	/* Idle sessions are told 421 now; one that finishes a transaction
+	 * during the drain gets 421 at its next command; the rest have
+	 * drain_timeout. One-shot events: libevent frees them, fired or
+	 * not, with the base. */
 	loop_draining = 1;
+	loop_foreach(l, drain_idle);
 	event_base_once(loop_base(l), -1, EV_TIMEOUT, drain_deadline, l, &tv);
 	drain_check(-1, 0, l);
 }

@@ -724,7 +724,7 @@ def sec_filter_pending_client_gone():
 # =====================================================================
 # 7. SIGTERM: draining.
 # =====================================================================
-# 7a. idle sessions get 421 at their next command; moatd exits 0 once
+# 7a. idle sessions get an unsolicited 421 at once; moatd exits 0 once
 #     they are gone, well before drain_timeout.
 def sec_drain_idle():
     sink = Sink()
@@ -744,12 +744,13 @@ def sec_drain_idle():
         except OSError:
             refused = True
     t.ok(refused, "SIGTERM: the listener is closed")
-    code, text = a.cmd("NOOP")
-    t.eq(code, 421, "SIGTERM: an idle session gets 421 at its next command")
-    t.like(text, r"^4\.3\.2 ", "... 4.3.2")
+    # RFC 5321 §3.8: an idle session is told 421 at once and closed.
+    code, text = a.reply_or(3)
+    t.eq(code, 421, "SIGTERM: an idle session gets an unsolicited 421")
+    t.like(text or "", r"^4\.3\.2 ", "... 4.3.2")
     t.ok(a.closed(), "... and is closed")
-    code, text = b.cmd("MAIL FROM:<alice@example.test>")
-    t.eq(code, 421, "SIGTERM: a session between messages gets 421 at MAIL")
+    code, text = b.reply_or(3)
+    t.eq(code, 421, "SIGTERM: a session between messages gets 421 too")
     t.ok(b.closed(), "... and is closed")
     rc = m.wait_exit(5)
     t.eq(rc, 0, "SIGTERM: moatd exits 0 once the sessions are gone")
