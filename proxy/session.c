@@ -750,6 +750,28 @@ params_check(struct session *s, int mail, char *rest, struct tx *tx, char *line,
 	return 0;
 }
 
+/*
+ * Parse the path of MAIL or RCPT; on error reply 553 (enh: 5.1.7 for the
+ * sender, 5.1.3 for a recipient) and count the error. 0 or -1.
+ */
+static int
+path_or_reply(struct session *s, const char *args, unsigned flags,
+    const char *enh, const char *what, struct smtp_path *path)
+{
+	switch (smtp_parse_path(args, flags, path)) {
+	case SMTP_PARSE_OK:
+		return 0;
+	case SMTP_PARSE_ETOOLONG:
+		session_reply(s, 553, enh, "The %s address is too long", what);
+		break;
+	default:
+		session_reply(s, 553, enh, "Bad %s address syntax", what);
+		break;
+	}
+	session_error(s);
+	return -1;
+}
+
 static void
 cmd_mail(struct session *s, const struct smtp_command *cmd)
 {
@@ -776,18 +798,9 @@ cmd_mail(struct session *s, const struct smtp_command *cmd)
 	}
 	if (s->helo == NULL)
 		s->max_size = (uint64_t)LIMIT(s->cf, MAX_MESSAGE_SIZE);
-	switch (smtp_parse_path(cmd->args, SMTP_PATH_F_NULL_OK, &path)) {
-	case SMTP_PARSE_OK:
-		break;
-	case SMTP_PARSE_ETOOLONG:
-		session_reply(s, 553, "5.1.7", "Sender address too long");
-		session_error(s);
+	if (path_or_reply(s, cmd->args, SMTP_PATH_F_NULL_OK, "5.1.7", "sender",
+		&path) == -1)
 		return;
-	default:
-		session_reply(s, 553, "5.1.7", "Bad sender address syntax");
-		session_error(s);
-		return;
-	}
 	tx = xcalloc(1, sizeof(*tx));
 	/* A valid (empty) spool from the start: tx_free() frees it
 	 * whether or not the transaction reached DATA. */
@@ -962,18 +975,9 @@ cmd_rcpt(struct session *s, const struct smtp_command *cmd)
 		session_reply(s, 452, "4.5.3", "Error: too many recipients");
 		return;
 	}
-	switch (smtp_parse_path(cmd->args, SMTP_PATH_F_POSTMASTER, &path)) {
-	case SMTP_PARSE_OK:
-		break;
-	case SMTP_PARSE_ETOOLONG:
-		session_reply(s, 553, "5.1.3", "Recipient address too long");
-		session_error(s);
+	if (path_or_reply(s, cmd->args, SMTP_PATH_F_POSTMASTER, "5.1.3",
+		"recipient", &path) == -1)
 		return;
-	default:
-		session_reply(s, 553, "5.1.3", "Bad recipient address syntax");
-		session_error(s);
-		return;
-	}
 	if (path.utf8 && !tx->smtputf8) {
 		session_reply(s, 553, "5.6.7",
 		    "Must declare SMTPUTF8 to send UTF8 addresses");
