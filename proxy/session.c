@@ -9,9 +9,16 @@
  * write-drained, timer), never while one of its handlers is on the stack.
  *
  * Flow control: at most one command is in progress (waiting for a filter
- * or the upstream); pipelined commands stay in the input buffer, bounded by
- * the read high-water mark, and are taken in order, so replies leave in
- * order. Replies produced in one pass are written in one piece.
+ * or the upstream), except a group of pipelined RCPTs, which go to the
+ * upstream together (replies behind them are held: rq, held). Pipelined
+ * commands stay in the input buffer, bounded by INPUT_HIGH, and are taken
+ * in order, so replies leave in order.
+ *
+ * I/O: reads are our own (session_recv: one readv per arrival, no
+ * FIONREAD); replies collect in the bufferevent's output and one pass
+ * writes them straight to the socket (session_flush), the write event
+ * being used only when the kernel is full. A TLS session (issue 3) must not
+ * use either shortcut.
  */
 #include <errno.h>
 #include <sys/uio.h>
