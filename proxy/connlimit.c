@@ -119,9 +119,3 @@ conn_release(const struct sockaddr *sa)
 	pthread_mutex_unlock(&sh->mtx);
 	atomic_fetch_sub(&total, 1);
 }
-
-long
-conn_total(void)
-{
-	return atomic_load(&total);
-}

@@ -18,6 +18,5 @@ enum admit_result {
 enum admit_result conn_admit(
     const struct sockaddr *, long max_total, long max_per_ip);
 void conn_release(const struct sockaddr *);
-long conn_total(void);
 
 #endif

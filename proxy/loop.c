@@ -140,12 +140,6 @@ loop_base(struct loop *l)
 	return l->base;
 }
 
-unsigned
-loop_index(struct loop *l)
-{
-	return l->index;
-}
-
 const struct config *
 loop_config(struct loop *l)
 {

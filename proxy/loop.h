@@ -28,7 +28,6 @@ void	     loop_join(struct loop *);
 void	     loop_free(struct loop *);
 
 struct event_base   *loop_base(struct loop *);
-unsigned	     loop_index(struct loop *);
 const struct config *loop_config(struct loop *);
 
 /* Run fn(loop, arg) on the loop's thread; callable from any thread. */

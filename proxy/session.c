@@ -223,7 +223,6 @@ session_close(struct session *s)
 	if (s->state == S_CLOSING)
 		return;
 	s->state = S_CLOSING;
-	s->quit = 1;
 	chain_run_cancel(&s->chain);
 	if (s->held != NULL)
 		evbuffer_add_buffer(out, s->held);
@@ -324,15 +323,14 @@ tx_log(struct session *s, const char *verdict)
 	    (unsigned long long)((now - tx->t_start) / 1000));
 }
 
-/* Forget the upstream connection (after an error). Returns 0. */
-int
+/* Forget the upstream connection (after an error). */
+void
 session_drop_upstream(struct session *s)
 {
 	upstream_free(s->up);
 	s->up = NULL;
 	s->up_opening = 0;
 	s->up_dirty = 0;
-	return 0;
 }
 
 /* ----------------------------------------------------------- commands */

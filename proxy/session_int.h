@@ -103,7 +103,6 @@ struct session {
 	int	 in_process; /* session_process() on stack */
 	int	 again;
 	int	 skip_line; /* discarding a too-long line */
-	int	 quit;	    /* close after the reply */
 	int	 output_full;
 
 	struct event	*timer;	       /* deadline / PROXY wait */
@@ -152,7 +151,7 @@ void session_filter_reply(struct session *, enum filter_verdict,
     const char *deftext);
 void tx_free(struct session *);
 void tx_log(struct session *, const char *verdict);
-int  session_drop_upstream(struct session *);
+void session_drop_upstream(struct session *);
 void upstream_start(struct session *);
 
 /* session_data.c */

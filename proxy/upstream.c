@@ -200,12 +200,6 @@ upstream_alive(const struct upstream *up)
 	return up->state == UP_S_READY;
 }
 
-int
-upstream_xforward(const struct upstream *up)
-{
-	return up->use_xforward;
-}
-
 static void
 set_read_timeout(struct upstream *up, long sec)
 {

@@ -65,8 +65,6 @@ void upstream_open(
     struct upstream *, const struct upstream_client *, upstream_cb, void *arg);
 const struct capa *upstream_capa(const struct upstream *);
 int		   upstream_alive(const struct upstream *);
-/* XFORWARD is used (sent before each MAIL). */
-int upstream_xforward(const struct upstream *);
 
 /* Queue one command line (no CRLF). */
 void upstream_command(

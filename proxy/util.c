@@ -62,20 +62,6 @@ xstrndup(const char *s, size_t n)
 	return p;
 }
 
-int
-xasprintf(char **ret, const char *fmt, ...)
-{
-	va_list ap;
-	int	n;
-
-	va_start(ap, fmt);
-	n = vasprintf(ret, fmt, ap);
-	va_end(ap);
-	if (n == -1)
-		fatal("asprintf: out of memory");
-	return n;
-}
-
 void
 fatal(const char *fmt, ...)
 {
