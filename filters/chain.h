@@ -1,10 +1,13 @@
 /*
- * chain.h - runs the configured filters, in order, for one stage of one
- * session, synchronously where every filter answers at once and
- * asynchronously (with a per-filter timeout) where one answers PENDING.
+ * chain.h - the filter chain: the configured filters, built once per
+ * configuration (start-up, reload), and the per-session runner that calls
+ * them stage by stage, in order, synchronously where every filter answers
+ * at once and asynchronously (with a per-filter timeout) where one answers
+ * PENDING.
  *
- * The filter list (struct chain) is built at start-up and read-only after;
- * a struct chain_run belongs to one session and lives on its loop thread.
+ * A struct chain is read-only after chain_new() and shared by every loop
+ * thread (its counters are atomics). A struct chain_run belongs to one
+ * session (or one `moat scan`) and lives on its loop thread.
  */
 #ifndef MOAT_CHAIN_H
 #define MOAT_CHAIN_H
@@ -13,22 +16,46 @@
 
 struct config;
 struct event;
+struct evidence_set;
+struct hdr_edits;
+struct policy;
+
+#define FILTERS_MAX_CHAIN 17 /* configured filters + the lists filter */
+#define AR_CLAUSES_MAX	  16
 
 struct chain;
 
-struct chain *chain_new(const struct config *);
+/*
+ * Build the chain of cf's filters (the lists filter first when the policy
+ * has lists). Errors are reported with config_report(); NULL then.
+ */
+struct chain *chain_new(const struct config *, const struct policy *);
 void	      chain_free(struct chain *);
 /* Any filter interested in the stage? (cheap; lets the session skip work) */
-int chain_wants(const struct chain *, enum filter_stage);
+int	    chain_wants(const struct chain *, enum filter_stage);
+size_t	    chain_size(const struct chain *);
+const char *chain_filter_name(const struct chain *, size_t);
+/* Index of the filter named `name`, or -1. */
+int chain_find(const struct chain *, const char *name);
+/* Log every filter's counters (calls, errors, timeouts, time). */
+void chain_log_stats(const struct chain *);
 
 typedef void (*chain_done_fn)(
     void *arg, enum filter_verdict, const struct filter_reply *);
+
+/* Where a run's filters report to (owned by the session / transaction). */
+struct chain_sink {
+	struct evidence_set *ev;
+	struct hdr_edits    *edits; /* EOM only, else NULL */
+	char		   **ar;    /* Authentication-Results clauses */
+	size_t		    *nar;
+};
 
 struct chain_run {
 	const struct chain	*chain;
 	struct loop		*loop;
 	uint64_t		 sid;
-	uint64_t		 call; /* number of the pending call */
+	uint64_t		 call; /* number of the current call */
 	size_t			 next; /* filter to run next */
 	enum filter_stage	 stage;
 	const struct filter_env *env;
@@ -37,8 +64,16 @@ struct chain_run {
 	chain_done_fn		 done;
 	void			*arg;
 	int			 pending;
-	int			 accepted; /* ACCEPT seen: skip for this tx */
+	int			 in_call;  /* inside a stage callback */
+	uint32_t		 accepted; /* ACCEPT seen: skip for this tx */
+	int			 session_accepted; /* ... at CONNECT/HELO */
+	uint32_t		 mask; /* filters that run from RCPT on */
+	uint64_t		 t_call;
+	uint64_t		 usec[FILTERS_MAX_CHAIN]; /* this tx */
+	void			*session_data[FILTERS_MAX_CHAIN];
+	struct chain_sink	 sink;
 	struct filter_reply	 reply;
+	const char		*decided_by; /* filter of the last verdict */
 };
 
 void chain_run_init(
@@ -48,17 +83,23 @@ void chain_run_init(
  * verdict when every filter answered at once (done is then not called), or
  * FILTER_PENDING (done will be called exactly once, unless
  * chain_run_cancel() comes first). On REJECT/TEMPFAIL the filter's reply,
- * if any, is in run->reply (code 0 when none).
+ * if any, is in run->reply (code 0 when none). Never returns ERROR: the
+ * failing filter's on_error is applied.
  */
 enum filter_verdict chain_run_stage(struct chain_run *, enum filter_stage,
     const struct filter_env *, chain_done_fn done, void *arg);
 /* Cancel a pending stage (client gone, session torn down). */
 void chain_run_cancel(struct chain_run *);
-/* New transaction: forget ACCEPT. */
+/* New transaction: forget ACCEPT and times; tell the filters. */
 void chain_run_reset(struct chain_run *);
+/* End of session: cancel, tell the filters, free. */
 void chain_run_free(struct chain_run *);
 
-/* Used by filter_complete(): the session's run for (loop, sid). */
-struct chain_run *session_chain_run(struct loop *, uint64_t sid);
+/*
+ * How filter_complete() & co. find the run of (loop, sid): moatd's
+ * sessions register theirs, `moat scan` its own.
+ */
+typedef struct chain_run *(*chain_lookup_fn)(struct loop *, uint64_t sid);
+void chain_set_lookup(chain_lookup_fn);
 
 #endif

@@ -1,25 +1,51 @@
 /*
- * filter_api.h - the interface between moat's SMTP sessions and its
- * milter-style filters (see ../shared/STYLE.md §9).
+ * filter_api.h - the plugin interface of moat's milter-style filters
+ * (STYLE.md §9; filters/README.md has a walk-through and an example).
  *
- * Stages come in milter order. A filter's stage callback runs on the
- * session's event-loop thread and must not block; it answers at once
- * (CONTINUE, ACCEPT, REJECT, TEMPFAIL, DISCARD) or later (PENDING, then
- * exactly one filter_complete() with the token it was given, on the same
- * loop thread). If the client leaves or the stage times out first, the
- * filter's cancel() is called with the cookie it set, and the filter must
- * not complete that call afterwards; a completion that arrives anyway (for
- * example from another thread, through loop_post) finds no session with
- * that id and call number and is dropped.
+ * A filter is a struct filter_ops: a name, the stages it wants, and
+ * callbacks. Stages come in milter order (CONNECT, HELO, MAIL, RCPT once
+ * per recipient, DATA, HEADER once per field, EOH, BODY in chunks, EOM),
+ * plus two notifications without a verdict: reset (the transaction ended)
+ * and close (the session ended).
  *
- * Issue 4 grows this into the full plugin API (evidence, header edits,
- * worker pool, shared objects); this is the core's hook-point contract.
+ * Threading. Every callback runs on the session's event-loop thread and
+ * must not block. A stage answers at once (CONTINUE, ACCEPT, REJECT,
+ * TEMPFAIL, DISCARD, ERROR) or later: it returns PENDING, and then calls
+ * filter_complete() exactly once with the token it was given, on the same
+ * loop thread. Blocking work (library calls, file I/O) goes to the worker
+ * pool through filter_work(), whose done callback runs back on the loop
+ * thread. If the client leaves or the stage times out first, cancel() is
+ * called with the cookie the stage set; the filter must not complete that
+ * call afterwards (a completion that arrives anyway finds no matching call
+ * and is dropped).
+ *
+ * Evidence. A filter reports what it found with filter_evidence(): a
+ * symbol, a score and a detail. It does not decide the SMTP outcome: the
+ * policy engine does, from all the evidence (policies/policy.h). A filter
+ * may still short-circuit: ACCEPT skips the remaining filters for the
+ * message (an allow list), REJECT/TEMPFAIL/DISCARD end the transaction
+ * (at RCPT: refuse that recipient only).
+ *
+ * Header changes (filter_header_*) are accepted at EOM only, as in milter.
+ *
+ * Failure. A stage returning ERROR, or timing out, gets the filter's
+ * configured failure policy (on_error = continue | tempfail | reject;
+ * default tempfail).
+ *
+ * Shared objects. An external filter is a shared object exporting
+ *	const struct filter_ops *moat_filter(unsigned abi_version);
+ * which returns NULL if it was built for another ABI; ops->abi must equal
+ * FILTER_ABI_VERSION. The ABI changes whenever this header changes
+ * incompatibly.
  */
 #ifndef MOAT_FILTER_API_H
 #define MOAT_FILTER_API_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+
+#define FILTER_ABI_VERSION 1
 
 struct loop;
 struct filter_conf;
@@ -38,6 +64,7 @@ enum filter_stage {
 };
 
 #define FILTER_STAGE_BIT(s) (1u << (s))
+#define FILTER_STAGES_ALL   ((1u << FILTER_STAGE_COUNT) - 1)
 
 enum filter_verdict {
 	FILTER_CONTINUE = 0, /* no objection; next filter */
@@ -45,11 +72,19 @@ enum filter_verdict {
 	FILTER_REJECT,	     /* 5xx; at RCPT for that recipient only */
 	FILTER_TEMPFAIL,     /* 4xx */
 	FILTER_DISCARD,	     /* 250 to the client, never forwarded */
-	FILTER_PENDING	     /* filter_complete() follows */
+	FILTER_PENDING,	     /* filter_complete() follows */
+	FILTER_ERROR	     /* the filter failed: its on_error applies */
+};
+
+/* What happens when a filter errors or times out. */
+enum filter_on_error {
+	FILTER_ON_ERROR_TEMPFAIL = 0, /* 451 4.3.0 (default) */
+	FILTER_ON_ERROR_CONTINUE,     /* go on without it */
+	FILTER_ON_ERROR_REJECT	      /* 550 5.7.1 */
 };
 
 struct filter_reply {
-	int  code;	/* 0: the session's default for the verdict */
+	int  code;	/* 0: the policy's default for the verdict */
 	char enh[16];	/* "5.7.1"; "" for the default */
 	char text[256]; /* single line, sanitised by the session */
 };
@@ -63,17 +98,22 @@ struct filter_token {
 
 /* What a stage sees. Borrowed: valid only during the callback. */
 struct filter_env {
-	uint64_t    sid;
-	const char *client_addr;
-	int	    client_port;
-	const char *helo;      /* NULL before HELO/EHLO */
-	const char *mail_from; /* MAIL and later; "" = null sender */
-	const char *rcpt;      /* RCPT: the recipient being added */
-	const char *hdr_name;  /* HEADER */
-	const char *hdr_value; /* HEADER: raw, folding kept */
-	const char *body;      /* BODY */
-	size_t	    bodylen;
-	size_t	    size; /* EOM: content bytes */
+	uint64_t	       sid;
+	const char	      *client_addr; /* numeric */
+	int		       client_port;
+	const struct sockaddr *client_sa;
+	const char	      *helo;	  /* NULL before HELO/EHLO */
+	const char	      *auth;	  /* authenticated identity, or NULL */
+	const char	      *mail_from; /* MAIL and later; "" = null sender */
+	const char	      *rcpt;	  /* RCPT: the recipient being added */
+	const char *const     *rcpts; /* DATA and later: accepted ones */
+	size_t		       nrcpts;
+	const char	      *hdr_name;  /* HEADER */
+	const char	      *hdr_value; /* HEADER: raw, folding kept */
+	const char	      *body;	  /* BODY */
+	size_t		       bodylen;
+	size_t		       size; /* EOM: content bytes */
+	const char	      *group; /* policy group, RCPT and later */
 };
 
 struct filter_call {
@@ -81,27 +121,93 @@ struct filter_call {
 	const struct filter_env *env;
 	struct filter_token	 token;
 	void			*cookie; /* set by a PENDING filter */
+	/*
+	 * Per-session storage for this filter: kept from stage to stage,
+	 * handed to close() at the end of the session.
+	 */
+	void **session_data;
 };
 
 struct filter_ops {
+	unsigned    abi; /* FILTER_ABI_VERSION */
 	const char *name;
 	uint32_t    stages; /* FILTER_STAGE_BIT()s it wants */
-	/* Configuration time, main thread. */
+	/*
+	 * Configuration time (start-up and reload), main thread, may block.
+	 * Options come from the filter's section (filter_conf_get()); errors
+	 * are reported with filter_conf_error() and make init return -1.
+	 * options, if set, lists every option name the filter knows (NULL
+	 * terminated); others are refused by moatd -t.
+	 */
+	const char *const *options;
 	int (*init)(const struct filter_conf *, void **ctx);
 	void (*fini)(void *ctx);
 	/* Loop thread. reply may be filled for REJECT/TEMPFAIL. */
 	enum filter_verdict (*stage)(
 	    void *ctx, struct filter_call *, struct filter_reply *);
 	void (*cancel)(void *ctx, void *cookie);
+	/* Notifications (loop thread); both optional. */
+	void (*reset)(void *ctx, void **session_data);
+	void (*close)(void *ctx, void **session_data);
 };
 
+/* ---- configuration (init only) */
+
+/* The value of option `key` in the filter's section, or NULL. */
+const char *filter_conf_get(const struct filter_conf *, const char *key);
+/* The section's title (instance name). */
+const char *filter_conf_name(const struct filter_conf *);
+/* Report a configuration error as "file:line: filter NAME: ...". */
+void filter_conf_error(const struct filter_conf *, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* ---- from a stage or a pending call (loop thread) */
+
 /*
- * Complete a PENDING call (loop thread of token->loop only). reply may be
- * NULL. Safe to call for a session that no longer exists.
+ * Complete a PENDING call. reply may be NULL. Safe to call for a session
+ * that no longer exists or a call that timed out (dropped, logged).
  */
 void filter_complete(const struct filter_token *, enum filter_verdict,
     const struct filter_reply *);
 
+/*
+ * Report evidence for the current call: symbol [A-Za-z0-9_.-], at most 63
+ * characters; detail is printf-style, sanitised and cut at 255 bytes.
+ * Returns 0, or -1 when the call is not current (late) or the set is full.
+ */
+int filter_evidence(const struct filter_token *, const char *symbol,
+    double score, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/*
+ * A method clause for Authentication-Results (RFC 8601), for example
+ * "spf=pass smtp.mailfrom=example.org". Any stage; written at EOM.
+ */
+int filter_auth_result(const struct filter_token *, const char *clause);
+
+/*
+ * Header changes, EOM only (-1 otherwise or if the name is invalid).
+ * add: a new field at the top; append: at the end of the header;
+ * change: the index-th (1-based) field of that name, value NULL deletes.
+ * Values are sanitised and folded by moat.
+ */
+int filter_header_add(
+    const struct filter_token *, const char *name, const char *value);
+int filter_header_append(
+    const struct filter_token *, const char *name, const char *value);
+int filter_header_change(const struct filter_token *, const char *name,
+    unsigned index, const char *value);
+
+/*
+ * Run work(arg) on the worker pool, then done(token, arg) on the call's
+ * loop thread. done always runs (even if the call was cancelled meanwhile:
+ * free arg there; filter_complete() then does nothing). Returns 0, or -1
+ * if the pool is full (answer ERROR or TEMPFAIL then).
+ */
+int filter_work(const struct filter_token *, void (*work)(void *arg),
+    void (*done)(const struct filter_token *, void *arg), void *arg);
+
+/* Built-in filters (filters/registry.c lists them). */
 extern const struct filter_ops testfilter_ops;
+extern const struct filter_ops listsfilter_ops;
 
 #endif

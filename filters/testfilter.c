@@ -6,13 +6,17 @@
  * per-recipient rejection, content-stage verdicts).
  *
  * Options (moat.conf(5)): delay_stage + delay_ms, reject_rcpt,
- * tempfail_stage, reject_stage, timeout_ms.
+ * tempfail_stage, reject_stage, error_stage (answers ERROR), evidence
+ * ("stage:SYMBOL:score,..."), header_evidence = yes (evidence from an
+ * "X-Moat-Test: SYMBOL=score ..." field of the message), add_header
+ * ("Name: value", added at EOM).
  *
  * Threading: ctx is read-only after init; each pending delay is a timer on
  * the calling session's loop, owned by that call (freed on completion or
  * cancel).
  */
 #include <event2/event.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,12 +28,23 @@
 static const char *const names[FILTER_STAGE_COUNT] = { "connect", "helo",
 	"mail", "rcpt", "data", "header", "eoh", "body", "eom" };
 
+struct tf_evidence {
+	int    stage;
+	char   symbol[64];
+	double score;
+};
+
 struct testfilter {
-	int   delay_stage; /* -1: none */
-	long  delay_ms;
-	int   tempfail_stage;
-	int   reject_stage;
-	char *reject_rcpt;
+	int		   delay_stage; /* -1: none */
+	long		   delay_ms;
+	int		   tempfail_stage;
+	int		   reject_stage;
+	int		   error_stage;
+	char		  *reject_rcpt;
+	char		  *add_header; /* "Name: value" at EOM */
+	int		   header_evidence;
+	struct tf_evidence ev[16];
+	size_t		   nev;
 };
 
 struct tf_pending {
@@ -37,28 +52,90 @@ struct tf_pending {
 	struct filter_token token;
 };
 
+static const char *const tf_options[] = { "delay_stage", "delay_ms",
+	"reject_rcpt", "tempfail_stage", "reject_stage", "error_stage",
+	"evidence", "add_header", "header_evidence", NULL };
+
 static int
 stage_by_name(const char *s)
 {
 	int i;
 
+	if (s == NULL || *s == '\0')
+		return -1;
 	for (i = 0; i < FILTER_STAGE_COUNT; i++)
 		if (strcmp(s, names[i]) == 0)
 			return i;
-	return -1;
+	return -2;
+}
+
+static int
+tf_stage_opt(const struct filter_conf *fc, const char *key, int *out)
+{
+	if ((*out = stage_by_name(filter_conf_get(fc, key))) == -2) {
+		filter_conf_error(fc, "%s: \"%s\" is not a stage", key,
+		    filter_conf_get(fc, key));
+		return -1;
+	}
+	return 0;
+}
+
+/* "stage:SYMBOL:score,..." */
+static int
+tf_parse_evidence(struct testfilter *tf, const struct filter_conf *fc)
+{
+	const char *v = filter_conf_get(fc, "evidence");
+	char	    st[16], sym[64];
+	double	    score;
+	int	    n;
+
+	while (v != NULL && *v != '\0') {
+		if (tf->nev == nitems(tf->ev) ||
+		    sscanf(v, "%15[a-z]:%63[A-Za-z0-9_]:%lf%n", st, sym, &score,
+			&n) != 3 ||
+		    stage_by_name(st) < 0) {
+			filter_conf_error(fc, "evidence: cannot parse \"%s\"", v);
+			return -1;
+		}
+		tf->ev[tf->nev].stage = stage_by_name(st);
+		snprintf(tf->ev[tf->nev].symbol, sizeof(tf->ev[0].symbol), "%s",
+		    sym);
+		tf->ev[tf->nev].score = score;
+		tf->nev++;
+		v += n;
+		if (*v == ',')
+			v++;
+	}
+	return 0;
 }
 
 static int
 tf_init(const struct filter_conf *fc, void **ctx)
 {
 	struct testfilter *tf = xcalloc(1, sizeof(*tf));
+	const char	  *v;
+	int		   bad = 0;
 
-	tf->delay_stage = stage_by_name(fc->delay_stage);
-	tf->delay_ms = fc->delay_ms;
-	tf->tempfail_stage = stage_by_name(fc->tempfail_stage);
-	tf->reject_stage = stage_by_name(fc->reject_stage);
-	tf->reject_rcpt = xstrdup(fc->reject_rcpt);
+	bad |= tf_stage_opt(fc, "delay_stage", &tf->delay_stage);
+	bad |= tf_stage_opt(fc, "tempfail_stage", &tf->tempfail_stage);
+	bad |= tf_stage_opt(fc, "reject_stage", &tf->reject_stage);
+	bad |= tf_stage_opt(fc, "error_stage", &tf->error_stage);
+	v = filter_conf_get(fc, "delay_ms");
+	tf->delay_ms = v != NULL ? atol(v) : 0;
+	v = filter_conf_get(fc, "reject_rcpt");
+	tf->reject_rcpt = xstrdup(v != NULL ? v : "");
+	v = filter_conf_get(fc, "add_header");
+	tf->add_header = v != NULL ? xstrdup(v) : NULL;
+	v = filter_conf_get(fc, "header_evidence");
+	tf->header_evidence = v != NULL && strcmp(v, "yes") == 0;
+	bad |= tf_parse_evidence(tf, fc);
 	*ctx = tf;
+	if (bad) {
+		free(tf->reject_rcpt);
+		free(tf->add_header);
+		free(tf);
+		return -1;
+	}
 	return 0;
 }
 
@@ -68,7 +145,29 @@ tf_fini(void *ctx)
 	struct testfilter *tf = ctx;
 
 	free(tf->reject_rcpt);
+	free(tf->add_header);
 	free(tf);
+}
+
+/* X-Moat-Test: SYMBOL=score SYMBOL=score ... */
+static void
+tf_header_evidence(const struct filter_call *call)
+{
+	const char *v = call->env->hdr_value;
+	char	    sym[64];
+	double	    score;
+	int	    n;
+
+	if (ascii_strcasecmp(call->env->hdr_name, "X-Moat-Test") != 0)
+		return;
+	while (*v != '\0') {
+		while (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n')
+			v++;
+		if (sscanf(v, "%63[A-Za-z0-9_]=%lf%n", sym, &score, &n) != 2)
+			break;
+		filter_evidence(&call->token, sym, score, "from X-Moat-Test");
+		v += n;
+	}
 }
 
 static void
@@ -88,7 +187,26 @@ tf_stage(void *ctx, struct filter_call *call, struct filter_reply *reply)
 	struct testfilter *tf = ctx;
 	struct tf_pending *p;
 	struct timeval	   tv;
+	size_t		   i;
+	char		   name[80];
+	const char	  *colon;
 
+	for (i = 0; i < tf->nev; i++)
+		if (tf->ev[i].stage == (int)call->stage)
+			filter_evidence(&call->token, tf->ev[i].symbol,
+			    tf->ev[i].score, "test filter at %s",
+			    names[call->stage]);
+	if (tf->header_evidence && call->stage == FILTER_STAGE_HEADER)
+		tf_header_evidence(call);
+	if (call->stage == FILTER_STAGE_EOM && tf->add_header != NULL &&
+	    (colon = strchr(tf->add_header, ':')) != NULL &&
+	    (size_t)(colon - tf->add_header) < sizeof(name)) {
+		snprintf(name, sizeof(name), "%.*s",
+		    (int)(colon - tf->add_header), tf->add_header);
+		filter_header_add(&call->token, name, colon + 1);
+	}
+	if ((int)call->stage == tf->error_stage)
+		return FILTER_ERROR;
 	if ((int)call->stage == tf->reject_stage) {
 		reply->code = 550;
 		strcpy(reply->enh, "5.7.1");
@@ -135,7 +253,9 @@ tf_cancel(void *ctx, void *cookie)
 }
 
 const struct filter_ops testfilter_ops = {
+	.abi = FILTER_ABI_VERSION,
 	.name = "test",
+	.options = tf_options,
 	.stages = 0x1ff, /* every stage */
 	.init = tf_init,
 	.fini = tf_fini,

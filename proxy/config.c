@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "log.h"
 #include "util.h"
 
 #define KIB 1024L
@@ -78,19 +79,54 @@ const struct limit_def limit_defs[LIM_COUNT] = {
 	    "listen(2) backlog" },
 	[LIM_THREADS] = { "threads", UNIT_COUNT, 0, 0, 256,
 	    "event-loop threads; 0 = one per core" },
+	[LIM_WORKER_THREADS] = { "worker_threads", UNIT_COUNT, 4, 1, 256,
+	    "threads for blocking work (filters, quarantine)" },
+	[LIM_WORKER_QUEUE] = { "worker_queue", UNIT_COUNT, 10000, 16, 1000000,
+	    "jobs waiting for a worker before new ones are refused" },
 };
 
 static int config_errors;
 
+static void config_verror(const char *, int, const char *, va_list);
+
 static void
 config_errfunc(cfg_t *cfg, const char *fmt, va_list ap)
 {
+	/* Filter sections take free-form options (CFGF_KEYSTRVAL). */
+	if (cfg != NULL && (cfg->flags & CFGF_KEYSTRVAL) &&
+	    strncmp(fmt, "no such option", 14) == 0)
+		return;
+	config_verror(cfg != NULL ? cfg->filename : NULL,
+	    cfg != NULL ? cfg->line : 0, fmt, ap);
+}
+
+static int errors_to_log;
+
+void
+config_errors_to_log(int on)
+{
+	errors_to_log = on;
+}
+
+static void
+config_verror(const char *file, int line, const char *fmt, va_list ap)
+{
+	char msg[1024];
+
 	config_errors++;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (errors_to_log) {
+		if (file != NULL)
+			log_err("event=config-error file=%s line=%d msg=\"%s\"",
+			    file, line, msg);
+		else
+			log_err("event=config-error msg=\"%s\"", msg);
+		return;
+	}
 	fprintf(stderr, "moatd: ");
-	if (cfg != NULL && cfg->filename != NULL)
-		fprintf(stderr, "%s:%d: ", cfg->filename, cfg->line);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	if (file != NULL)
+		fprintf(stderr, "%s:%d: ", file, line);
+	fprintf(stderr, "%s\n", msg);
 }
 
 static void
@@ -98,14 +134,39 @@ config_error(const char *file, int line, const char *fmt, ...)
 {
 	va_list ap;
 
-	config_errors++;
-	fprintf(stderr, "moatd: ");
-	if (file != NULL)
-		fprintf(stderr, "%s:%d: ", file, line);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	config_verror(file, line, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+}
+
+void
+config_report(const char *file, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	config_verror(file, line, fmt, ap);
+	va_end(ap);
+}
+
+static const char *const action_words[ACT_COUNT] = { "none", "add_header",
+	"quarantine", "discard", "tempfail", "reject", "accept" };
+
+int
+policy_action_parse(const char *s)
+{
+	int i;
+
+	for (i = 0; i < ACT_COUNT; i++)
+		if (strcmp(s, action_words[i]) == 0)
+			return i;
+	return -1;
+}
+
+const char *
+policy_action_name(enum policy_action a)
+{
+	return (unsigned)a < ACT_COUNT ? action_words[a] : "?";
 }
 
 int
@@ -275,28 +336,113 @@ validate_cidrs(cfg_t *cfg, cfg_opt_t *opt)
 }
 
 static int
-validate_stage(cfg_t *cfg, cfg_opt_t *opt)
+validate_action(cfg_t *cfg, cfg_opt_t *opt)
 {
-	static const char *const stages[] = { "", "connect", "helo", "mail",
-		"rcpt", "data", "header", "eoh", "body", "eom" };
+	return validate_keyword(cfg, opt, action_words, ACT_COUNT);
+}
 
-	return validate_keyword(cfg, opt, stages, 10);
+static const char *const on_error_words[] = { "tempfail", "continue",
+	"reject" };
+static const char *const list_words[] = { "client", "helo", "sender",
+	"recipient" };
+
+static int
+validate_on_error(cfg_t *cfg, cfg_opt_t *opt)
+{
+	return validate_keyword(cfg, opt, on_error_words, 3);
+}
+
+static int
+validate_list_type(cfg_t *cfg, cfg_opt_t *opt)
+{
+	return validate_keyword(cfg, opt, list_words, 4);
+}
+
+/* "550 5.7.1 text": a 4xx/5xx code, an optional matching enhanced code. */
+int
+config_reply_parse(const char *s, int *code, char *enh, size_t enhlen,
+    const char **text)
+{
+	int  c, n = 0;
+	char e[16] = "";
+
+	if (sscanf(s, "%3d%n", &c, &n) != 1 || n != 3 || c < 400 || c > 599 ||
+	    (s[3] != ' ' && s[3] != '\0'))
+		return -1;
+	s += 3;
+	while (*s == ' ')
+		s++;
+	if ((*s == '4' || *s == '5') && s[1] == '.') {
+		if (sscanf(s, "%15[0-9.]%n", e, &n) != 1 || e[0] != '0' + c / 100)
+			return -1;
+		s += n;
+		while (*s == ' ')
+			s++;
+	}
+	if (enh != NULL)
+		snprintf(enh, enhlen, "%s", e);
+	*code = c;
+	if (text != NULL)
+		*text = s;
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return -1;
+	return 0;
+}
+
+static int
+validate_reply(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *v = cfg_opt_getnstr(opt, 0);
+	int	    code;
+
+	if (v != NULL && *v != '\0' &&
+	    config_reply_parse(v, &code, NULL, 0, NULL) == -1)
+		cfg_error(cfg,
+		    "%s: \"%s\" is not a reply like \"550 5.7.1 Text\"",
+		    opt->name, v);
+	return 0;
 }
 
 static cfg_opt_t listen_opts[] = { CFG_STR("proxy_protocol", "off", CFGF_NONE),
 	CFG_STR_LIST("proxy_trusted", "{}", CFGF_NONE), CFG_END() };
 
-static cfg_opt_t filter_opts[] = { CFG_STR("delay_stage", "", CFGF_NONE),
-	CFG_INT("delay_ms", 0, CFGF_NONE),
-	CFG_STR("reject_rcpt", "", CFGF_NONE),
-	CFG_STR("tempfail_stage", "", CFGF_NONE),
-	CFG_STR("reject_stage", "", CFGF_NONE),
-	CFG_INT("timeout_ms", 0, CFGF_NONE), CFG_END() };
+/* Common options; the filter's own come as free-form strings. */
+static cfg_opt_t filter_opts[] = { CFG_STR("type", NULL, CFGF_NONE),
+	CFG_STR("load", NULL, CFGF_NONE),
+	CFG_STR("timeout", NULL, CFGF_NONE),
+	CFG_STR("on_error", "tempfail", CFGF_NONE), CFG_END() };
+
+static cfg_opt_t rule_opts[] = { CFG_STR("action", "none", CFGF_NONE),
+	CFG_STR("reply", NULL, CFGF_NONE), CFG_END() };
+
+static cfg_opt_t list_opts[] = { CFG_STR("type", "client", CFGF_NONE),
+	CFG_STR_LIST("entries", "{}", CFGF_NONE),
+	CFG_STR_LIST("file", "{}", CFGF_NONE),
+	CFG_STR("symbol", NULL, CFGF_NONE), CFG_FLOAT("score", 0, CFGF_NONE),
+	CFG_STR("action", "none", CFGF_NONE), CFG_STR("reply", NULL, CFGF_NONE),
+	CFG_END() };
+
+static cfg_opt_t group_opts[] = { CFG_STR_LIST("recipients", "{}", CFGF_NONE),
+	CFG_STR_LIST("recipients_file", "{}", CFGF_NONE),
+	CFG_BOOL("authenticated", cfg_false, CFGF_NONE),
+	CFG_STR_LIST("filters", NULL, CFGF_NODEFAULT),
+	CFG_FLOAT("add_header_score", SCORE_OFF, CFGF_NONE),
+	CFG_FLOAT("quarantine_score", SCORE_OFF, CFGF_NONE),
+	CFG_FLOAT("discard_score", SCORE_OFF, CFGF_NONE),
+	CFG_FLOAT("tempfail_score", SCORE_OFF, CFGF_NONE),
+	CFG_FLOAT("reject_score", SCORE_OFF, CFGF_NONE),
+	CFG_BOOL("early_reject", cfg_false, CFGF_NONE),
+	CFG_STR("subject_tag", "", CFGF_NONE),
+	CFG_STR("reject_reply", NULL, CFGF_NONE),
+	CFG_STR("tempfail_reply", NULL, CFGF_NONE),
+	CFG_SEC("rule", rule_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+	CFG_END() };
 
 static cfg_t *
 config_schema(void)
 {
-	static cfg_opt_t opts[LIM_COUNT + 16];
+	static cfg_opt_t opts[LIM_COUNT + 48];
 	static int	 done;
 	cfg_opt_t	 base[] = {
 		       CFG_STR("hostname", NULL, CFGF_NONE),
@@ -308,9 +454,24 @@ config_schema(void)
 		       CFG_BOOL("chunking", cfg_true, CFGF_NONE),
 		       CFG_BOOL("helo_required", cfg_false, CFGF_NONE),
 		       CFG_STR("spool_directory", "/var/tmp", CFGF_NONE),
+		       CFG_STR("quarantine_directory", "/var/lib/moat/quarantine",
+			   CFGF_NONE),
 		       CFG_STR("user", "nobody", CFGF_NONE),
 		       CFG_SEC("listen", listen_opts, CFGF_MULTI | CFGF_TITLE),
-		       CFG_SEC("filter", filter_opts, CFGF_MULTI | CFGF_TITLE),
+		       CFG_SEC("filter", filter_opts,
+			   CFGF_MULTI | CFGF_TITLE | CFGF_KEYSTRVAL |
+			       CFGF_NO_TITLE_DUPES),
+		       CFG_SEC("rule", rule_opts,
+			   CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+		       CFG_SEC("list", list_opts,
+			   CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+		       CFG_SEC("group", group_opts,
+			   CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+		       CFG_STR("authserv_id", NULL, CFGF_NONE),
+		       CFG_BOOL("authentication_results", cfg_true, CFGF_NONE),
+		       CFG_STR("spam_status_header", "X-Spam-Status", CFGF_NONE),
+		       CFG_STR("spam_score_header", "X-Spam-Score", CFGF_NONE),
+		       CFG_BOOL("spam_headers_always", cfg_false, CFGF_NONE),
 		       CFG_FUNC("include", cfg_include),
 	};
 	size_t i, n = 0;
@@ -335,9 +496,16 @@ config_schema(void)
 	cfg_set_validate_func(cfg, "nul_byte", validate_bare);
 	cfg_set_validate_func(cfg, "listen|proxy_protocol", validate_pp);
 	cfg_set_validate_func(cfg, "listen|proxy_trusted", validate_cidrs);
-	cfg_set_validate_func(cfg, "filter|delay_stage", validate_stage);
-	cfg_set_validate_func(cfg, "filter|tempfail_stage", validate_stage);
-	cfg_set_validate_func(cfg, "filter|reject_stage", validate_stage);
+	cfg_set_validate_func(cfg, "filter|on_error", validate_on_error);
+	cfg_set_validate_func(cfg, "rule|action", validate_action);
+	cfg_set_validate_func(cfg, "rule|reply", validate_reply);
+	cfg_set_validate_func(cfg, "list|action", validate_action);
+	cfg_set_validate_func(cfg, "list|reply", validate_reply);
+	cfg_set_validate_func(cfg, "list|type", validate_list_type);
+	cfg_set_validate_func(cfg, "group|rule|action", validate_action);
+	cfg_set_validate_func(cfg, "group|rule|reply", validate_reply);
+	cfg_set_validate_func(cfg, "group|reject_reply", validate_reply);
+	cfg_set_validate_func(cfg, "group|tempfail_reply", validate_reply);
 	return cfg;
 }
 
@@ -374,6 +542,260 @@ listener_add(struct config *cf, const char *spec, cfg_t *sec, const char *file)
 		return -1;
 	}
 	return 0;
+}
+
+static char **
+strlist(cfg_t *sec, const char *name, size_t *n)
+{
+	char  **v;
+	size_t	i;
+
+	*n = cfg_size(sec, name);
+	if (*n == 0)
+		return NULL;
+	v = xcalloc(*n, sizeof(*v));
+	for (i = 0; i < *n; i++)
+		v[i] = xstrdup(cfg_getnstr(sec, name, i));
+	return v;
+}
+
+static void
+strlist_free(char **v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static void
+filter_add(struct config *cf, cfg_t *sec, const char *file)
+{
+	struct filter_conf *fc;
+	cfg_opt_t	   *opt;
+	const char	   *v;
+	unsigned	    j;
+
+	if (cf->nfilters == FILTERS_MAX) {
+		config_error(file, sec->line, "more than %d filters",
+		    FILTERS_MAX);
+		return;
+	}
+	fc = &cf->filters[cf->nfilters++];
+	fc->name = xstrdup(cfg_title(sec));
+	v = cfg_getstr(sec, "type");
+	fc->type = xstrdup(v != NULL ? v : fc->name);
+	v = cfg_getstr(sec, "load");
+	fc->load = v != NULL ? xstrdup(v) : NULL;
+	fc->file = xstrdup(file != NULL ? file : "(config)");
+	fc->line = sec->line;
+	fc->on_error = keyword(cfg_getstr(sec, "on_error"), on_error_words, 3);
+	fc->timeout_ms = 0;
+	v = cfg_getstr(sec, "timeout");
+	if (v != NULL && (limit_parse_value(UNIT_MSEC, v, &fc->timeout_ms) ==
+			     -1 ||
+			     fc->timeout_ms < 1 || fc->timeout_ms > 3600000))
+		config_error(file, sec->line,
+		    "filter \"%s\": timeout \"%s\" is not a duration "
+		    "(1ms to 1h)",
+		    fc->name, v);
+	/* The free-form options: every string option not in filter_opts. */
+	for (j = 0; j < cfg_num(sec); j++) {
+		opt = cfg_getnopt(sec, j);
+		if (!(opt->flags & CFGF_MODIFIED) || opt->type != CFGT_STR ||
+		    strcmp(opt->name, "type") == 0 ||
+		    strcmp(opt->name, "load") == 0 ||
+		    strcmp(opt->name, "timeout") == 0 ||
+		    strcmp(opt->name, "on_error") == 0)
+			continue;
+		fc->keys = xrealloc(fc->keys, (fc->nopts + 1) * sizeof(char *));
+		fc->values =
+		    xrealloc(fc->values, (fc->nopts + 1) * sizeof(char *));
+		fc->keys[fc->nopts] = xstrdup(opt->name);
+		fc->values[fc->nopts] = xstrdup(cfg_opt_getnstr(opt, 0));
+		fc->nopts++;
+	}
+}
+
+static void
+filter_conf_free(struct filter_conf *fc)
+{
+	free(fc->name);
+	free(fc->type);
+	free(fc->load);
+	free(fc->file);
+	strlist_free(fc->keys, fc->nopts);
+	strlist_free(fc->values, fc->nopts);
+}
+
+static char *
+optstr(cfg_t *sec, const char *name)
+{
+	const char *v = cfg_getstr(sec, name);
+
+	return v != NULL && *v != '\0' ? xstrdup(v) : NULL;
+}
+
+static void
+rules_load(cfg_t *sec, struct rule_conf **out, size_t *nout)
+{
+	struct rule_conf *r;
+	cfg_t		 *rs;
+	size_t		  i, n = cfg_size(sec, "rule");
+
+	*out = n ? xcalloc(n, sizeof(**out)) : NULL;
+	*nout = n;
+	for (i = 0; i < n; i++) {
+		rs = cfg_getnsec(sec, "rule", i);
+		r = &(*out)[i];
+		r->symbol = xstrdup(cfg_title(rs));
+		r->action = policy_action_parse(cfg_getstr(rs, "action"));
+		r->reply = optstr(rs, "reply");
+		r->line = rs->line;
+	}
+}
+
+static void
+rules_free(struct rule_conf *r, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		free(r[i].symbol);
+		free(r[i].reply);
+	}
+	free(r);
+}
+
+static const char *const threshold_opts[ACT_COUNT] = { NULL,
+	"add_header_score", "quarantine_score", "discard_score",
+	"tempfail_score", "reject_score", NULL };
+
+static void
+policy_conf_load(struct config *cf, cfg_t *cfg, const char *file)
+{
+	struct group_conf *g;
+	struct list_conf  *l;
+	cfg_t		  *sec;
+	const char	  *v;
+	size_t		   i, k;
+	char		  *p;
+
+	v = cfg_getstr(cfg, "authserv_id");
+	cf->authserv_id = xstrdup(v != NULL && *v ? v : cf->hostname);
+	cf->auth_results = cfg_getbool(cfg, "authentication_results");
+	cf->spam_status_header = optstr(cfg, "spam_status_header");
+	cf->spam_score_header = optstr(cfg, "spam_score_header");
+	cf->spam_headers_always = cfg_getbool(cfg, "spam_headers_always");
+	rules_load(cfg, &cf->rules, &cf->nrules);
+
+	cf->nlists = cfg_size(cfg, "list");
+	cf->lists = cf->nlists ? xcalloc(cf->nlists, sizeof(*cf->lists)) : NULL;
+	for (i = 0; i < cf->nlists; i++) {
+		sec = cfg_getnsec(cfg, "list", i);
+		l = &cf->lists[i];
+		l->name = xstrdup(cfg_title(sec));
+		l->kind = keyword(cfg_getstr(sec, "type"), list_words, 4);
+		l->entries = strlist(sec, "entries", &l->nentries);
+		l->files = strlist(sec, "file", &l->nfiles);
+		l->symbol = optstr(sec, "symbol");
+		if (l->symbol == NULL) {
+			/* LIST_ + the name, upper case, [A-Z0-9_] */
+			l->symbol = xmalloc(strlen(l->name) + 6);
+			p = l->symbol + sprintf(l->symbol, "LIST_");
+			for (v = l->name; *v; v++)
+				*p++ = (*v >= 'a' && *v <= 'z') ? *v - 32
+				    : ((*v >= 'A' && *v <= 'Z') ||
+					  (*v >= '0' && *v <= '9'))
+				    ? *v
+				    : '_';
+			*p = '\0';
+		}
+		l->score = cfg_getfloat(sec, "score");
+		l->action = policy_action_parse(cfg_getstr(sec, "action"));
+		l->reply = optstr(sec, "reply");
+		l->line = sec->line;
+		if (l->nentries == 0 && l->nfiles == 0)
+			config_error(file, sec->line,
+			    "list \"%s\": neither entries nor file", l->name);
+	}
+
+	cf->ngroups = cfg_size(cfg, "group");
+	cf->groups =
+	    cf->ngroups ? xcalloc(cf->ngroups, sizeof(*cf->groups)) : NULL;
+	for (i = 0; i < cf->ngroups; i++) {
+		sec = cfg_getnsec(cfg, "group", i);
+		g = &cf->groups[i];
+		g->name = xstrdup(cfg_title(sec));
+		g->line = sec->line;
+		g->recipients = strlist(sec, "recipients", &g->nrecipients);
+		g->recipient_files =
+		    strlist(sec, "recipients_file", &g->nrecipient_files);
+		g->authenticated = cfg_getbool(sec, "authenticated");
+		if (cfg_size(sec, "filters") > 0 ||
+		    (cfg_getopt(sec, "filters")->flags & CFGF_MODIFIED))
+		{
+			g->filters = strlist(sec, "filters", &g->nfilters);
+			if (g->filters == NULL) /* filters = {}: none */
+				g->filters = xcalloc(1, sizeof(char *));
+		}
+		for (k = 0; k < ACT_COUNT; k++)
+			g->threshold[k] = threshold_opts[k] != NULL
+			    ? cfg_getfloat(sec, threshold_opts[k])
+			    : SCORE_OFF;
+		g->early_reject = cfg_getbool(sec, "early_reject");
+		g->subject_tag = optstr(sec, "subject_tag");
+		g->reply[ACT_REJECT] = optstr(sec, "reject_reply");
+		g->reply[ACT_TEMPFAIL] = optstr(sec, "tempfail_reply");
+		rules_load(sec, &g->rules, &g->nrules);
+		if (g->filters != NULL)
+			for (k = 0; k < g->nfilters; k++) {
+				size_t f;
+
+				for (f = 0; f < cf->nfilters; f++)
+					if (strcmp(cf->filters[f].name,
+						g->filters[k]) == 0)
+						break;
+				if (f == cf->nfilters &&
+				    strcmp(g->filters[k], "lists") != 0)
+					config_error(file, sec->line,
+					    "group \"%s\": no filter \"%s\"",
+					    g->name, g->filters[k]);
+			}
+	}
+}
+
+static void
+policy_conf_free(struct config *cf)
+{
+	size_t i, k;
+
+	free(cf->authserv_id);
+	free(cf->spam_status_header);
+	free(cf->spam_score_header);
+	rules_free(cf->rules, cf->nrules);
+	for (i = 0; i < cf->nlists; i++) {
+		free(cf->lists[i].name);
+		strlist_free(cf->lists[i].entries, cf->lists[i].nentries);
+		strlist_free(cf->lists[i].files, cf->lists[i].nfiles);
+		free(cf->lists[i].symbol);
+		free(cf->lists[i].reply);
+	}
+	free(cf->lists);
+	for (i = 0; i < cf->ngroups; i++) {
+		struct group_conf *g = &cf->groups[i];
+
+		free(g->name);
+		strlist_free(g->recipients, g->nrecipients);
+		strlist_free(g->recipient_files, g->nrecipient_files);
+		strlist_free(g->filters, g->nfilters);
+		free(g->subject_tag);
+		for (k = 0; k < ACT_COUNT; k++)
+			free(g->reply[k]);
+		rules_free(g->rules, g->nrules);
+	}
+	free(cf->groups);
 }
 
 struct config *
@@ -418,6 +840,7 @@ config_load(const char *file, const struct config_overrides *ov)
 	cf->chunking = cfg_getbool(cfg, "chunking");
 	cf->helo_required = cfg_getbool(cfg, "helo_required");
 	cf->spool_dir = xstrdup(cfg_getstr(cfg, "spool_directory"));
+	cf->quarantine_dir = xstrdup(cfg_getstr(cfg, "quarantine_directory"));
 	for (i = 0; i < LIM_COUNT; i++)
 		cf->limits[i] = cfg_getint(cfg, limit_defs[i].name);
 
@@ -440,29 +863,9 @@ config_load(const char *file, const struct config_overrides *ov)
 	    -1)
 		config_error(NULL, 0, "upstream \"%s\": %s", s, err);
 
-	for (i = 0; i < cfg_size(cfg, "filter"); i++) {
-		struct filter_conf *fc;
-
-		sec = cfg_getnsec(cfg, "filter", i);
-		if (cf->nfilters == FILTERS_MAX) {
-			config_error(file, sec->line, "more than %d filters",
-			    FILTERS_MAX);
-			break;
-		}
-		if (strcmp(cfg_title(sec), "test") != 0) {
-			config_error(file, sec->line, "unknown filter \"%s\"",
-			    cfg_title(sec));
-			continue;
-		}
-		fc = &cf->filters[cf->nfilters++];
-		fc->name = xstrdup(cfg_title(sec));
-		fc->delay_stage = xstrdup(cfg_getstr(sec, "delay_stage"));
-		fc->delay_ms = cfg_getint(sec, "delay_ms");
-		fc->reject_rcpt = xstrdup(cfg_getstr(sec, "reject_rcpt"));
-		fc->tempfail_stage = xstrdup(cfg_getstr(sec, "tempfail_stage"));
-		fc->reject_stage = xstrdup(cfg_getstr(sec, "reject_stage"));
-		fc->timeout_ms = cfg_getint(sec, "timeout_ms");
-	}
+	for (i = 0; i < cfg_size(cfg, "filter"); i++)
+		filter_add(cf, cfg_getnsec(cfg, "filter", i), file);
+	policy_conf_load(cf, cfg, file);
 	cf->user = xstrdup(cfg_getstr(cfg, "user"));
 	if (cf->user[0] != '\0' && getuid() == 0) {
 		struct passwd *pw = getpwnam(cf->user);
@@ -497,18 +900,15 @@ config_free(struct config *cf)
 	for (i = 0; i < cf->nlisteners; i++)
 		free(cf->listeners[i].spec);
 	free(cf->listeners);
-	for (i = 0; i < cf->nfilters; i++) {
-		free(cf->filters[i].name);
-		free(cf->filters[i].delay_stage);
-		free(cf->filters[i].reject_rcpt);
-		free(cf->filters[i].tempfail_stage);
-		free(cf->filters[i].reject_stage);
-	}
+	for (i = 0; i < cf->nfilters; i++)
+		filter_conf_free(&cf->filters[i]);
+	policy_conf_free(cf);
 	free(cf->file);
 	free(cf->hostname);
 	free(cf->banner);
 	free(cf->upstream_spec);
 	free(cf->spool_dir);
+	free(cf->quarantine_dir);
 	free(cf->user);
 	free(cf);
 }

@@ -42,6 +42,8 @@ enum limit_id {
 	LIM_DRAIN_TIMEOUT,
 	LIM_LISTEN_BACKLOG,
 	LIM_THREADS,
+	LIM_WORKER_THREADS,
+	LIM_WORKER_QUEUE,
 	LIM_COUNT /* must stay last */
 };
 
@@ -89,15 +91,72 @@ enum bare_policy { BARE_REJECT = 0, BARE_NORMALIZE };
 
 #define FILTERS_MAX 16
 
+/* A `filter "NAME" { ... }` section; options are free-form key = value. */
 struct filter_conf {
-	char *name; /* section title: which filter */
-	/* Test filter options (filters/testfilter.c). */
-	char *delay_stage;
-	long  delay_ms;
-	char *reject_rcpt;
-	char *tempfail_stage;
-	char *reject_stage;
-	long  timeout_ms;
+	char  *name; /* section title: the instance's name */
+	char  *type; /* which filter (default: the name) */
+	char  *load; /* shared object, or NULL for a built-in one */
+	long   timeout_ms;
+	int    on_error; /* enum filter_on_error */
+	char **keys, **values;
+	size_t nopts;
+	char  *file; /* where it was defined, for messages */
+	int    line;
+};
+
+/* Policy actions, mildest first (policies/policy.h). */
+enum policy_action {
+	ACT_NONE = 0,	/* no action: forward as it is */
+	ACT_ADD_HEADER, /* forward, with spam headers (and subject tag) */
+	ACT_QUARANTINE, /* keep it in the quarantine; 250 to the client */
+	ACT_DISCARD,	/* 250 to the client, dropped */
+	ACT_TEMPFAIL,	/* 4xx */
+	ACT_REJECT,	/* 5xx */
+	ACT_ACCEPT,	/* allow: stop filtering, forward */
+	ACT_COUNT	/* must stay last */
+};
+
+struct rule_conf {
+	char		  *symbol;
+	enum policy_action action;
+	char		  *reply; /* "550 5.7.1 text", or NULL */
+	int		   line;
+};
+
+enum list_kind_conf { LISTK_CLIENT = 0, LISTK_HELO, LISTK_SENDER, LISTK_RCPT };
+
+struct list_conf {
+	char		  *name;
+	int		   kind; /* enum list_kind (policies/lists.h) */
+	char		 **entries;
+	size_t		   nentries;
+	char		 **files;
+	size_t		   nfiles;
+	char		  *symbol;
+	double		   score;
+	enum policy_action action;
+	char		  *reply;
+	int		   line;
+};
+
+#define SCORE_OFF 1e9 /* a threshold that is not set */
+
+struct group_conf {
+	char		 *name;
+	char		**recipients;
+	size_t		  nrecipients;
+	char		**recipient_files;
+	size_t		  nrecipient_files;
+	int		  authenticated; /* for authenticated (outbound) mail */
+	char		**filters;	 /* NULL: every filter */
+	size_t		  nfilters;
+	double		  threshold[ACT_COUNT]; /* SCORE_OFF: not used */
+	int		  early_reject;
+	char		 *subject_tag;
+	char		 *reply[ACT_COUNT]; /* NULL: the default */
+	struct rule_conf *rules;
+	size_t		  nrules;
+	int		  line;
 };
 
 struct config {
@@ -115,11 +174,24 @@ struct config {
 	int			chunking; /* offer CHUNKING to clients */
 	int			helo_required;
 	char		       *spool_dir;
+	char		       *quarantine_dir;
 	char		       *user; /* "" = keep the current user */
 	uid_t			uid;
 	gid_t			gid;
 	struct filter_conf	filters[FILTERS_MAX];
 	size_t			nfilters;
+	/* Policy (policies/policy.h compiles it). */
+	char		       *authserv_id;
+	int			auth_results; /* add Authentication-Results */
+	char		       *spam_status_header;
+	char		       *spam_score_header;
+	int			spam_headers_always;
+	struct rule_conf       *rules;
+	size_t			nrules;
+	struct list_conf       *lists;
+	size_t			nlists;
+	struct group_conf      *groups;
+	size_t			ngroups;
 	long			limits[LIM_COUNT];
 };
 
@@ -141,6 +213,18 @@ struct config_overrides {
  */
 struct config *config_load(const char *file, const struct config_overrides *);
 void	       config_free(struct config *);
+
+/* Send configuration errors to the log as well (reload in a daemon). */
+void config_errors_to_log(int);
+/* Report a problem found after parsing, as "moatd: file:line: ...". */
+void config_report(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* "550 5.7.1 Text" -> code, enhanced code ("" if none), text. 0 or -1. */
+int config_reply_parse(const char *, int *code, char *enh, size_t enhlen,
+    const char **text);
+/* Action keyword <-> enum; -1 if unknown. */
+int	    policy_action_parse(const char *);
+const char *policy_action_name(enum policy_action);
 
 /* Parse a value with the unit suffixes of `unit`; -1 on syntax error. */
 int limit_parse_value(enum limit_unit unit, const char *s, long *out);

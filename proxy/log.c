@@ -16,6 +16,7 @@
 
 static enum log_target log_target = LOG_TARGET_STDERR;
 static int	       log_debug_on;
+static int	       log_max_prio = LOG_DEBUG;
 static int	       log_pid;
 
 #define LOG_BATCH 16384
@@ -74,6 +75,12 @@ log_init(enum log_target target, int debug)
 		openlog("moatd", LOG_PID | LOG_NDELAY, LOG_MAIL);
 }
 
+void
+log_set_max_prio(int prio)
+{
+	log_max_prio = prio;
+}
+
 int
 log_debug_enabled(void)
 {
@@ -91,6 +98,8 @@ log_msg(int prio, const char *fmt, ...)
 	va_list			 ap;
 	int			 n, m;
 
+	if (prio > log_max_prio)
+		return;
 	va_start(ap, fmt);
 	if (log_target == LOG_TARGET_SYSLOG) {
 		vsyslog(prio, fmt, ap);

@@ -14,6 +14,8 @@
 enum log_target { LOG_TARGET_SYSLOG = 0, LOG_TARGET_STDERR };
 
 void log_init(enum log_target, int debug);
+/* Drop messages less important than prio (the moat tool: warnings). */
+void log_set_max_prio(int prio);
 
 struct event_base;
 /*

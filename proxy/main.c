@@ -28,9 +28,11 @@
 #include "log.h"
 #include "loop.h"
 #include "probe.h"
+#include "runtime.h"
 #include "session.h"
 #include "upstream.h"
 #include "util.h"
+#include "workers.h"
 
 static void
 usage(void)
@@ -50,12 +52,69 @@ usage(void)
 }
 
 struct mainctx {
-	struct loop	   **loops;
+	const char		      *file; /* absolute, for reloads */
+	const struct config_overrides *ov;
+	const struct config	      *boot; /* restart-only settings */
+	struct loop		     **loops;
 	unsigned	     nloops;
 	struct loop	    *mainloop;
 	struct listener_set *lset;
 	int		     draining;
 };
+
+/* Settings that only a restart can change; a reload warns about them. */
+static void
+restart_only(const struct config *boot, const struct config *cf)
+{
+	size_t i;
+	int    same = boot->nlisteners == cf->nlisteners;
+
+	for (i = 0; same && i < cf->nlisteners; i++)
+		same = strcmp(boot->listeners[i].spec, cf->listeners[i].spec) ==
+			0 &&
+		    boot->listeners[i].proxy_protocol ==
+			cf->listeners[i].proxy_protocol;
+	if (!same)
+		log_warn("event=reload-ignored setting=listen "
+			 "msg=\"needs a restart\"");
+	if (strcmp(boot->upstream_spec, cf->upstream_spec) != 0 ||
+	    boot->xclient != cf->xclient)
+		log_warn("event=reload-ignored setting=upstream "
+			 "msg=\"needs a restart\"");
+	if (strcmp(boot->user, cf->user) != 0 ||
+	    LIMIT(boot, THREADS) != LIMIT(cf, THREADS) ||
+	    LIMIT(boot, WORKER_THREADS) != LIMIT(cf, WORKER_THREADS))
+		log_warn("event=reload-ignored setting=user,threads "
+			 "msg=\"needs a restart\"");
+}
+
+/*
+ * SIGHUP: read and check everything (file, lists, filters) on this
+ * thread, then swap it in for new sessions. Sessions in flight keep the
+ * generation they started with; nothing is dropped. A configuration that
+ * fails is not applied, and the log says why.
+ */
+static void
+reload(struct mainctx *m)
+{
+	struct config  *cf;
+	struct runtime *rt;
+
+	log_info("event=reload file=%s", m->file ? m->file : "(defaults)");
+	config_errors_to_log(1);
+	cf = config_load(m->file, m->ov);
+	rt = cf != NULL ? runtime_build(cf) : NULL;
+	config_errors_to_log(0);
+	if (rt == NULL) {
+		config_free(cf);
+		log_err("event=reload-failed msg=\"configuration not applied; "
+			"still running the previous one\"");
+		return;
+	}
+	restart_only(m->boot, cf);
+	runtime_install(rt);
+	log_info("event=reloaded generation=%u", rt->generation);
+}
 
 static void
 on_signal(evutil_socket_t sig, short what, void *arg)
@@ -64,8 +123,7 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	unsigned	i;
 
 	if (sig == SIGHUP) {
-		log_warn("event=reload-unsupported msg=\"restart moatd to "
-			 "apply a new configuration\"");
+		reload(m);
 		return;
 	}
 	if (m->draining) {
@@ -139,9 +197,10 @@ int
 main(int argc, char **argv)
 {
 	struct config_overrides ov;
-	struct config	       *cf;
-	struct chain	       *chain;
+	struct config	       *cf, *rcf;
+	struct runtime	       *rt;
 	struct mainctx		m;
+	char		       *absfile = NULL;
 	struct event	       *sigs[4];
 	const char	       *file = NULL;
 	int			ch, foreground = 0, debug = 0, check = 0;
@@ -187,11 +246,18 @@ main(int argc, char **argv)
 	if ((cf = config_load(file, &ov)) == NULL)
 		return 1;
 	if (check) {
+		/* Everything a start would build: lists, filters. */
+		if ((rt = runtime_build(cf)) == NULL) {
+			config_free(cf);
+			return 1;
+		}
+		runtime_release(rt);
 		printf(
 		    "moatd: configuration %s OK\n", file ? file : "(defaults)");
-		config_free(cf);
 		return 0;
 	}
+	if (file != NULL && (absfile = realpath(file, NULL)) == NULL)
+		fatal("%s: %s", file, strerror(errno));
 	log_init(foreground ? LOG_TARGET_STDERR : LOG_TARGET_SYSLOG, debug);
 	if (evthread_use_pthreads() == -1)
 		fatal("evthread_use_pthreads");
@@ -207,9 +273,21 @@ main(int argc, char **argv)
 	if ((m.lset = listeners_bind(cf, m.nloops)) == NULL)
 		return 1;
 	drop_privileges(cf);
-	if ((chain = chain_new(cf)) == NULL)
+	/*
+	 * The sessions' configuration is a runtime of its own (reloadable);
+	 * cf stays as the process's: listeners, threads, upstream.
+	 */
+	if ((rcf = config_load(absfile, &ov)) == NULL ||
+	    (rt = runtime_build(rcf)) == NULL)
 		return 1;
-	session_set_chain(chain);
+	runtime_install(rt);
+	chain_set_lookup(session_chain_run);
+	if (workers_start((unsigned)LIMIT(cf, WORKER_THREADS),
+		(size_t)LIMIT(cf, WORKER_QUEUE)) == -1)
+		fatal("cannot start the worker threads");
+	m.file = absfile;
+	m.ov = &ov;
+	m.boot = cf;
 	if (!foreground) {
 		daemonize();
 		log_init(LOG_TARGET_SYSLOG, debug); /* the new pid */
@@ -250,6 +328,7 @@ main(int argc, char **argv)
 	signal(SIGINT, SIG_DFL);
 	for (i = 0; i < m.nloops; i++)
 		loop_join(m.loops[i]);
+	workers_stop();
 	probe_stop(the_probe);
 	the_probe = NULL;
 	upstream_reap_orphans(); /* the probe's, on this thread */
@@ -260,8 +339,15 @@ main(int argc, char **argv)
 		loop_free(m.loops[i]);
 	loop_free(m.mainloop);
 	free(m.loops);
-	chain_free(chain);
+	/* The current generation; older ones went with their sessions. */
+	{
+		struct runtime *cur = runtime_current_acquire();
+
+		runtime_release(cur);
+		runtime_release(cur);
+	}
 	config_free(cf);
+	free(absfile);
 	log_info("event=stopped");
 	return 0;
 }

@@ -38,6 +38,7 @@
 #include "loop.h"
 #include "probe.h"
 #include "proxyproto.h"
+#include "runtime.h"
 #include "session.h"
 #include "session_int.h"
 #include "smtp_parse.h"
@@ -47,7 +48,6 @@
 #define INPUT_HIGH  (128 * 1024) /* read high-water mark */
 #define OUTPUT_HIGH (64 * 1024)	 /* stop taking commands above this */
 
-static const struct chain *the_chain;
 static __thread int	   loop_draining;
 
 static void session_read_cb(struct bufferevent *, void *);
@@ -57,12 +57,6 @@ static void session_event_cb(struct bufferevent *, short, void *);
 static void session_free(struct session *);
 static void session_process(struct session *);
 static void session_admit(struct session *);
-
-void
-session_set_chain(const struct chain *c)
-{
-	the_chain = c;
-}
 
 struct chain_run *
 session_chain_run(struct loop *l, uint64_t sid)
@@ -249,12 +243,18 @@ session_filter(struct session *s, enum filter_stage st,
 
 	s->env.helo = s->helo;
 	s->env.mail_from = s->tx ? s->tx->sender : NULL;
+	s->chain.sink.ev = s->tx ? &s->tx->ev : &s->sev;
+	s->chain.sink.edits = NULL;
+	s->chain.sink.ar = s->tx ? s->tx->ar : NULL;
+	s->chain.sink.nar = s->tx ? &s->tx->nar : NULL;
+	s->ev_from = s->chain.sink.ev->n;
 	v = chain_run_stage(&s->chain, st, &s->env, chain_done_cb, s);
 	if (v == FILTER_PENDING) {
 		s->cont = cont;
 		session_wait(s);
 		return;
 	}
+	sp_stage_check(s, st, &v, &s->chain.reply);
 	cont(s, v, &s->chain.reply);
 }
 
@@ -265,9 +265,12 @@ chain_done_cb(void *arg, enum filter_verdict v, const struct filter_reply *r)
 	void (*cont)(struct session *, enum filter_verdict,
 	    const struct filter_reply *) = s->cont;
 
+	struct filter_reply reply = *r;
+
 	s->cont = NULL;
 	s->waiting = 0;
-	cont(s, v, r);
+	sp_stage_check(s, s->chain.stage, &v, &reply);
+	cont(s, v, &reply);
 	if (!s->waiting && s->state != S_CLOSING)
 		session_resume(s);
 }
@@ -292,6 +295,7 @@ tx_free(struct session *s)
 	free(tx->pf_value);
 	free(tx->pump_buf);
 	spool_free(&tx->spool);
+	sp_tx_free(tx);
 	free(tx);
 	s->tx = NULL;
 	chain_run_reset(&s->chain);
@@ -302,11 +306,12 @@ void
 tx_log(struct session *s, const char *verdict)
 {
 	struct tx *tx = s->tx;
-	char	   helo[300], from[600], rcpt[600], final[300];
+	char	   helo[300], from[600], rcpt[600], final[300], pol[2048];
 	uint64_t   now = now_usec();
 
 	if (tx == NULL)
 		return;
+	sp_log_fields(s, pol, sizeof(pol));
 	log_escape(s->helo ? s->helo : "", s->helo ? strlen(s->helo) : 0, helo,
 	    sizeof(helo));
 	log_escape(tx->sender, strlen(tx->sender), from, sizeof(from));
@@ -315,10 +320,10 @@ tx_log(struct session *s, const char *verdict)
 	log_escape(tx->final, strlen(tx->final), final, sizeof(final));
 	log_info("event=tx sid=%016llx tx=%u client=%s helo=\"%s\" "
 		 "from=\"%s\" rcpts=%zu rcpt=\"%s\"%s refused=%zu size=%zu "
-		 "verdict=%s reply=\"%s\" data_ms=%llu total_ms=%llu",
+		 "verdict=%s reply=\"%s\"%s data_ms=%llu total_ms=%llu",
 	    (unsigned long long)s->sid, tx->num, s->addr, helo, from,
 	    tx->nrcpts, rcpt, tx->nrcpts > 1 ? ",..." : "", tx->rcpt_refused,
-	    tx->size, verdict, final,
+	    tx->size, verdict, final, pol,
 	    tx->t_data ? (unsigned long long)((now - tx->t_data) / 1000) : 0ULL,
 	    (unsigned long long)((now - tx->t_start) / 1000));
 }
@@ -649,7 +654,9 @@ upstream_start(struct session *s)
 		upstream_reuse(s->up, &c, upstream_open_done, s);
 		return;
 	}
-	s->up = upstream_new(s->loop, s->cf, s->sid);
+	/* Upstream settings are the process's (restart-only): a pooled
+	 * connection may outlive this session's configuration. */
+	s->up = upstream_new(s->loop, loop_config(s->loop), s->sid);
 	upstream_open(s->up, &c, upstream_open_done, s);
 }
 
@@ -830,6 +837,7 @@ cmd_mail(struct session *s, const struct smtp_command *cmd)
 	tx->mail_line = xstrdup(line);
 	tx->t_start = now_usec();
 	s->tx = tx;
+	sp_tx_begin(s);
 	session_filter(s, FILTER_STAGE_MAIL, mail_cont);
 }
 
@@ -932,18 +940,26 @@ rcpt_cont(
 {
 	char *line;
 
+	if (v == FILTER_DISCARD) {
+		/* Milter semantics: the whole message is discarded. */
+		s->tx->discard = 1;
+		v = FILTER_CONTINUE;
+	}
 	if (v != FILTER_CONTINUE) {
 		s->tx->rcpt_refused++;
+		/* What this recipient brought goes with it. */
+		evidence_truncate(&s->tx->ev, s->ev_from);
 		session_filter_reply(
 		    s, v, fr, 550, "5.7.1", "Recipient refused");
 		free((char *)s->env.rcpt);
 		s->env.rcpt = NULL;
 		free(s->rcpt_line);
 		s->rcpt_line = NULL;
-		if (v == FILTER_DISCARD)
-			s->tx->discard = 1;
 		return;
 	}
+	/* The first recipient fixes the transaction's policy group. */
+	if (s->tx->group == NULL)
+		s->tx->group = s->rgroup;
 	line = s->rcpt_line;
 	s->rcpt_line = NULL;
 	s->rq[(s->rq_head + s->rq_len) % RCPT_PIPE_MAX] = (char *)s->env.rcpt;
@@ -1001,6 +1017,25 @@ cmd_rcpt(struct session *s, const struct smtp_command *cmd)
 		tx_free(s);
 		return;
 	}
+	/*
+	 * One policy per message: a recipient of another group than the
+	 * first one is deferred (RFC 5321 §4.5.3.1.10) and the client sends
+	 * it in a transaction of its own.
+	 */
+	s->rgroup = policy_group_for(
+	    s->rt->policy, path.mailbox, s->env.auth != NULL);
+	if (tx->group != NULL && s->rgroup != tx->group) {
+		log_info("event=group-split sid=%016llx rcpt_group=%s "
+			 "tx_group=%s",
+		    (unsigned long long)s->sid, policy_group_name(s->rgroup),
+		    policy_group_name(tx->group));
+		session_reply(s, 452, "4.5.3",
+		    "Recipient has another policy, send it in a separate "
+		    "transaction");
+		return;
+	}
+	s->chain.mask = policy_group_mask(s->rgroup);
+	s->env.group = policy_group_name(s->rgroup);
 	s->env.rcpt = xstrdup(path.mailbox);
 	free(s->rcpt_line);
 	s->rcpt_line = xstrdup(line);
@@ -1055,6 +1090,8 @@ cmd_data(struct session *s, const struct smtp_command *cmd)
 	}
 	if (data_check(s) == -1)
 		return;
+	s->env.rcpts = (const char *const *)s->tx->rcpts;
+	s->env.nrcpts = s->tx->nrcpts;
 	session_filter(s, FILTER_STAGE_DATA, data_cont);
 }
 
@@ -1608,10 +1645,12 @@ void
 session_accept(struct loop *l, int fd, const struct sockaddr *sa, int salen,
     const struct listener_conf *lc)
 {
-	const struct config *cf = loop_config(l);
+	struct runtime	    *rt = runtime_current_acquire();
+	const struct config *cf = rt->cf;
 	struct session	    *s = xcalloc(1, sizeof(*s));
 	size_t		     i;
 
+	s->rt = rt;
 	s->sid = loop_new_sid(l);
 	s->loop = l;
 	s->cf = cf;
@@ -1623,16 +1662,21 @@ session_accept(struct loop *l, int fd, const struct sockaddr *sa, int salen,
 	addr_ntop((struct sockaddr *)&s->peer, s->addr, sizeof(s->addr));
 	s->port = addr_port((struct sockaddr *)&s->peer);
 	s->env.sid = s->sid;
+	s->env.client_addr = s->addr;
+	s->env.client_port = s->port;
+	s->env.client_sa = (const struct sockaddr *)&s->peer;
+	evidence_init(&s->sev);
 	s->max_size = (uint64_t)LIMIT(cf, MAX_MESSAGE_SIZE);
 	s->bev = bufferevent_socket_new(
 	    loop_base(l), fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (s->bev == NULL) {
 		close(fd);
+		runtime_release(rt);
 		free(s);
 		return;
 	}
 	s->timer = evtimer_new(loop_base(l), session_timer_cb, s);
-	chain_run_init(&s->chain, the_chain, l, s->sid);
+	chain_run_init(&s->chain, rt->chain, l, s->sid);
 	loop_register(l, s->sid, s);
 	bufferevent_setcb(
 	    s->bev, session_read_cb, session_write_cb, session_event_cb, s);
@@ -1685,7 +1729,7 @@ session_free(struct session *s)
 		 "errors=%u duration_ms=%llu",
 	    (unsigned long long)s->sid, s->addr, s->nmessages, s->nerrors,
 	    (unsigned long long)((now - s->t_connect) / 1000));
-	chain_run_free(&s->chain);
+	chain_run_cancel(&s->chain);
 	if (s->up != NULL) {
 		/* Idle and outside a transaction: keep it for the next
 		 * session on this loop. */
@@ -1695,6 +1739,8 @@ session_free(struct session *s)
 		s->up = NULL;
 	}
 	tx_free(s);
+	chain_run_free(&s->chain);
+	evidence_free(&s->sev);
 	free((char *)s->env.rcpt);
 	free(s->rcpt_line);
 	while (s->rq_len > 0) {
@@ -1711,6 +1757,7 @@ session_free(struct session *s)
 	event_free(s->rev); /* before the fd closes with the bev */
 	bufferevent_free(s->bev);
 	free(s->helo);
+	runtime_release(s->rt);
 	free(s);
 }
 

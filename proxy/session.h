@@ -8,6 +8,7 @@
 #ifndef MOAT_SESSION_H
 #define MOAT_SESSION_H
 
+#include <stdint.h>
 #include <sys/socket.h>
 
 struct loop;
@@ -17,8 +18,8 @@ struct chain;
 void session_accept(struct loop *, int fd, const struct sockaddr *, int salen,
     const struct listener_conf *);
 
-/* The filter chain every session runs (set once at start-up). */
-void session_set_chain(const struct chain *);
+/* Filter completions find a session's chain run through this. */
+struct chain_run *session_chain_run(struct loop *, uint64_t sid);
 
 /* SIGTERM: stop taking new transactions; after drain_timeout, 421 all.
  * Runs on the loop's thread (post it). */

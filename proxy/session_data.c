@@ -68,10 +68,12 @@ spool_emit(void *arg, const char *p, size_t n)
 		tx->failed = TXF_SPOOL;
 }
 
+/* Each header field as it arrives: what the policy needs to know. */
 static void
-hdr_noop(void *arg, const char *name, size_t namelen, const char *value,
+hdr_seen(void *arg, const char *name, size_t namelen, const char *value,
     size_t valuelen)
 {
+	sp_header_seen(arg, name, namelen, value, valuelen);
 }
 
 void
@@ -85,7 +87,7 @@ data_begin(struct session *s)
 	spool_init(&tx->spool, cf->spool_dir, (size_t)LIMIT(cf, SPOOL_MEMORY));
 	tx->hdrbuf = xmalloc((size_t)LIMIT(cf, MAX_HEADER_SIZE));
 	hdrparse_init(&tx->hp, tx->hdrbuf, (size_t)LIMIT(cf, MAX_HEADER_SIZE),
-	    (size_t)LIMIT(cf, MAX_HEADER_COUNT), hdr_noop, s);
+	    (size_t)LIMIT(cf, MAX_HEADER_COUNT), hdr_seen, s);
 	dotstuff_init(&tx->ds, spool_emit, tx);
 	dataframe_init(&tx->df, tx->bdat ? DF_MODE_BDAT : DF_MODE_DATA,
 	    cf->bare_newline == BARE_NORMALIZE ? DF_NORMALIZE : DF_REJECT,
@@ -194,7 +196,7 @@ after_reset(void *arg, const struct smtp_reply *r, enum up_error err)
 }
 
 /* The transaction ends without forwarding: reset the upstream's side. */
-static void
+void
 tx_abandon(struct session *s, const char *verdict)
 {
 	tx_log(s, verdict);
@@ -252,18 +254,33 @@ eom_cont(
 	struct tx *tx = s->tx;
 
 	if (v == FILTER_REJECT || v == FILTER_TEMPFAIL) {
+		if (tx->decision.action == ACT_NONE) {
+			tx->decision.action =
+			    v == FILTER_REJECT ? ACT_REJECT : ACT_TEMPFAIL;
+			snprintf(tx->decision.reason,
+			    sizeof(tx->decision.reason), "filter %s",
+			    s->chain.decided_by ? s->chain.decided_by : "?");
+		}
 		session_filter_reply(s, v, fr, 554, "5.7.1", "Message refused");
 		tx_abandon(s, v == FILTER_REJECT ? "rejected" : "tempfail");
 		return;
 	}
 	if (v == FILTER_DISCARD || tx->discard) {
 		/* The one exception to invariant 1: explicit and logged. */
+		tx->decision.action = ACT_DISCARD;
 		session_reply(s, 250, "2.0.0", "Ok: discarded");
 		tx_abandon(s, "discarded");
 		return;
 	}
+	sp_eom(s);
+}
+
+/* Hand the message to the upstream: prefix (or NULL), then the spool. */
+void
+tx_forward(struct session *s, struct evbuffer *prefix, size_t off)
+{
 	s->waiting = 1;
-	upstream_send_message(s->up, &tx->spool, final_reply, s);
+	upstream_send_message(s->up, prefix, &s->tx->spool, off, final_reply, s);
 }
 
 /* --- content stages, run over the spooled message */
@@ -303,11 +320,17 @@ pump_call(struct session *s, enum filter_stage st)
 {
 	enum filter_verdict v;
 
+	s->chain.sink.ev = &s->tx->ev;
+	s->chain.sink.edits = st == FILTER_STAGE_EOM ? &s->tx->edits : NULL;
+	s->chain.sink.ar = s->tx->ar;
+	s->chain.sink.nar = &s->tx->nar;
+	s->ev_from = s->tx->ev.n;
 	v = chain_run_stage(&s->chain, st, &s->env, pump_done_cb, s);
 	if (v == FILTER_PENDING) {
 		s->waiting = 1;
 		return 1;
 	}
+	sp_stage_check(s, st, &v, &s->chain.reply);
 	if (v != FILTER_CONTINUE) {
 		eom_cont(s, v, &s->chain.reply);
 		return 1;
@@ -318,9 +341,12 @@ pump_call(struct session *s, enum filter_stage st)
 static void
 pump_done_cb(void *arg, enum filter_verdict v, const struct filter_reply *r)
 {
-	struct session *s = arg;
+	struct session	   *s = arg;
+	struct filter_reply reply = *r;
 
 	s->waiting = 0;
+	sp_stage_check(s, s->chain.stage, &v, &reply);
+	r = &reply;
 	/* The EOM stage is the last: its answer decides, never re-run. */
 	if (s->chain.stage == FILTER_STAGE_EOM)
 		eom_cont(s, v, r);

@@ -16,7 +16,10 @@
 #include "addr.h"
 #include "chain.h"
 #include "dataframe.h"
+#include "evidence.h"
+#include "hdredit.h"
 #include "headers.h"
+#include "policy.h"
 #include "reply.h"
 #include "spool.h"
 
@@ -28,6 +31,7 @@ struct evbuffer;
 struct upstream;
 struct config;
 struct listener_conf;
+struct runtime;
 
 enum session_state {
 	S_PROXY = 0, /* waiting for a PROXY protocol header */
@@ -74,6 +78,18 @@ struct tx {
 	char		*pf_name, *pf_value; /* field for HEADER stage */
 	int		 pf_ready;
 
+	/* Policy. */
+	struct evidence_set	   ev;
+	const struct policy_group *group; /* fixed by the first recipient */
+	struct hdr_edits	   edits;
+	char			  *ar[AR_CLAUSES_MAX];
+	size_t			   nar;
+	struct policy_seen	   seen; /* header facts for the policy */
+	int			   allow;	  /* an allow rule fired */
+	struct policy_decision	   decision;
+	char			   qid[64]; /* quarantine id */
+	int			   quarantining;
+
 	uint64_t t_start, t_data;
 	char	 verdict[16];
 	char	 final[128]; /* reply given, for the log */
@@ -119,6 +135,11 @@ struct session {
 	int		  rq_waiting; /* resume when rq drains */
 	struct evbuffer	 *held;	      /* local replies behind rq */
 	struct tx	 *tx;
+	struct runtime	 *rt; /* configuration generation, referenced */
+	struct evidence_set sev; /* CONNECT and HELO evidence */
+	size_t		    ev_from; /* evidence index where a stage began */
+	const struct policy_group *rgroup; /* group of the RCPT under way */
+	int		    discard_all; /* DISCARD at CONNECT/HELO */
 	struct chain_run  chain;
 	struct filter_env env;
 	char		 *rcpt_line; /* RCPT waiting for filters */
@@ -154,7 +175,21 @@ void tx_log(struct session *, const char *verdict);
 void session_drop_upstream(struct session *);
 void upstream_start(struct session *);
 
+/* session_policy.c */
+void sp_stage_check(struct session *, enum filter_stage, enum filter_verdict *,
+    struct filter_reply *);
+const struct policy_group *sp_group(struct session *);
+void sp_tx_begin(struct session *);
+void sp_tx_free(struct tx *);
+void sp_header_seen(struct session *, const char *name, size_t namelen,
+    const char *value, size_t valuelen);
+/* End of message, the chain said CONTINUE: decide and act. */
+void sp_eom(struct session *);
+void sp_log_fields(struct session *, char *buf, size_t len);
+
 /* session_data.c */
+void tx_abandon(struct session *, const char *verdict);
+void tx_forward(struct session *, struct evbuffer *prefix, size_t off);
 void data_begin(struct session *);
 int  data_feed(struct session *);
 int  bdat_feed(struct session *);

@@ -137,21 +137,28 @@ spool_span(struct spool *s, size_t off, size_t max, const char **p)
 }
 
 int
-spool_move_to(struct spool *s, struct evbuffer *out)
+spool_move_to(struct spool *s, struct evbuffer *out, size_t off)
 {
 	struct evbuffer_file_segment *seg;
 	int			      rc;
 
-	if (s->error)
+	if (s->error || off > s->len)
 		return -1;
-	if (s->fd == -1)
-		return s->mem == NULL ? 0 : evbuffer_add_buffer(out, s->mem);
+	if (s->fd == -1) {
+		if (s->mem == NULL)
+			return 0;
+		if (off > 0 && evbuffer_drain(s->mem, off) == -1)
+			return -1;
+		return evbuffer_add_buffer(out, s->mem);
+	}
+	if (off == s->len)
+		return 0;
 	/* The segment does not own the fd (no EVBUF_FS_CLOSE_ON_FREE). */
-	seg = evbuffer_file_segment_new(
-	    s->fd, 0, (ev_off_t)s->len, EVBUF_FS_DISABLE_LOCKING);
+	seg = evbuffer_file_segment_new(s->fd, (ev_off_t)off,
+	    (ev_off_t)(s->len - off), EVBUF_FS_DISABLE_LOCKING);
 	if (seg == NULL)
 		return -1;
-	rc = evbuffer_add_file_segment(out, seg, 0, (ev_off_t)s->len);
+	rc = evbuffer_add_file_segment(out, seg, 0, (ev_off_t)(s->len - off));
 	evbuffer_file_segment_free(seg);
 	return rc;
 }

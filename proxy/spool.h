@@ -34,11 +34,11 @@ int spool_write(struct spool *, const char *, size_t);
  */
 ssize_t spool_span(struct spool *, size_t off, size_t max, const char **p);
 /*
- * Append the whole content to out without copying it: memory chains are
- * moved (the spool is empty afterwards), a file is added as a file
- * segment (sent with sendfile). 0, or -1 on error.
+ * Append the content from byte off on to out without copying it: memory
+ * chains are moved (the spool's memory is consumed), a file is added as a
+ * file segment (sent with sendfile). 0, or -1 on error.
  */
-int  spool_move_to(struct spool *, struct evbuffer *out);
+int  spool_move_to(struct spool *, struct evbuffer *out, size_t off);
 void spool_free(struct spool *);
 
 #define SPOOL_SPAN_MAX (64 * 1024)

@@ -81,7 +81,9 @@ struct upstream {
 	upstream_cb open_cb;
 	void	   *open_arg;
 
-	struct spool *spool; /* sent after the 354 */
+	struct spool	*spool;	 /* sent after the 354 */
+	struct evbuffer *prefix; /* new header section, or NULL */
+	size_t		 spool_off;
 
 	struct event	*keepalive;
 	struct upstream *orphan_next, **orphan_prev;
@@ -165,6 +167,8 @@ up_really_free(struct upstream *up)
 			up->orphan_next->orphan_prev = up->orphan_prev;
 	}
 	pool_unlink(up);
+	if (up->prefix != NULL)
+		evbuffer_free(up->prefix);
 
 	for (i = 0; i < up->qlen; i++)
 		free(up->q[(up->qhead + i) % UP_QUEUE_MAX].line);
@@ -511,8 +515,14 @@ up_dispatch(struct upstream *up, const struct smtp_reply *r)
 		 * timeout, the read side the final-reply timeout.
 		 */
 		up->nsent++;
-		if (spool_move_to(up->spool, bufferevent_get_output(up->bev)) ==
-		    -1) {
+		if (up->prefix != NULL) {
+			evbuffer_add_buffer(
+			    bufferevent_get_output(up->bev), up->prefix);
+			evbuffer_free(up->prefix);
+			up->prefix = NULL;
+		}
+		if (spool_move_to(up->spool, bufferevent_get_output(up->bev),
+			up->spool_off) == -1) {
 			up_fail(up, UP_ESPOOL);
 			break;
 		}
@@ -773,9 +783,13 @@ upstream_command(
 }
 
 void
-upstream_send_message(
-    struct upstream *up, struct spool *sp, upstream_cb cb, void *arg)
+upstream_send_message(struct upstream *up, struct evbuffer *prefix,
+    struct spool *sp, size_t off, upstream_cb cb, void *arg)
 {
+	if (up->prefix != NULL)
+		evbuffer_free(up->prefix);
+	up->prefix = prefix;
+	up->spool_off = off;
 	if (up->state == UP_S_DEAD) {
 		up->busy++;
 		cb(arg, NULL, UP_ECLOSED);

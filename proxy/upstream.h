@@ -21,6 +21,7 @@
 struct loop;
 struct config;
 struct spool;
+struct evbuffer;
 struct upstream;
 
 enum up_error {
@@ -71,13 +72,14 @@ void upstream_command(
     struct upstream *, const char *line, upstream_cb, void *arg);
 
 /*
- * DATA, then (on 354) the spool as it is: it holds the canonical wire form,
- * dot-stuffed and terminated (moved to the socket without a copy; the
- * spool is empty afterwards). cb gets the DATA reply if it is not 354,
+ * DATA, then (on 354) prefix (a rewritten header section in wire form, or
+ * NULL; owned by the upstream from now on) and the spool from byte off on:
+ * it holds the canonical wire form, dot-stuffed and terminated (moved to
+ * the socket without a copy). cb gets the DATA reply if it is not 354,
  * else the reply to the final dot.
  */
-void upstream_send_message(
-    struct upstream *, struct spool *, upstream_cb, void *arg);
+void upstream_send_message(struct upstream *, struct evbuffer *prefix,
+    struct spool *, size_t off, upstream_cb, void *arg);
 
 /*
  * While the client sends a long message the upstream connection is idle:

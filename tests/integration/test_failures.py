@@ -656,7 +656,7 @@ def sec_filter_timeouts():
     rec = Recorder()
     for stage, where in (("rcpt", "RCPT"), ("eom", ".")):
         m = Moatd(rec.port, conf=BASE + 'filter "test" { delay_stage = "%s" delay_ms = 1000'
-                  ' timeout_ms = 200 }\n' % stage)
+                  ' timeout = 200ms }\n' % stage)
         n_msgs = len(rec.messages)
         c = session(m.port)
         out = attempt(c)

@@ -8,7 +8,33 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "filter_api.h"
+#include "runtime.h"
 #include "tap.h"
+
+/* Load and build everything moatd -t builds (lists, filters). */
+static int
+builds(const char *text)
+{
+	char		path[] = "/tmp/moat-test-conf.XXXXXX";
+	struct config  *cf;
+	struct runtime *rt;
+	int		fd = mkstemp(path);
+	FILE	       *f = fdopen(fd, "w");
+
+	fputs(text, f);
+	fclose(f);
+	cf = config_load(path, NULL);
+	unlink(path);
+	if (cf == NULL)
+		return 0;
+	if ((rt = runtime_build(cf)) == NULL) {
+		config_free(cf);
+		return 0;
+	}
+	runtime_release(rt);
+	return 1;
+}
 
 static struct config *
 load(const char *text)
@@ -105,7 +131,9 @@ main(void)
 		is_int(cf->listeners[0].proxy_protocol, PROXY_PROTO_V2, "v2");
 		is_int(cf->listeners[0].ntrusted, 2, "two trusted networks");
 		is_int(cf->nfilters, 1, "one filter");
-		is_int(cf->filters[0].delay_ms, 5, "filter option");
+		is_str(filter_conf_get(&cf->filters[0], "delay_ms"), "5",
+		    "filter option, free-form");
+		is_str(cf->filters[0].type, "test", "filter type = its name");
 		config_free(cf);
 	}
 
@@ -121,9 +149,74 @@ main(void)
 	ok(load("listen \"127.0.0.1:1\" { proxy_trusted = {\"300.1.1.1\"} "
 		"}\n") == NULL,
 	    "bad trusted network refused");
-	ok(load("filter \"nope\" {}\n") == NULL, "unknown filter refused");
-	ok(load("filter \"test\" { delay_stage = \"later\" }\n") == NULL,
+	ok(!builds("filter \"nope\" {}\n"), "unknown filter refused");
+	ok(!builds("filter \"test\" { delay_stage = \"later\" }\n"),
 	    "bad stage refused");
+	ok(!builds("filter \"test\" { no_such_thing = 1 }\n"),
+	    "unknown filter option refused");
+	ok(!builds("filter \"x\" { type = test\n timeout = \"forever\" }\n"),
+	    "bad filter timeout refused");
+	ok(!builds("filter \"x\" { load = \"/nonexistent/f.so\" }\n"),
+	    "missing shared object refused");
+	ok(builds("filter \"a\" { type = test }\nfilter \"b\" { type = "
+		  "test\n on_error = continue\n timeout = 2s }\n"),
+	    "two instances of one filter");
+	ok(!builds("filter \"a\" { on_error = sometimes }\n"),
+	    "bad on_error refused");
+
+	/* Policy sections. */
+	cf = load("authserv_id = \"mx.test\"\n"
+		  "rule \"VIRUS\" { action = reject\n reply = \"554 5.7.1 "
+		  "Virus\" }\n"
+		  "list \"bad-hosts\" { type = client\n entries = "
+		  "{\"192.0.2.0/24\"}\n action = reject }\n"
+		  "group \"vip\" { recipients = {\"vip.example\"}\n "
+		  "reject_score = 30\n filters = {}\n"
+		  "  rule \"VIRUS\" { action = quarantine } }\n");
+	ok(cf != NULL, "policy sections load");
+	if (cf != NULL) {
+		is_str(cf->authserv_id, "mx.test", "authserv_id");
+		is_int(cf->nrules, 1, "one global rule");
+		is_int(cf->rules[0].action, ACT_REJECT, "rule action");
+		is_int(cf->nlists, 1, "one list");
+		is_str(cf->lists[0].symbol, "LIST_BAD_HOSTS",
+		    "list symbol derived from its name");
+		is_int(cf->ngroups, 1, "one group");
+		ok(cf->groups[0].threshold[ACT_REJECT] == 30, "group threshold");
+		ok(cf->groups[0].threshold[ACT_ADD_HEADER] == SCORE_OFF,
+		    "unset threshold");
+		ok(cf->groups[0].filters != NULL &&
+			cf->groups[0].nfilters == 0,
+		    "filters = {} means none");
+		is_int(cf->groups[0].nrules, 1, "group rule");
+		config_free(cf);
+	}
+	ok(load("rule \"X\" { action = maybe }\n") == NULL,
+	    "bad action refused");
+	ok(load("rule \"X\" { action = reject\n reply = \"250 ok\" }\n") ==
+		NULL,
+	    "a 2xx reply for a rule refused");
+	ok(load("rule \"X\" { reply = \"550 4.7.1 mismatch\" }\n") == NULL,
+	    "enhanced code of another class refused");
+	ok(load("list \"l\" { type = planet\n entries = {\"x\"} }\n") == NULL,
+	    "bad list type refused");
+	ok(load("list \"l\" { type = client }\n") == NULL,
+	    "list without entries refused");
+	ok(!builds("list \"l\" { type = client\n entries = {\"300.0.0.1\"} "
+		   "}\n"),
+	    "bad list entry refused");
+	ok(!builds("list \"l\" { type = sender\n file = "
+		   "\"/nonexistent/list\" }\n"),
+	    "missing list file refused");
+	ok(load("group \"g\" { recipients = {\"x.example\"}\n filters = "
+		"{\"nope\"} }\n") == NULL,
+	    "group naming an unknown filter refused");
+	ok(!builds("group \"g\" { reject_score = 3 }\n"),
+	    "group without recipients refused");
+	ok(builds("group \"out\" { authenticated = true }\n"),
+	    "authenticated group may match everything");
+	ok(builds("group \"default\" { reject_score = 10 }\n"),
+	    "default group without recipients");
 	ok(load("spool_directory = \"/nonexistent/dir\"\n") == NULL,
 	    "unusable spool directory refused");
 	ok(config_load("/nonexistent/moat.conf", NULL) == NULL,

@@ -1,0 +1,86 @@
+/*
+ * runtime.c - configuration generations and their reference counts (see
+ * runtime.h). The current pointer is guarded by a mutex (taken once per
+ * accepted session and once per reload); the counts are atomics, so the
+ * last session of an old generation frees it on its own loop thread.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "chain.h"
+#include "config.h"
+#include "log.h"
+#include "policy.h"
+#include "runtime.h"
+#include "util.h"
+
+static pthread_mutex_t current_mtx = PTHREAD_MUTEX_INITIALIZER;
+static struct runtime *current;
+static unsigned	       generations;
+
+struct runtime *
+runtime_build(struct config *cf)
+{
+	struct runtime *rt;
+	struct policy  *pol;
+	struct chain   *chain;
+
+	if ((pol = policy_new(cf)) == NULL)
+		return NULL;
+	if ((chain = chain_new(cf, pol)) == NULL) {
+		policy_free(pol);
+		return NULL;
+	}
+	policy_bind_chain(pol, chain);
+	rt = xcalloc(1, sizeof(*rt));
+	atomic_init(&rt->refs, 1);
+	rt->cf = cf;
+	rt->policy = pol;
+	rt->chain = chain;
+	return rt;
+}
+
+static void
+runtime_free(struct runtime *rt)
+{
+	log_info("event=config-retired generation=%u", rt->generation);
+	chain_log_stats(rt->chain);
+	chain_free(rt->chain);
+	policy_free(rt->policy);
+	config_free(rt->cf);
+	free(rt);
+}
+
+void
+runtime_install(struct runtime *rt)
+{
+	struct runtime *old;
+
+	pthread_mutex_lock(&current_mtx);
+	rt->generation = ++generations;
+	old = current;
+	current = rt;
+	pthread_mutex_unlock(&current_mtx);
+	if (old != NULL)
+		runtime_release(old);
+}
+
+struct runtime *
+runtime_current_acquire(void)
+{
+	struct runtime *rt;
+
+	pthread_mutex_lock(&current_mtx);
+	rt = current;
+	if (rt != NULL)
+		atomic_fetch_add(&rt->refs, 1);
+	pthread_mutex_unlock(&current_mtx);
+	return rt;
+}
+
+void
+runtime_release(struct runtime *rt)
+{
+	if (rt != NULL && atomic_fetch_sub(&rt->refs, 1) == 1)
+		runtime_free(rt);
+}

@@ -1,0 +1,44 @@
+/*
+ * runtime.h - one generation of moatd's configuration with everything
+ * built from it: the policy (rules, lists, groups) and the filter chain.
+ *
+ * A session takes a reference to the current runtime when it is accepted
+ * and keeps it to the end, so a reload (SIGHUP) never changes the rules
+ * under a session in flight: new sessions get the new runtime, the old one
+ * is freed when its last session ends.
+ *
+ * Threading: runtime_current_acquire() and runtime_release() may be called
+ * from any thread; runtime_install() from the main thread. A runtime is
+ * read-only once built.
+ */
+#ifndef MOAT_RUNTIME_H
+#define MOAT_RUNTIME_H
+
+#include <stdatomic.h>
+
+struct config;
+struct chain;
+struct policy;
+
+struct runtime {
+	atomic_uint	     refs;
+	unsigned	     generation;
+	struct config	    *cf;
+	struct policy	    *policy;
+	struct chain	    *chain;
+};
+
+/*
+ * Build a runtime from a loaded configuration; blocking (list files,
+ * filter initialisation): main thread only. On success the runtime owns
+ * cf; on failure (reported with config_report()) NULL, and cf is
+ * untouched.
+ */
+struct runtime *runtime_build(struct config *);
+/* Make rt the current one (takes over the caller's reference). */
+void		runtime_install(struct runtime *);
+/* The current runtime, with a reference for the caller. */
+struct runtime *runtime_current_acquire(void);
+void		runtime_release(struct runtime *);
+
+#endif

@@ -1,0 +1,431 @@
+/*
+ * session_policy.c - where a session meets the policy engine: early
+ * decisions after each filter stage, the final decision at the end of the
+ * message, the headers moat writes (Authentication-Results, RFC 8601;
+ * spam status; subject tag), the header rewrite, and quarantine.
+ *
+ * Evidence from CONNECT and HELO is kept in the session and copied into
+ * each transaction; from MAIL on it goes to the transaction. Evidence a
+ * refused recipient brought is dropped with it.
+ *
+ * Threading: the session's loop thread; the quarantine write runs on the
+ * worker pool with its own copy of everything it needs (the spool is moved
+ * into the job), so a client that leaves meanwhile cannot pull memory
+ * from under it.
+ */
+#include <event2/buffer.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "escape.h"
+#include "log.h"
+#include "loop.h"
+#include "quarantine.h"
+#include "runtime.h"
+#include "session_int.h"
+#include "upstream.h"
+#include "util.h"
+#include "workers.h"
+
+#define HDR_REWRITE_MAX (1024 * 1024) /* header section we rewrite */
+
+static const struct policy *
+pol(const struct session *s)
+{
+	return s->rt->policy;
+}
+
+const struct policy_group *
+sp_group(struct session *s)
+{
+	if (s->tx != NULL && s->tx->group != NULL)
+		return s->tx->group;
+	return policy_group_for(pol(s), NULL, s->env.auth != NULL);
+}
+
+void
+sp_stage_check(struct session *s, enum filter_stage st,
+    enum filter_verdict *v, struct filter_reply *fr)
+{
+	struct evidence_set	  *es = s->chain.sink.ev;
+	const struct policy_group *g;
+	struct policy_decision	   d;
+
+	if (*v == FILTER_DISCARD && st <= FILTER_STAGE_HELO) {
+		s->discard_all = 1;
+		*v = FILTER_CONTINUE;
+		return;
+	}
+	if (*v != FILTER_CONTINUE || es == NULL)
+		return;
+	g = st == FILTER_STAGE_RCPT && s->rgroup != NULL ? s->rgroup
+							 : sp_group(s);
+	if (!policy_early(pol(s), g, es, s->ev_from, st, &d))
+		return;
+	log_info("event=policy sid=%016llx stage=%s group=%s action=%s "
+		 "reason=\"%s\"",
+	    (unsigned long long)s->sid,
+	    (const char *[]) { "connect", "helo", "mail", "rcpt", "data",
+		"header", "eoh", "body", "eom" }[st],
+	    policy_group_name(g), policy_action_name(d.action), d.reason);
+	switch (d.action) {
+	case ACT_ACCEPT:
+		s->chain.accepted = ~0u;
+		if (st <= FILTER_STAGE_HELO)
+			s->chain.session_accepted = 1;
+		if (s->tx != NULL)
+			s->tx->allow = 1;
+		break;
+	case ACT_DISCARD:
+		if (st <= FILTER_STAGE_HELO)
+			s->discard_all = 1;
+		else if (s->tx != NULL)
+			s->tx->discard = 1;
+		break;
+	case ACT_REJECT:
+	case ACT_TEMPFAIL:
+		*v = d.action == ACT_REJECT ? FILTER_REJECT : FILTER_TEMPFAIL;
+		memset(fr, 0, sizeof(*fr));
+		fr->code = d.code;
+		snprintf(fr->enh, sizeof(fr->enh), "%s", d.enh);
+		snprintf(fr->text, sizeof(fr->text), "%s", d.text);
+		if (s->tx != NULL)
+			s->tx->decision = d;
+		break;
+	default:
+		break;
+	}
+}
+
+void
+sp_tx_begin(struct session *s)
+{
+	struct tx *tx = s->tx;
+
+	evidence_init(&tx->ev);
+	evidence_copy(&tx->ev, &s->sev);
+	hdr_edits_init(&tx->edits);
+	if (s->discard_all)
+		tx->discard = 1;
+}
+
+void
+sp_tx_free(struct tx *tx)
+{
+	size_t i;
+
+	evidence_free(&tx->ev);
+	hdr_edits_free(&tx->edits);
+	for (i = 0; i < tx->nar; i++)
+		free(tx->ar[i]);
+	free(tx->seen.subject);
+}
+
+void
+sp_header_seen(struct session *s, const char *name, size_t namelen,
+    const char *value, size_t valuelen)
+{
+	policy_header_seen(
+	    s->cf, &s->tx->seen, name, namelen, value, valuelen);
+}
+
+/*
+ * The new header section (wire form) and the spool offset where the
+ * original continues; prefix NULL when nothing changes.
+ */
+static int
+rewrite_headers(struct session *s, struct evbuffer **prefix, size_t *off)
+{
+	struct tx  *tx = s->tx;
+	size_t	    end = tx->spool.len >= 3 ? tx->spool.len - 3 : 0;
+	size_t	    have = 0, cap = 0;
+	char	   *buf = NULL;
+	const char *p;
+	ssize_t	    n;
+	long	    hend = -1;
+
+	*prefix = NULL;
+	*off = 0;
+	if (tx->edits.n == 0)
+		return 0;
+	while (have < end && have < HDR_REWRITE_MAX) {
+		n = spool_span(&tx->spool, have, end - have, &p);
+		if (n <= 0) {
+			free(buf);
+			return -1;
+		}
+		if (have + (size_t)n > cap) {
+			cap = (have + (size_t)n) * 2;
+			buf = xrealloc(buf, cap);
+		}
+		memcpy(buf + have, p, (size_t)n);
+		have += (size_t)n;
+		if ((hend = hdr_section_end(buf, have)) >= 0)
+			break;
+	}
+	if (hend < 0 && have < end) {
+		/* An enormous header section: only new fields on top. */
+		struct hdr_edits tops;
+		size_t		 i;
+
+		log_warn("event=header-rewrite-skipped sid=%016llx "
+			 "reason=\"header section over %d bytes\"",
+		    (unsigned long long)s->sid, HDR_REWRITE_MAX);
+		hdr_edits_init(&tops);
+		for (i = 0; i < tx->edits.n; i++)
+			if (tx->edits.v[i].op == HDR_ADD_TOP)
+				hdr_edit_add(&tops, tx->edits.v[i].name,
+				    tx->edits.v[i].value);
+		*prefix = evbuffer_new();
+		hdr_edits_apply(&tops, "", 0, *prefix);
+		hdr_edits_free(&tops);
+		free(buf);
+		return 0;
+	}
+	if (hend < 0)
+		hend = (long)have; /* no body: all of it is header */
+	*prefix = evbuffer_new();
+	if (*prefix == NULL ||
+	    hdr_edits_apply(&tx->edits, buf, (size_t)hend, *prefix) == -1) {
+		if (*prefix != NULL)
+			evbuffer_free(*prefix);
+		*prefix = NULL;
+		free(buf);
+		return -1;
+	}
+	*off = (size_t)hend;
+	free(buf);
+	return 0;
+}
+
+/* ------------------------------------------------------ quarantine */
+
+struct qjob {
+	struct loop	   *loop;
+	uint64_t	    sid;
+	char		   *dir;
+	struct spool	    spool; /* moved from the transaction */
+	struct evbuffer	   *prefix;
+	size_t		    off;
+	struct evidence_set ev;
+	char		    sidhex[20];
+	char		   *client, *helo, *sender, *auth, *reason;
+	char		  **rcpts;
+	size_t		    nrcpts;
+	double		    score;
+	int		    rc;
+	char		    id[64];
+	char		    err[256];
+};
+
+static void
+qjob_work(void *arg)
+{
+	struct qjob *j = arg;
+	struct qmeta m;
+	const char  *pre = NULL;
+	size_t	     prelen = 0;
+
+	memset(&m, 0, sizeof(m));
+	m.time = time(NULL);
+	m.sid = j->sidhex;
+	m.client_addr = j->client;
+	m.helo = j->helo;
+	m.sender = j->sender;
+	m.rcpts = (const char *const *)j->rcpts;
+	m.nrcpts = j->nrcpts;
+	m.auth = j->auth;
+	m.score = j->score;
+	m.action = "quarantine";
+	m.reason = j->reason;
+	m.evidence = &j->ev;
+	if (j->prefix != NULL) {
+		prelen = evbuffer_get_length(j->prefix);
+		pre = (const char *)evbuffer_pullup(j->prefix, -1);
+	}
+	j->rc = quarantine_store(j->dir, &m, pre, prelen, &j->spool, j->off,
+	    j->id, sizeof(j->id), j->err, sizeof(j->err));
+}
+
+static void
+qjob_free(struct qjob *j)
+{
+	size_t i;
+
+	spool_free(&j->spool);
+	if (j->prefix != NULL)
+		evbuffer_free(j->prefix);
+	evidence_free(&j->ev);
+	free(j->dir);
+	free(j->client);
+	free(j->helo);
+	free(j->sender);
+	free(j->auth);
+	free(j->reason);
+	for (i = 0; i < j->nrcpts; i++)
+		free(j->rcpts[i]);
+	free(j->rcpts);
+	free(j);
+}
+
+static void
+qjob_done(struct loop *l, void *arg)
+{
+	struct qjob    *j = arg;
+	struct session *s = loop_find(l, j->sid);
+
+	if (j->rc == 0)
+		log_info("event=quarantined sid=%016llx id=%s",
+		    (unsigned long long)j->sid, j->id);
+	else
+		log_err("event=quarantine-failed sid=%016llx error=\"%s\"",
+		    (unsigned long long)j->sid, j->err);
+	if (s == NULL || s->tx == NULL || !s->tx->quarantining) {
+		/* The client left: it never got a 250, so it keeps the
+		 * message; the stored copy (if any) stays for review. */
+		qjob_free(j);
+		return;
+	}
+	s->tx->quarantining = 0;
+	if (j->rc == 0) {
+		snprintf(s->tx->qid, sizeof(s->tx->qid), "%s", j->id);
+		session_reply(s, 250, "2.0.0", "Ok: queued as %s", j->id);
+		tx_abandon(s, "quarantined");
+	} else {
+		session_reply(s, 451, "4.3.0",
+		    "Local error storing the message, try again later");
+		tx_abandon(s, "tempfail");
+	}
+	qjob_free(j);
+}
+
+static void
+quarantine_start(struct session *s, struct evbuffer *prefix, size_t off)
+{
+	struct tx   *tx = s->tx;
+	struct qjob *j = xcalloc(1, sizeof(*j));
+	size_t	     i;
+
+	j->loop = s->loop;
+	j->sid = s->sid;
+	snprintf(j->sidhex, sizeof(j->sidhex), "%016llx",
+	    (unsigned long long)s->sid);
+	j->dir = xstrdup(s->cf->quarantine_dir);
+	j->spool = tx->spool;
+	spool_init(&tx->spool, s->cf->spool_dir, 0);
+	j->prefix = prefix;
+	j->off = off;
+	evidence_init(&j->ev);
+	evidence_copy(&j->ev, &tx->ev);
+	j->client = xstrdup(s->addr);
+	j->helo = s->helo != NULL ? xstrdup(s->helo) : NULL;
+	j->sender = xstrdup(tx->sender);
+	j->auth = s->env.auth != NULL ? xstrdup(s->env.auth) : NULL;
+	j->reason = xstrdup(tx->decision.reason);
+	j->score = tx->ev.total;
+	j->nrcpts = tx->nrcpts;
+	j->rcpts = xcalloc(tx->nrcpts + 1, sizeof(char *));
+	for (i = 0; i < tx->nrcpts; i++)
+		j->rcpts[i] = xstrdup(tx->rcpts[i]);
+	tx->quarantining = 1;
+	s->waiting = 1;
+	if (worker_submit(s->loop, qjob_work, qjob_done, j) == -1) {
+		/* Pool full: the spool goes back, the client retries. */
+		tx->quarantining = 0;
+		spool_free(&tx->spool);
+		tx->spool = j->spool;
+		memset(&j->spool, 0, sizeof(j->spool));
+		j->spool.fd = -1;
+		qjob_free(j);
+		session_reply(s, 451, "4.3.0",
+		    "Local resources busy, try again later");
+		tx_abandon(s, "tempfail");
+	}
+}
+
+/* ------------------------------------------------------------- EOM */
+
+void
+sp_eom(struct session *s)
+{
+	struct tx		*tx = s->tx;
+	struct policy_decision *d = &tx->decision;
+	struct evbuffer		*prefix;
+	size_t			 off;
+
+	policy_final(pol(s), sp_group(s), &tx->ev, d);
+	if (tx->allow)
+		d->action = ACT_ACCEPT;
+	switch (d->action) {
+	case ACT_REJECT:
+	case ACT_TEMPFAIL:
+		session_reply(s, d->code, d->enh, "%s", d->text);
+		tx_abandon(s, d->action == ACT_REJECT ? "rejected" : "tempfail");
+		return;
+	case ACT_DISCARD:
+		session_reply(s, 250, "2.0.0", "Ok: discarded");
+		tx_abandon(s, "discarded");
+		return;
+	default:
+		break;
+	}
+	policy_headers(s->cf, sp_group(s), d, &tx->ev,
+	    (const char *const *)tx->ar, tx->nar, &tx->seen, &tx->edits);
+	if (rewrite_headers(s, &prefix, &off) == -1) {
+		session_reply(s, 451, "4.3.0",
+		    "Local error reading the message, try again later");
+		tx_abandon(s, "tempfail");
+		return;
+	}
+	if (d->action == ACT_QUARANTINE) {
+		quarantine_start(s, prefix, off);
+		return;
+	}
+	tx_forward(s, prefix, off);
+}
+
+static void __attribute__((format(printf, 4, 5)))
+app(char *buf, size_t len, size_t *n, const char *fmt, ...)
+{
+	va_list ap;
+	int	w;
+
+	if (*n + 1 >= len)
+		return;
+	va_start(ap, fmt);
+	w = vsnprintf(buf + *n, len - *n, fmt, ap);
+	va_end(ap);
+	if (w > 0)
+		*n += (size_t)w < len - *n ? (size_t)w : len - *n - 1;
+}
+
+void
+sp_log_fields(struct session *s, char *buf, size_t len)
+{
+	struct tx  *tx = s->tx;
+	size_t	    i, n = 0;
+	const char *g = tx->group != NULL ? policy_group_name(tx->group)
+					  : policy_group_name(sp_group(s));
+
+	buf[0] = '\0';
+	app(buf, len, &n, " group=%s score=%.2f action=%s", g, tx->ev.total,
+	    policy_action_name(tx->decision.action));
+	if (tx->decision.reason[0] != '\0')
+		app(buf, len, &n, " reason=\"%s\"", tx->decision.reason);
+	if (tx->qid[0] != '\0')
+		app(buf, len, &n, " quarantine=%s", tx->qid);
+	app(buf, len, &n, " evidence=\"");
+	for (i = 0; i < tx->ev.n; i++)
+		app(buf, len, &n, "%s%s(%s:%.2f)", i ? " " : "",
+		    tx->ev.v[i].symbol, tx->ev.v[i].filter, tx->ev.v[i].score);
+	app(buf, len, &n, "\" filter_ms=\"");
+	for (i = 0; i < chain_size(s->chain.chain); i++)
+		app(buf, len, &n, "%s%s:%.1f", i ? " " : "",
+		    chain_filter_name(s->chain.chain, i),
+		    (double)s->chain.usec[i] / 1000.0);
+	app(buf, len, &n, "\"");
+}

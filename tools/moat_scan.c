@@ -1,0 +1,820 @@
+/*
+ * moat_scan.c - `moat scan`: run the configured filter chain and policy on
+ * one message, as moatd would for a client with the given envelope, and
+ * say what was found and what moatd would do ("why was this mail
+ * rejected?"). Nothing is sent anywhere.
+ *
+ * The stages run in milter order (CONNECT, HELO, MAIL, RCPT per
+ * recipient, DATA, HEADER per field, EOH, BODY, EOM) through the same
+ * chain runner and policy engine as moatd, with the same early decisions:
+ * a refusal at MAIL stops there, as it would in a session. Recipients of
+ * another policy group than the first are reported as deferred (452).
+ *
+ * Single-threaded apart from the worker pool; the chain's asynchronous
+ * completions run on this process's own event loop.
+ */
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chain.h"
+#include "config.h"
+#include "evidence.h"
+#include "hdredit.h"
+#include "headers.h"
+#include "loop.h"
+#include "moat.h"
+#include "policy.h"
+#include "runtime.h"
+#include "util.h"
+#include "workers.h"
+
+/* Exit statuses: the action. */
+#define SCAN_EXIT_TEMPFAIL   3
+#define SCAN_EXIT_REJECT     4
+#define SCAN_EXIT_DISCARD    5
+#define SCAN_EXIT_QUARANTINE 6
+#define SCAN_EXIT_ADD_HEADER 7
+
+#define SCAN_SID 1
+#define MSG_MAX	 (256L * 1024 * 1024)
+
+static const char *const stage_names[FILTER_STAGE_COUNT] = { "connect", "helo",
+	"mail", "rcpt", "data", "header", "eoh", "body", "eom" };
+
+struct field {
+	char *name, *value;
+};
+
+struct rcpt_result {
+	const char *addr;
+	const char *group;
+	char	    reply[600]; /* "" = accepted */
+};
+
+struct scan {
+	struct runtime		  *rt;
+	struct loop		  *loop;
+	struct chain_run	   run;
+	struct filter_env	   env;
+	struct sockaddr_storage	   ss;
+	struct evidence_set	   ev;
+	struct hdr_edits	   edits;
+	char			  *ar[AR_CLAUSES_MAX];
+	size_t			   nar;
+	struct policy_seen	   seen;
+	const struct policy_group *group, *rgroup;
+
+	/* The message, canonical (CRLF), as the client would send it. */
+	char	     *msg;
+	size_t	      len, hdrlen;
+	struct field *fields;
+	size_t	      nfields;
+
+	const char	  **rcpts; /* asked for */
+	size_t		    nrcpts;
+	struct rcpt_result *rr;
+	const char	  **accepted;
+	size_t		    naccepted;
+
+	/* Where we are. */
+	enum filter_stage stage;
+	size_t		  idx; /* recipient, field or body offset */
+	size_t		  ev_from;
+	int		  done;
+	int		  pending;
+
+	/* The outcome. */
+	int		       decided; /* before the end */
+	char		       decided_at[16];
+	char		       decided_by[40];
+	struct policy_decision d;
+};
+
+static struct scan *the_scan;
+
+static struct chain_run *
+scan_lookup(struct loop *l, uint64_t sid)
+{
+	return the_scan != NULL && sid == SCAN_SID ? &the_scan->run : NULL;
+}
+
+/* ------------------------------------------------------ the message */
+
+static void
+field_cb(void *arg, const char *name, size_t namelen, const char *value,
+    size_t valuelen)
+{
+	struct scan *sc = arg;
+
+	sc->fields =
+	    xrealloc(sc->fields, (sc->nfields + 1) * sizeof(*sc->fields));
+	sc->fields[sc->nfields].name = xstrndup(name, namelen);
+	sc->fields[sc->nfields].value = xstrndup(value, valuelen);
+	sc->nfields++;
+	policy_header_seen(
+	    sc->rt->cf, &sc->seen, name, namelen, value, valuelen);
+}
+
+/* Read the file; bare LF line ends become CRLF, as a client sends them. */
+static int
+read_message(struct scan *sc, const char *path)
+{
+	FILE		*f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+	struct evbuffer *b;
+	char		 buf[65536];
+	size_t		 n, i, total = 0;
+	int		 cr = 0;
+	char		*hbuf;
+	struct hdrparse	 hp;
+
+	if (f == NULL) {
+		fprintf(stderr, "moat: scan: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	b = evbuffer_new();
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
+		for (i = 0; i < n; i++) {
+			if (buf[i] == '\n' && !cr)
+				evbuffer_add(b, "\r", 1);
+			cr = buf[i] == '\r';
+			evbuffer_add(b, &buf[i], 1);
+		}
+		if ((total += n) > MSG_MAX) {
+			fprintf(stderr, "moat: scan: %s: larger than %ld bytes\n",
+			    path, MSG_MAX);
+			evbuffer_free(b);
+			if (f != stdin)
+				fclose(f);
+			return -1;
+		}
+	}
+	if (f != stdin)
+		fclose(f);
+	sc->len = evbuffer_get_length(b);
+	if (sc->len >= 2 &&
+	    memcmp(evbuffer_pullup(b, -1) + sc->len - 2, "\r\n", 2) != 0) {
+		evbuffer_add(b, "\r\n", 2);
+		sc->len += 2;
+	}
+	sc->msg = xmalloc(sc->len + 1);
+	evbuffer_remove(b, sc->msg, sc->len);
+	sc->msg[sc->len] = '\0';
+	evbuffer_free(b);
+
+	hbuf = xmalloc((size_t)LIMIT(sc->rt->cf, MAX_HEADER_SIZE));
+	hdrparse_init(&hp, hbuf, (size_t)LIMIT(sc->rt->cf, MAX_HEADER_SIZE),
+	    (size_t)LIMIT(sc->rt->cf, MAX_HEADER_COUNT), field_cb, sc);
+	sc->hdrlen = hdrparse_feed(&hp, sc->msg, sc->len);
+	if (!hp.in_body)
+		hdrparse_finish(&hp);
+	free(hbuf);
+	if (hp.error != HDR_OK) {
+		fprintf(stderr,
+		    "moat: scan: %s: header field too long or too many "
+		    "fields (moatd would answer 552)\n",
+		    path);
+		return -1;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------ the stages */
+
+static void scan_next(struct scan *);
+
+static void
+set_decision(struct scan *sc, enum policy_action a, int code, const char *enh,
+    const char *text, const char *reason)
+{
+	sc->decided = 1;
+	snprintf(sc->decided_at, sizeof(sc->decided_at), "%s",
+	    stage_names[sc->stage]);
+	sc->d.action = a;
+	sc->d.code = code;
+	snprintf(sc->d.enh, sizeof(sc->d.enh), "%s", enh);
+	snprintf(sc->d.text, sizeof(sc->d.text), "%s", text);
+	snprintf(sc->d.reason, sizeof(sc->d.reason), "%s", reason);
+}
+
+/* A stage's outcome: the filters' verdict, then the policy's rules. */
+static void
+scan_after(struct scan *sc, enum filter_verdict v, const struct filter_reply *fr)
+{
+	const struct policy_group *g;
+	struct policy_decision	   d;
+	char			   reason[128];
+	int			   rcpt = sc->stage == FILTER_STAGE_RCPT;
+
+	if (v == FILTER_CONTINUE) {
+		g = rcpt ? sc->rgroup
+			 : (sc->group != NULL ? sc->group
+					      : policy_group_for(sc->rt->policy,
+						    NULL, sc->env.auth != NULL));
+		if (policy_early(sc->rt->policy, g, &sc->ev, sc->ev_from,
+			(int)sc->stage, &d)) {
+			if (d.action == ACT_REJECT)
+				v = FILTER_REJECT;
+			else if (d.action == ACT_TEMPFAIL)
+				v = FILTER_TEMPFAIL;
+			else if (d.action == ACT_DISCARD) {
+				set_decision(sc, ACT_DISCARD, 250, "2.0.0",
+				    "Ok: discarded", d.reason);
+				sc->decided = 0;
+				return;
+			} else if (d.action == ACT_ACCEPT)
+				sc->run.accepted = ~0u;
+			if (v != FILTER_CONTINUE) {
+				if (rcpt) {
+					snprintf(sc->rr[sc->idx].reply,
+					    sizeof(sc->rr[0].reply),
+					    "%d %s %s (%s)", d.code, d.enh,
+					    d.text, d.reason);
+					evidence_truncate(&sc->ev, sc->ev_from);
+					return;
+				}
+				set_decision(sc, d.action, d.code, d.enh,
+				    d.text, d.reason);
+				return;
+			}
+		}
+		return;
+	}
+	if (v == FILTER_DISCARD && sc->stage != FILTER_STAGE_EOM &&
+	    sc->stage > FILTER_STAGE_HELO) {
+		/* Milter: the message is discarded, the stages go on. */
+		set_decision(sc, ACT_DISCARD, 250, "2.0.0", "Ok: discarded",
+		    "filter");
+		sc->decided = 0;
+		return;
+	}
+	snprintf(reason, sizeof(reason), "filter %s",
+	    sc->run.decided_by ? sc->run.decided_by : "?");
+	if (rcpt && (v == FILTER_REJECT || v == FILTER_TEMPFAIL)) {
+		snprintf(sc->rr[sc->idx].reply, sizeof(sc->rr[0].reply),
+		    "%d %s %s (%s)",
+		    fr->code ? fr->code : v == FILTER_REJECT ? 550 : 451,
+		    fr->enh[0] ? fr->enh : v == FILTER_REJECT ? "5.7.1" : "4.7.1",
+		    fr->text[0] ? fr->text : "Recipient refused", reason);
+		evidence_truncate(&sc->ev, sc->ev_from);
+		return;
+	}
+	if (v == FILTER_REJECT)
+		set_decision(sc, ACT_REJECT, fr->code ? fr->code : 550,
+		    fr->enh[0] ? fr->enh : "5.7.1",
+		    fr->text[0] ? fr->text : "Message refused", reason);
+	else if (v == FILTER_TEMPFAIL)
+		set_decision(sc, ACT_TEMPFAIL, fr->code ? fr->code : 451,
+		    fr->enh[0] ? fr->enh : "4.7.1",
+		    fr->text[0] ? fr->text : "Try again later", reason);
+	else if (v == FILTER_DISCARD)
+		set_decision(sc, ACT_DISCARD, 250, "2.0.0", "Ok: discarded",
+		    reason);
+}
+
+static void
+scan_done_cb(void *arg, enum filter_verdict v, const struct filter_reply *r)
+{
+	struct scan *sc = arg;
+
+	sc->pending = 0;
+	scan_after(sc, v, r);
+	scan_next(sc);
+}
+
+/* Run one stage; 1 if it went asynchronous. */
+static int
+scan_stage(struct scan *sc, enum filter_stage st)
+{
+	enum filter_verdict v;
+
+	sc->stage = st;
+	sc->run.sink.ev = &sc->ev;
+	sc->run.sink.edits = st == FILTER_STAGE_EOM ? &sc->edits : NULL;
+	sc->run.sink.ar = sc->ar;
+	sc->run.sink.nar = &sc->nar;
+	sc->ev_from = sc->ev.n;
+	v = chain_run_stage(&sc->run, st, &sc->env, scan_done_cb, sc);
+	if (v == FILTER_PENDING) {
+		sc->pending = 1;
+		return 1;
+	}
+	scan_after(sc, v, &sc->run.reply);
+	return 0;
+}
+
+/* The state machine: returns when a stage is pending or all is done. */
+static void
+scan_next(struct scan *sc)
+{
+	size_t n;
+
+	while (!sc->decided && !sc->done) {
+		switch (sc->stage) {
+		case FILTER_STAGE_CONNECT:
+			if (sc->idx++ == 0) {
+				if (scan_stage(sc, FILTER_STAGE_CONNECT))
+					return;
+				sc->idx = 1;
+				continue;
+			}
+			sc->stage = FILTER_STAGE_HELO;
+			sc->idx = 0;
+			if (scan_stage(sc, FILTER_STAGE_HELO))
+				return;
+			continue;
+		case FILTER_STAGE_HELO:
+			sc->stage = FILTER_STAGE_MAIL;
+			if (scan_stage(sc, FILTER_STAGE_MAIL))
+				return;
+			continue;
+		case FILTER_STAGE_MAIL:
+			sc->stage = FILTER_STAGE_RCPT;
+			sc->idx = 0;
+			goto rcpt;
+		case FILTER_STAGE_RCPT:
+			/* The recipient just run: accepted? */
+			if (sc->rr[sc->idx].reply[0] == '\0') {
+				if (sc->group == NULL)
+					sc->group = sc->rgroup;
+				sc->accepted[sc->naccepted++] = sc->rcpts[sc->idx];
+			}
+			sc->idx++;
+		rcpt:
+			while (sc->idx < sc->nrcpts) {
+				sc->rgroup = policy_group_for(sc->rt->policy,
+				    sc->rcpts[sc->idx], sc->env.auth != NULL);
+				sc->rr[sc->idx].addr = sc->rcpts[sc->idx];
+				sc->rr[sc->idx].group =
+				    policy_group_name(sc->rgroup);
+				if (sc->group != NULL &&
+				    sc->rgroup != sc->group) {
+					snprintf(sc->rr[sc->idx].reply,
+					    sizeof(sc->rr[0].reply),
+					    "452 4.5.3 Recipient has another "
+					    "policy, send it in a separate "
+					    "transaction");
+					sc->idx++;
+					continue;
+				}
+				sc->run.mask = policy_group_mask(sc->rgroup);
+				sc->env.group = policy_group_name(sc->rgroup);
+				sc->env.rcpt = sc->rcpts[sc->idx];
+				sc->stage = FILTER_STAGE_RCPT;
+				if (scan_stage(sc, FILTER_STAGE_RCPT))
+					return;
+				break;
+			}
+			if (sc->idx < sc->nrcpts)
+				continue; /* the RCPT stage just ran */
+			sc->env.rcpt = NULL;
+			if (sc->naccepted == 0) {
+				sc->stage = FILTER_STAGE_RCPT;
+				set_decision(sc, ACT_REJECT, 554, "5.5.1",
+				    "Error: no valid recipients",
+				    "every recipient refused");
+				return;
+			}
+			sc->run.mask = policy_group_mask(sc->group);
+			sc->env.rcpts = sc->accepted;
+			sc->env.nrcpts = sc->naccepted;
+			sc->idx = 0;
+			if (scan_stage(sc, FILTER_STAGE_DATA))
+				return;
+			continue;
+		case FILTER_STAGE_DATA:
+			sc->idx = 0;
+			/* FALLTHROUGH */
+		case FILTER_STAGE_HEADER:
+			if (sc->stage == FILTER_STAGE_HEADER)
+				sc->idx++;
+			if (sc->idx < sc->nfields) {
+				sc->env.hdr_name = sc->fields[sc->idx].name;
+				sc->env.hdr_value = sc->fields[sc->idx].value;
+				if (scan_stage(sc, FILTER_STAGE_HEADER))
+					return;
+				continue;
+			}
+			sc->env.hdr_name = sc->env.hdr_value = NULL;
+			sc->idx = sc->hdrlen;
+			if (scan_stage(sc, FILTER_STAGE_EOH))
+				return;
+			continue;
+		case FILTER_STAGE_EOH:
+		case FILTER_STAGE_BODY:
+			if (sc->stage == FILTER_STAGE_BODY)
+				sc->idx += sc->env.bodylen;
+			if (sc->idx < sc->len &&
+			    chain_wants(sc->rt->chain, FILTER_STAGE_BODY)) {
+				n = sc->len - sc->idx;
+				if (n > 65536)
+					n = 65536;
+				sc->env.body = sc->msg + sc->idx;
+				sc->env.bodylen = n;
+				if (scan_stage(sc, FILTER_STAGE_BODY))
+					return;
+				continue;
+			}
+			sc->env.body = NULL;
+			sc->env.bodylen = 0;
+			sc->env.size = sc->len;
+			if (scan_stage(sc, FILTER_STAGE_EOM))
+				return;
+			continue;
+		case FILTER_STAGE_EOM:
+		default:
+			sc->done = 1;
+			break;
+		}
+	}
+	sc->done = 1;
+	event_base_loopbreak(loop_base(sc->loop));
+}
+
+/* ---------------------------------------------------------- output */
+
+static void
+json_str(FILE *o, const char *s)
+{
+	fputc('"', o);
+	for (; s != NULL && *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			fprintf(o, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(o, "\\u%04x", c);
+		else
+			fputc(c, o);
+	}
+	fputc('"', o);
+}
+
+static int
+exit_for(enum policy_action a)
+{
+	switch (a) {
+	case ACT_TEMPFAIL:
+		return SCAN_EXIT_TEMPFAIL;
+	case ACT_REJECT:
+		return SCAN_EXIT_REJECT;
+	case ACT_DISCARD:
+		return SCAN_EXIT_DISCARD;
+	case ACT_QUARANTINE:
+		return SCAN_EXIT_QUARANTINE;
+	case ACT_ADD_HEADER:
+		return SCAN_EXIT_ADD_HEADER;
+	default:
+		return MOAT_EXIT_OK;
+	}
+}
+
+/* The header fields moat would write (new or changed), one per line. */
+static char *
+header_changes(struct scan *sc)
+{
+	struct evbuffer *b = evbuffer_new();
+	size_t		 i, n;
+	char		*f, *out;
+
+	for (i = 0; i < sc->edits.n; i++) {
+		const struct hdr_edit *e = &sc->edits.v[i];
+
+		switch (e->op) {
+		case HDR_DELETE_AR_ID:
+			evbuffer_add_printf(b,
+			    "(removed: Authentication-Results claiming "
+			    "\"%s\")\n",
+			    e->value);
+			break;
+		case HDR_CHANGE:
+			if (e->value == NULL) {
+				evbuffer_add_printf(b, "(removed: %s)\n",
+				    e->name);
+				break;
+			}
+			/* FALLTHROUGH */
+		default:
+			if ((f = hdr_format(e->name, e->value, 8192)) != NULL) {
+				evbuffer_add(b, f, strlen(f));
+				free(f);
+			}
+		}
+	}
+	n = evbuffer_get_length(b);
+	out = xmalloc(n + 1);
+	evbuffer_remove(b, out, n);
+	out[n] = '\0';
+	evbuffer_free(b);
+	/* CRLF -> LF for the terminal. */
+	for (i = n = 0; out[i]; i++)
+		if (out[i] != '\r')
+			out[n++] = out[i];
+	out[n] = '\0';
+	return out;
+}
+
+static void
+print_text(struct scan *sc, const char *hdrs)
+{
+	size_t i;
+
+	printf("envelope: client=%s helo=%s from=<%s>%s%s\n",
+	    sc->env.client_addr, sc->env.helo ? sc->env.helo : "-",
+	    sc->env.mail_from, sc->env.auth ? " auth=" : "",
+	    sc->env.auth ? sc->env.auth : "");
+	for (i = 0; i < sc->nrcpts; i++)
+		if (sc->rr[i].addr != NULL)
+			printf("rcpt: <%s> group=%s %s\n", sc->rr[i].addr,
+			    sc->rr[i].group,
+			    sc->rr[i].reply[0] ? sc->rr[i].reply
+					       : "accepted");
+	printf("evidence:\n");
+	if (sc->ev.n == 0)
+		printf("  (none)\n");
+	for (i = 0; i < sc->ev.n; i++)
+		printf("  %-24s %7.2f  %-10s %-7s %s\n", sc->ev.v[i].symbol,
+		    sc->ev.v[i].score, sc->ev.v[i].filter,
+		    stage_names[sc->ev.v[i].stage],
+		    sc->ev.v[i].detail ? sc->ev.v[i].detail : "");
+	printf("filters:");
+	for (i = 0; i < chain_size(sc->rt->chain); i++)
+		printf(" %s(%.1fms)", chain_filter_name(sc->rt->chain, i),
+		    (double)sc->run.usec[i] / 1000.0);
+	printf("\nscore: %.2f\n", sc->ev.total);
+	printf("group: %s\n",
+	    sc->group ? policy_group_name(sc->group) : "default");
+	printf("action: %s%s%s\n", policy_action_name(sc->d.action),
+	    sc->decided ? " at " : "", sc->decided ? sc->decided_at : "");
+	if (sc->d.reason[0])
+		printf("reason: %s\n", sc->d.reason);
+	if (sc->d.action == ACT_REJECT || sc->d.action == ACT_TEMPFAIL ||
+	    sc->d.action == ACT_DISCARD)
+		printf("reply: %d %s %s\n", sc->d.code, sc->d.enh, sc->d.text);
+	if (hdrs[0] != '\0')
+		printf("headers:\n%s", hdrs);
+}
+
+static void
+print_json(struct scan *sc, const char *hdrs)
+{
+	size_t i;
+
+	printf("{\"envelope\":{\"client\":");
+	json_str(stdout, sc->env.client_addr);
+	printf(",\"helo\":");
+	json_str(stdout, sc->env.helo);
+	printf(",\"from\":");
+	json_str(stdout, sc->env.mail_from);
+	printf(",\"auth\":");
+	if (sc->env.auth)
+		json_str(stdout, sc->env.auth);
+	else
+		printf("null");
+	printf("},\"recipients\":[");
+	for (i = 0; i < sc->nrcpts; i++) {
+		printf("%s{\"address\":", i ? "," : "");
+		json_str(stdout, sc->rcpts[i]);
+		printf(",\"group\":");
+		json_str(stdout, sc->rr[i].group);
+		printf(",\"accepted\":%s,\"reply\":",
+		    sc->rr[i].addr != NULL && sc->rr[i].reply[0] == '\0'
+			? "true"
+			: "false");
+		json_str(stdout, sc->rr[i].reply);
+		printf("}");
+	}
+	printf("],\"evidence\":[");
+	for (i = 0; i < sc->ev.n; i++) {
+		printf("%s{\"symbol\":", i ? "," : "");
+		json_str(stdout, sc->ev.v[i].symbol);
+		printf(",\"score\":%.4g,\"filter\":", sc->ev.v[i].score);
+		json_str(stdout, sc->ev.v[i].filter);
+		printf(",\"stage\":\"%s\",\"detail\":",
+		    stage_names[sc->ev.v[i].stage]);
+		json_str(stdout, sc->ev.v[i].detail ? sc->ev.v[i].detail : "");
+		printf("}");
+	}
+	printf("],\"filters\":[");
+	for (i = 0; i < chain_size(sc->rt->chain); i++) {
+		printf("%s{\"name\":", i ? "," : "");
+		json_str(stdout, chain_filter_name(sc->rt->chain, i));
+		printf(",\"ms\":%.3f}", (double)sc->run.usec[i] / 1000.0);
+	}
+	printf("],\"score\":%.4g,\"group\":", sc->ev.total);
+	json_str(stdout, sc->group ? policy_group_name(sc->group) : "default");
+	printf(",\"action\":\"%s\",\"stage\":\"%s\",\"reason\":",
+	    policy_action_name(sc->d.action),
+	    sc->decided ? sc->decided_at : "eom");
+	json_str(stdout, sc->d.reason);
+	printf(",\"reply\":");
+	if (sc->d.action == ACT_REJECT || sc->d.action == ACT_TEMPFAIL ||
+	    sc->d.action == ACT_DISCARD) {
+		char r[400];
+
+		snprintf(r, sizeof(r), "%d %s %s", sc->d.code, sc->d.enh,
+		    sc->d.text);
+		json_str(stdout, r);
+	} else
+		printf("null");
+	printf(",\"headers\":");
+	json_str(stdout, hdrs);
+	printf(",\"exit\":%d}\n", exit_for(sc->d.action));
+}
+
+/* ------------------------------------------------------------ main */
+
+static void
+scan_usage(void)
+{
+	fprintf(stderr,
+	    "usage: moat scan [--ip ADDR] [--helo NAME] [--from ADDR] "
+	    "--rcpt ADDR [--rcpt ADDR]... [--auth ID] [--json] [FILE|-]\n"
+	    "exit: 0 accept, 3 tempfail, 4 reject, 5 discard, 6 quarantine, "
+	    "7 add_header, 1 error, 2 usage\n");
+}
+
+static void
+scan_free(struct scan *sc)
+{
+	size_t i;
+
+	chain_run_free(&sc->run);
+	evidence_free(&sc->ev);
+	hdr_edits_free(&sc->edits);
+	for (i = 0; i < sc->nar; i++)
+		free(sc->ar[i]);
+	for (i = 0; i < sc->nfields; i++) {
+		free(sc->fields[i].name);
+		free(sc->fields[i].value);
+	}
+	free(sc->fields);
+	free(sc->seen.subject);
+	free(sc->msg);
+	free(sc->rcpts);
+	free(sc->rr);
+	free(sc->accepted);
+}
+
+int
+cmd_scan(const char *conffile, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "ip", required_argument, NULL, 'i' },
+		{ "helo", required_argument, NULL, 'h' },
+		{ "from", required_argument, NULL, 'f' },
+		{ "rcpt", required_argument, NULL, 'r' },
+		{ "auth", required_argument, NULL, 'a' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'H' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct scan	sc;
+	struct config  *cf;
+	const char     *ip = "127.0.0.1", *helo = "localhost", *from = NULL;
+	const char     *auth = NULL, *path = "-";
+	char	       *hdrs;
+	int		ch, json = 0, rc;
+	struct in_addr	a4;
+	struct in6_addr a6;
+
+	memset(&sc, 0, sizeof(sc));
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'i':
+			ip = optarg;
+			break;
+		case 'h':
+			helo = optarg;
+			break;
+		case 'f':
+			from = optarg;
+			break;
+		case 'r':
+			sc.rcpts = xrealloc(
+			    sc.rcpts, (sc.nrcpts + 1) * sizeof(char *));
+			sc.rcpts[sc.nrcpts++] = optarg;
+			break;
+		case 'a':
+			auth = optarg;
+			break;
+		case 'j':
+			json = 1;
+			break;
+		default:
+			scan_usage();
+			free(sc.rcpts);
+			return MOAT_EXIT_USAGE;
+		}
+	}
+	if (optind < argc)
+		path = argv[optind++];
+	if (optind != argc || sc.nrcpts == 0) {
+		scan_usage();
+		free(sc.rcpts);
+		return MOAT_EXIT_USAGE;
+	}
+	if (from == NULL)
+		from = "";
+	else if (*from == '<') { /* accept <a@b> as well */
+		static char f[1024];
+		const char *in = from + 1;
+
+		snprintf(f, sizeof(f), "%.*s", (int)strcspn(in, ">"), in);
+		from = f;
+	}
+	memset(&sc.ss, 0, sizeof(sc.ss));
+	if (inet_pton(AF_INET, ip, &a4) == 1) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&sc.ss;
+
+		s4->sin_family = AF_INET;
+		s4->sin_addr = a4;
+	} else if (inet_pton(AF_INET6, ip, &a6) == 1) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&sc.ss;
+
+		s6->sin6_family = AF_INET6;
+		s6->sin6_addr = a6;
+	} else {
+		fprintf(stderr, "moat: scan: --ip %s is not an address\n", ip);
+		free(sc.rcpts);
+		return MOAT_EXIT_USAGE;
+	}
+
+	if ((cf = config_load(conffile, NULL)) == NULL) {
+		free(sc.rcpts);
+		return MOAT_EXIT_FAIL;
+	}
+	if ((sc.rt = runtime_build(cf)) == NULL) {
+		config_free(cf);
+		free(sc.rcpts);
+		return MOAT_EXIT_FAIL;
+	}
+	if (read_message(&sc, path) == -1) {
+		scan_free(&sc);
+		runtime_release(sc.rt);
+		return MOAT_EXIT_FAIL;
+	}
+	if (workers_start((unsigned)LIMIT(cf, WORKER_THREADS),
+		(size_t)LIMIT(cf, WORKER_QUEUE)) == -1) {
+		fprintf(stderr, "moat: scan: cannot start worker threads\n");
+		scan_free(&sc);
+		runtime_release(sc.rt);
+		return MOAT_EXIT_FAIL;
+	}
+	sc.loop = loop_new(0, cf);
+	the_scan = &sc;
+	chain_set_lookup(scan_lookup);
+	chain_run_init(&sc.run, sc.rt->chain, sc.loop, SCAN_SID);
+	evidence_init(&sc.ev);
+	hdr_edits_init(&sc.edits);
+	sc.rr = xcalloc(sc.nrcpts, sizeof(*sc.rr));
+	sc.accepted = xcalloc(sc.nrcpts, sizeof(char *));
+	sc.env.sid = SCAN_SID;
+	sc.env.client_addr = ip;
+	sc.env.client_sa = (const struct sockaddr *)&sc.ss;
+	sc.env.helo = helo;
+	sc.env.auth = auth;
+	sc.env.mail_from = from;
+	sc.stage = FILTER_STAGE_CONNECT;
+
+	scan_next(&sc);
+	while (!sc.done && !sc.decided)
+		event_base_loop(loop_base(sc.loop), EVLOOP_ONCE);
+
+	if (!sc.decided && sc.d.action != ACT_DISCARD) {
+		policy_final(sc.rt->policy,
+		    sc.group ? sc.group
+			     : policy_group_for(sc.rt->policy, NULL, auth != NULL),
+		    &sc.ev, &sc.d);
+		if (sc.run.accepted == ~0u && sc.d.action < ACT_TEMPFAIL)
+			sc.d.action = ACT_ACCEPT;
+	}
+	if (!sc.decided && sc.d.action != ACT_REJECT &&
+	    sc.d.action != ACT_TEMPFAIL && sc.d.action != ACT_DISCARD)
+		policy_headers(cf,
+		    sc.group ? sc.group
+			     : policy_group_for(sc.rt->policy, NULL, auth != NULL),
+		    &sc.d, &sc.ev, (const char *const *)sc.ar, sc.nar,
+		    &sc.seen, &sc.edits);
+	hdrs = header_changes(&sc);
+	if (json)
+		print_json(&sc, hdrs);
+	else
+		print_text(&sc, hdrs);
+	free(hdrs);
+	rc = exit_for(sc.d.action);
+
+	scan_free(&sc);
+	workers_stop();
+	the_scan = NULL;
+	loop_free(sc.loop);
+	runtime_release(sc.rt);
+	return rc;
+}
