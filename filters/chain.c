@@ -80,8 +80,8 @@ filter_load(const struct filter_conf *fc, void **dl)
 		for (i = 0; i < nitems(builtin); i++)
 			if (strcmp(builtin[i]->name, fc->type) == 0)
 				return builtin[i];
-		config_report(fc->file, fc->line, "unknown filter \"%s\"",
-		    fc->type);
+		config_report(
+		    fc->file, fc->line, "unknown filter \"%s\"", fc->type);
 		return NULL;
 	}
 	if ((*dl = dlopen(fc->load, RTLD_NOW | RTLD_LOCAL)) == NULL) {
@@ -119,8 +119,7 @@ fail:
 
 /* Every option of the section must be one the filter knows. */
 static int
-filter_check_options(
-    const struct filter_ops *ops, const struct filter_conf *fc)
+filter_check_options(const struct filter_ops *ops, const struct filter_conf *fc)
 {
 	size_t i, k;
 	int    bad = 0;
@@ -170,10 +169,11 @@ chain_new(const struct config *cf, const struct policy *pol)
 			fi->dl = NULL;
 			continue;
 		}
-		fi->timeout_ms =
-		    fc->timeout_ms > 0 ? fc->timeout_ms : LIMIT(cf, FILTER_TIMEOUT);
+		fi->timeout_ms = fc->timeout_ms > 0 ? fc->timeout_ms
+						    : LIMIT(cf, FILTER_TIMEOUT);
 		fi->on_error = fc->on_error;
-		if (fi->ops->init != NULL && fi->ops->init(fc, &fi->ctx) == -1) {
+		if (fi->ops->init != NULL &&
+		    fi->ops->init(fc, &fi->ctx) == -1) {
 			config_report(fc->file, fc->line,
 			    "filter \"%s\": initialisation failed", fc->name);
 			if (fi->dl != NULL)
@@ -659,8 +659,7 @@ filter_work(const struct filter_token *t, void (*work)(void *),
 	j->work = work;
 	j->done = done;
 	j->arg = arg;
-	if (worker_submit(t->loop, filter_job_work, filter_job_done, j) ==
-	    -1) {
+	if (worker_submit(t->loop, filter_job_work, filter_job_done, j) == -1) {
 		free(j);
 		return -1;
 	}

@@ -106,13 +106,13 @@ struct filter_env {
 	const char	      *auth;	  /* authenticated identity, or NULL */
 	const char	      *mail_from; /* MAIL and later; "" = null sender */
 	const char	      *rcpt;	  /* RCPT: the recipient being added */
-	const char *const     *rcpts; /* DATA and later: accepted ones */
+	const char *const     *rcpts;	  /* DATA and later: accepted ones */
 	size_t		       nrcpts;
 	const char	      *hdr_name;  /* HEADER */
 	const char	      *hdr_value; /* HEADER: raw, folding kept */
 	const char	      *body;	  /* BODY */
 	size_t		       bodylen;
-	size_t		       size; /* EOM: content bytes */
+	size_t		       size;  /* EOM: content bytes */
 	const char	      *group; /* policy group, RCPT and later */
 };
 

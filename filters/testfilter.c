@@ -94,7 +94,8 @@ tf_parse_evidence(struct testfilter *tf, const struct filter_conf *fc)
 		    sscanf(v, "%15[a-z]:%63[A-Za-z0-9_]:%lf%n", st, sym, &score,
 			&n) != 3 ||
 		    stage_by_name(st) < 0) {
-			filter_conf_error(fc, "evidence: cannot parse \"%s\"", v);
+			filter_conf_error(
+			    fc, "evidence: cannot parse \"%s\"", v);
 			return -1;
 		}
 		tf->ev[tf->nev].stage = stage_by_name(st);

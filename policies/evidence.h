@@ -44,7 +44,7 @@ struct evidence *evidence_add(struct evidence_set *, const char *filter,
 /* Append copies of every entry of src. */
 void evidence_copy(struct evidence_set *dst, const struct evidence_set *src);
 /* Drop the entries from index n on (undo a recipient's evidence). */
-void evidence_truncate(struct evidence_set *, size_t n);
+void		       evidence_truncate(struct evidence_set *, size_t n);
 const struct evidence *evidence_find(
     const struct evidence_set *, const char *symbol);
 void evidence_free(struct evidence_set *);

@@ -139,9 +139,9 @@ policy_new(const struct config *cf)
 	for (i = 0; i < cf->nlists; i++) {
 		lc = &cf->lists[i];
 		snprintf(what, sizeof(what), "list \"%s\"", lc->name);
-		p->lists[i].list = list_build(lc->kind, lc->entries,
-		    lc->nentries, lc->files, lc->nfiles, cf->file, lc->line,
-		    what, &bad);
+		p->lists[i].list =
+		    list_build(lc->kind, lc->entries, lc->nentries, lc->files,
+			lc->nfiles, cf->file, lc->line, what, &bad);
 		p->lists[i].kind = lc->kind;
 		p->lists[i].name = lc->name;
 		p->lists[i].symbol = lc->symbol;
@@ -314,17 +314,18 @@ is_final(enum policy_action a)
 
 /* The reply for an action: configured (rule, then group) or default. */
 static void
-decision_reply(const struct policy_group *g, const char *rule_reply,
-    int stage, int spam, struct policy_decision *d)
+decision_reply(const struct policy_group *g, const char *rule_reply, int stage,
+    int spam, struct policy_decision *d)
 {
-	const char *conf = rule_reply != NULL ? rule_reply : g->reply[d->action];
+	const char *conf =
+	    rule_reply != NULL ? rule_reply : g->reply[d->action];
 	const char *text;
 
 	d->code = 0;
 	d->enh[0] = d->text[0] = '\0';
 	if (conf != NULL &&
-	    config_reply_parse(conf, &d->code, d->enh, sizeof(d->enh),
-		&text) == 0 &&
+	    config_reply_parse(conf, &d->code, d->enh, sizeof(d->enh), &text) ==
+		0 &&
 	    ((d->action == ACT_REJECT && d->code / 100 == 5) ||
 		(d->action == ACT_TEMPFAIL && d->code / 100 == 4))) {
 		snprintf(d->text, sizeof(d->text), "%s", text);
@@ -335,7 +336,7 @@ decision_reply(const struct policy_group *g, const char *rule_reply,
 		d->code = stage == FILTER_STAGE_CONNECT ? 554 : 550;
 		strcpy(d->enh, "5.7.1");
 		snprintf(d->text, sizeof(d->text), "%s",
-		    stage <= FILTER_STAGE_HELO	 ? "Access denied"
+		    stage <= FILTER_STAGE_HELO	     ? "Access denied"
 			: stage == FILTER_STAGE_MAIL ? "Sender address rejected"
 			: stage == FILTER_STAGE_RCPT
 			? "Recipient address rejected"
@@ -404,8 +405,8 @@ policy_final(const struct policy *p, const struct policy_group *g,
 		if (r->action == ACT_ACCEPT) {
 			/* An allow rule: forwarded as it is. */
 			d->action = ACT_ACCEPT;
-			snprintf(d->reason, sizeof(d->reason), "rule %s",
-			    r->symbol);
+			snprintf(
+			    d->reason, sizeof(d->reason), "rule %s", r->symbol);
 			decision_reply(g, NULL, FILTER_STAGE_EOM, 0, d);
 			return;
 		}
@@ -417,7 +418,8 @@ policy_final(const struct policy *p, const struct policy_group *g,
 	if (best != NULL)
 		snprintf(d->reason, sizeof(d->reason), "rule %s", best->symbol);
 	for (a = ACT_REJECT; a > ACT_NONE; a--)
-		if (g->threshold[a] != SCORE_OFF && es->total >= g->threshold[a])
+		if (g->threshold[a] != SCORE_OFF &&
+		    es->total >= g->threshold[a])
 			break;
 	if (a > (int)d->action) {
 		d->action = a;
@@ -466,8 +468,8 @@ policy_header_seen(const struct config *cf, struct policy_seen *seen,
 	if (IS("Subject") && seen->subject == NULL) {
 		/* Unfolded, bounded, leading blanks dropped. */
 		seen->subject = xmalloc(valuelen + 1);
-		for (i = 0; i < valuelen &&
-		     (value[i] == ' ' || value[i] == '\t');)
+		for (i = 0;
+		     i < valuelen && (value[i] == ' ' || value[i] == '\t');)
 			i++;
 		for (k = 0; i < valuelen && k < 998; i++)
 			if (value[i] != '\r' && value[i] != '\n')
@@ -486,8 +488,8 @@ tests_list(const struct evidence_set *es, char *buf, size_t len)
 
 	buf[0] = '\0';
 	for (i = 0; i < es->n && n < len; i++) {
-		w = snprintf(buf + n, len - n, "%s%s", n ? "," : "",
-		    es->v[i].symbol);
+		w = snprintf(
+		    buf + n, len - n, "%s%s", n ? "," : "", es->v[i].symbol);
 		if (w < 0 || (size_t)w >= len - n) {
 			buf[n] = '\0';
 			break;
@@ -534,8 +536,8 @@ policy_headers(const struct config *cf, const struct policy_group *g,
 		if (cf->spam_status_header != NULL) {
 			if (req < SCORE_OFF)
 				snprintf(status, sizeof(status),
-				    "%s, score=%.2f required=%.2f tests=%s", yes,
-				    ev->total, req, tests);
+				    "%s, score=%.2f required=%.2f tests=%s",
+				    yes, ev->total, req, tests);
 			else
 				snprintf(status, sizeof(status),
 				    "%s, score=%.2f tests=%s", yes, ev->total,

@@ -360,8 +360,8 @@ validate_list_type(cfg_t *cfg, cfg_opt_t *opt)
 
 /* "550 5.7.1 text": a 4xx/5xx code, an optional matching enhanced code. */
 int
-config_reply_parse(const char *s, int *code, char *enh, size_t enhlen,
-    const char **text)
+config_reply_parse(
+    const char *s, int *code, char *enh, size_t enhlen, const char **text)
 {
 	int  c, n = 0;
 	char e[16] = "";
@@ -373,7 +373,8 @@ config_reply_parse(const char *s, int *code, char *enh, size_t enhlen,
 	while (*s == ' ')
 		s++;
 	if ((*s == '4' || *s == '5') && s[1] == '.') {
-		if (sscanf(s, "%15[0-9.]%n", e, &n) != 1 || e[0] != '0' + c / 100)
+		if (sscanf(s, "%15[0-9.]%n", e, &n) != 1 ||
+		    e[0] != '0' + c / 100)
 			return -1;
 		s += n;
 		while (*s == ' ')
@@ -409,8 +410,7 @@ static cfg_opt_t listen_opts[] = { CFG_STR("proxy_protocol", "off", CFGF_NONE),
 
 /* Common options; the filter's own come as free-form strings. */
 static cfg_opt_t filter_opts[] = { CFG_STR("type", NULL, CFGF_NONE),
-	CFG_STR("load", NULL, CFGF_NONE),
-	CFG_STR("timeout", NULL, CFGF_NONE),
+	CFG_STR("load", NULL, CFGF_NONE), CFG_STR("timeout", NULL, CFGF_NONE),
 	CFG_STR("on_error", "tempfail", CFGF_NONE), CFG_END() };
 
 static cfg_opt_t rule_opts[] = { CFG_STR("action", "none", CFGF_NONE),
@@ -436,7 +436,8 @@ static cfg_opt_t group_opts[] = { CFG_STR_LIST("recipients", "{}", CFGF_NONE),
 	CFG_STR("subject_tag", "", CFGF_NONE),
 	CFG_STR("reject_reply", NULL, CFGF_NONE),
 	CFG_STR("tempfail_reply", NULL, CFGF_NONE),
-	CFG_SEC("rule", rule_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+	CFG_SEC(
+	    "rule", rule_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_END() };
 
 static cfg_t *
@@ -547,8 +548,8 @@ listener_add(struct config *cf, const char *spec, cfg_t *sec, const char *file)
 static char **
 strlist(cfg_t *sec, const char *name, size_t *n)
 {
-	char  **v;
-	size_t	i;
+	char **v;
+	size_t i;
 
 	*n = cfg_size(sec, name);
 	if (*n == 0)
@@ -578,8 +579,8 @@ filter_add(struct config *cf, cfg_t *sec, const char *file)
 	unsigned	    j;
 
 	if (cf->nfilters == FILTERS_MAX) {
-		config_error(file, sec->line, "more than %d filters",
-		    FILTERS_MAX);
+		config_error(
+		    file, sec->line, "more than %d filters", FILTERS_MAX);
 		return;
 	}
 	fc = &cf->filters[cf->nfilters++];
@@ -593,9 +594,9 @@ filter_add(struct config *cf, cfg_t *sec, const char *file)
 	fc->on_error = keyword(cfg_getstr(sec, "on_error"), on_error_words, 3);
 	fc->timeout_ms = 0;
 	v = cfg_getstr(sec, "timeout");
-	if (v != NULL && (limit_parse_value(UNIT_MSEC, v, &fc->timeout_ms) ==
-			     -1 ||
-			     fc->timeout_ms < 1 || fc->timeout_ms > 3600000))
+	if (v != NULL &&
+	    (limit_parse_value(UNIT_MSEC, v, &fc->timeout_ms) == -1 ||
+		fc->timeout_ms < 1 || fc->timeout_ms > 3600000))
 		config_error(file, sec->line,
 		    "filter \"%s\": timeout \"%s\" is not a duration "
 		    "(1ms to 1h)",
@@ -668,9 +669,9 @@ rules_free(struct rule_conf *r, size_t n)
 	free(r);
 }
 
-static const char *const threshold_opts[ACT_COUNT] = { NULL,
-	"add_header_score", "quarantine_score", "discard_score",
-	"tempfail_score", "reject_score", NULL };
+static const char *const threshold_opts[ACT_COUNT] = { NULL, "add_header_score",
+	"quarantine_score", "discard_score", "tempfail_score", "reject_score",
+	NULL };
 
 static void
 policy_conf_load(struct config *cf, cfg_t *cfg, const char *file)
@@ -734,8 +735,7 @@ policy_conf_load(struct config *cf, cfg_t *cfg, const char *file)
 		    strlist(sec, "recipients_file", &g->nrecipient_files);
 		g->authenticated = cfg_getbool(sec, "authenticated");
 		if (cfg_size(sec, "filters") > 0 ||
-		    (cfg_getopt(sec, "filters")->flags & CFGF_MODIFIED))
-		{
+		    (cfg_getopt(sec, "filters")->flags & CFGF_MODIFIED)) {
 			g->filters = strlist(sec, "filters", &g->nfilters);
 			if (g->filters == NULL) /* filters = {}: none */
 				g->filters = xcalloc(1, sizeof(char *));

@@ -181,18 +181,18 @@ struct config {
 	struct filter_conf	filters[FILTERS_MAX];
 	size_t			nfilters;
 	/* Policy (policies/policy.h compiles it). */
-	char		       *authserv_id;
-	int			auth_results; /* add Authentication-Results */
-	char		       *spam_status_header;
-	char		       *spam_score_header;
-	int			spam_headers_always;
-	struct rule_conf       *rules;
-	size_t			nrules;
-	struct list_conf       *lists;
-	size_t			nlists;
-	struct group_conf      *groups;
-	size_t			ngroups;
-	long			limits[LIM_COUNT];
+	char		  *authserv_id;
+	int		   auth_results; /* add Authentication-Results */
+	char		  *spam_status_header;
+	char		  *spam_score_header;
+	int		   spam_headers_always;
+	struct rule_conf  *rules;
+	size_t		   nrules;
+	struct list_conf  *lists;
+	size_t		   nlists;
+	struct group_conf *groups;
+	size_t		   ngroups;
+	long		   limits[LIM_COUNT];
 };
 
 #define LIMIT(cf, id) ((cf)->limits[LIM_##id])
@@ -220,8 +220,8 @@ void config_errors_to_log(int);
 void config_report(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* "550 5.7.1 Text" -> code, enhanced code ("" if none), text. 0 or -1. */
-int config_reply_parse(const char *, int *code, char *enh, size_t enhlen,
-    const char **text);
+int config_reply_parse(
+    const char *, int *code, char *enh, size_t enhlen, const char **text);
 /* Action keyword <-> enum; -1 if unknown. */
 int	    policy_action_parse(const char *);
 const char *policy_action_name(enum policy_action);

@@ -56,10 +56,10 @@ struct mainctx {
 	const struct config_overrides *ov;
 	const struct config	      *boot; /* restart-only settings */
 	struct loop		     **loops;
-	unsigned	     nloops;
-	struct loop	    *mainloop;
-	struct listener_set *lset;
-	int		     draining;
+	unsigned		       nloops;
+	struct loop		      *mainloop;
+	struct listener_set	      *lset;
+	int			       draining;
 };
 
 /* Settings that only a restart can change; a reload warns about them. */

@@ -43,8 +43,10 @@ runtime_build(struct config *cf)
 static void
 runtime_free(struct runtime *rt)
 {
-	log_info("event=config-retired generation=%u", rt->generation);
-	chain_log_stats(rt->chain);
+	if (rt->generation > 0) { /* it served sessions */
+		log_info("event=config-retired generation=%u", rt->generation);
+		chain_log_stats(rt->chain);
+	}
 	chain_free(rt->chain);
 	policy_free(rt->policy);
 	config_free(rt->cf);

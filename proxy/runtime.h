@@ -21,11 +21,11 @@ struct chain;
 struct policy;
 
 struct runtime {
-	atomic_uint	     refs;
-	unsigned	     generation;
-	struct config	    *cf;
-	struct policy	    *policy;
-	struct chain	    *chain;
+	atomic_uint    refs;
+	unsigned       generation;
+	struct config *cf;
+	struct policy *policy;
+	struct chain  *chain;
 };
 
 /*
@@ -36,7 +36,7 @@ struct runtime {
  */
 struct runtime *runtime_build(struct config *);
 /* Make rt the current one (takes over the caller's reference). */
-void		runtime_install(struct runtime *);
+void runtime_install(struct runtime *);
 /* The current runtime, with a reference for the caller. */
 struct runtime *runtime_current_acquire(void);
 void		runtime_release(struct runtime *);

@@ -48,7 +48,7 @@
 #define INPUT_HIGH  (128 * 1024) /* read high-water mark */
 #define OUTPUT_HIGH (64 * 1024)	 /* stop taking commands above this */
 
-static __thread int	   loop_draining;
+static __thread int loop_draining;
 
 static void session_read_cb(struct bufferevent *, void *);
 static void session_recv(evutil_socket_t, short, void *);
@@ -1022,8 +1022,8 @@ cmd_rcpt(struct session *s, const struct smtp_command *cmd)
 	 * first one is deferred (RFC 5321 §4.5.3.1.10) and the client sends
 	 * it in a transaction of its own.
 	 */
-	s->rgroup = policy_group_for(
-	    s->rt->policy, path.mailbox, s->env.auth != NULL);
+	s->rgroup =
+	    policy_group_for(s->rt->policy, path.mailbox, s->env.auth != NULL);
 	if (tx->group != NULL && s->rgroup != tx->group) {
 		log_info("event=group-split sid=%016llx rcpt_group=%s "
 			 "tx_group=%s",

@@ -280,7 +280,8 @@ void
 tx_forward(struct session *s, struct evbuffer *prefix, size_t off)
 {
 	s->waiting = 1;
-	upstream_send_message(s->up, prefix, &s->tx->spool, off, final_reply, s);
+	upstream_send_message(
+	    s->up, prefix, &s->tx->spool, off, final_reply, s);
 }
 
 /* --- content stages, run over the spooled message */

@@ -84,8 +84,8 @@ struct tx {
 	struct hdr_edits	   edits;
 	char			  *ar[AR_CLAUSES_MAX];
 	size_t			   nar;
-	struct policy_seen	   seen; /* header facts for the policy */
-	int			   allow;	  /* an allow rule fired */
+	struct policy_seen	   seen;  /* header facts for the policy */
+	int			   allow; /* an allow rule fired */
 	struct policy_decision	   decision;
 	char			   qid[64]; /* quarantine id */
 	int			   quarantining;
@@ -130,19 +130,19 @@ struct session {
 	int		 mail_waiting; /* MAIL waits for it */
 	int		 up_dirty;     /* upstream tx open: RSET first */
 	/* RCPTs pipelined to the upstream, oldest first (RFC 2920). */
-	char		 *rq[RCPT_PIPE_MAX];
-	size_t		  rq_head, rq_len;
-	int		  rq_waiting; /* resume when rq drains */
-	struct evbuffer	 *held;	      /* local replies behind rq */
-	struct tx	 *tx;
-	struct runtime	 *rt; /* configuration generation, referenced */
-	struct evidence_set sev; /* CONNECT and HELO evidence */
+	char		   *rq[RCPT_PIPE_MAX];
+	size_t		    rq_head, rq_len;
+	int		    rq_waiting; /* resume when rq drains */
+	struct evbuffer	   *held;	/* local replies behind rq */
+	struct tx	   *tx;
+	struct runtime	   *rt;	     /* configuration generation, referenced */
+	struct evidence_set sev;     /* CONNECT and HELO evidence */
 	size_t		    ev_from; /* evidence index where a stage began */
 	const struct policy_group *rgroup; /* group of the RCPT under way */
-	int		    discard_all; /* DISCARD at CONNECT/HELO */
-	struct chain_run  chain;
-	struct filter_env env;
-	char		 *rcpt_line; /* RCPT waiting for filters */
+	int			   discard_all; /* DISCARD at CONNECT/HELO */
+	struct chain_run	   chain;
+	struct filter_env	   env;
+	char			  *rcpt_line; /* RCPT waiting for filters */
 	void (*cont)(
 	    struct session *, enum filter_verdict, const struct filter_reply *);
 
@@ -179,8 +179,8 @@ void upstream_start(struct session *);
 void sp_stage_check(struct session *, enum filter_stage, enum filter_verdict *,
     struct filter_reply *);
 const struct policy_group *sp_group(struct session *);
-void sp_tx_begin(struct session *);
-void sp_tx_free(struct tx *);
+void			   sp_tx_begin(struct session *);
+void			   sp_tx_free(struct tx *);
 void sp_header_seen(struct session *, const char *name, size_t namelen,
     const char *value, size_t valuelen);
 /* End of message, the chain said CONTINUE: decide and act. */

@@ -48,8 +48,8 @@ sp_group(struct session *s)
 }
 
 void
-sp_stage_check(struct session *s, enum filter_stage st,
-    enum filter_verdict *v, struct filter_reply *fr)
+sp_stage_check(struct session *s, enum filter_stage st, enum filter_verdict *v,
+    struct filter_reply *fr)
 {
 	struct evidence_set	  *es = s->chain.sink.ev;
 	const struct policy_group *g;
@@ -69,7 +69,7 @@ sp_stage_check(struct session *s, enum filter_stage st,
 	log_info("event=policy sid=%016llx stage=%s group=%s action=%s "
 		 "reason=\"%s\"",
 	    (unsigned long long)s->sid,
-	    (const char *[]) { "connect", "helo", "mail", "rcpt", "data",
+	    (const char *[]){ "connect", "helo", "mail", "rcpt", "data",
 		"header", "eoh", "body", "eom" }[st],
 	    policy_group_name(g), policy_action_name(d.action), d.reason);
 	switch (d.action) {
@@ -129,45 +129,94 @@ void
 sp_header_seen(struct session *s, const char *name, size_t namelen,
     const char *value, size_t valuelen)
 {
-	policy_header_seen(
-	    s->cf, &s->tx->seen, name, namelen, value, valuelen);
+	policy_header_seen(s->cf, &s->tx->seen, name, namelen, value, valuelen);
 }
 
 /*
  * The new header section (wire form) and the spool offset where the
  * original continues; prefix NULL when nothing changes.
  */
+/* Apply the edits to the first hlen bytes of the spool. */
+static int
+header_prefix(
+    struct session *s, size_t hlen, struct evbuffer **prefix, size_t *off)
+{
+	struct tx  *tx = s->tx;
+	char	   *buf = xmalloc(hlen + 1);
+	size_t	    have = 0;
+	const char *p;
+	ssize_t	    n;
+
+	while (have < hlen) {
+		n = spool_span(&tx->spool, have, hlen - have, &p);
+		if (n <= 0) {
+			free(buf);
+			return -1;
+		}
+		memcpy(buf + have, p, (size_t)n);
+		have += (size_t)n;
+	}
+	*prefix = evbuffer_new();
+	if (*prefix == NULL ||
+	    hdr_edits_apply(&tx->edits, buf, hlen, *prefix) == -1) {
+		if (*prefix != NULL)
+			evbuffer_free(*prefix);
+		*prefix = NULL;
+		free(buf);
+		return -1;
+	}
+	*off = hlen;
+	free(buf);
+	return 0;
+}
+
+static void
+field_ignore(void *arg, const char *name, size_t namelen, const char *value,
+    size_t valuelen)
+{
+}
+
+/*
+ * The new header section (wire form) and the spool offset where the
+ * original continues; prefix NULL when nothing changes. The section ends
+ * where the session's parser said it ends (an empty line, or the first
+ * line that is neither a field nor a continuation, as in Postfix), so
+ * appended fields can never land below a line the MTA reads as body.
+ */
 static int
 rewrite_headers(struct session *s, struct evbuffer **prefix, size_t *off)
 {
-	struct tx  *tx = s->tx;
-	size_t	    end = tx->spool.len >= 3 ? tx->spool.len - 3 : 0;
-	size_t	    have = 0, cap = 0;
-	char	   *buf = NULL;
-	const char *p;
-	ssize_t	    n;
-	long	    hend = -1;
+	struct tx      *tx = s->tx;
+	size_t		end = tx->spool.len >= 3 ? tx->spool.len - 3 : 0;
+	size_t		have = 0, hlen = 0, k;
+	char	       *fbuf;
+	const char     *p;
+	ssize_t		n;
+	struct hdrparse hp;
 
 	*prefix = NULL;
 	*off = 0;
 	if (tx->edits.n == 0)
 		return 0;
-	while (have < end && have < HDR_REWRITE_MAX) {
+	fbuf = xmalloc((size_t)LIMIT(s->cf, MAX_HEADER_SIZE));
+	hdrparse_init(&hp, fbuf, (size_t)LIMIT(s->cf, MAX_HEADER_SIZE),
+	    (size_t)LIMIT(s->cf, MAX_HEADER_COUNT), field_ignore, NULL);
+	/* Dot-stuffing never turns a field line into a non-field one or
+	 * back, so the wire form has the same header section. */
+	while (have < end && !hp.in_body && have < HDR_REWRITE_MAX) {
 		n = spool_span(&tx->spool, have, end - have, &p);
 		if (n <= 0) {
-			free(buf);
+			free(fbuf);
 			return -1;
 		}
-		if (have + (size_t)n > cap) {
-			cap = (have + (size_t)n) * 2;
-			buf = xrealloc(buf, cap);
-		}
-		memcpy(buf + have, p, (size_t)n);
+		k = hdrparse_feed(&hp, p, (size_t)n);
+		hlen += k;
 		have += (size_t)n;
-		if ((hend = hdr_section_end(buf, have)) >= 0)
-			break;
 	}
-	if (hend < 0 && have < end) {
+	if (!hp.in_body && have >= end)
+		hlen = end; /* headers only, no body */
+	free(fbuf);
+	if (!hp.in_body && have < end) {
 		/* An enormous header section: only new fields on top. */
 		struct hdr_edits tops;
 		size_t		 i;
@@ -183,23 +232,9 @@ rewrite_headers(struct session *s, struct evbuffer **prefix, size_t *off)
 		*prefix = evbuffer_new();
 		hdr_edits_apply(&tops, "", 0, *prefix);
 		hdr_edits_free(&tops);
-		free(buf);
 		return 0;
 	}
-	if (hend < 0)
-		hend = (long)have; /* no body: all of it is header */
-	*prefix = evbuffer_new();
-	if (*prefix == NULL ||
-	    hdr_edits_apply(&tx->edits, buf, (size_t)hend, *prefix) == -1) {
-		if (*prefix != NULL)
-			evbuffer_free(*prefix);
-		*prefix = NULL;
-		free(buf);
-		return -1;
-	}
-	*off = (size_t)hend;
-	free(buf);
-	return 0;
+	return header_prefix(s, hlen, prefix, off);
 }
 
 /* ------------------------------------------------------ quarantine */
@@ -341,8 +376,8 @@ quarantine_start(struct session *s, struct evbuffer *prefix, size_t off)
 		memset(&j->spool, 0, sizeof(j->spool));
 		j->spool.fd = -1;
 		qjob_free(j);
-		session_reply(s, 451, "4.3.0",
-		    "Local resources busy, try again later");
+		session_reply(
+		    s, 451, "4.3.0", "Local resources busy, try again later");
 		tx_abandon(s, "tempfail");
 	}
 }
@@ -352,10 +387,10 @@ quarantine_start(struct session *s, struct evbuffer *prefix, size_t off)
 void
 sp_eom(struct session *s)
 {
-	struct tx		*tx = s->tx;
+	struct tx	       *tx = s->tx;
 	struct policy_decision *d = &tx->decision;
-	struct evbuffer		*prefix;
-	size_t			 off;
+	struct evbuffer	       *prefix;
+	size_t			off;
 
 	policy_final(pol(s), sp_group(s), &tx->ev, d);
 	if (tx->allow)
@@ -364,7 +399,8 @@ sp_eom(struct session *s)
 	case ACT_REJECT:
 	case ACT_TEMPFAIL:
 		session_reply(s, d->code, d->enh, "%s", d->text);
-		tx_abandon(s, d->action == ACT_REJECT ? "rejected" : "tempfail");
+		tx_abandon(
+		    s, d->action == ACT_REJECT ? "rejected" : "tempfail");
 		return;
 	case ACT_DISCARD:
 		session_reply(s, 250, "2.0.0", "Ok: discarded");

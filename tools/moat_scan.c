@@ -147,8 +147,9 @@ read_message(struct scan *sc, const char *path)
 			evbuffer_add(b, &buf[i], 1);
 		}
 		if ((total += n) > MSG_MAX) {
-			fprintf(stderr, "moat: scan: %s: larger than %ld bytes\n",
-			    path, MSG_MAX);
+			fprintf(stderr,
+			    "moat: scan: %s: larger than %ld bytes\n", path,
+			    MSG_MAX);
 			evbuffer_free(b);
 			if (f != stdin)
 				fclose(f);
@@ -205,7 +206,8 @@ set_decision(struct scan *sc, enum policy_action a, int code, const char *enh,
 
 /* A stage's outcome: the filters' verdict, then the policy's rules. */
 static void
-scan_after(struct scan *sc, enum filter_verdict v, const struct filter_reply *fr)
+scan_after(
+    struct scan *sc, enum filter_verdict v, const struct filter_reply *fr)
 {
 	const struct policy_group *g;
 	struct policy_decision	   d;
@@ -213,10 +215,11 @@ scan_after(struct scan *sc, enum filter_verdict v, const struct filter_reply *fr
 	int			   rcpt = sc->stage == FILTER_STAGE_RCPT;
 
 	if (v == FILTER_CONTINUE) {
-		g = rcpt ? sc->rgroup
-			 : (sc->group != NULL ? sc->group
-					      : policy_group_for(sc->rt->policy,
-						    NULL, sc->env.auth != NULL));
+		g = rcpt
+		    ? sc->rgroup
+		    : (sc->group != NULL ? sc->group
+					 : policy_group_for(sc->rt->policy,
+					       NULL, sc->env.auth != NULL));
 		if (policy_early(sc->rt->policy, g, &sc->ev, sc->ev_from,
 			(int)sc->stage, &d)) {
 			if (d.action == ACT_REJECT)
@@ -249,8 +252,8 @@ scan_after(struct scan *sc, enum filter_verdict v, const struct filter_reply *fr
 	if (v == FILTER_DISCARD && sc->stage != FILTER_STAGE_EOM &&
 	    sc->stage > FILTER_STAGE_HELO) {
 		/* Milter: the message is discarded, the stages go on. */
-		set_decision(sc, ACT_DISCARD, 250, "2.0.0", "Ok: discarded",
-		    "filter");
+		set_decision(
+		    sc, ACT_DISCARD, 250, "2.0.0", "Ok: discarded", "filter");
 		sc->decided = 0;
 		return;
 	}
@@ -259,8 +262,12 @@ scan_after(struct scan *sc, enum filter_verdict v, const struct filter_reply *fr
 	if (rcpt && (v == FILTER_REJECT || v == FILTER_TEMPFAIL)) {
 		snprintf(sc->rr[sc->idx].reply, sizeof(sc->rr[0].reply),
 		    "%d %s %s (%s)",
-		    fr->code ? fr->code : v == FILTER_REJECT ? 550 : 451,
-		    fr->enh[0] ? fr->enh : v == FILTER_REJECT ? "5.7.1" : "4.7.1",
+		    fr->code		     ? fr->code
+			: v == FILTER_REJECT ? 550
+					     : 451,
+		    fr->enh[0]		     ? fr->enh
+			: v == FILTER_REJECT ? "5.7.1"
+					     : "4.7.1",
 		    fr->text[0] ? fr->text : "Recipient refused", reason);
 		evidence_truncate(&sc->ev, sc->ev_from);
 		return;
@@ -274,8 +281,8 @@ scan_after(struct scan *sc, enum filter_verdict v, const struct filter_reply *fr
 		    fr->enh[0] ? fr->enh : "4.7.1",
 		    fr->text[0] ? fr->text : "Try again later", reason);
 	else if (v == FILTER_DISCARD)
-		set_decision(sc, ACT_DISCARD, 250, "2.0.0", "Ok: discarded",
-		    reason);
+		set_decision(
+		    sc, ACT_DISCARD, 250, "2.0.0", "Ok: discarded", reason);
 }
 
 static void
@@ -343,10 +350,11 @@ scan_next(struct scan *sc)
 			if (sc->rr[sc->idx].reply[0] == '\0') {
 				if (sc->group == NULL)
 					sc->group = sc->rgroup;
-				sc->accepted[sc->naccepted++] = sc->rcpts[sc->idx];
+				sc->accepted[sc->naccepted++] =
+				    sc->rcpts[sc->idx];
 			}
 			sc->idx++;
-		rcpt:
+rcpt:
 			while (sc->idx < sc->nrcpts) {
 				sc->rgroup = policy_group_for(sc->rt->policy,
 				    sc->rcpts[sc->idx], sc->env.auth != NULL);
@@ -495,8 +503,8 @@ header_changes(struct scan *sc)
 			break;
 		case HDR_CHANGE:
 			if (e->value == NULL) {
-				evbuffer_add_printf(b, "(removed: %s)\n",
-				    e->name);
+				evbuffer_add_printf(
+				    b, "(removed: %s)\n", e->name);
 				break;
 			}
 			/* FALLTHROUGH */
@@ -533,8 +541,7 @@ print_text(struct scan *sc, const char *hdrs)
 		if (sc->rr[i].addr != NULL)
 			printf("rcpt: <%s> group=%s %s\n", sc->rr[i].addr,
 			    sc->rr[i].group,
-			    sc->rr[i].reply[0] ? sc->rr[i].reply
-					       : "accepted");
+			    sc->rr[i].reply[0] ? sc->rr[i].reply : "accepted");
 	printf("evidence:\n");
 	if (sc->ev.n == 0)
 		printf("  (none)\n");
@@ -790,8 +797,9 @@ cmd_scan(const char *conffile, int argc, char **argv)
 
 	if (!sc.decided && sc.d.action != ACT_DISCARD) {
 		policy_final(sc.rt->policy,
-		    sc.group ? sc.group
-			     : policy_group_for(sc.rt->policy, NULL, auth != NULL),
+		    sc.group
+			? sc.group
+			: policy_group_for(sc.rt->policy, NULL, auth != NULL),
 		    &sc.ev, &sc.d);
 		if (sc.run.accepted == ~0u && sc.d.action < ACT_TEMPFAIL)
 			sc.d.action = ACT_ACCEPT;
@@ -799,10 +807,11 @@ cmd_scan(const char *conffile, int argc, char **argv)
 	if (!sc.decided && sc.d.action != ACT_REJECT &&
 	    sc.d.action != ACT_TEMPFAIL && sc.d.action != ACT_DISCARD)
 		policy_headers(cf,
-		    sc.group ? sc.group
-			     : policy_group_for(sc.rt->policy, NULL, auth != NULL),
-		    &sc.d, &sc.ev, (const char *const *)sc.ar, sc.nar,
-		    &sc.seen, &sc.edits);
+		    sc.group
+			? sc.group
+			: policy_group_for(sc.rt->policy, NULL, auth != NULL),
+		    &sc.d, &sc.ev, (const char *const *)sc.ar, sc.nar, &sc.seen,
+		    &sc.edits);
 	hdrs = header_changes(&sc);
 	if (json)
 		print_json(&sc, hdrs);

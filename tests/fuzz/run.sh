@@ -10,7 +10,8 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 out="$top/tests/fuzz/out"
 mkdir -p "$out"
 srcs="$top/proxy/smtp_parse.c $top/proxy/dataframe.c $top/proxy/headers.c
-  $top/proxy/reply.c $top/proxy/proxyproto.c $top/proxy/escape.c"
+  $top/proxy/reply.c $top/proxy/proxyproto.c $top/proxy/escape.c
+  $top/proxy/hdredit.c $top/policies/lists.c $top/proxy/util.c $top/proxy/log.c"
 passed=0
 failed=0
 for f in "$top"/tests/fuzz/fuzz_*.c; do
@@ -19,7 +20,8 @@ for f in "$top"/tests/fuzz/fuzz_*.c; do
 	bin="$out/$name"
 	if ! clang -g -O1 -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined -D_GNU_SOURCE -D_DEFAULT_SOURCE \
-	    -I"$top/proxy" "$f" $srcs -o "$bin" 2>"$out/$name.build.log"; then
+	    -I"$top/proxy" -I"$top/policies" "$f" $srcs -levent_core \
+	    -o "$bin" 2>"$out/$name.build.log"; then
 		echo "not ok - $name: build failed"
 		cat "$out/$name.build.log" | head -20
 		failed=$((failed + 1))
