@@ -466,12 +466,13 @@ policy_header_seen(const struct config *cf, struct policy_seen *seen,
 	if (IS(cf->spam_status_header) || IS(cf->spam_score_header))
 		seen->spam_hdr = 1;
 	if (IS("Subject") && seen->subject == NULL) {
-		/* Unfolded, bounded, leading blanks dropped. */
+		/* Unfolded (bounded by max_header_size), leading blanks
+		 * dropped; hdr_format folds it again. */
 		seen->subject = xmalloc(valuelen + 1);
 		for (i = 0;
 		     i < valuelen && (value[i] == ' ' || value[i] == '\t');)
 			i++;
-		for (k = 0; i < valuelen && k < 998; i++)
+		for (k = 0; i < valuelen; i++)
 			if (value[i] != '\r' && value[i] != '\n')
 				seen->subject[k++] = value[i];
 		seen->subject[k] = '\0';

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "escape.h"
 #include "log.h"
 #include "util.h"
 
@@ -111,16 +112,17 @@ config_errors_to_log(int on)
 static void
 config_verror(const char *file, int line, const char *fmt, va_list ap)
 {
-	char msg[1024];
+	char msg[1024], esc[2048];
 
 	config_errors++;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	if (errors_to_log) {
+		log_escape(msg, strlen(msg), esc, sizeof(esc));
 		if (file != NULL)
 			log_err("event=config-error file=%s line=%d msg=\"%s\"",
-			    file, line, msg);
+			    file, line, esc);
 		else
-			log_err("event=config-error msg=\"%s\"", msg);
+			log_err("event=config-error msg=\"%s\"", esc);
 		return;
 	}
 	fprintf(stderr, "moatd: ");

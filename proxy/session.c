@@ -448,6 +448,7 @@ helo_cont(
 	if (v != FILTER_CONTINUE) {
 		free(s->helo);
 		s->helo = NULL;
+		evidence_truncate(&s->sev, s->sev_connect);
 		session_filter_reply(
 		    s, v, fr, 550, "5.7.1", "HELO/EHLO refused");
 		return;
@@ -502,6 +503,12 @@ cmd_helo(struct session *s, const struct smtp_command *cmd)
 	free(s->helo);
 	s->helo = xstrdup(cmd->args);
 	s->esmtp = ehlo;
+	/* A new HELO replaces what the previous one brought. */
+	if (!s->helo_evidence_mark) {
+		s->helo_evidence_mark = 1;
+		s->sev_connect = s->sev.n;
+	} else
+		evidence_truncate(&s->sev, s->sev_connect);
 	session_filter(s, FILTER_STAGE_HELO, helo_cont);
 }
 
