@@ -97,12 +97,17 @@ filter_load(const struct filter_conf *fc, void **dl)
 		goto fail;
 	}
 	ops = entry(FILTER_ABI_VERSION);
-	if (ops == NULL || ops->abi != FILTER_ABI_VERSION) {
+	if (ops == NULL) {
+		config_report(fc->file, fc->line,
+		    "filter \"%s\": %s: moat_filter() refused filter ABI %u",
+		    fc->name, fc->load, FILTER_ABI_VERSION);
+		goto fail;
+	}
+	if (ops->abi != FILTER_ABI_VERSION) {
 		config_report(fc->file, fc->line,
 		    "filter \"%s\": %s was built for filter ABI %u, moatd has "
 		    "%u",
-		    fc->name, fc->load, ops != NULL ? ops->abi : 0,
-		    FILTER_ABI_VERSION);
+		    fc->name, fc->load, ops->abi, FILTER_ABI_VERSION);
 		goto fail;
 	}
 	if (ops->name == NULL || ops->stage == NULL) {

@@ -180,7 +180,8 @@ int filter_evidence(const struct filter_token *, const char *symbol,
 
 /*
  * A method clause for Authentication-Results (RFC 8601), for example
- * "spf=pass smtp.mailfrom=example.org". Any stage; written at EOM.
+ * "spf=pass smtp.mailfrom=example.org". MAIL and later (a transaction must
+ * exist: a CONNECT/HELO result is reported at MAIL); written at EOM.
  */
 int filter_auth_result(const struct filter_token *, const char *clause);
 

@@ -9,6 +9,7 @@
  * Exit statuses: 0 ok, 1 the operation failed, 2 usage (moat scan has its
  * own above 2, see moat(1)). Single-threaded.
  */
+#include <event2/thread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -83,6 +84,11 @@ main(int argc, char **argv)
 
 	log_init(LOG_TARGET_STDERR, 0);
 	log_set_max_prio(LOG_WARNING);
+	/* Worker threads wake the scan's event loop (loop_post). */
+	if (evthread_use_pthreads() == -1) {
+		fprintf(stderr, "moat: evthread_use_pthreads failed\n");
+		return MOAT_EXIT_FAIL;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	/* '+': options end at the command; its own come after it. */
 	while ((ch = getopt(argc, argv, "+c:h")) != -1) {

@@ -92,6 +92,7 @@ struct scan {
 
 	/* The outcome. */
 	int		       decided; /* before the end */
+	int		       allow;	/* an accept rule fired */
 	char		       decided_at[16];
 	char		       decided_by[40];
 	struct policy_decision d;
@@ -231,8 +232,10 @@ scan_after(
 				    "Ok: discarded", d.reason);
 				sc->decided = 0;
 				return;
-			} else if (d.action == ACT_ACCEPT)
+			} else if (d.action == ACT_ACCEPT) {
 				sc->run.accepted = ~0u;
+				sc->allow = 1;
+			}
 			if (v != FILTER_CONTINUE) {
 				if (rcpt) {
 					snprintf(sc->rr[sc->idx].reply,
@@ -801,7 +804,7 @@ cmd_scan(const char *conffile, int argc, char **argv)
 			? sc.group
 			: policy_group_for(sc.rt->policy, NULL, auth != NULL),
 		    &sc.ev, &sc.d);
-		if (sc.run.accepted == ~0u && sc.d.action < ACT_TEMPFAIL)
+		if (sc.allow) /* as moatd's sp_eom */
 			sc.d.action = ACT_ACCEPT;
 	}
 	if (!sc.decided && sc.d.action != ACT_REJECT &&

@@ -233,17 +233,19 @@ test_order(void)
 	enum filter_verdict    v;
 	const struct evidence *e;
 
-	if (!ok(h_open(&h, "list \"vip\" { type = \"sender\" entries = "
-			   "{\"vip@example.net\"} symbol = \"VIP_SENDER\" "
-			   "score = -1 }\n"
-			   "filter \"a\" { type = \"test\" evidence = "
-			   "\"mail:SYM_A:1,rcpt:A_RCPT:0.5\" }\n"
-			   "filter \"b\" { type = \"test\" evidence = "
-			   "\"mail:SYM_B:2\" }\n") == 0,
+	if (!ok(h_open(&h,
+		    "list \"vip\" { type = \"sender\" entries = "
+		    "{\"vip@example.net\"} symbol = \"VIP_SENDER\" "
+		    "score = -1 }\n"
+		    "filter \"a\" { type = \"test\" evidence = "
+		    "\"mail:SYM_A:1,rcpt:A_RCPT:0.5\" }\n"
+		    "filter \"b\" { type = \"test\" evidence = "
+		    "\"mail:SYM_B:2\" }\n") == 0,
 		"order: configuration builds"))
 		return;
 	is_int(chain_size(h.rt->chain), 3, "order: lists + two filters");
-	is_str(chain_filter_name(h.rt->chain, 0), "lists", "order: lists first");
+	is_str(
+	    chain_filter_name(h.rt->chain, 0), "lists", "order: lists first");
 	is_str(chain_filter_name(h.rt->chain, 1), "a", "order: a second");
 	is_str(chain_filter_name(h.rt->chain, 2), "b", "order: b third");
 	is_int(chain_find(h.rt->chain, "b"), 2, "order: chain_find");
@@ -284,8 +286,9 @@ test_order(void)
 	h_close(&h);
 
 	/* A chain of the lists filter only wants the envelope stages. */
-	if (!ok(h_open(&h, "list \"c\" { type = \"client\" entries = "
-			   "{\"192.0.2.0/24\"} }\n") == 0,
+	if (!ok(h_open(&h,
+		    "list \"c\" { type = \"client\" entries = "
+		    "{\"192.0.2.0/24\"} }\n") == 0,
 		"order: lists-only configuration builds"))
 		return;
 	ok(chain_wants(h.rt->chain, FILTER_STAGE_CONNECT) &&
@@ -331,13 +334,13 @@ test_verdicts(void)
 {
 	struct h h;
 
-	if (!ok(h_open(&h, "filter \"a\" { type = \"test\" reject_rcpt = "
-			   "\"bad@example.com\" tempfail_stage = \"helo\" "
-			   "reject_stage = \"eoh\" evidence = \"eoh:A_EOH:1\" "
-			   "}\n"
-			   "filter \"b\" { type = \"test\" evidence = "
-			   "\"rcpt:B_RCPT:1,helo:B_HELO:1,eoh:B_EOH:1\" }\n") ==
-		0,
+	if (!ok(h_open(&h,
+		    "filter \"a\" { type = \"test\" reject_rcpt = "
+		    "\"bad@example.com\" tempfail_stage = \"helo\" "
+		    "reject_stage = \"eoh\" evidence = \"eoh:A_EOH:1\" "
+		    "}\n"
+		    "filter \"b\" { type = \"test\" evidence = "
+		    "\"rcpt:B_RCPT:1,helo:B_HELO:1,eoh:B_EOH:1\" }\n") == 0,
 		"verdicts: configuration builds"))
 		return;
 	h.env.rcpt = "BAD@example.com";
@@ -375,11 +378,12 @@ test_async(void)
 	struct h h;
 	uint64_t t0;
 
-	if (!ok(h_open(&h, "filter \"d\" { type = \"test\" delay_stage = "
-			   "\"rcpt\" delay_ms = 30 evidence = "
-			   "\"rcpt:D_RCPT:1\" }\n"
-			   "filter \"e\" { type = \"test\" evidence = "
-			   "\"rcpt:E_RCPT:1,mail:E_MAIL:1\" }\n") == 0,
+	if (!ok(h_open(&h,
+		    "filter \"d\" { type = \"test\" delay_stage = "
+		    "\"rcpt\" delay_ms = 30 evidence = "
+		    "\"rcpt:D_RCPT:1\" }\n"
+		    "filter \"e\" { type = \"test\" evidence = "
+		    "\"rcpt:E_RCPT:1,mail:E_MAIL:1\" }\n") == 0,
 		"async: configuration builds"))
 		return;
 	is_int(stage(&h, FILTER_STAGE_MAIL), FILTER_CONTINUE,
@@ -436,7 +440,8 @@ test_timeout(void)
 		    "timeout/%s: after the timeout, before the delay", oe[i]);
 		switch (i) {
 		case 0:
-			is_int(h.v, FILTER_TEMPFAIL, "timeout/tempfail: TEMPFAIL");
+			is_int(
+			    h.v, FILTER_TEMPFAIL, "timeout/tempfail: TEMPFAIL");
 			ok(h.reply.code == 451 &&
 				strcmp(h.reply.enh, "4.3.0") == 0,
 			    "timeout/tempfail: 451 4.3.0");
@@ -449,7 +454,8 @@ test_timeout(void)
 			    "timeout/tempfail: next filter not run");
 			break;
 		case 1:
-			is_int(h.v, FILTER_CONTINUE, "timeout/continue: CONTINUE");
+			is_int(
+			    h.v, FILTER_CONTINUE, "timeout/continue: CONTINUE");
 			e = evidence_find(&h.ev, "FILTER_ERROR");
 			ok(e != NULL && strcmp(e->filter, "slow") == 0 &&
 				e->score == 0,
@@ -485,10 +491,10 @@ test_error(void)
 	static const char *const oe[] = { "tempfail", "continue", "reject" };
 	static const enum filter_verdict want[] = { FILTER_TEMPFAIL,
 		FILTER_CONTINUE, FILTER_REJECT };
-	static const int code[] = { 451, 0, 550 };
-	char		 conf[512];
-	struct h	 h;
-	int		 i;
+	static const int		 code[] = { 451, 0, 550 };
+	char				 conf[512];
+	struct h			 h;
+	int				 i;
 
 	for (i = 0; i < 3; i++) {
 		snprintf(conf, sizeof(conf),
@@ -501,7 +507,8 @@ test_error(void)
 			continue;
 		is_int(stage(&h, FILTER_STAGE_HELO), want[i],
 		    "error/%s: verdict", oe[i]);
-		is_int(h.run.reply.code, code[i], "error/%s: reply code", oe[i]);
+		is_int(
+		    h.run.reply.code, code[i], "error/%s: reply code", oe[i]);
 		is_int(h.ndone, 0, "error/%s: synchronous", oe[i]);
 		if (i == 1) {
 			const struct evidence *e =
@@ -515,8 +522,8 @@ test_error(void)
 		} else {
 			ok(strstr(h.run.reply.text, "bad") != NULL,
 			    "error/%s: reply names the filter", oe[i]);
-			ok(!has_ev(&h, "NEXT_HELO"),
-			    "error/%s: next not run", oe[i]);
+			ok(!has_ev(&h, "NEXT_HELO"), "error/%s: next not run",
+			    oe[i]);
 		}
 		h_close(&h);
 	}
@@ -525,14 +532,14 @@ test_error(void)
 /* --------------------------------------- chain: cancel, late completion */
 
 struct wresult {
-	int	       nwork, ndone;
-	int	       work_on_worker, done_on_main;
-	int	       evidence_rc, header_rc;
-	int	       cancelled;
+	int		    nwork, ndone;
+	int		    work_on_worker, done_on_main;
+	int		    evidence_rc, header_rc;
+	int		    cancelled;
 	enum filter_verdict verdict;
 };
 
-static struct wresult wr;
+static struct wresult  wr;
 static pthread_mutex_t wmtx = PTHREAD_MUTEX_INITIALIZER;
 
 struct wjob {
@@ -561,8 +568,7 @@ wjob_done(const struct filter_token *t, void *arg)
 
 	wr.ndone++;
 	wr.done_on_main = pthread_equal(pthread_self(), main_thread);
-	wr.evidence_rc =
-	    filter_evidence(t, "WORK_SUM", 0.25, "sum %u", j->sum);
+	wr.evidence_rc = filter_evidence(t, "WORK_SUM", 0.25, "sum %u", j->sum);
 	wr.header_rc = filter_header_add(t, "X-Work", "done");
 	if (j->complete)
 		filter_complete(t, wr.verdict, NULL);
@@ -576,9 +582,10 @@ test_cancel(void)
 	struct filter_token tok;
 	struct filter_reply fr;
 
-	if (!ok(h_open(&h, "filter \"d\" { type = \"test\" timeout = 150ms "
-			   "delay_stage = \"data\" delay_ms = 60 evidence = "
-			   "\"data:D_DATA:1\" }\n") == 0,
+	if (!ok(h_open(&h,
+		    "filter \"d\" { type = \"test\" timeout = 150ms "
+		    "delay_stage = \"data\" delay_ms = 60 evidence = "
+		    "\"data:D_DATA:1\" }\n") == 0,
 		"cancel: configuration builds"))
 		return;
 	is_int(stage(&h, FILTER_STAGE_DATA), FILTER_PENDING,
@@ -634,13 +641,14 @@ test_work(void)
 	struct filter_token tok;
 	struct wjob	   *j;
 
-	if (!ok(h_open(&h, "filter \"w\" { type = \"test\" timeout = 5s "
-			   "delay_stage = \"data\" delay_ms = 400 }\n") == 0,
+	if (!ok(h_open(&h,
+		    "filter \"w\" { type = \"test\" timeout = 5s "
+		    "delay_stage = \"data\" delay_ms = 400 }\n") == 0,
 		"work: configuration builds"))
 		return;
 	/* Before the pool runs: -1, and arg still ours. */
-	is_int(stage(&h, FILTER_STAGE_DATA), FILTER_PENDING,
-	    "work: DATA pending");
+	is_int(
+	    stage(&h, FILTER_STAGE_DATA), FILTER_PENDING, "work: DATA pending");
 	tok = token_of(&h);
 	j = xcalloc(1, sizeof(*j));
 	is_int(filter_work(&tok, wjob_work, wjob_done, j), -1,
@@ -660,8 +668,8 @@ test_work(void)
 	wr.verdict = FILTER_TEMPFAIL;
 	j = xcalloc(1, sizeof(*j));
 	j->complete = 1;
-	is_int(filter_work(&tok, wjob_work, wjob_done, j), 0,
-	    "work: submitted");
+	is_int(
+	    filter_work(&tok, wjob_work, wjob_done, j), 0, "work: submitted");
 	ok(run_until(&h.ndone, 2000), "work: done called");
 	is_int(wr.nwork, 1, "work: work ran once");
 	ok(wr.work_on_worker, "work: work on a worker thread");
@@ -669,8 +677,8 @@ test_work(void)
 	is_int(wr.evidence_rc, 0, "work: evidence from done accepted");
 	is_int(wr.header_rc, -1, "work: header change outside EOM refused");
 	ok(evidence_find(&h.ev, "WORK_SUM") != NULL &&
-		strcmp(evidence_find(&h.ev, "WORK_SUM")->detail, "sum 499500") ==
-		    0,
+		strcmp(evidence_find(&h.ev, "WORK_SUM")->detail,
+		    "sum 499500") == 0,
 	    "work: evidence detail from the job");
 	ok(evidence_find(&h.ev, "WORK_SUM") != NULL &&
 		strcmp(evidence_find(&h.ev, "WORK_SUM")->filter, "w") == 0,
@@ -764,18 +772,19 @@ test_mask(void)
 	const struct policy_group *g;
 	int			   a, b;
 
-	if (!ok(h_open(&h, "list \"l\" { type = \"client\" entries = "
-			   "{\"203.0.113.1\"} }\n"
-			   "filter \"a\" { type = \"test\" evidence = "
-			   "\"mail:A_MAIL:1,rcpt:A_RCPT:1,eom:A_EOM:1\" }\n"
-			   "filter \"b\" { type = \"test\" evidence = "
-			   "\"mail:B_MAIL:1,rcpt:B_RCPT:1,eom:B_EOM:1\" }\n"
-			   "group \"onlyb\" { recipients = {\"b@example.com\"} "
-			   "filters = {\"b\"} }\n"
-			   "group \"lb\" { recipients = {\"lb@example.com\"} "
-			   "filters = {\"lists\", \"b\"} }\n"
-			   "group \"none\" { recipients = {\"n@example.com\"} "
-			   "filters = {} }\n") == 0,
+	if (!ok(h_open(&h,
+		    "list \"l\" { type = \"client\" entries = "
+		    "{\"203.0.113.1\"} }\n"
+		    "filter \"a\" { type = \"test\" evidence = "
+		    "\"mail:A_MAIL:1,rcpt:A_RCPT:1,eom:A_EOM:1\" }\n"
+		    "filter \"b\" { type = \"test\" evidence = "
+		    "\"mail:B_MAIL:1,rcpt:B_RCPT:1,eom:B_EOM:1\" }\n"
+		    "group \"onlyb\" { recipients = {\"b@example.com\"} "
+		    "filters = {\"b\"} }\n"
+		    "group \"lb\" { recipients = {\"lb@example.com\"} "
+		    "filters = {\"lists\", \"b\"} }\n"
+		    "group \"none\" { recipients = {\"n@example.com\"} "
+		    "filters = {} }\n") == 0,
 		"mask: configuration builds"))
 		return;
 	a = chain_find(h.rt->chain, "a");
@@ -784,8 +793,8 @@ test_mask(void)
 	is_str(policy_group_name(g), "onlyb", "mask: group found");
 	is_int(policy_group_mask(g), 1u << b, "mask: only b");
 	g = policy_group_for(h.rt->policy, "lb@example.com", 0);
-	is_int(policy_group_mask(g), (1u << 0) | (1u << b),
-	    "mask: lists and b");
+	is_int(
+	    policy_group_mask(g), (1u << 0) | (1u << b), "mask: lists and b");
 	g = policy_group_for(h.rt->policy, "n@example.com", 0);
 	is_int(policy_group_mask(g), 0, "mask: filters = {} runs none");
 	g = policy_group_for(h.rt->policy, "x@example.com", 0);
@@ -796,8 +805,7 @@ test_mask(void)
 	ok(has_ev(&h, "A_MAIL") && has_ev(&h, "B_MAIL"),
 	    "mask: MAIL runs every filter");
 	stage(&h, FILTER_STAGE_RCPT);
-	ok(!has_ev(&h, "A_RCPT") && has_ev(&h, "B_RCPT"),
-	    "mask: RCPT skips a");
+	ok(!has_ev(&h, "A_RCPT") && has_ev(&h, "B_RCPT"), "mask: RCPT skips a");
 	stage(&h, FILTER_STAGE_EOM);
 	ok(!has_ev(&h, "A_EOM") && has_ev(&h, "B_EOM"), "mask: EOM skips a");
 	chain_run_reset(&h.run);
@@ -817,11 +825,12 @@ test_services(void)
 	struct h	    h;
 	struct filter_token tok, bad;
 
-	if (!ok(h_open(&h, "filter \"d\" { type = \"test\" delay_stage = "
-			   "\"eom\" delay_ms = 40 }\n"
-			   "filter \"h\" { type = \"test\" add_header = "
-			   "\"X-Test: hello\" delay_stage = \"rcpt\" "
-			   "delay_ms = 40 }\n") == 0,
+	if (!ok(h_open(&h,
+		    "filter \"d\" { type = \"test\" delay_stage = "
+		    "\"eom\" delay_ms = 40 }\n"
+		    "filter \"h\" { type = \"test\" add_header = "
+		    "\"X-Test: hello\" delay_stage = \"rcpt\" "
+		    "delay_ms = 40 }\n") == 0,
 		"services: configuration builds"))
 		return;
 	/* Outside any call. */
@@ -855,8 +864,8 @@ test_services(void)
 	    "services: header append outside EOM refused");
 	is_int(filter_header_change(&tok, "Subject", 1, "x"), -1,
 	    "services: header change outside EOM refused");
-	is_int(filter_auth_result(&tok, "spf=pass smtp.mailfrom=a.example"),
-	    0, "services: A-R clause at RCPT accepted");
+	is_int(filter_auth_result(&tok, "spf=pass smtp.mailfrom=a.example"), 0,
+	    "services: A-R clause at RCPT accepted");
 	is_int(h.nar, 1, "services: clause stored");
 	is_int(h.edits.n, 0, "services: no edit recorded before EOM");
 	is_str(evidence_find(&h.ev, "PENDING_RCPT")->detail, "x-7",
@@ -882,8 +891,7 @@ test_services(void)
 			strcmp(h.edits.v[0].name, "X-Added") == 0,
 		    "services: add recorded");
 		ok(h.edits.v[1].op == HDR_APPEND, "services: append recorded");
-		ok(h.edits.v[2].op == HDR_CHANGE &&
-			h.edits.v[2].value == NULL,
+		ok(h.edits.v[2].op == HDR_CHANGE && h.edits.v[2].value == NULL,
 		    "services: delete recorded");
 		ok(strcmp(h.edits.v[3].name, "X-Test") == 0 &&
 			strstr(h.edits.v[3].value, "hello") != NULL,
@@ -945,8 +953,8 @@ ev_fill(struct evidence_set *es, ...)
 	evidence_free(es);
 	va_start(ap, es);
 	while ((s = va_arg(ap, const char *)) != NULL)
-		evidence_add(es, "t", s, va_arg(ap, double), NULL,
-		    FILTER_STAGE_EOM);
+		evidence_add(
+		    es, "t", s, va_arg(ap, double), NULL, FILTER_STAGE_EOM);
 	va_end(ap);
 }
 
@@ -972,8 +980,8 @@ test_groups(void)
 	    "group: authenticated groups first");
 	is_str(gname("anyone@anywhere.example", 1), "outbound",
 	    "group: authenticated without recipients matches all");
-	is_str(gname(NULL, 1), "outbound",
-	    "group: authenticated, no recipient");
+	is_str(
+	    gname(NULL, 1), "outbound", "group: authenticated, no recipient");
 
 	/* Thresholds: own, else "default"'s, else built-in. */
 	ok(policy_group_required(grp("sales@example.com", 0)) == 5,
@@ -1098,7 +1106,8 @@ test_final(void)
 		is_int(d.action, ACT_NONE, "final: built-in: 5.9 none");
 		ev_fill(&es, "X", 6.0, NULL);
 		policy_final(brt->policy, g, &es, &d);
-		is_int(d.action, ACT_ADD_HEADER, "final: built-in: 6 add_header");
+		is_int(
+		    d.action, ACT_ADD_HEADER, "final: built-in: 6 add_header");
 		ev_fill(&es, "X", 15.0, NULL);
 		policy_final(brt->policy, g, &es, &d);
 		is_int(d.action, ACT_REJECT, "final: built-in: 15 reject");
@@ -1225,9 +1234,8 @@ test_headers(void)
 	struct evidence_set	   es;
 	struct hdr_edits	   e;
 	const struct hdr_edit	  *x;
-	const char		  *ar[] = { "spf=pass smtp.mailfrom=a.example",
-			 "dkim=none" };
-	struct runtime		  *rt2;
+	const char *ar[] = { "spf=pass smtp.mailfrom=a.example", "dkim=none" };
+	struct runtime *rt2;
 
 	evidence_init(&es);
 	ev_fill(&es, "SPAMMY", 6.5, "OTHER", 0.0, NULL);
@@ -1405,11 +1413,11 @@ test_seen(void)
 static void
 test_evidence(void)
 {
-	struct evidence_set    es, dst;
-	struct evidence	      *e;
-	char		       big[400];
-	size_t		       i;
-	double		       sum;
+	struct evidence_set es, dst;
+	struct evidence	   *e;
+	char		    big[400];
+	size_t		    i;
+	double		    sum;
 
 	evidence_init(&es);
 	e = evidence_add(&es, "my filter", "a b/c", 1.5, "x\ty\nz\x7f!", 2);
