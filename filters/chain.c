@@ -36,6 +36,12 @@
 static const char *const stage_names[FILTER_STAGE_COUNT] = { "connect", "helo",
 	"mail", "rcpt", "data", "header", "eoh", "body", "eom" };
 
+const char *
+filter_stage_name(enum filter_stage st)
+{
+	return (unsigned)st < FILTER_STAGE_COUNT ? stage_names[st] : "?";
+}
+
 static const char *const on_error_names[] = { "tempfail", "continue",
 	"reject" };
 
@@ -301,7 +307,8 @@ call_time(struct chain_run *r, struct filter_inst *fi)
 static enum filter_verdict
 filter_failed(struct chain_run *r, struct filter_inst *fi, const char *why)
 {
-	atomic_fetch_add(&fi->errors, 1);
+	atomic_fetch_add(
+	    strcmp(why, "timeout") == 0 ? &fi->timeouts : &fi->errors, 1);
 	log_warn("event=filter-%s sid=%016llx filter=%s stage=%s "
 		 "on_error=%s",
 	    strcmp(why, "timeout") == 0 ? "timeout" : "error",
@@ -493,11 +500,8 @@ chain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	if (fi->ops->cancel != NULL)
 		fi->ops->cancel(fi->ctx, r->cookie);
 	r->call++; /* a completion after this is late */
-	atomic_fetch_add(&fi->timeouts, 1);
 	call_time(r, fi);
 	v = filter_failed(r, fi, "timeout");
-	/* filter_failed counted an error too; a timeout is its own count. */
-	atomic_fetch_sub(&fi->errors, 1);
 	r->pending = 0;
 	r->cookie = NULL;
 	r->next++;
@@ -598,7 +602,9 @@ edits_of(const struct filter_token *t)
 {
 	struct chain_run *r = run_of(t);
 
-	if (r == NULL || r->stage != FILTER_STAGE_EOM)
+	if (r == NULL || r->stage != FILTER_STAGE_EOM ||
+	    r->sink.edits == NULL ||
+	    r->sink.edits->n >= FILTER_HEADER_EDITS_MAX)
 		return NULL;
 	return r->sink.edits;
 }

@@ -189,8 +189,10 @@ int filter_auth_result(const struct filter_token *, const char *clause);
  * Header changes, EOM only (-1 otherwise or if the name is invalid).
  * add: a new field at the top; append: at the end of the header;
  * change: the index-th (1-based) field of that name, value NULL deletes.
- * Values are sanitised and folded by moat.
+ * Values are sanitised and folded by moat. At most
+ * FILTER_HEADER_EDITS_MAX changes per message (all filters together).
  */
+#define FILTER_HEADER_EDITS_MAX 256
 int filter_header_add(
     const struct filter_token *, const char *name, const char *value);
 int filter_header_append(

@@ -25,9 +25,6 @@
 #include "loop.h"
 #include "util.h"
 
-static const char *const names[FILTER_STAGE_COUNT] = { "connect", "helo",
-	"mail", "rcpt", "data", "header", "eoh", "body", "eom" };
-
 struct tf_evidence {
 	int    stage;
 	char   symbol[64];
@@ -64,7 +61,7 @@ stage_by_name(const char *s)
 	if (s == NULL || *s == '\0')
 		return -1;
 	for (i = 0; i < FILTER_STAGE_COUNT; i++)
-		if (strcmp(s, names[i]) == 0)
+		if (strcmp(s, filter_stage_name(i)) == 0)
 			return i;
 	return -2;
 }
@@ -196,7 +193,7 @@ tf_stage(void *ctx, struct filter_call *call, struct filter_reply *reply)
 		if (tf->ev[i].stage == (int)call->stage)
 			filter_evidence(&call->token, tf->ev[i].symbol,
 			    tf->ev[i].score, "test filter at %s",
-			    names[call->stage]);
+			    filter_stage_name(call->stage));
 	if (tf->header_evidence && call->stage == FILTER_STAGE_HEADER)
 		tf_header_evidence(call);
 	if (call->stage == FILTER_STAGE_EOM && tf->add_header != NULL &&
@@ -212,14 +209,16 @@ tf_stage(void *ctx, struct filter_call *call, struct filter_reply *reply)
 		reply->code = 550;
 		strcpy(reply->enh, "5.7.1");
 		snprintf(reply->text, sizeof(reply->text),
-		    "Rejected by test filter at %s", names[call->stage]);
+		    "Rejected by test filter at %s",
+		    filter_stage_name(call->stage));
 		return FILTER_REJECT;
 	}
 	if ((int)call->stage == tf->tempfail_stage) {
 		reply->code = 451;
 		strcpy(reply->enh, "4.7.1");
 		snprintf(reply->text, sizeof(reply->text),
-		    "Deferred by test filter at %s", names[call->stage]);
+		    "Deferred by test filter at %s",
+		    filter_stage_name(call->stage));
 		return FILTER_TEMPFAIL;
 	}
 	if (call->stage == FILTER_STAGE_RCPT && tf->reject_rcpt[0] != '\0' &&

@@ -1,5 +1,6 @@
 /*
- * escape.h - make untrusted bytes safe for log lines and header values.
+ * escape.h - make untrusted bytes safe for log lines and header values,
+ * and validate UTF-8.
  *
  * Pure; thread-safe.
  */
@@ -23,5 +24,13 @@ size_t log_escape(const char *in, size_t len, char *out, size_t outsz);
  * outsz-1 bytes. Returns strlen(out).
  */
 size_t text_sanitize(const char *in, size_t len, char *out, size_t outsz);
+
+/*
+ * Length of the valid multi-byte UTF-8 sequence at s (at most avail
+ * bytes), or 0 for ASCII and for anything invalid (RFC 3629 §4: no
+ * overlong forms, no surrogates, nothing above U+10FFFF, not truncated).
+ * Stops at the first bad octet, so it never reads past a NUL.
+ */
+size_t utf8_seq(const unsigned char *s, size_t avail);
 
 #endif

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "escape.h"
 #include "hdredit.h"
 #include "util.h"
 
@@ -92,41 +93,6 @@ hdr_name_ok(const char *name)
 }
 
 /*
- * Length of the valid UTF-8 sequence at p (at most n bytes), or 0 if
- * there is none: shortest form only, no surrogates, nothing past
- * U+10FFFF (RFC 3629 §4).
- */
-static size_t
-utf8_len(const unsigned char *p, size_t n)
-{
-	unsigned char lo = 0x80, hi = 0xbf;
-	size_t	      k, i;
-
-	if (p[0] >= 0xc2 && p[0] <= 0xdf)
-		k = 2;
-	else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-		k = 3;
-		if (p[0] == 0xe0)
-			lo = 0xa0; /* overlong */
-		else if (p[0] == 0xed)
-			hi = 0x9f; /* surrogates */
-	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-		k = 4;
-		if (p[0] == 0xf0)
-			lo = 0x90; /* overlong */
-		else if (p[0] == 0xf4)
-			hi = 0x8f; /* > U+10FFFF */
-	} else
-		return 0;
-	if (n < k || p[1] < lo || p[1] > hi)
-		return 0;
-	for (i = 2; i < k; i++)
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-	return k;
-}
-
-/*
  * Sanitise in[0..len) into out (room for len bytes): controls but HTAB,
  * and DEL, become a space; a whitespace run holding such a space becomes
  * one space; leading and trailing whitespace goes; 8-bit bytes outside
@@ -172,7 +138,7 @@ sanitize(const char *in, size_t len, char *out)
 		if (c < 0x80) {
 			out[o++] = (char)c;
 			i++;
-		} else if ((k = utf8_len(s + i, len - i)) == 0) {
+		} else if ((k = utf8_seq(s + i, len - i)) == 0) {
 			out[o++] = '?';
 			i++;
 		} else {

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "evidence.h"
+#include "escape.h"
 #include "quarantine.h"
 #include "spool.h"
 #include "util.h"
@@ -119,41 +120,11 @@ buf_fmt(struct buf *b, const char *fmt, ...)
 	free(big);
 }
 
-/*
- * Length of the valid UTF-8 sequence at s (n bytes available), or 0 if
- * there is none (RFC 3629 §4: no overlong forms, no surrogates, nothing
- * above U+10FFFF).
- */
+/* Bytes of the character at s: 1 for ASCII, 0 if not valid UTF-8. */
 static size_t
-utf8_len(const unsigned char *s, size_t n)
+char_len(const unsigned char *s, size_t n)
 {
-	size_t	 len, i;
-	unsigned cp;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		len = 2;
-		cp = s[0] & 0x1f;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		len = 3;
-		cp = s[0] & 0x0f;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		len = 4;
-		cp = s[0] & 0x07;
-	} else
-		return 0;
-	if (n < len)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
+	return s[0] < 0x80 ? 1 : utf8_seq(s, n);
 }
 
 /*
@@ -169,7 +140,7 @@ buf_clean(struct buf *b, const char *s, int word)
 	char		     c;
 
 	while (i < n) {
-		if ((l = utf8_len(u + i, n - i)) > 1) {
+		if ((l = char_len(u + i, n - i)) > 1) {
 			buf_add(b, s + i, l);
 			i += l;
 			continue;
@@ -209,24 +180,6 @@ buf_kv_path(struct buf *b, const char *key, const char *mailbox)
 /* ---------------------------------------------------------- file I/O */
 
 static int
-write_all(int fd, const char *p, size_t n)
-{
-	ssize_t w;
-
-	while (n > 0) {
-		w = write(fd, p, n);
-		if (w == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-static int
 fsync_dir(const char *dir)
 {
 	int fd, rc;
@@ -249,7 +202,7 @@ struct unstuff {
 static int
 unstuff_flush(struct unstuff *u)
 {
-	if (u->len > 0 && write_all(u->fd, u->out, u->len) == -1)
+	if (u->len > 0 && write_full(u->fd, u->out, u->len) == -1)
 		return -1;
 	u->len = 0;
 	return 0;
@@ -529,7 +482,7 @@ quarantine_store(const char *dir, const struct qmeta *m, const char *prefix,
 		mtmp[0] = '\0';
 		goto out;
 	}
-	if (write_all(fd, b.p, b.len) == -1) {
+	if (write_full(fd, b.p, b.len) == -1) {
 		errf(err, errlen, "write %s: %s", mtmp, strerror(errno));
 		close(fd);
 		goto out;

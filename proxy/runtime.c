@@ -1,8 +1,8 @@
 /*
  * runtime.c - configuration generations and their reference counts (see
  * runtime.h). The current pointer is guarded by a mutex (taken once per
- * accepted session and once per reload); the counts are atomics, so the
- * last session of an old generation frees it on its own loop thread.
+ * accepted session and once per reload); the counts are atomics. The last
+ * reference to a generation hands its freeing to the worker pool.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -13,6 +13,7 @@
 #include "policy.h"
 #include "runtime.h"
 #include "util.h"
+#include "workers.h"
 
 static pthread_mutex_t current_mtx = PTHREAD_MUTEX_INITIALIZER;
 static struct runtime *current;
@@ -80,9 +81,22 @@ runtime_current_acquire(void)
 	return rt;
 }
 
+static void
+runtime_free_job(void *arg)
+{
+	runtime_free(arg);
+}
+
 void
 runtime_release(struct runtime *rt)
 {
-	if (rt != NULL && atomic_fetch_sub(&rt->refs, 1) == 1)
+	if (rt == NULL || atomic_fetch_sub(&rt->refs, 1) != 1)
+		return;
+	/*
+	 * The last reference often goes with a session, on a loop thread:
+	 * filter fini(), dlclose() and large lists are no work for a loop.
+	 * Without a running pool (start-up, shutdown, tools) free here.
+	 */
+	if (worker_submit(NULL, runtime_free_job, NULL, rt) == -1)
 		runtime_free(rt);
 }

@@ -504,11 +504,7 @@ cmd_helo(struct session *s, const struct smtp_command *cmd)
 	s->helo = xstrdup(cmd->args);
 	s->esmtp = ehlo;
 	/* A new HELO replaces what the previous one brought. */
-	if (!s->helo_evidence_mark) {
-		s->helo_evidence_mark = 1;
-		s->sev_connect = s->sev.n;
-	} else
-		evidence_truncate(&s->sev, s->sev_connect);
+	evidence_truncate(&s->sev, s->sev_connect);
 	session_filter(s, FILTER_STAGE_HELO, helo_cont);
 }
 
@@ -1591,6 +1587,7 @@ connect_cont(
     struct session *s, enum filter_verdict v, const struct filter_reply *fr)
 {
 	s->waiting = 0;
+	s->sev_connect = s->sev.n; /* what HELO evidence is added to */
 	if (v == FILTER_CONTINUE) {
 		s->state = S_CMD;
 		session_reply(

@@ -138,8 +138,7 @@ struct session {
 	struct runtime	   *rt;	     /* configuration generation, referenced */
 	struct evidence_set sev;     /* CONNECT and HELO evidence */
 	size_t		    ev_from; /* evidence index where a stage began */
-	size_t		    sev_connect; /* CONNECT's share of sev */
-	int		    helo_evidence_mark;
+	size_t		    sev_connect;   /* CONNECT's share of sev */
 	const struct policy_group *rgroup; /* group of the RCPT under way */
 	int			   discard_all; /* DISCARD at CONNECT/HELO */
 	struct chain_run	   chain;

@@ -68,9 +68,7 @@ sp_stage_check(struct session *s, enum filter_stage st, enum filter_verdict *v,
 		return;
 	log_info("event=policy sid=%016llx stage=%s group=%s action=%s "
 		 "reason=\"%s\"",
-	    (unsigned long long)s->sid,
-	    (const char *[]){ "connect", "helo", "mail", "rcpt", "data",
-		"header", "eoh", "body", "eom" }[st],
+	    (unsigned long long)s->sid, filter_stage_name(st),
 	    policy_group_name(g), policy_action_name(d.action), d.reason);
 	switch (d.action) {
 	case ACT_ACCEPT:
@@ -136,44 +134,32 @@ sp_header_seen(struct session *s, const char *name, size_t namelen,
  * The new header section (wire form) and the spool offset where the
  * original continues; prefix NULL when nothing changes.
  */
-/* Apply the edits to the first hlen bytes of the spool. */
-static int
-header_prefix(
-    struct session *s, size_t hlen, struct evbuffer **prefix, size_t *off)
-{
-	struct tx  *tx = s->tx;
-	char	   *buf = xmalloc(hlen + 1);
-	size_t	    have = 0;
-	const char *p;
-	ssize_t	    n;
-
-	while (have < hlen) {
-		n = spool_span(&tx->spool, have, hlen - have, &p);
-		if (n <= 0) {
-			free(buf);
-			return -1;
-		}
-		memcpy(buf + have, p, (size_t)n);
-		have += (size_t)n;
-	}
-	*prefix = evbuffer_new();
-	if (*prefix == NULL ||
-	    hdr_edits_apply(&tx->edits, buf, hlen, *prefix) == -1) {
-		if (*prefix != NULL)
-			evbuffer_free(*prefix);
-		*prefix = NULL;
-		free(buf);
-		return -1;
-	}
-	*off = hlen;
-	free(buf);
-	return 0;
-}
-
 static void
 field_ignore(void *arg, const char *name, size_t namelen, const char *value,
     size_t valuelen)
 {
+}
+
+/* Only the fields added on top, for a header section too large to edit. */
+static struct evbuffer *
+top_fields_only(struct session *s)
+{
+	struct evbuffer *out = evbuffer_new();
+	struct hdr_edits tops;
+	size_t		 i;
+
+	log_warn("event=header-rewrite-skipped sid=%016llx "
+		 "reason=\"header section over %d bytes\"",
+	    (unsigned long long)s->sid, HDR_REWRITE_MAX);
+	hdr_edits_init(&tops);
+	for (i = 0; i < s->tx->edits.n; i++)
+		if (s->tx->edits.v[i].op == HDR_ADD_TOP)
+			hdr_edit_add(&tops, s->tx->edits.v[i].name,
+			    s->tx->edits.v[i].value);
+	if (out != NULL)
+		hdr_edits_apply(&tops, "", 0, out);
+	hdr_edits_free(&tops);
+	return out;
 }
 
 /*
@@ -182,59 +168,62 @@ field_ignore(void *arg, const char *name, size_t namelen, const char *value,
  * where the session's parser said it ends (an empty line, or the first
  * line that is neither a field nor a continuation, as in Postfix), so
  * appended fields can never land below a line the MTA reads as body.
+ * One pass over the spool: the bytes read are kept for the rewrite.
  */
 static int
 rewrite_headers(struct session *s, struct evbuffer **prefix, size_t *off)
 {
-	struct tx      *tx = s->tx;
-	size_t		end = tx->spool.len >= 3 ? tx->spool.len - 3 : 0;
-	size_t		have = 0, hlen = 0, k;
-	char	       *fbuf;
-	const char     *p;
-	ssize_t		n;
-	struct hdrparse hp;
+	struct tx	*tx = s->tx;
+	size_t		 end = tx->spool.len >= 3 ? tx->spool.len - 3 : 0;
+	size_t		 have = 0, hlen = 0;
+	char		*fbuf;
+	const char	*p;
+	ssize_t		 n;
+	struct hdrparse	 hp;
+	struct evbuffer *raw;
+	int		 rc = -1;
 
 	*prefix = NULL;
 	*off = 0;
 	if (tx->edits.n == 0)
 		return 0;
+	if ((raw = evbuffer_new()) == NULL)
+		return -1;
 	fbuf = xmalloc((size_t)LIMIT(s->cf, MAX_HEADER_SIZE));
 	hdrparse_init(&hp, fbuf, (size_t)LIMIT(s->cf, MAX_HEADER_SIZE),
 	    (size_t)LIMIT(s->cf, MAX_HEADER_COUNT), field_ignore, NULL);
 	/* Dot-stuffing never turns a field line into a non-field one or
 	 * back, so the wire form has the same header section. */
 	while (have < end && !hp.in_body && have < HDR_REWRITE_MAX) {
-		n = spool_span(&tx->spool, have, end - have, &p);
-		if (n <= 0) {
-			free(fbuf);
-			return -1;
-		}
-		k = hdrparse_feed(&hp, p, (size_t)n);
-		hlen += k;
+		if ((n = spool_span(&tx->spool, have, end - have, &p)) <= 0)
+			goto out;
+		hlen += hdrparse_feed(&hp, p, (size_t)n);
+		evbuffer_add(raw, p, (size_t)n);
 		have += (size_t)n;
 	}
-	if (!hp.in_body && have >= end)
-		hlen = end; /* headers only, no body */
-	free(fbuf);
 	if (!hp.in_body && have < end) {
-		/* An enormous header section: only new fields on top. */
-		struct hdr_edits tops;
-		size_t		 i;
-
-		log_warn("event=header-rewrite-skipped sid=%016llx "
-			 "reason=\"header section over %d bytes\"",
-		    (unsigned long long)s->sid, HDR_REWRITE_MAX);
-		hdr_edits_init(&tops);
-		for (i = 0; i < tx->edits.n; i++)
-			if (tx->edits.v[i].op == HDR_ADD_TOP)
-				hdr_edit_add(&tops, tx->edits.v[i].name,
-				    tx->edits.v[i].value);
-		*prefix = evbuffer_new();
-		hdr_edits_apply(&tops, "", 0, *prefix);
-		hdr_edits_free(&tops);
-		return 0;
+		*prefix = top_fields_only(s);
+		rc = *prefix != NULL ? 0 : -1;
+		goto out;
 	}
-	return header_prefix(s, hlen, prefix, off);
+	if (!hp.in_body)
+		hlen = end; /* headers only, no body */
+	if ((*prefix = evbuffer_new()) == NULL ||
+	    hdr_edits_apply(&tx->edits,
+		hlen ? (const char *)evbuffer_pullup(raw, (ev_ssize_t)hlen)
+		     : "",
+		hlen, *prefix) == -1) {
+		if (*prefix != NULL)
+			evbuffer_free(*prefix);
+		*prefix = NULL;
+		goto out;
+	}
+	*off = hlen;
+	rc = 0;
+out:
+	free(fbuf);
+	evbuffer_free(raw);
+	return rc;
 }
 
 /* ------------------------------------------------------ quarantine */

@@ -31,6 +31,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "escape.h"
 #include "smtp_parse.h"
 
 #define LABEL_MAX      63  /* RFC 1035 §2.3.4 */
@@ -157,45 +158,6 @@ caseprefix(const char *s, const char *prefix)
 		    to_lower((unsigned char)prefix[i]))
 			return (0);
 	return (i);
-}
-
-/*
- * Length of the well-formed UTF-8 sequence of one non-ASCII character at s,
- * looking at most avail octets (RFC 3629 §4); 0 when it is ill-formed: a
- * stray continuation byte, an overlong form (C0, C1, E0 80-9F, F0 80-8F),
- * a surrogate (ED A0-BF), beyond U+10FFFF (F4 90-BF, F5-FF) or truncated.
- * Stops at the first bad octet, so never reads past a NUL.
- */
-static size_t
-utf8_seq(const unsigned char *s, size_t avail)
-{
-	unsigned char lo = 0x80, hi = 0xbf;
-	size_t	      len, i;
-
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		len = 2;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		len = 3;
-		if (s[0] == 0xe0)
-			lo = 0xa0;
-		else if (s[0] == 0xed)
-			hi = 0x9f;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		len = 4;
-		if (s[0] == 0xf0)
-			lo = 0x90;
-		else if (s[0] == 0xf4)
-			hi = 0x8f;
-	} else
-		return (0);
-	if (avail < len)
-		return (0);
-	if (s[1] < lo || s[1] > hi)
-		return (0);
-	for (i = 2; i < len; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return (0);
-	return (len);
 }
 
 /*

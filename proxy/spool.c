@@ -28,24 +28,6 @@ spool_init(struct spool *s, const char *dir, size_t threshold)
 }
 
 static int
-write_all(int fd, const char *p, size_t n)
-{
-	ssize_t w;
-
-	while (n > 0) {
-		w = write(fd, p, n);
-		if (w == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-static int
 spool_to_file(struct spool *s)
 {
 	char		      path[4096];
@@ -64,7 +46,7 @@ spool_to_file(struct spool *s)
 		if (n > 16)
 			n = 16;
 		for (i = 0; i < n; i++)
-			if (write_all(fd, v[i].iov_base, v[i].iov_len) == -1) {
+			if (write_full(fd, v[i].iov_base, v[i].iov_len) == -1) {
 				close(fd);
 				return -1;
 			}
@@ -90,7 +72,7 @@ spool_write(struct spool *s, const char *p, size_t n)
 		return -1;
 	}
 	if (s->fd != -1) {
-		if (write_all(s->fd, p, n) == -1) {
+		if (write_full(s->fd, p, n) == -1) {
 			s->error = errno;
 			return -1;
 		}

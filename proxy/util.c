@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "util.h"
@@ -104,4 +105,23 @@ int
 ascii_strcasecmp(const char *a, const char *b)
 {
 	return ascii_strncasecmp(a, b, (size_t)-1);
+}
+
+int
+write_full(int fd, const void *buf, size_t n)
+{
+	const char *p = buf;
+	ssize_t	    w;
+
+	while (n > 0) {
+		w = write(fd, p, n);
+		if (w == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
 }

@@ -23,6 +23,9 @@ char *xstrndup(const char *, size_t);
 
 void fatal(const char *, ...) __attribute__((format(printf, 1, 2), noreturn));
 
+/* write(2) all of buf, retrying on EINTR and short writes; 0 or -1. */
+int write_full(int fd, const void *buf, size_t n);
+
 /* Monotonic time in microseconds. */
 uint64_t now_usec(void);
 

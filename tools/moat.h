@@ -9,7 +9,15 @@
 #ifndef MOAT_TOOL_H
 #define MOAT_TOOL_H
 
+#include <stdio.h>
+
 struct config;
+
+/*
+ * A JSON string for s ("null" for NULL): quotes, backslashes and controls
+ * escaped, invalid UTF-8 as U+FFFD (moat_quarantine.c).
+ */
+void json_str(FILE *, const char *s);
 
 /* Exit statuses shared by every command (moat scan adds its own). */
 #define MOAT_EXIT_OK	0

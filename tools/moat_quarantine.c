@@ -28,6 +28,7 @@
 
 #include "addr.h"
 #include "config.h"
+#include "escape.h"
 #include "moat.h"
 #include "quarantine.h"
 #include "smtp_client.h"
@@ -53,39 +54,16 @@ iso_date(time_t t, char *out, size_t outsz)
 	strftime(out, outsz, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if none. */
+/* Bytes of the character at s: 1 for ASCII, 0 if not valid UTF-8. */
 static size_t
-utf8_len(const unsigned char *s, size_t n)
+char_len(const unsigned char *s, size_t n)
 {
-	size_t	 len, i;
-	unsigned cp;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		len = 2, cp = s[0] & 0x1f;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		len = 3, cp = s[0] & 0x0f;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		len = 4, cp = s[0] & 0x07;
-	else
-		return 0;
-	if (n < len)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
+	return s[0] < 0x80 ? 1 : utf8_seq(s, n);
 }
 
 /* ------------------------------------------------------------- JSON */
 
-static void
+void
 json_str(FILE *f, const char *s)
 {
 	const unsigned char *u = (const unsigned char *)s;
@@ -103,7 +81,7 @@ json_str(FILE *f, const char *s)
 			fputc(u[i++], f);
 		} else if (u[i] < 0x20 || u[i] == 0x7f) {
 			fprintf(f, "\\u%04x", u[i++]);
-		} else if ((l = utf8_len(u + i, n - i)) == 0) {
+		} else if ((l = char_len(u + i, n - i)) == 0) {
 			fputs("\\ufffd", f);
 			i++;
 		} else {
@@ -297,7 +275,7 @@ print_escaped(const char *s, size_t n)
 			putchar('\t');
 			i++;
 		} else if (u[i] < 0x20 || u[i] == 0x7f ||
-		    (l = utf8_len(u + i, n - i)) == 0 ||
+		    (l = char_len(u + i, n - i)) == 0 ||
 		    (l == 2 && u[i] == 0xc2 && u[i + 1] < 0xa0)) {
 			printf("\\x%02x", u[i++]);
 		} else {

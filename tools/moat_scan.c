@@ -45,9 +45,6 @@
 #define SCAN_SID 1
 #define MSG_MAX	 (256L * 1024 * 1024)
 
-static const char *const stage_names[FILTER_STAGE_COUNT] = { "connect", "helo",
-	"mail", "rcpt", "data", "header", "eoh", "body", "eom" };
-
 struct field {
 	char *name, *value;
 };
@@ -130,7 +127,7 @@ read_message(struct scan *sc, const char *path)
 	FILE		*f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
 	struct evbuffer *b;
 	char		 buf[65536];
-	size_t		 n, i, total = 0;
+	size_t		 n, i, start, total = 0;
 	int		 cr = 0;
 	char		*hbuf;
 	struct hdrparse	 hp;
@@ -141,12 +138,17 @@ read_message(struct scan *sc, const char *path)
 	}
 	b = evbuffer_new();
 	while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
-		for (i = 0; i < n; i++) {
-			if (buf[i] == '\n' && !cr)
+		/* Copy runs; a CR goes in front of each bare LF. */
+		for (i = start = 0; i < n; i++) {
+			if (buf[i] == '\n' &&
+			    !(i > 0 ? buf[i - 1] == '\r' : cr)) {
+				evbuffer_add(b, buf + start, i - start);
 				evbuffer_add(b, "\r", 1);
-			cr = buf[i] == '\r';
-			evbuffer_add(b, &buf[i], 1);
+				start = i;
+			}
 		}
+		evbuffer_add(b, buf + start, n - start);
+		cr = buf[n - 1] == '\r';
 		if ((total += n) > MSG_MAX) {
 			fprintf(stderr,
 			    "moat: scan: %s: larger than %ld bytes\n", path,
@@ -197,7 +199,7 @@ set_decision(struct scan *sc, enum policy_action a, int code, const char *enh,
 {
 	sc->decided = 1;
 	snprintf(sc->decided_at, sizeof(sc->decided_at), "%s",
-	    stage_names[sc->stage]);
+	    filter_stage_name(sc->stage));
 	sc->d.action = a;
 	sc->d.code = code;
 	snprintf(sc->d.enh, sizeof(sc->d.enh), "%s", enh);
@@ -450,23 +452,6 @@ rcpt:
 
 /* ---------------------------------------------------------- output */
 
-static void
-json_str(FILE *o, const char *s)
-{
-	fputc('"', o);
-	for (; s != NULL && *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\')
-			fprintf(o, "\\%c", c);
-		else if (c < 0x20)
-			fprintf(o, "\\u%04x", c);
-		else
-			fputc(c, o);
-	}
-	fputc('"', o);
-}
-
 static int
 exit_for(enum policy_action a)
 {
@@ -551,7 +536,7 @@ print_text(struct scan *sc, const char *hdrs)
 	for (i = 0; i < sc->ev.n; i++)
 		printf("  %-24s %7.2f  %-10s %-7s %s\n", sc->ev.v[i].symbol,
 		    sc->ev.v[i].score, sc->ev.v[i].filter,
-		    stage_names[sc->ev.v[i].stage],
+		    filter_stage_name(sc->ev.v[i].stage),
 		    sc->ev.v[i].detail ? sc->ev.v[i].detail : "");
 	printf("filters:");
 	for (i = 0; i < chain_size(sc->rt->chain); i++)
@@ -607,7 +592,7 @@ print_json(struct scan *sc, const char *hdrs)
 		printf(",\"score\":%.4g,\"filter\":", sc->ev.v[i].score);
 		json_str(stdout, sc->ev.v[i].filter);
 		printf(",\"stage\":\"%s\",\"detail\":",
-		    stage_names[sc->ev.v[i].stage]);
+		    filter_stage_name(sc->ev.v[i].stage));
 		json_str(stdout, sc->ev.v[i].detail ? sc->ev.v[i].detail : "");
 		printf("}");
 	}
