@@ -2,7 +2,7 @@
  * example_filter.c - a minimal external moat filter, built as a shared
  * object (filters/README.md walks through it).
  *
- *	cc -shared -fPIC -I/usr/include/moat -o example.so example_filter.c
+ *	cc -shared -fPIC -Wall -Wextra -I/usr/include/moat -o example.so example_filter.c
  *
  *	filter "example" {
  *		load = "/usr/local/lib/moat/example.so"
@@ -194,6 +194,7 @@ example_stage(void *ctx, struct filter_call *call, struct filter_reply *reply)
 	const struct example   *ex = ctx;
 	struct example_session *s = session_of(call);
 
+	(void)reply; /* only for REJECT/TEMPFAIL verdicts, unused here */
 	if (s == NULL)
 		return FILTER_ERROR; /* out of memory: on_error applies */
 	switch (call->stage) {
@@ -225,6 +226,7 @@ example_cancel(void *ctx, void *cookie)
 {
 	struct example_job *job = cookie;
 
+	(void)ctx;
 	if (job != NULL)
 		job->cancelled = 1;
 }
@@ -235,6 +237,7 @@ example_reset(void *ctx, void **session_data)
 {
 	struct example_session *s = *session_data;
 
+	(void)ctx;
 	if (s != NULL)
 		s->reported = 0;
 }
@@ -243,6 +246,7 @@ example_reset(void *ctx, void **session_data)
 static void
 example_close(void *ctx, void **session_data)
 {
+	(void)ctx;
 	free(*session_data);
 	*session_data = NULL;
 }
