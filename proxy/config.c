@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -84,6 +85,10 @@ const struct limit_def limit_defs[LIM_COUNT] = {
 	    "threads for blocking work (filters, quarantine)" },
 	[LIM_WORKER_QUEUE] = { "worker_queue", UNIT_COUNT, 10000, 16, 1000000,
 	    "jobs waiting for a worker before new ones are refused" },
+	[LIM_TLS_HANDSHAKE_TIMEOUT] = { "tls_handshake_timeout", UNIT_SECONDS,
+	    30, 1, 600, "a TLS handshake, client or upstream side" },
+	[LIM_TLS_SESSION_LIFETIME] = { "tls_session_lifetime", UNIT_SECONDS,
+	    3600, 0, 86400, "TLS session resumption (tickets); 0 = none" },
 };
 
 static int config_errors;
@@ -267,6 +272,17 @@ keyword(const char *v, const char *const *words, int n)
 static const char *const xclient_words[] = { "auto", "xforward", "off" };
 static const char *const bare_words[] = { "reject", "normalize" };
 static const char *const pp_words[] = { "off", "v1", "v2", "any" };
+/* Indexed like enum listener_tls, starttls_injection, received_mode,
+ * upstream_tls_mode. */
+static const char *const ltls_words[] = { "off", "starttls", "required",
+	"implicit" };
+static const char *const inject_words[] = { "close", "refuse" };
+static const char *const received_words[] = { "tls", "always", "never" };
+static const char *const utls_words[] = { "none", "opportunistic",
+	"required" };
+static const char *const tlsver_words[] = { "TLSv1", "TLSv1.1", "TLSv1.2",
+	"TLSv1.3" };
+static const int	 tlsver_values[] = { 0x0301, 0x0302, 0x0303, 0x0304 };
 
 static int
 validate_keyword(cfg_t *cfg, cfg_opt_t *opt, const char *const *w, int n)
@@ -301,6 +317,84 @@ static int
 validate_pp(cfg_t *cfg, cfg_opt_t *opt)
 {
 	return validate_keyword(cfg, opt, pp_words, 4);
+}
+
+static int
+validate_ltls(cfg_t *cfg, cfg_opt_t *opt)
+{
+	return validate_keyword(cfg, opt, ltls_words, 4);
+}
+
+static int
+validate_inject(cfg_t *cfg, cfg_opt_t *opt)
+{
+	return validate_keyword(cfg, opt, inject_words, 2);
+}
+
+static int
+validate_received(cfg_t *cfg, cfg_opt_t *opt)
+{
+	return validate_keyword(cfg, opt, received_words, 3);
+}
+
+static int
+validate_utls(cfg_t *cfg, cfg_opt_t *opt)
+{
+	return validate_keyword(cfg, opt, utls_words, 3);
+}
+
+static int
+validate_tlsver(cfg_t *cfg, cfg_opt_t *opt)
+{
+	return validate_keyword(cfg, opt, tlsver_words, 4);
+}
+
+/* "SHA256:hex" or plain hex, colons allowed: 32 bytes. */
+static int
+pin_parse(const char *s, unsigned char out[32])
+{
+	size_t n = 0;
+	int    hi = -1, v;
+
+	if (strncasecmp(s, "sha256:", 7) == 0)
+		s += 7;
+	for (; *s != '\0'; s++) {
+		if (*s == ':')
+			continue;
+		if (*s >= '0' && *s <= '9')
+			v = *s - '0';
+		else if ((*s | 0x20) >= 'a' && (*s | 0x20) <= 'f')
+			v = (*s | 0x20) - 'a' + 10;
+		else
+			return -1;
+		if (hi == -1) {
+			hi = v;
+			continue;
+		}
+		if (n == 32)
+			return -1;
+		out[n++] = (unsigned char)(hi << 4 | v);
+		hi = -1;
+	}
+	return n == 32 && hi == -1 ? 0 : -1;
+}
+
+static int
+validate_pins(cfg_t *cfg, cfg_opt_t *opt)
+{
+	unsigned char pin[32];
+	unsigned      i;
+
+	if (cfg_opt_size(opt) > TLS_PINS_MAX)
+		cfg_error(cfg, "%s: at most %d fingerprints", opt->name,
+		    TLS_PINS_MAX);
+	for (i = 0; i < cfg_opt_size(opt); i++)
+		if (pin_parse(cfg_opt_getnstr(opt, i), pin) == -1)
+			cfg_error(cfg,
+			    "%s: \"%s\" is not a SHA-256 fingerprint (64 hex "
+			    "digits)",
+			    opt->name, cfg_opt_getnstr(opt, i));
+	return 0;
 }
 
 static int
@@ -408,7 +502,11 @@ validate_reply(cfg_t *cfg, cfg_opt_t *opt)
 }
 
 static cfg_opt_t listen_opts[] = { CFG_STR("proxy_protocol", "off", CFGF_NONE),
-	CFG_STR_LIST("proxy_trusted", "{}", CFGF_NONE), CFG_END() };
+	CFG_STR_LIST("proxy_trusted", "{}", CFGF_NONE),
+	CFG_STR("tls", "starttls", CFGF_NONE), CFG_END() };
+
+static cfg_opt_t cert_opts[] = { CFG_STR("certificate", NULL, CFGF_NONE),
+	CFG_STR("key", NULL, CFGF_NONE), CFG_END() };
 
 /* Common options; the filter's own come as free-form strings. */
 static cfg_opt_t filter_opts[] = { CFG_STR("type", NULL, CFGF_NONE),
@@ -445,7 +543,7 @@ static cfg_opt_t group_opts[] = { CFG_STR_LIST("recipients", "{}", CFGF_NONE),
 static cfg_t *
 config_schema(void)
 {
-	static cfg_opt_t opts[LIM_COUNT + 48];
+	static cfg_opt_t opts[LIM_COUNT + 72];
 	static int	 done;
 	cfg_opt_t	 base[] = {
 		       CFG_STR("hostname", NULL, CFGF_NONE),
@@ -475,6 +573,22 @@ config_schema(void)
 		       CFG_STR("spam_status_header", "X-Spam-Status", CFGF_NONE),
 		       CFG_STR("spam_score_header", "X-Spam-Score", CFGF_NONE),
 		       CFG_BOOL("spam_headers_always", cfg_false, CFGF_NONE),
+		       CFG_SEC("tls_certificate", cert_opts,
+			   CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+		       CFG_STR("tls_min_version", "TLSv1.2", CFGF_NONE),
+		       CFG_STR("tls_ciphers", "", CFGF_NONE),
+		       CFG_STR("tls_ciphersuites", "", CFGF_NONE),
+		       CFG_STR("tls_groups", "", CFGF_NONE),
+		       CFG_BOOL("tls_session_tickets", cfg_true, CFGF_NONE),
+		       CFG_BOOL(
+			   "tls_ask_client_certificate", cfg_false, CFGF_NONE),
+		       CFG_STR("starttls_injection", "close", CFGF_NONE),
+		       CFG_STR("received_header", "tls", CFGF_NONE),
+		       CFG_STR("upstream_tls", "none", CFGF_NONE),
+		       CFG_STR("upstream_tls_ca_file", NULL, CFGF_NONE),
+		       CFG_STR("upstream_tls_name", NULL, CFGF_NONE),
+		       CFG_STR_LIST("upstream_tls_fingerprint", "{}", CFGF_NONE),
+		       CFG_STR("upstream_tls_min_version", "TLSv1.2", CFGF_NONE),
 		       CFG_FUNC("include", cfg_include),
 	};
 	size_t i, n = 0;
@@ -499,6 +613,14 @@ config_schema(void)
 	cfg_set_validate_func(cfg, "nul_byte", validate_bare);
 	cfg_set_validate_func(cfg, "listen|proxy_protocol", validate_pp);
 	cfg_set_validate_func(cfg, "listen|proxy_trusted", validate_cidrs);
+	cfg_set_validate_func(cfg, "listen|tls", validate_ltls);
+	cfg_set_validate_func(cfg, "tls_min_version", validate_tlsver);
+	cfg_set_validate_func(cfg, "upstream_tls_min_version", validate_tlsver);
+	cfg_set_validate_func(cfg, "starttls_injection", validate_inject);
+	cfg_set_validate_func(cfg, "received_header", validate_received);
+	cfg_set_validate_func(cfg, "upstream_tls", validate_utls);
+	cfg_set_validate_func(
+	    cfg, "upstream_tls_fingerprint", validate_pins);
 	cfg_set_validate_func(cfg, "filter|on_error", validate_on_error);
 	cfg_set_validate_func(cfg, "rule|action", validate_action);
 	cfg_set_validate_func(cfg, "rule|reply", validate_reply);
@@ -530,13 +652,23 @@ listener_add(struct config *cf, const char *spec, cfg_t *sec, const char *file)
 		return -1;
 	}
 	cf->nlisteners++;
+	l->tls = LTLS_STARTTLS;
 	if (sec == NULL)
 		return 0;
+	l->tls = keyword(cfg_getstr(sec, "tls"), ltls_words, 4);
+	l->line = sec->line;
 	l->proxy_protocol =
 	    keyword(cfg_getstr(sec, "proxy_protocol"), pp_words, 4);
 	for (i = 0; i < cfg_size(sec, "proxy_trusted"); i++)
 		cidr_parse(cfg_getnstr(sec, "proxy_trusted", i),
 		    &l->trusted[l->ntrusted++]);
+	if (l->proxy_protocol != PROXY_PROTO_OFF && l->tls == LTLS_IMPLICIT) {
+		config_error(file, sec->line,
+		    "listen \"%s\": proxy_protocol with tls = \"implicit\" "
+		    "is not supported",
+		    spec);
+		return -1;
+	}
 	if (l->proxy_protocol != PROXY_PROTO_OFF && l->ntrusted == 0) {
 		config_error(file, sec->line,
 		    "listen \"%s\": proxy_protocol needs proxy_trusted "
@@ -800,6 +932,86 @@ policy_conf_free(struct config *cf)
 	free(cf->groups);
 }
 
+static void
+tls_conf_load(struct config *cf, cfg_t *cfg, const char *file)
+{
+	struct tls_conf *t = &cf->tls;
+	cfg_t		*sec;
+	const char	*s;
+	size_t		 i;
+
+	if (cfg_size(cfg, "tls_certificate") > TLS_CERTS_MAX)
+		config_error(file, 0, "at most %d tls_certificate sections",
+		    TLS_CERTS_MAX);
+	for (i = 0; i < cfg_size(cfg, "tls_certificate") && i < TLS_CERTS_MAX;
+	     i++) {
+		struct tls_cert_conf *c = &t->certs[t->ncerts++];
+
+		sec = cfg_getnsec(cfg, "tls_certificate", i);
+		c->name = xstrdup(cfg_title(sec));
+		c->line = sec->line;
+		if ((s = cfg_getstr(sec, "certificate")) == NULL || *s == '\0') {
+			config_error(file, sec->line,
+			    "tls_certificate \"%s\": certificate is required",
+			    c->name);
+			continue;
+		}
+		c->cert = xstrdup(s);
+		s = cfg_getstr(sec, "key");
+		c->key = xstrdup(s != NULL && *s != '\0' ? s : c->cert);
+	}
+	t->min_version = tlsver_values[keyword(
+	    cfg_getstr(cfg, "tls_min_version"), tlsver_words, 4)];
+	t->ciphers = xstrdup(cfg_getstr(cfg, "tls_ciphers"));
+	t->ciphersuites = xstrdup(cfg_getstr(cfg, "tls_ciphersuites"));
+	t->groups = xstrdup(cfg_getstr(cfg, "tls_groups"));
+	t->tickets = cfg_getbool(cfg, "tls_session_tickets");
+	t->ask_ccert = cfg_getbool(cfg, "tls_ask_client_certificate");
+	t->injection =
+	    keyword(cfg_getstr(cfg, "starttls_injection"), inject_words, 2);
+	t->received =
+	    keyword(cfg_getstr(cfg, "received_header"), received_words, 3);
+	t->up_mode = keyword(cfg_getstr(cfg, "upstream_tls"), utls_words, 3);
+	if ((s = cfg_getstr(cfg, "upstream_tls_ca_file")) != NULL && *s != '\0')
+		t->up_ca_file = xstrdup(s);
+	if ((s = cfg_getstr(cfg, "upstream_tls_name")) != NULL && *s != '\0')
+		t->up_name = xstrdup(s);
+	for (i = 0; i < cfg_size(cfg, "upstream_tls_fingerprint") &&
+	     i < TLS_PINS_MAX;
+	     i++)
+		if (pin_parse(cfg_getnstr(cfg, "upstream_tls_fingerprint", i),
+			t->up_pins[t->up_npins]) == 0)
+			t->up_npins++;
+	t->up_min_version = tlsver_values[keyword(
+	    cfg_getstr(cfg, "upstream_tls_min_version"), tlsver_words, 4)];
+	for (i = 0; i < cf->nlisteners; i++)
+		if ((cf->listeners[i].tls == LTLS_REQUIRED ||
+			cf->listeners[i].tls == LTLS_IMPLICIT) &&
+		    t->ncerts == 0)
+			config_error(file, cf->listeners[i].line,
+			    "listen \"%s\": tls = \"%s\" needs a "
+			    "tls_certificate",
+			    cf->listeners[i].spec,
+			    ltls_words[cf->listeners[i].tls]);
+}
+
+static void
+tls_conf_free(struct tls_conf *t)
+{
+	size_t i;
+
+	for (i = 0; i < t->ncerts; i++) {
+		free(t->certs[i].name);
+		free(t->certs[i].cert);
+		free(t->certs[i].key);
+	}
+	free(t->ciphers);
+	free(t->ciphersuites);
+	free(t->groups);
+	free(t->up_ca_file);
+	free(t->up_name);
+}
+
 struct config *
 config_load(const char *file, const struct config_overrides *ov)
 {
@@ -865,6 +1077,7 @@ config_load(const char *file, const struct config_overrides *ov)
 	    -1)
 		config_error(NULL, 0, "upstream \"%s\": %s", s, err);
 
+	tls_conf_load(cf, cfg, file);
 	for (i = 0; i < cfg_size(cfg, "filter"); i++)
 		filter_add(cf, cfg_getnsec(cfg, "filter", i), file);
 	policy_conf_load(cf, cfg, file);
@@ -905,6 +1118,7 @@ config_free(struct config *cf)
 	for (i = 0; i < cf->nfilters; i++)
 		filter_conf_free(&cf->filters[i]);
 	policy_conf_free(cf);
+	tls_conf_free(&cf->tls);
 	free(cf->file);
 	free(cf->hostname);
 	free(cf->banner);

@@ -44,6 +44,8 @@ enum limit_id {
 	LIM_THREADS,
 	LIM_WORKER_THREADS,
 	LIM_WORKER_QUEUE,
+	LIM_TLS_HANDSHAKE_TIMEOUT,
+	LIM_TLS_SESSION_LIFETIME,
 	LIM_COUNT /* must stay last */
 };
 
@@ -72,6 +74,14 @@ enum proxy_proto_mode {
 
 #define LISTENER_TRUSTED_MAX 64
 
+/* Client-side TLS of a listener. */
+enum listener_tls {
+	LTLS_OFF = 0,
+	LTLS_STARTTLS, /* offered when a certificate is configured */
+	LTLS_REQUIRED, /* STARTTLS before MAIL (and AUTH) */
+	LTLS_IMPLICIT  /* TLS from the first byte (RFC 8314) */
+};
+
 struct listener_conf {
 	char		       *spec; /* as written */
 	struct sockaddr_storage ss;
@@ -79,6 +89,45 @@ struct listener_conf {
 	enum proxy_proto_mode	proxy_protocol;
 	struct cidr		trusted[LISTENER_TRUSTED_MAX];
 	size_t			ntrusted;
+	enum listener_tls	tls;
+	int			line;
+};
+
+#define TLS_CERTS_MAX 16
+
+/* A `tls_certificate "NAME" { ... }` section. */
+struct tls_cert_conf {
+	char *name;
+	char *cert; /* PEM: leaf, then chain */
+	char *key;  /* PEM private key (the cert file by default) */
+	int   line;
+};
+
+enum starttls_injection { INJECT_CLOSE = 0, INJECT_REFUSE };
+enum received_mode { RECEIVED_TLS = 0, RECEIVED_ALWAYS, RECEIVED_NEVER };
+enum upstream_tls_mode { UTLS_NONE = 0, UTLS_OPPORTUNISTIC, UTLS_REQUIRED };
+
+#define TLS_PINS_MAX 8
+
+struct tls_conf {
+	/* Server side (toward clients). */
+	struct tls_cert_conf	certs[TLS_CERTS_MAX];
+	size_t			ncerts;
+	int			min_version; /* TLS1_x_VERSION */
+	char		       *ciphers;     /* "" = OpenSSL's default */
+	char		       *ciphersuites;
+	char		       *groups;
+	int			tickets;
+	int			ask_ccert;
+	enum starttls_injection injection;
+	enum received_mode	received;
+	/* Client side (toward the upstream). */
+	enum upstream_tls_mode up_mode;
+	char		      *up_ca_file; /* verify the chain; NULL: no */
+	char		      *up_name;	   /* expected name (and SNI) */
+	unsigned char	       up_pins[TLS_PINS_MAX][32]; /* SHA-256 */
+	size_t		       up_npins;
+	int		       up_min_version;
 };
 
 enum xclient_mode {
@@ -192,6 +241,7 @@ struct config {
 	size_t		   nlists;
 	struct group_conf *groups;
 	size_t		   ngroups;
+	struct tls_conf	   tls;
 	long		   limits[LIM_COUNT];
 };
 

@@ -30,6 +30,7 @@
 #include "probe.h"
 #include "runtime.h"
 #include "session.h"
+#include "tls.h"
 #include "upstream.h"
 #include "util.h"
 #include "workers.h"
@@ -199,6 +200,7 @@ main(int argc, char **argv)
 	struct config_overrides ov;
 	struct config	       *cf, *rcf;
 	struct runtime	       *rt;
+	struct tls_server      *tls;
 	struct mainctx		m;
 	char		       *absfile = NULL;
 	struct event	       *sigs[4];
@@ -272,13 +274,20 @@ main(int argc, char **argv)
 	raise_nofile();
 	if ((m.lset = listeners_bind(cf, m.nloops)) == NULL)
 		return 1;
+	/* Private keys are read while still privileged (ARCHITECTURE.md);
+	 * a reload reads them as `user`. */
+	if (tls_server_build(cf, &tls) == -1)
+		return 1;
 	drop_privileges(cf);
 	/*
 	 * The sessions' configuration is a runtime of its own (reloadable);
 	 * cf stays as the process's: listeners, threads, upstream.
 	 */
-	if ((rcf = config_load(absfile, &ov)) == NULL ||
-	    (rt = runtime_build(rcf)) == NULL)
+	if ((rcf = config_load(absfile, &ov)) == NULL) {
+		tls_server_free(tls);
+		return 1;
+	}
+	if ((rt = runtime_build_with(rcf, tls)) == NULL)
 		return 1;
 	runtime_install(rt);
 	chain_set_lookup(session_chain_run);

@@ -407,10 +407,11 @@ put(char *out, size_t outsz, size_t *pos, const char *s, size_t n)
  */
 int
 capa_ehlo_reply(const struct capa *up, const char *hostname, uint64_t own_size,
-    int offer_chunking, uint32_t *advertised, char *out, size_t outsz)
+    uint32_t own, const char *auth, uint32_t *advertised, char *out,
+    size_t outsz)
 {
-	const char	    *lines[8];
-	char		     sizebuf[32];
+	const char	    *lines[10];
+	char		     sizebuf[32], authbuf[CAPA_AUTH_MAX + 8];
 	uint32_t	     adv;
 	uint64_t	     size;
 	size_t		     i, n, pos;
@@ -458,9 +459,18 @@ capa_ehlo_reply(const struct capa *up, const char *hostname, uint64_t own_size,
 		lines[n++] = "ENHANCEDSTATUSCODES";
 		adv |= CAPA_ENHANCEDSTATUSCODES;
 	}
-	if (offer_chunking) {
+	if (own & CAPA_CHUNKING) {
 		lines[n++] = "CHUNKING";
 		adv |= CAPA_CHUNKING;
+	}
+	if (own & CAPA_STARTTLS) {
+		lines[n++] = "STARTTLS";
+		adv |= CAPA_STARTTLS;
+	}
+	if ((own & CAPA_AUTH) && auth != NULL && auth[0] != '\0') {
+		snprintf(authbuf, sizeof(authbuf), "AUTH %s", auth);
+		lines[n++] = authbuf;
+		adv |= CAPA_AUTH;
 	}
 
 	pos = 0;

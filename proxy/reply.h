@@ -105,13 +105,15 @@ int capa_parse(const struct smtp_reply *, struct capa *);
  *   SMTPUTF8              if up has it
  *   DSN                   if up has it
  *   ENHANCEDSTATUSCODES   if up has it
- *   CHUNKING              if offer_chunking (moat provides it itself)
- * Never STARTTLS, AUTH, XCLIENT, XFORWARD, BINARYMIME (not implemented).
+ *   CHUNKING              if `own` has CAPA_CHUNKING (moat provides it)
+ *   STARTTLS              if `own` has CAPA_STARTTLS (moat's own TLS)
+ *   AUTH mechs            if `own` has CAPA_AUTH and auth is not empty
+ * Never XCLIENT, XFORWARD, BINARYMIME (not implemented).
  * `advertised` receives the CAPA_* set actually advertised.
  * Returns bytes written, or -1 if out is too small.
  */
 int capa_ehlo_reply(const struct capa *up, const char *hostname,
-    uint64_t own_size, int offer_chunking, uint32_t *advertised, char *out,
-    size_t outsz);
+    uint64_t own_size, uint32_t own, const char *auth, uint32_t *advertised,
+    char *out, size_t outsz);
 
 #endif

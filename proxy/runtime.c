@@ -12,6 +12,7 @@
 #include "log.h"
 #include "policy.h"
 #include "runtime.h"
+#include "tls.h"
 #include "util.h"
 #include "workers.h"
 
@@ -22,14 +23,28 @@ static unsigned	       generations;
 struct runtime *
 runtime_build(struct config *cf)
 {
+	struct tls_server *tls;
+
+	/* Certificates first: a broken one keeps the running generation. */
+	if (tls_server_build(cf, &tls) == -1)
+		return NULL;
+	return runtime_build_with(cf, tls);
+}
+
+struct runtime *
+runtime_build_with(struct config *cf, struct tls_server *tls)
+{
 	struct runtime *rt;
 	struct policy  *pol;
 	struct chain   *chain;
 
-	if ((pol = policy_new(cf)) == NULL)
+	if ((pol = policy_new(cf)) == NULL) {
+		tls_server_free(tls);
 		return NULL;
+	}
 	if ((chain = chain_new(cf, pol)) == NULL) {
 		policy_free(pol);
+		tls_server_free(tls);
 		return NULL;
 	}
 	policy_bind_chain(pol, chain);
@@ -38,6 +53,7 @@ runtime_build(struct config *cf)
 	rt->cf = cf;
 	rt->policy = pol;
 	rt->chain = chain;
+	rt->tls = tls;
 	return rt;
 }
 
@@ -50,6 +66,7 @@ runtime_free(struct runtime *rt)
 	}
 	chain_free(rt->chain);
 	policy_free(rt->policy);
+	tls_server_free(rt->tls);
 	config_free(rt->cf);
 	free(rt);
 }

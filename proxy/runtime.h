@@ -1,6 +1,7 @@
 /*
  * runtime.h - one generation of moatd's configuration with everything
- * built from it: the policy (rules, lists, groups) and the filter chain.
+ * built from it: the policy (rules, lists, groups), the filter chain and
+ * the TLS certificates.
  *
  * A session takes a reference to the current runtime when it is accepted
  * and keeps it to the end, so a reload (SIGHUP) never changes the rules
@@ -19,6 +20,7 @@
 struct config;
 struct chain;
 struct policy;
+struct tls_server;
 
 struct runtime {
 	atomic_uint    refs;
@@ -26,6 +28,7 @@ struct runtime {
 	struct config *cf;
 	struct policy *policy;
 	struct chain  *chain;
+	struct tls_server *tls; /* client-leg certificates, or NULL */
 };
 
 /*
@@ -35,6 +38,9 @@ struct runtime {
  * untouched.
  */
 struct runtime *runtime_build(struct config *);
+/* The same with server certificates already loaded (start-up reads them
+ * before dropping privileges); takes tls over, also on failure. */
+struct runtime *runtime_build_with(struct config *, struct tls_server *tls);
 /* Make rt the current one (takes over the caller's reference). */
 void runtime_install(struct runtime *);
 /* The current runtime, with a reference for the caller. */

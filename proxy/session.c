@@ -25,6 +25,8 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,17 +47,10 @@
 #include "upstream.h"
 #include "util.h"
 
-#define INPUT_HIGH  (128 * 1024) /* read high-water mark */
-#define OUTPUT_HIGH (64 * 1024)	 /* stop taking commands above this */
 
 static __thread int loop_draining;
 
-static void session_read_cb(struct bufferevent *, void *);
 static void session_recv(evutil_socket_t, short, void *);
-static void session_write_cb(struct bufferevent *, void *);
-static void session_event_cb(struct bufferevent *, short, void *);
-static void session_free(struct session *);
-static void session_process(struct session *);
 static void session_admit(struct session *);
 
 struct chain_run *
@@ -152,7 +147,7 @@ session_filter_reply(struct session *s, enum filter_verdict v,
 
 /* ----------------------------------------------------- flow control */
 
-static void
+void
 session_set_timer(struct session *s, long sec)
 {
 	struct timeval tv = tv_sec(sec);
@@ -197,6 +192,11 @@ session_flush(struct session *s)
 
 	if (evbuffer_get_length(out) == 0)
 		return;
+	if (s->ssl != NULL) {
+		/* The TLS bufferevent writes by itself once enabled. */
+		bufferevent_enable(s->bev, EV_WRITE);
+		return;
+	}
 	if (!(bufferevent_get_enabled(s->bev) & EV_WRITE)) {
 		/* As bufferevent_writecb() does: the bufferevent keeps the
 		 * front of its output frozen except around writes. */
@@ -221,6 +221,8 @@ session_close(struct session *s)
 	if (s->held != NULL)
 		evbuffer_add_buffer(out, s->held);
 	event_del(s->rev);
+	if (s->ssl != NULL)
+		bufferevent_disable(s->bev, EV_READ);
 	/* Flush, then free from the write callback (or the timer). Never
 	 * free here: a handler may be on the stack. */
 	session_flush(s);
@@ -307,11 +309,13 @@ tx_log(struct session *s, const char *verdict)
 {
 	struct tx *tx = s->tx;
 	char	   helo[300], from[600], rcpt[600], final[300], pol[2048];
+	char	   tls[600];
 	uint64_t   now = now_usec();
 
 	if (tx == NULL)
 		return;
 	sp_log_fields(s, pol, sizeof(pol));
+	session_tls_log_fields(s, tls, sizeof(tls));
 	log_escape(s->helo ? s->helo : "", s->helo ? strlen(s->helo) : 0, helo,
 	    sizeof(helo));
 	log_escape(tx->sender, strlen(tx->sender), from, sizeof(from));
@@ -320,10 +324,10 @@ tx_log(struct session *s, const char *verdict)
 	log_escape(tx->final, strlen(tx->final), final, sizeof(final));
 	log_info("event=tx sid=%016llx tx=%u client=%s helo=\"%s\" "
 		 "from=\"%s\" rcpts=%zu rcpt=\"%s\"%s refused=%zu size=%zu "
-		 "verdict=%s reply=\"%s\"%s data_ms=%llu total_ms=%llu",
+		 "verdict=%s reply=\"%s\"%s%s data_ms=%llu total_ms=%llu",
 	    (unsigned long long)s->sid, tx->num, s->addr, helo, from,
 	    tx->nrcpts, rcpt, tx->nrcpts > 1 ? ",..." : "", tx->rcpt_refused,
-	    tx->size, verdict, final, pol,
+	    tx->size, verdict, final, tls, pol,
 	    tx->t_data ? (unsigned long long)((now - tx->t_data) / 1000) : 0ULL,
 	    (unsigned long long)((now - tx->t_start) / 1000));
 }
@@ -376,7 +380,7 @@ static const struct smtp_cmd cmd_table[] = {
 	{ SMTP_VERB_VRFY, CMD_F_JUNK, cmd_vrfy },
 	{ SMTP_VERB_EXPN, CMD_F_JUNK, cmd_unimpl },
 	{ SMTP_VERB_ETRN, 0, cmd_unimpl },
-	{ SMTP_VERB_STARTTLS, 0, cmd_unimpl },
+	{ SMTP_VERB_STARTTLS, 0, cmd_starttls },
 	{ SMTP_VERB_AUTH, 0, cmd_unimpl },
 };
 
@@ -462,7 +466,9 @@ helo_cont(
 	memset(&none, 0, sizeof(none));
 	n = capa_ehlo_reply(us->known && us->up ? &us->capa : &none,
 	    s->cf->hostname, (uint64_t)LIMIT(s->cf, MAX_MESSAGE_SIZE),
-	    s->cf->chunking, &s->advertised, buf, sizeof(buf));
+	    (s->cf->chunking ? CAPA_CHUNKING : 0) |
+		(session_tls_offered(s) ? CAPA_STARTTLS : 0),
+	    NULL, &s->advertised, buf, sizeof(buf));
 	if (n == -1) {
 		session_reply(s, 451, "4.3.0", "Internal error");
 		return;
@@ -796,6 +802,12 @@ cmd_mail(struct session *s, const struct smtp_command *cmd)
 
 	if (s->tx != NULL) {
 		session_reply(s, 503, "5.5.1", "Error: nested MAIL command");
+		session_error(s);
+		return;
+	}
+	if (s->lc->tls == LTLS_REQUIRED && s->ssl == NULL) {
+		session_reply(
+		    s, 530, "5.7.0", "Must issue a STARTTLS command first");
 		session_error(s);
 		return;
 	}
@@ -1318,7 +1330,7 @@ read_command(struct session *s, char **linep)
 	return 1;
 }
 
-static void
+void
 session_process(struct session *s)
 {
 	char *line;
@@ -1332,7 +1344,8 @@ session_process(struct session *s)
 	do {
 		s->again = 0;
 		while (!s->waiting && s->state != S_CLOSING &&
-		    s->state != S_PROXY && s->state != S_CONNECT) {
+		    s->state != S_PROXY && s->state != S_CONNECT &&
+		    s->state != S_TLS) {
 			if (evbuffer_get_length(
 				bufferevent_get_output(s->bev)) > OUTPUT_HIGH) {
 				/* Write what the kernel takes; if it still does
@@ -1386,6 +1399,11 @@ session_process(struct session *s)
 		session_set_read_timeout(s, s->read_timeout);
 	}
 	session_flush(s);
+	/* STARTTLS answered: the handshake begins once the 220 is out. */
+	if (s->state == S_TLS && s->ssl == NULL &&
+	    evbuffer_get_length(bufferevent_get_output(s->bev)) == 0 &&
+	    session_tls_start(s) == -1)
+		session_free(s);
 }
 
 void
@@ -1394,6 +1412,12 @@ session_set_read_timeout(struct session *s, long sec)
 	struct timeval tv = tv_sec(sec);
 
 	s->read_timeout = sec;
+	if (s->ssl != NULL) {
+		struct timeval wt = tv_sec(LIMIT(s->cf, COMMAND_TIMEOUT));
+
+		bufferevent_set_timeouts(s->bev, sec ? &tv : NULL, &wt);
+		return;
+	}
 	if (!s->read_paused && s->state != S_CLOSING)
 		event_add(s->rev, sec ? &tv : NULL);
 }
@@ -1458,7 +1482,7 @@ session_recv(evutil_socket_t fd, short what, void *arg)
 	session_read_cb(s->bev, s);
 }
 
-static void
+void
 session_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
@@ -1511,7 +1535,7 @@ session_read_cb(struct bufferevent *bev, void *arg)
 	session_process(s);
 }
 
-static void
+void
 session_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
@@ -1522,17 +1546,31 @@ session_write_cb(struct bufferevent *bev, void *arg)
 			session_free(s);
 		return;
 	}
-	bufferevent_disable(bev, EV_WRITE);
+	if (s->state == S_TLS) {
+		/* The 220 to STARTTLS is out (or a handshake write). */
+		if (s->ssl == NULL && session_tls_start(s) == -1)
+			session_free(s);
+		return;
+	}
+	if (s->ssl == NULL)
+		bufferevent_disable(bev, EV_WRITE);
 	if (s->output_full) {
 		s->output_full = 0;
 		session_process(s);
 	}
 }
 
-static void
+void
 session_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct session *s = arg;
+
+	if (s->state == S_TLS && s->ssl != NULL) {
+		session_tls_event(s, what);
+		return;
+	}
+	if (what & BEV_EVENT_CONNECTED)
+		return;
 	const char     *why = (what & BEV_EVENT_EOF) ? "eof"
 		: (what & BEV_EVENT_TIMEOUT)	     ? "timeout"
 						     : "error";
@@ -1563,6 +1601,10 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct session *s = arg;
 
+	if (s->state == S_TLS) {
+		session_tls_timeout(s);
+		return;
+	}
 	if (s->state == S_CLOSING || s->state == S_PROXY) {
 		if (s->state == S_PROXY)
 			log_warn("event=proxy-protocol-timeout sid=%016llx "
@@ -1601,7 +1643,7 @@ connect_cont(
 	session_close(s);
 }
 
-static void
+void
 session_greet(struct session *s)
 {
 	const struct upstream_state *us = loop_upstream(s->loop);
@@ -1636,12 +1678,21 @@ session_admit(struct session *s)
 		    (unsigned long long)s->sid, s->addr,
 		    ar == ADMIT_TOTAL ? "max_connections"
 				      : "max_connections_per_ip");
-		session_reply(s, 421, "4.7.0", "%s Error: too many connections",
-		    cf->hostname);
+		/* A TLS client would take a plaintext 421 for garbage. */
+		if (s->lc->tls != LTLS_IMPLICIT)
+			session_reply(s, 421, "4.7.0",
+			    "%s Error: too many connections", cf->hostname);
 		session_close(s);
 		return;
 	}
 	s->admitted = 1;
+	if (s->lc->tls == LTLS_IMPLICIT) {
+		/* RFC 8314 §3.3: TLS first; the greeting comes inside. */
+		s->greet_after_tls = 1;
+		if (session_tls_start(s) == -1)
+			session_close(s); /* frees from the timer */
+		return;
+	}
 	session_greet(s);
 }
 
@@ -1724,7 +1775,7 @@ session_accept(struct loop *l, int fd, const struct sockaddr *sa, int salen,
 	session_flush(s);
 }
 
-static void
+void
 session_free(struct session *s)
 {
 	uint64_t now = now_usec();
@@ -1759,6 +1810,12 @@ session_free(struct session *s)
 	loop_unregister(s->loop, s->sid);
 	event_free(s->timer);
 	event_free(s->rev); /* before the fd closes with the bev */
+	if (s->tls != NULL) {
+		/* close_notify, best effort; SMTP ends with QUIT anyway. */
+		SSL_shutdown(s->ssl);
+		ERR_clear_error();
+		free(s->tls);
+	}
 	bufferevent_free(s->bev);
 	free(s->helo);
 	runtime_release(s->rt);

@@ -26,6 +26,12 @@
 struct bufferevent;
 struct event;
 struct evbuffer;
+struct smtp_command;
+struct tls_facts;
+typedef struct ssl_st SSL;
+
+#define INPUT_HIGH  (128 * 1024) /* read high-water mark */
+#define OUTPUT_HIGH (64 * 1024)	 /* stop taking commands above this */
 
 #define RCPT_PIPE_MAX 32 /* RCPTs in flight toward the upstream */
 struct upstream;
@@ -39,6 +45,7 @@ enum session_state {
 	S_CMD,	     /* reading commands */
 	S_DATA,	     /* reading DATA content */
 	S_BDAT,	     /* reading a BDAT chunk */
+	S_TLS,	     /* 220 to STARTTLS going out, or the TLS handshake */
 	S_CLOSING    /* last reply being flushed */
 };
 
@@ -102,6 +109,9 @@ struct session {
 	const struct listener_conf *lc;
 	struct bufferevent	   *bev;
 	enum session_state	    state;
+	SSL			   *ssl; /* client-leg TLS; the bev owns it */
+	struct tls_facts	   *tls; /* after the handshake, else NULL */
+	int			    greet_after_tls; /* implicit TLS */
 
 	struct sockaddr_storage peer;
 	socklen_t		peerlen;
@@ -156,6 +166,13 @@ struct session {
 };
 
 /* session.c */
+void session_read_cb(struct bufferevent *, void *);
+void session_write_cb(struct bufferevent *, void *);
+void session_event_cb(struct bufferevent *, short, void *);
+void session_free(struct session *);
+void session_process(struct session *);
+void session_greet(struct session *);
+void session_set_timer(struct session *, long sec);
 void session_reply(struct session *, int code, const char *enh, const char *fmt,
     ...) __attribute__((format(printf, 4, 5)));
 void session_relay(struct session *, const struct smtp_reply *);
@@ -187,6 +204,15 @@ void sp_header_seen(struct session *, const char *name, size_t namelen,
 /* End of message, the chain said CONTINUE: decide and act. */
 void sp_eom(struct session *);
 void sp_log_fields(struct session *, char *buf, size_t len);
+
+/* session_tls.c */
+int  session_tls_offered(const struct session *);
+void cmd_starttls(struct session *, const struct smtp_command *);
+int  session_tls_start(struct session *);
+void session_tls_event(struct session *, short what);
+void session_tls_timeout(struct session *);
+void session_tls_log_fields(const struct session *, char *buf, size_t len);
+int  session_received(const struct session *, struct evbuffer *out);
 
 /* session_data.c */
 void tx_abandon(struct session *, const char *verdict);

@@ -373,6 +373,25 @@ quarantine_start(struct session *s, struct evbuffer *prefix, size_t off)
 
 /* ------------------------------------------------------------- EOM */
 
+/* moat's Received field (session_tls.c) in front of the header section. */
+static struct evbuffer *
+with_received(struct session *s, struct evbuffer *prefix)
+{
+	struct evbuffer *r = evbuffer_new();
+
+	if (r == NULL)
+		return prefix;
+	if (session_received(s, r) == -1) {
+		evbuffer_free(r);
+		return prefix;
+	}
+	if (prefix != NULL) {
+		evbuffer_add_buffer(r, prefix);
+		evbuffer_free(prefix);
+	}
+	return r;
+}
+
 void
 sp_eom(struct session *s)
 {
@@ -406,6 +425,7 @@ sp_eom(struct session *s)
 		tx_abandon(s, "tempfail");
 		return;
 	}
+	prefix = with_received(s, prefix);
 	if (d->action == ACT_QUARANTINE) {
 		quarantine_start(s, prefix, off);
 		return;

@@ -361,8 +361,7 @@ test_ehlo_reply(void)
 
 	feed(&r, postfix_ehlo);
 	(void)capa_parse(&r, &up);
-	n = capa_ehlo_reply(
-	    &up, "mx.moat", 50000000, 1, &adv, out, sizeof(out));
+	n = capa_ehlo_reply(&up, "mx.moat", 50000000, CAPA_CHUNKING, NULL, &adv, out, sizeof(out));
 	is_int(n, (int)strlen(full), "full reply length");
 	is_str(out, full, "full reply, upstream SIZE smaller");
 	is_int(adv,
@@ -384,8 +383,7 @@ test_ehlo_reply(void)
 	memset(&up, 0, sizeof(up));
 	up.flags = CAPA_PIPELINING | CAPA_ENHANCEDSTATUSCODES | CAPA_STARTTLS |
 	    CAPA_AUTH | CAPA_XCLIENT | CAPA_BINARYMIME | CAPA_CHUNKING;
-	n = capa_ehlo_reply(
-	    &up, "mx.moat", 20000000, 0, &adv, out, sizeof(out));
+	n = capa_ehlo_reply(&up, "mx.moat", 20000000, 0, NULL, &adv, out, sizeof(out));
 	is_str(out,
 	    "250-mx.moat\r\n250-PIPELINING\r\n250-SIZE 20000000\r\n"
 	    "250 ENHANCEDSTATUSCODES\r\n",
@@ -396,7 +394,7 @@ test_ehlo_reply(void)
 
 	/* Nothing from upstream; chunking on. */
 	memset(&up, 0, sizeof(up));
-	(void)capa_ehlo_reply(&up, "h", 1000, 1, &adv, out, sizeof(out));
+	(void)capa_ehlo_reply(&up, "h", 1000, CAPA_CHUNKING, NULL, &adv, out, sizeof(out));
 	is_str(out,
 	    "250-h\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250 CHUNKING\r\n",
 	    "chunking offered by moat itself");
@@ -406,19 +404,19 @@ test_ehlo_reply(void)
 	/* SIZE rules. */
 	up.flags = CAPA_SIZE;
 	up.size = 5000;
-	(void)capa_ehlo_reply(&up, "h", 9000, 0, NULL, out, sizeof(out));
+	(void)capa_ehlo_reply(&up, "h", 9000, 0, NULL, NULL, out, sizeof(out));
 	ok(strstr(out, "250 SIZE 5000\r\n") != NULL, "SIZE: upstream smaller");
-	(void)capa_ehlo_reply(&up, "h", 4000, 0, NULL, out, sizeof(out));
+	(void)capa_ehlo_reply(&up, "h", 4000, 0, NULL, NULL, out, sizeof(out));
 	ok(strstr(out, "250 SIZE 4000\r\n") != NULL, "SIZE: own smaller");
-	(void)capa_ehlo_reply(&up, "h", 0, 0, NULL, out, sizeof(out));
+	(void)capa_ehlo_reply(&up, "h", 0, 0, NULL, NULL, out, sizeof(out));
 	ok(strstr(out, "250 SIZE 5000\r\n") != NULL, "SIZE: own 0 -> upstream");
 	up.size = 0;
-	(void)capa_ehlo_reply(&up, "h", 7000, 0, NULL, out, sizeof(out));
+	(void)capa_ehlo_reply(&up, "h", 7000, 0, NULL, NULL, out, sizeof(out));
 	ok(strstr(out, "250 SIZE 7000\r\n") != NULL, "SIZE: upstream 0 -> own");
-	(void)capa_ehlo_reply(&up, "h", 0, 0, NULL, out, sizeof(out));
+	(void)capa_ehlo_reply(&up, "h", 0, 0, NULL, NULL, out, sizeof(out));
 	ok(strstr(out, "250 SIZE\r\n") != NULL, "SIZE: both 0 -> bare SIZE");
 	up.size = UINT64_MAX;
-	(void)capa_ehlo_reply(&up, "h", 0, 0, NULL, out, sizeof(out));
+	(void)capa_ehlo_reply(&up, "h", 0, 0, NULL, NULL, out, sizeof(out));
 	ok(strstr(out, "250 SIZE 18446744073709551615\r\n") != NULL,
 	    "SIZE: 64-bit value");
 
@@ -430,8 +428,7 @@ test_ehlo_reply(void)
 	for (sz = 0; sz <= need; sz++) {
 		tight = malloc(sz + 1); /* ASan catches any overrun */
 		adv = 12345;
-		if (capa_ehlo_reply(
-			&up, "mx.moat", 50000000, 1, &adv, tight, sz) != -1 ||
+		if (capa_ehlo_reply(&up, "mx.moat", 50000000, CAPA_CHUNKING, NULL, &adv, tight, sz) != -1 ||
 		    adv != 0)
 			allfail = 0;
 		free(tight);
@@ -439,16 +436,15 @@ test_ehlo_reply(void)
 	ok(allfail, "buffers of 0..%zu bytes refused", need);
 	tight = malloc(need + 1);
 	is_int(
-	    capa_ehlo_reply(&up, "mx.moat", 50000000, 1, &adv, tight, need + 1),
+	    capa_ehlo_reply(&up, "mx.moat", 50000000, CAPA_CHUNKING, NULL, &adv, tight, need + 1),
 	    (int)need, "buffer of exactly reply + NUL");
 	ok(memcmp(tight, full, need + 1) == 0, "tight buffer content");
 	free(tight);
 
 	/* Header injection through the hostname is refused. */
-	is_int(capa_ehlo_reply(
-		   &up, "mx\r\n250 AUTH", 1, 0, &adv, out, sizeof(out)),
+	is_int(capa_ehlo_reply(&up, "mx\r\n250 AUTH", 1, 0, NULL, &adv, out, sizeof(out)),
 	    -1, "hostname with CRLF refused");
-	is_int(capa_ehlo_reply(&up, "mx moat", 1, 0, &adv, out, sizeof(out)),
+	is_int(capa_ehlo_reply(&up, "mx moat", 1, 0, NULL, &adv, out, sizeof(out)),
 	    -1, "hostname with space refused");
 }
 
