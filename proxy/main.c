@@ -201,6 +201,7 @@ main(int argc, char **argv)
 	struct config	       *cf, *rcf;
 	struct runtime	       *rt;
 	struct tls_server      *tls;
+	struct tls_client      *up_tls;
 	struct mainctx		m;
 	char		       *absfile = NULL;
 	struct event	       *sigs[4];
@@ -247,8 +248,13 @@ main(int argc, char **argv)
 
 	if ((cf = config_load(file, &ov)) == NULL)
 		return 1;
+	if (tls_client_build(cf, &up_tls) == -1) {
+		config_free(cf);
+		return 1;
+	}
 	if (check) {
 		/* Everything a start would build: lists, filters. */
+		tls_client_free(up_tls);
 		if ((rt = runtime_build(cf)) == NULL) {
 			config_free(cf);
 			return 1;
@@ -290,6 +296,7 @@ main(int argc, char **argv)
 	if ((rt = runtime_build_with(rcf, tls)) == NULL)
 		return 1;
 	runtime_install(rt);
+	upstream_set_tls(up_tls); /* the process's, like the upstream */
 	chain_set_lookup(session_chain_run);
 	if (workers_start((unsigned)LIMIT(cf, WORKER_THREADS),
 		(size_t)LIMIT(cf, WORKER_QUEUE)) == -1)

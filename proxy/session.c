@@ -529,6 +529,10 @@ upstream_failed_reply(struct session *s, enum up_error err)
 		session_reply(
 		    s, 451, "4.4.1", "Upstream unavailable, try again later");
 		break;
+	case UP_ETLS:
+		session_reply(s, 451, "4.7.5",
+		    "Upstream TLS not available, try again later");
+		break;
 	default:
 		session_reply(s, 451, "4.4.2",
 		    "Upstream connection lost, try again later");

@@ -17,8 +17,11 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +33,7 @@
 #include "loop.h"
 #include "smtp_parse.h"
 #include "spool.h"
+#include "tls.h"
 #include "upstream.h"
 #include "util.h"
 
@@ -49,7 +53,8 @@ enum exp_kind {
 	EXP_DATA,  /* 354 starts the content */
 	EXP_FINAL, /* reply to the final dot */
 	EXP_NOOP,  /* keepalive */
-	EXP_QUIT
+	EXP_QUIT,
+	EXP_STARTTLS
 };
 
 struct expect {
@@ -71,6 +76,9 @@ struct upstream {
 	int		       ehlo;	/* capa is from an EHLO reply */
 	int		       opening; /* open_cb not called yet */
 	int		       quitting;
+	SSL		      *ssl;	  /* owned by bev */
+	int		       tls_start; /* 220 to STARTTLS: switch now */
+	int		       tls_done;  /* handshake verified */
 
 	struct expect q[UP_QUEUE_MAX];
 	size_t	      qhead, qlen; /* ring */
@@ -95,7 +103,16 @@ struct upstream {
 static const char *const up_errors[UP_ECOUNT] = { "ok",
 	"connection refused or unreachable", "upstream refused the session",
 	"upstream timed out", "upstream closed the connection",
-	"upstream protocol error", "spool read error" };
+	"upstream protocol error", "spool read error",
+	"upstream TLS unavailable or failed" };
+
+static struct tls_client *up_tls;
+
+void
+upstream_set_tls(struct tls_client *tc)
+{
+	up_tls = tc;
+}
 
 const char *
 up_strerror(enum up_error e)
@@ -238,6 +255,10 @@ up_flush_out(struct upstream *up)
 
 	if (evbuffer_get_length(out) == 0)
 		return;
+	if (up->ssl != NULL) {
+		bufferevent_enable(up->bev, EV_WRITE);
+		return;
+	}
 	if (!(bufferevent_get_enabled(up->bev) & EV_WRITE)) {
 		evbuffer_unfreeze(out, 1); /* see session_flush() */
 		evbuffer_write(out, bufferevent_getfd(up->bev));
@@ -391,6 +412,21 @@ up_internal_reply(
 		memset(&up->capa, 0, sizeof(up->capa));
 		capa_parse(r, &up->capa);
 		up->ehlo = 1;
+		if (kind == EXP_EHLO && up_tls != NULL && !up->tls_done) {
+			if (up->capa.flags & CAPA_STARTTLS) {
+				up_send(up, EXP_STARTTLS, "STARTTLS", NULL,
+				    NULL);
+				return;
+			}
+			if (up->cf->tls.up_mode == UTLS_REQUIRED) {
+				log_warn("event=upstream-tls-failed "
+					 "sid=%016llx reason=\"STARTTLS not "
+					 "offered\"",
+				    (unsigned long long)up->sid);
+				up_fail(up, UP_ETLS);
+				return;
+			}
+		}
 		if (kind == EXP_EHLO && up->cf->xclient == XCLIENT_AUTO &&
 		    !up->client.probe && xclient_has_addr(&up->capa)) {
 			up_send_xclient(up);
@@ -451,9 +487,102 @@ up_internal_reply(
 	case EXP_QUIT:
 		up->state = UP_S_DEAD;
 		return;
+	case EXP_STARTTLS:
+		if (r->code == 220) {
+			up->tls_start = 1; /* up_read_cb switches */
+			return;
+		}
+		log_warn("event=upstream-tls-failed sid=%016llx "
+			 "reason=\"STARTTLS answered %d\"",
+		    (unsigned long long)up->sid, r->code);
+		if (up->cf->tls.up_mode == UTLS_REQUIRED) {
+			up_fail(up, UP_ETLS);
+			return;
+		}
+		/* Opportunistic: carry on in plaintext, as after EHLO. */
+		up->tls_done = 1;
+		if (up->cf->xclient == XCLIENT_AUTO && !up->client.probe &&
+		    xclient_has_addr(&up->capa)) {
+			up_send_xclient(up);
+			return;
+		}
+		if (up->cf->xclient != XCLIENT_OFF &&
+		    (up->capa.flags & CAPA_XFORWARD))
+			up->use_xforward = 1;
+		up_ready(up, r);
+		return;
 	default:
 		return;
 	}
+}
+
+/*
+ * The upstream said 220 to STARTTLS. Whatever it sent after that came
+ * before the handshake and is no answer to anything: discard it
+ * (response injection). Then the same descriptor continues under TLS.
+ */
+static void
+up_tls_begin(struct upstream *up)
+{
+	struct evbuffer	   *in = bufferevent_get_input(up->bev);
+	struct bufferevent *bev, *old = up->bev;
+	evutil_socket_t	    fd = bufferevent_getfd(old);
+	size_t		    extra = evbuffer_get_length(in);
+	SSL		   *ssl;
+
+	up->tls_start = 0;
+	if (extra > 0) {
+		log_warn("event=upstream-tls-injection sid=%016llx bytes=%zu",
+		    (unsigned long long)up->sid, extra);
+		evbuffer_drain(in, extra);
+	}
+	if ((ssl = tls_client_ssl(up_tls)) == NULL)
+		goto fail;
+	bev = bufferevent_openssl_socket_new(loop_base(up->loop), fd, ssl,
+	    BUFFEREVENT_SSL_CONNECTING,
+	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (bev == NULL) {
+		SSL_free(ssl);
+		goto fail;
+	}
+	bufferevent_setfd(old, -1);
+	bufferevent_free(old);
+	up->bev = bev;
+	up->ssl = ssl;
+	bufferevent_setcb(bev, up_read_cb, up_write_cb, up_event_cb, up);
+	set_read_timeout(up, LIMIT(up->cf, TLS_HANDSHAKE_TIMEOUT));
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	return;
+fail:
+	log_warn("event=upstream-tls-failed sid=%016llx reason=\"setup\"",
+	    (unsigned long long)up->sid);
+	up_fail(up, UP_ETLS);
+}
+
+/* The handshake with the upstream is done: check it, then EHLO again. */
+static void
+up_tls_connected(struct upstream *up)
+{
+	struct tls_facts f;
+	char		 why[256], line[300];
+
+	if (tls_client_verify(up_tls, up->ssl, why, sizeof(why)) == -1) {
+		log_warn("event=upstream-tls-failed sid=%016llx reason=\"%s\"",
+		    (unsigned long long)up->sid, why);
+		up_fail(up, UP_ETLS);
+		return;
+	}
+	tls_facts_get(up->ssl, &f);
+	log_info("event=upstream-tls sid=%016llx version=%s cipher=%s "
+		 "resumed=%s",
+	    (unsigned long long)up->sid, f.version, f.cipher,
+	    f.resumed ? "yes" : "no");
+	up->tls_done = 1;
+	/* RFC 3207 §4.2: forget the capabilities; ask again. */
+	memset(&up->capa, 0, sizeof(up->capa));
+	set_read_timeout(up, LIMIT(up->cf, UPSTREAM_COMMAND_TIMEOUT));
+	snprintf(line, sizeof(line), "EHLO %s", up->cf->hostname);
+	up_send(up, EXP_EHLO, line, NULL, NULL);
 }
 
 static void
@@ -626,6 +755,11 @@ up_read_cb(struct bufferevent *bev, void *arg)
 			reply_init(&up->reply);
 			up_dispatch(up, r);
 			free(r);
+			if (up->tls_start && !up->freed &&
+			    up->state != UP_S_DEAD) {
+				up_tls_begin(up); /* in belongs to the old bev */
+				break;
+			}
 		}
 	}
 	up->busy--;
@@ -637,7 +771,10 @@ up_read_cb(struct bufferevent *bev, void *arg)
 static void
 up_write_cb(struct bufferevent *bev, void *arg)
 {
-	bufferevent_disable(bev, EV_WRITE);
+	struct upstream *up = arg;
+
+	if (up->ssl == NULL)
+		bufferevent_disable(bev, EV_WRITE);
 }
 
 static void
@@ -690,6 +827,14 @@ up_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_CONNECTED) {
 		int on = 1;
 
+		if (up->ssl != NULL) {
+			up->busy++;
+			up_tls_connected(up);
+			up->busy--;
+			if (up->freed && up->busy == 0)
+				up_really_free(up);
+			return;
+		}
 		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY,
 		    &on, sizeof(on));
 		return;
@@ -698,7 +843,19 @@ up_event_cb(struct bufferevent *bev, short what, void *arg)
 		up_really_free(up);
 		return;
 	}
-	if (what & BEV_EVENT_TIMEOUT)
+	if (up->ssl != NULL && !up->tls_done) {
+		char	      e[256] = "";
+		unsigned long x;
+
+		while ((x = bufferevent_get_openssl_error(bev)) != 0)
+			ERR_error_string_n(x, e, sizeof(e));
+		log_warn("event=upstream-tls-failed sid=%016llx "
+			 "reason=\"handshake: %s\"",
+		    (unsigned long long)up->sid,
+		    e[0] ? e
+			 : (what & BEV_EVENT_TIMEOUT ? "timeout" : "closed"));
+		err = UP_ETLS;
+	} else if (what & BEV_EVENT_TIMEOUT)
 		err = UP_ETIMEOUT;
 	else if (up->opening && up->qlen > 0 &&
 	    up->q[up->qhead].kind == EXP_GREETING && (what & BEV_EVENT_ERROR))

@@ -32,6 +32,7 @@ enum up_error {
 	UP_ECLOSED, /* closed the connection / I/O error */
 	UP_EPROTO,  /* malformed, oversized or unsolicited reply */
 	UP_ESPOOL,  /* could not read the spooled message */
+	UP_ETLS,    /* TLS required and not available, or failed/unverified */
 	UP_ECOUNT   /* must stay last */
 };
 
@@ -55,6 +56,18 @@ typedef void (*upstream_cb)(
 
 struct upstream *upstream_new(
     struct loop *, const struct config *, uint64_t sid);
+
+/*
+ * The TLS context toward the upstream (upstream_tls, tls.h), or NULL for
+ * none; set once at start-up before any loop runs, owned by the caller.
+ * With it, upstream_open() sends STARTTLS after the first EHLO when
+ * offered, discards anything the upstream sent after its 220 (response
+ * injection), verifies the certificate as configured and says EHLO again;
+ * with upstream_tls = required a missing STARTTLS, a 454 or a failed
+ * handshake or verification ends the open with UP_ETLS.
+ */
+struct tls_client;
+void upstream_set_tls(struct tls_client *);
 void upstream_free(struct upstream *);
 
 /*
