@@ -446,6 +446,30 @@ test_ehlo_reply(void)
 	    -1, "hostname with CRLF refused");
 	is_int(capa_ehlo_reply(&up, "mx moat", 1, 0, NULL, &adv, out, sizeof(out)),
 	    -1, "hostname with space refused");
+
+	/* moat's own STARTTLS and AUTH, after the upstream's extensions. */
+	memset(&up, 0, sizeof(up));
+	up.flags = CAPA_STARTTLS | CAPA_AUTH; /* the upstream's: never relayed */
+	(void)capa_ehlo_reply(&up, "h", 1000, 0, NULL, &adv, out, sizeof(out));
+	ok(strstr(out, "STARTTLS") == NULL && strstr(out, "AUTH") == NULL,
+	    "the upstream's STARTTLS/AUTH are not advertised");
+	(void)capa_ehlo_reply(&up, "h", 1000, CAPA_CHUNKING | CAPA_STARTTLS,
+	    NULL, &adv, out, sizeof(out));
+	is_str(out,
+	    "250-h\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-CHUNKING\r\n"
+	    "250 STARTTLS\r\n",
+	    "STARTTLS offered last");
+	is_int(adv, CAPA_PIPELINING | CAPA_SIZE | CAPA_CHUNKING | CAPA_STARTTLS,
+	    "STARTTLS in advertised");
+	(void)capa_ehlo_reply(&up, "h", 1000, CAPA_AUTH, "PLAIN LOGIN", &adv,
+	    out, sizeof(out));
+	ok(strstr(out, "250 AUTH PLAIN LOGIN\r\n") != NULL &&
+		(adv & CAPA_AUTH),
+	    "AUTH with the given mechanisms");
+	(void)capa_ehlo_reply(
+	    &up, "h", 1000, CAPA_AUTH, "", &adv, out, sizeof(out));
+	ok(strstr(out, "AUTH") == NULL && !(adv & CAPA_AUTH),
+	    "AUTH without mechanisms is not offered");
 }
 
 int
