@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "escape.h"
+#include "tls.h"
 #include "log.h"
 #include "util.h"
 
@@ -349,6 +350,22 @@ validate_tlsver(cfg_t *cfg, cfg_opt_t *opt)
 	return validate_keyword(cfg, opt, tlsver_words, 4);
 }
 
+static int
+validate_tls_list(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *v = cfg_opt_getnstr(opt, 0);
+	int	    kind = strcmp(opt->name, "tls_ciphers") == 0 ? 0
+		: strcmp(opt->name, "tls_ciphersuites") == 0   ? 1
+							       : 2;
+
+	if (v != NULL && *v != '\0' && !tls_list_ok(kind, v))
+		cfg_error(cfg, "%s \"%s\": %s", opt->name, v,
+		    kind == 0	  ? "no usable cipher"
+			: kind == 1 ? "no usable cipher suite"
+				    : "unknown group");
+	return 0;
+}
+
 /* "SHA256:hex" or plain hex, colons allowed: 32 bytes. */
 static int
 pin_parse(const char *s, unsigned char out[32])
@@ -617,6 +634,9 @@ config_schema(void)
 	cfg_set_validate_func(cfg, "tls_min_version", validate_tlsver);
 	cfg_set_validate_func(cfg, "upstream_tls_min_version", validate_tlsver);
 	cfg_set_validate_func(cfg, "starttls_injection", validate_inject);
+	cfg_set_validate_func(cfg, "tls_ciphers", validate_tls_list);
+	cfg_set_validate_func(cfg, "tls_ciphersuites", validate_tls_list);
+	cfg_set_validate_func(cfg, "tls_groups", validate_tls_list);
 	cfg_set_validate_func(cfg, "received_header", validate_received);
 	cfg_set_validate_func(cfg, "upstream_tls", validate_utls);
 	cfg_set_validate_func(

@@ -64,7 +64,8 @@ cmd_starttls(struct session *s, const struct smtp_command *cmd)
 		return;
 	}
 	if (!session_tls_offered(s)) {
-		session_reply(s, 502, "5.5.1", "Error: command not implemented");
+		session_reply(
+		    s, 502, "5.5.1", "Error: command not implemented");
 		session_error(s);
 		return;
 	}
@@ -161,8 +162,8 @@ session_tls_done(struct session *s)
 	s->tls = f;
 	log_info("event=tls sid=%016llx client=%s version=%s cipher=%s "
 		 "bits=%d sni=\"%s\" resumed=%s%s%s%s%s",
-	    (unsigned long long)s->sid, s->addr, f->version, f->cipher,
-	    f->bits, f->sni, f->resumed ? "yes" : "no",
+	    (unsigned long long)s->sid, s->addr, f->version, f->cipher, f->bits,
+	    f->sni, f->resumed ? "yes" : "no",
 	    f->ccert ? " client_cert=\"" : "", f->ccert ? f->ccert_subject : "",
 	    f->ccert ? "\" client_cert_sha256=" : "",
 	    f->ccert ? f->ccert_fp : "");
@@ -212,6 +213,8 @@ session_tls_event(struct session *s, short what)
 	while ((e = bufferevent_get_openssl_error(s->bev)) != 0) {
 		size_t n = strlen(err);
 
+		if (ERR_GET_LIB(e) == 0)
+			continue; /* the generic "SSL error" */
 		if (n + 3 < sizeof(err)) {
 			if (n > 0)
 				strcat(err, "; ");
@@ -280,8 +283,8 @@ comment_text(const char *in, char *out, size_t len)
 	for (i = 0; in[i] != '\0' && i + 1 < len; i++) {
 		unsigned char c = (unsigned char)in[i];
 
-		out[i] = (c < 0x20 || c >= 0x7f || c == '(' || c == ')' ||
-			     c == '\\')
+		out[i] =
+		    (c < 0x20 || c >= 0x7f || c == '(' || c == ')' || c == '\\')
 		    ? '?'
 		    : (char)c;
 	}

@@ -38,11 +38,11 @@ struct tls_server {
 };
 
 struct tls_client {
-	SSL_CTX	       *ctx;
-	char	       *name; /* expected name / SNI, or NULL */
-	int		verify_chain;
+	SSL_CTX *ctx;
+	char	*name; /* expected name / SNI, or NULL */
+	int	 verify_chain;
 	unsigned char (*pins)[32];
-	size_t		npins;
+	size_t npins;
 };
 
 void
@@ -58,11 +58,27 @@ tls_errors(char *buf, size_t len)
 	while ((e = ERR_get_error()) != 0) {
 		ERR_error_string_n(e, one, sizeof(one));
 		if (pos < len)
-			pos += (size_t)snprintf(buf + pos, len - pos, "%s%s",
-			    pos ? "; " : "", one);
+			pos += (size_t)snprintf(
+			    buf + pos, len - pos, "%s%s", pos ? "; " : "", one);
 	}
 	if (buf[0] == '\0')
 		snprintf(buf, len, "unknown TLS error");
+}
+
+int
+tls_list_ok(int kind, const char *s)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+	int	 ok;
+
+	if (ctx == NULL)
+		return 1; /* cannot tell; the build will */
+	ok = kind == 0	? SSL_CTX_set_cipher_list(ctx, s)
+	    : kind == 1 ? SSL_CTX_set_ciphersuites(ctx, s)
+			: SSL_CTX_set1_groups_list(ctx, s);
+	SSL_CTX_free(ctx);
+	ERR_clear_error();
+	return ok == 1;
 }
 
 /* ------------------------------------------------------------ server */
@@ -92,7 +108,7 @@ cert_names(X509 *x, size_t *n)
 	if (gens != NULL) {
 		for (i = 0; i < sk_GENERAL_NAME_num(gens) && *n < NAMES_MAX;
 		     i++) {
-			GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+			GENERAL_NAME	    *g = sk_GENERAL_NAME_value(gens, i);
 			const unsigned char *d;
 			int		     len;
 
@@ -227,8 +243,8 @@ server_ctx_new(const struct config *cf)
 	SSL_CTX_set_dh_auto(ctx, 1);
 	if (t->ciphers[0] != '\0' &&
 	    SSL_CTX_set_cipher_list(ctx, t->ciphers) != 1) {
-		config_report(cf->file, 0, "tls_ciphers \"%s\": no usable cipher",
-		    t->ciphers);
+		config_report(cf->file, 0,
+		    "tls_ciphers \"%s\": no usable cipher", t->ciphers);
 		goto fail_quiet;
 	}
 	if (t->ciphersuites[0] != '\0' &&
@@ -238,7 +254,8 @@ server_ctx_new(const struct config *cf)
 		    t->ciphersuites);
 		goto fail_quiet;
 	}
-	if (t->groups[0] != '\0' && SSL_CTX_set1_groups_list(ctx, t->groups) != 1) {
+	if (t->groups[0] != '\0' &&
+	    SSL_CTX_set1_groups_list(ctx, t->groups) != 1) {
 		config_report(
 		    cf->file, 0, "tls_groups \"%s\": unknown group", t->groups);
 		goto fail_quiet;
@@ -503,9 +520,11 @@ tls_client_verify(
 	size_t	      i;
 
 	if (tc->npins > 0) {
-		if (x == NULL || X509_digest(x, EVP_sha256(), md, &mdlen) != 1 ||
+		if (x == NULL ||
+		    X509_digest(x, EVP_sha256(), md, &mdlen) != 1 ||
 		    mdlen != 32) {
-			snprintf(why, whylen, "no certificate to match the pin");
+			snprintf(
+			    why, whylen, "no certificate to match the pin");
 			return -1;
 		}
 		for (i = 0; i < tc->npins; i++)
@@ -540,8 +559,8 @@ tls_facts_get(SSL *ssl, struct tls_facts *f)
 	memset(f, 0, sizeof(*f));
 	snprintf(f->version, sizeof(f->version), "%s", SSL_get_version(ssl));
 	if (c != NULL) {
-		snprintf(f->cipher, sizeof(f->cipher), "%s",
-		    SSL_CIPHER_get_name(c));
+		snprintf(
+		    f->cipher, sizeof(f->cipher), "%s", SSL_CIPHER_get_name(c));
 		f->bits = SSL_CIPHER_get_bits(c, &f->alg_bits);
 	}
 	if ((sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name)) != NULL)
@@ -559,8 +578,8 @@ tls_facts_get(SSL *ssl, struct tls_facts *f)
 			for (i = 0; i < mdlen && i < 32; i++)
 				snprintf(f->ccert_fp + 2 * i, 3, "%02x", md[i]);
 		if (b != NULL &&
-		    X509_NAME_print_ex(b, X509_get_subject_name(x), 0,
-			XN_FLAG_RFC2253) >= 0 &&
+		    X509_NAME_print_ex(
+			b, X509_get_subject_name(x), 0, XN_FLAG_RFC2253) >= 0 &&
 		    (n = BIO_get_mem_data(b, &p)) > 0)
 			log_escape(p, (size_t)n, f->ccert_subject,
 			    sizeof(f->ccert_subject));

@@ -68,6 +68,10 @@ struct tls_facts {
 
 void tls_facts_get(SSL *, struct tls_facts *);
 
+/* Is s a usable cipher list (0), cipher-suite list (1) or group list (2)?
+ * For the configuration's validation. */
+int tls_list_ok(int kind, const char *s);
+
 /* OpenSSL's error queue as one line (and cleared), for the log. */
 void tls_errors(char *buf, size_t len);
 

@@ -847,8 +847,11 @@ up_event_cb(struct bufferevent *bev, short what, void *arg)
 		char	      e[256] = "";
 		unsigned long x;
 
+		/* libevent returns them last first; the generic "SSL
+		 * error" (library 0) says nothing: keep the first real one. */
 		while ((x = bufferevent_get_openssl_error(bev)) != 0)
-			ERR_error_string_n(x, e, sizeof(e));
+			if (ERR_GET_LIB(x) != 0 && e[0] == '\0')
+				ERR_error_string_n(x, e, sizeof(e));
 		log_warn("event=upstream-tls-failed sid=%016llx "
 			 "reason=\"handshake: %s\"",
 		    (unsigned long long)up->sid,
