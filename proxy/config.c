@@ -279,8 +279,7 @@ static const char *const ltls_words[] = { "off", "starttls", "required",
 	"implicit" };
 static const char *const inject_words[] = { "close", "refuse" };
 static const char *const received_words[] = { "tls", "always", "never" };
-static const char *const utls_words[] = { "none", "opportunistic",
-	"required" };
+static const char *const utls_words[] = { "none", "opportunistic", "required" };
 static const char *const tlsver_words[] = { "TLSv1", "TLSv1.1", "TLSv1.2",
 	"TLSv1.3" };
 static const int	 tlsver_values[] = { 0x0301, 0x0302, 0x0303, 0x0304 };
@@ -355,12 +354,12 @@ validate_tls_list(cfg_t *cfg, cfg_opt_t *opt)
 {
 	const char *v = cfg_opt_getnstr(opt, 0);
 	int	    kind = strcmp(opt->name, "tls_ciphers") == 0 ? 0
-		: strcmp(opt->name, "tls_ciphersuites") == 0   ? 1
-							       : 2;
+		    : strcmp(opt->name, "tls_ciphersuites") == 0 ? 1
+								 : 2;
 
 	if (v != NULL && *v != '\0' && !tls_list_ok(kind, v))
 		cfg_error(cfg, "%s \"%s\": %s", opt->name, v,
-		    kind == 0	  ? "no usable cipher"
+		    kind == 0	    ? "no usable cipher"
 			: kind == 1 ? "no usable cipher suite"
 				    : "unknown group");
 	return 0;
@@ -597,8 +596,7 @@ config_schema(void)
 		       CFG_STR("tls_ciphersuites", "", CFGF_NONE),
 		       CFG_STR("tls_groups", "", CFGF_NONE),
 		       CFG_BOOL("tls_session_tickets", cfg_true, CFGF_NONE),
-		       CFG_BOOL(
-			   "tls_ask_client_certificate", cfg_false, CFGF_NONE),
+		       CFG_BOOL("tls_ask_client_certificate", cfg_false, CFGF_NONE),
 		       CFG_STR("starttls_injection", "close", CFGF_NONE),
 		       CFG_STR("received_header", "tls", CFGF_NONE),
 		       CFG_STR("upstream_tls", "none", CFGF_NONE),
@@ -639,8 +637,7 @@ config_schema(void)
 	cfg_set_validate_func(cfg, "tls_groups", validate_tls_list);
 	cfg_set_validate_func(cfg, "received_header", validate_received);
 	cfg_set_validate_func(cfg, "upstream_tls", validate_utls);
-	cfg_set_validate_func(
-	    cfg, "upstream_tls_fingerprint", validate_pins);
+	cfg_set_validate_func(cfg, "upstream_tls_fingerprint", validate_pins);
 	cfg_set_validate_func(cfg, "filter|on_error", validate_on_error);
 	cfg_set_validate_func(cfg, "rule|action", validate_action);
 	cfg_set_validate_func(cfg, "rule|reply", validate_reply);
@@ -970,7 +967,8 @@ tls_conf_load(struct config *cf, cfg_t *cfg, const char *file)
 		sec = cfg_getnsec(cfg, "tls_certificate", i);
 		c->name = xstrdup(cfg_title(sec));
 		c->line = sec->line;
-		if ((s = cfg_getstr(sec, "certificate")) == NULL || *s == '\0') {
+		if ((s = cfg_getstr(sec, "certificate")) == NULL ||
+		    *s == '\0') {
 			config_error(file, sec->line,
 			    "tls_certificate \"%s\": certificate is required",
 			    c->name);
@@ -996,8 +994,8 @@ tls_conf_load(struct config *cf, cfg_t *cfg, const char *file)
 		t->up_ca_file = xstrdup(s);
 	if ((s = cfg_getstr(cfg, "upstream_tls_name")) != NULL && *s != '\0')
 		t->up_name = xstrdup(s);
-	for (i = 0; i < cfg_size(cfg, "upstream_tls_fingerprint") &&
-	     i < TLS_PINS_MAX;
+	for (i = 0;
+	     i < cfg_size(cfg, "upstream_tls_fingerprint") && i < TLS_PINS_MAX;
 	     i++)
 		if (pin_parse(cfg_getnstr(cfg, "upstream_tls_fingerprint", i),
 			t->up_pins[t->up_npins]) == 0)

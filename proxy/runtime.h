@@ -23,11 +23,11 @@ struct policy;
 struct tls_server;
 
 struct runtime {
-	atomic_uint    refs;
-	unsigned       generation;
-	struct config *cf;
-	struct policy *policy;
-	struct chain  *chain;
+	atomic_uint	   refs;
+	unsigned	   generation;
+	struct config	  *cf;
+	struct policy	  *policy;
+	struct chain	  *chain;
 	struct tls_server *tls; /* client-leg certificates, or NULL */
 };
 

@@ -47,7 +47,6 @@
 #include "upstream.h"
 #include "util.h"
 
-
 static __thread int loop_draining;
 
 static void session_recv(evutil_socket_t, short, void *);
@@ -1575,9 +1574,9 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (what & BEV_EVENT_CONNECTED)
 		return;
-	const char     *why = (what & BEV_EVENT_EOF) ? "eof"
-		: (what & BEV_EVENT_TIMEOUT)	     ? "timeout"
-						     : "error";
+	const char *why = (what & BEV_EVENT_EOF) ? "eof"
+	    : (what & BEV_EVENT_TIMEOUT)	 ? "timeout"
+						 : "error";
 
 	if (s->state != S_CLOSING) {
 		log_info("event=client-gone sid=%016llx client=%s reason=%s "

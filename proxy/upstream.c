@@ -414,8 +414,8 @@ up_internal_reply(
 		up->ehlo = 1;
 		if (kind == EXP_EHLO && up_tls != NULL && !up->tls_done) {
 			if (up->capa.flags & CAPA_STARTTLS) {
-				up_send(up, EXP_STARTTLS, "STARTTLS", NULL,
-				    NULL);
+				up_send(
+				    up, EXP_STARTTLS, "STARTTLS", NULL, NULL);
 				return;
 			}
 			if (up->cf->tls.up_mode == UTLS_REQUIRED) {
@@ -757,7 +757,8 @@ up_read_cb(struct bufferevent *bev, void *arg)
 			free(r);
 			if (up->tls_start && !up->freed &&
 			    up->state != UP_S_DEAD) {
-				up_tls_begin(up); /* in belongs to the old bev */
+				up_tls_begin(
+				    up); /* in belongs to the old bev */
 				break;
 			}
 		}

@@ -2,7 +2,8 @@
  * example_filter.c - a minimal external moat filter, built as a shared
  * object (filters/README.md walks through it).
  *
- *	cc -shared -fPIC -Wall -Wextra -I/usr/include/moat -o example.so example_filter.c
+ *	cc -shared -fPIC -Wall -Wextra -I/usr/include/moat -o example.so
+ *example_filter.c
  *
  *	filter "example" {
  *		load = "/usr/local/lib/moat/example.so"
