@@ -164,14 +164,19 @@ use_reply(const struct smtp_reply *r, size_t outsz)
 
 	/* moat's reply from these capabilities must parse back to them. */
 	out = malloc(outsz);
-	n = capa_ehlo_reply(
-	    &c, "mx.moat.example", c.size / 2, c.size & 1, &adv, out, outsz);
+	/* moat's own STARTTLS and AUTH (with the upstream's mechanisms, as
+	 * the AUTH relay will) on some inputs. */
+	n = capa_ehlo_reply(&c, "mx.moat.example", c.size / 4,
+	    ((c.size & 1) ? CAPA_CHUNKING : 0) |
+		((c.size & 2) ? CAPA_STARTTLS | CAPA_AUTH : 0),
+	    c.auth, &adv, out, outsz);
 	if (n >= 0) {
 		CHECK((size_t)n < outsz && out[n] == '\0');
 		CHECK((adv &
 			  ~(uint32_t)(CAPA_PIPELINING | CAPA_SIZE |
 			      CAPA_8BITMIME | CAPA_SMTPUTF8 | CAPA_DSN |
-			      CAPA_ENHANCEDSTATUSCODES | CAPA_CHUNKING)) == 0);
+			      CAPA_ENHANCEDSTATUSCODES | CAPA_CHUNKING |
+			      CAPA_STARTTLS | CAPA_AUTH)) == 0);
 		reply_init(&r2);
 		for (p = out; *p != '\0'; p = e + 2) {
 			e = strstr(p, "\r\n");
@@ -182,6 +187,7 @@ use_reply(const struct smtp_reply *r, size_t outsz)
 		}
 		CHECK(capa_parse(&r2, &again) == 0);
 		CHECK(again.flags == adv);
+		CHECK(!(adv & CAPA_AUTH) || strcmp(again.auth, c.auth) == 0);
 	} else
 		CHECK(adv == 0);
 	free(out);
