@@ -283,6 +283,41 @@ static const char *const utls_words[] = { "none", "opportunistic", "required" };
 static const char *const tlsver_words[] = { "TLSv1", "TLSv1.1", "TLSv1.2",
 	"TLSv1.3" };
 static const int	 tlsver_values[] = { 0x0301, 0x0302, 0x0303, 0x0304 };
+static const char *const on_error_words[] = { "tempfail", "continue",
+	"reject" };
+static const char *const list_words[] = { "client", "helo", "sender",
+	"recipient" };
+
+#define KEYWORD(v, words) keyword((v), (words), (int)nitems(words))
+
+/* Every option whose value is one of a fixed set of words, by its path in
+ * the schema: one validator serves them all. */
+static const struct {
+	const char	  *path;
+	const char *const *words;
+	int		   n;
+} keyword_opts[] = {
+#define KW(path, words)                                                        \
+	{                                                                      \
+		path, words, (int)nitems(words)                                \
+	}
+	KW("xclient", xclient_words),
+	KW("bare_newline", bare_words),
+	KW("nul_byte", bare_words),
+	KW("listen|proxy_protocol", pp_words),
+	KW("listen|tls", ltls_words),
+	KW("tls_min_version", tlsver_words),
+	KW("upstream_tls_min_version", tlsver_words),
+	KW("starttls_injection", inject_words),
+	KW("received_header", received_words),
+	KW("upstream_tls", utls_words),
+	KW("filter|on_error", on_error_words),
+	KW("list|type", list_words),
+	KW("rule|action", action_words),
+	KW("list|action", action_words),
+	KW("group|rule|action", action_words),
+#undef KW
+};
 
 static int
 validate_keyword(cfg_t *cfg, cfg_opt_t *opt, const char *const *w, int n)
@@ -302,51 +337,19 @@ validate_keyword(cfg_t *cfg, cfg_opt_t *opt, const char *const *w, int n)
 }
 
 static int
-validate_xclient(cfg_t *cfg, cfg_opt_t *opt)
+validate_words(cfg_t *cfg, cfg_opt_t *opt)
 {
-	return validate_keyword(cfg, opt, xclient_words, 3);
-}
+	const char *last;
+	size_t	    i;
 
-static int
-validate_bare(cfg_t *cfg, cfg_opt_t *opt)
-{
-	return validate_keyword(cfg, opt, bare_words, 2);
-}
-
-static int
-validate_pp(cfg_t *cfg, cfg_opt_t *opt)
-{
-	return validate_keyword(cfg, opt, pp_words, 4);
-}
-
-static int
-validate_ltls(cfg_t *cfg, cfg_opt_t *opt)
-{
-	return validate_keyword(cfg, opt, ltls_words, 4);
-}
-
-static int
-validate_inject(cfg_t *cfg, cfg_opt_t *opt)
-{
-	return validate_keyword(cfg, opt, inject_words, 2);
-}
-
-static int
-validate_received(cfg_t *cfg, cfg_opt_t *opt)
-{
-	return validate_keyword(cfg, opt, received_words, 3);
-}
-
-static int
-validate_utls(cfg_t *cfg, cfg_opt_t *opt)
-{
-	return validate_keyword(cfg, opt, utls_words, 3);
-}
-
-static int
-validate_tlsver(cfg_t *cfg, cfg_opt_t *opt)
-{
-	return validate_keyword(cfg, opt, tlsver_words, 4);
+	for (i = 0; i < nitems(keyword_opts); i++) {
+		last = strrchr(keyword_opts[i].path, '|');
+		last = last != NULL ? last + 1 : keyword_opts[i].path;
+		if (strcmp(last, opt->name) == 0)
+			return validate_keyword(
+			    cfg, opt, keyword_opts[i].words, keyword_opts[i].n);
+	}
+	return 0;
 }
 
 static int
@@ -445,29 +448,6 @@ validate_cidrs(cfg_t *cfg, cfg_opt_t *opt)
 			return 0;
 		}
 	return 0;
-}
-
-static int
-validate_action(cfg_t *cfg, cfg_opt_t *opt)
-{
-	return validate_keyword(cfg, opt, action_words, ACT_COUNT);
-}
-
-static const char *const on_error_words[] = { "tempfail", "continue",
-	"reject" };
-static const char *const list_words[] = { "client", "helo", "sender",
-	"recipient" };
-
-static int
-validate_on_error(cfg_t *cfg, cfg_opt_t *opt)
-{
-	return validate_keyword(cfg, opt, on_error_words, 3);
-}
-
-static int
-validate_list_type(cfg_t *cfg, cfg_opt_t *opt)
-{
-	return validate_keyword(cfg, opt, list_words, 4);
 }
 
 /* "550 5.7.1 text": a 4xx/5xx code, an optional matching enhanced code. */
@@ -622,29 +602,17 @@ config_schema(void)
 	}
 	cfg = cfg_init(opts, CFGF_NONE);
 	cfg_set_error_function(cfg, config_errfunc);
+	for (i = 0; i < nitems(keyword_opts); i++)
+		cfg_set_validate_func(
+		    cfg, keyword_opts[i].path, validate_words);
 	cfg_set_validate_func(cfg, "upstream", validate_addr);
-	cfg_set_validate_func(cfg, "xclient", validate_xclient);
-	cfg_set_validate_func(cfg, "bare_newline", validate_bare);
-	cfg_set_validate_func(cfg, "nul_byte", validate_bare);
-	cfg_set_validate_func(cfg, "listen|proxy_protocol", validate_pp);
 	cfg_set_validate_func(cfg, "listen|proxy_trusted", validate_cidrs);
-	cfg_set_validate_func(cfg, "listen|tls", validate_ltls);
-	cfg_set_validate_func(cfg, "tls_min_version", validate_tlsver);
-	cfg_set_validate_func(cfg, "upstream_tls_min_version", validate_tlsver);
-	cfg_set_validate_func(cfg, "starttls_injection", validate_inject);
 	cfg_set_validate_func(cfg, "tls_ciphers", validate_tls_list);
 	cfg_set_validate_func(cfg, "tls_ciphersuites", validate_tls_list);
 	cfg_set_validate_func(cfg, "tls_groups", validate_tls_list);
-	cfg_set_validate_func(cfg, "received_header", validate_received);
-	cfg_set_validate_func(cfg, "upstream_tls", validate_utls);
 	cfg_set_validate_func(cfg, "upstream_tls_fingerprint", validate_pins);
-	cfg_set_validate_func(cfg, "filter|on_error", validate_on_error);
-	cfg_set_validate_func(cfg, "rule|action", validate_action);
 	cfg_set_validate_func(cfg, "rule|reply", validate_reply);
-	cfg_set_validate_func(cfg, "list|action", validate_action);
 	cfg_set_validate_func(cfg, "list|reply", validate_reply);
-	cfg_set_validate_func(cfg, "list|type", validate_list_type);
-	cfg_set_validate_func(cfg, "group|rule|action", validate_action);
 	cfg_set_validate_func(cfg, "group|rule|reply", validate_reply);
 	cfg_set_validate_func(cfg, "group|reject_reply", validate_reply);
 	cfg_set_validate_func(cfg, "group|tempfail_reply", validate_reply);
@@ -672,10 +640,10 @@ listener_add(struct config *cf, const char *spec, cfg_t *sec, const char *file)
 	l->tls = LTLS_STARTTLS;
 	if (sec == NULL)
 		return 0;
-	l->tls = keyword(cfg_getstr(sec, "tls"), ltls_words, 4);
+	l->tls = KEYWORD(cfg_getstr(sec, "tls"), ltls_words);
 	l->line = sec->line;
 	l->proxy_protocol =
-	    keyword(cfg_getstr(sec, "proxy_protocol"), pp_words, 4);
+	    KEYWORD(cfg_getstr(sec, "proxy_protocol"), pp_words);
 	for (i = 0; i < cfg_size(sec, "proxy_trusted"); i++)
 		cidr_parse(cfg_getnstr(sec, "proxy_trusted", i),
 		    &l->trusted[l->ntrusted++]);
@@ -742,7 +710,7 @@ filter_add(struct config *cf, cfg_t *sec, const char *file)
 	fc->load = v != NULL ? xstrdup(v) : NULL;
 	fc->file = xstrdup(file != NULL ? file : "(config)");
 	fc->line = sec->line;
-	fc->on_error = keyword(cfg_getstr(sec, "on_error"), on_error_words, 3);
+	fc->on_error = KEYWORD(cfg_getstr(sec, "on_error"), on_error_words);
 	fc->timeout_ms = 0;
 	v = cfg_getstr(sec, "timeout");
 	if (v != NULL &&
@@ -848,7 +816,7 @@ policy_conf_load(struct config *cf, cfg_t *cfg, const char *file)
 		sec = cfg_getnsec(cfg, "list", i);
 		l = &cf->lists[i];
 		l->name = xstrdup(cfg_title(sec));
-		l->kind = keyword(cfg_getstr(sec, "type"), list_words, 4);
+		l->kind = KEYWORD(cfg_getstr(sec, "type"), list_words);
 		l->entries = strlist(sec, "entries", &l->nentries);
 		l->files = strlist(sec, "file", &l->nfiles);
 		l->symbol = optstr(sec, "symbol");
@@ -978,18 +946,18 @@ tls_conf_load(struct config *cf, cfg_t *cfg, const char *file)
 		s = cfg_getstr(sec, "key");
 		c->key = xstrdup(s != NULL && *s != '\0' ? s : c->cert);
 	}
-	t->min_version = tlsver_values[keyword(
-	    cfg_getstr(cfg, "tls_min_version"), tlsver_words, 4)];
+	t->min_version = tlsver_values[KEYWORD(
+	    cfg_getstr(cfg, "tls_min_version"), tlsver_words)];
 	t->ciphers = xstrdup(cfg_getstr(cfg, "tls_ciphers"));
 	t->ciphersuites = xstrdup(cfg_getstr(cfg, "tls_ciphersuites"));
 	t->groups = xstrdup(cfg_getstr(cfg, "tls_groups"));
 	t->tickets = cfg_getbool(cfg, "tls_session_tickets");
 	t->ask_ccert = cfg_getbool(cfg, "tls_ask_client_certificate");
 	t->injection =
-	    keyword(cfg_getstr(cfg, "starttls_injection"), inject_words, 2);
+	    KEYWORD(cfg_getstr(cfg, "starttls_injection"), inject_words);
 	t->received =
-	    keyword(cfg_getstr(cfg, "received_header"), received_words, 3);
-	t->up_mode = keyword(cfg_getstr(cfg, "upstream_tls"), utls_words, 3);
+	    KEYWORD(cfg_getstr(cfg, "received_header"), received_words);
+	t->up_mode = KEYWORD(cfg_getstr(cfg, "upstream_tls"), utls_words);
 	if ((s = cfg_getstr(cfg, "upstream_tls_ca_file")) != NULL && *s != '\0')
 		t->up_ca_file = xstrdup(s);
 	if ((s = cfg_getstr(cfg, "upstream_tls_name")) != NULL && *s != '\0')
@@ -1000,8 +968,8 @@ tls_conf_load(struct config *cf, cfg_t *cfg, const char *file)
 		if (pin_parse(cfg_getnstr(cfg, "upstream_tls_fingerprint", i),
 			t->up_pins[t->up_npins]) == 0)
 			t->up_npins++;
-	t->up_min_version = tlsver_values[keyword(
-	    cfg_getstr(cfg, "upstream_tls_min_version"), tlsver_words, 4)];
+	t->up_min_version = tlsver_values[KEYWORD(
+	    cfg_getstr(cfg, "upstream_tls_min_version"), tlsver_words)];
 	for (i = 0; i < cf->nlisteners; i++)
 		if ((cf->listeners[i].tls == LTLS_REQUIRED ||
 			cf->listeners[i].tls == LTLS_IMPLICIT) &&
@@ -1065,10 +1033,9 @@ config_load(const char *file, const struct config_overrides *ov)
 	}
 	cf->hostname = xstrdup(s);
 	cf->banner = xstrdup(cfg_getstr(cfg, "banner"));
-	cf->xclient = keyword(cfg_getstr(cfg, "xclient"), xclient_words, 3);
-	cf->bare_newline =
-	    keyword(cfg_getstr(cfg, "bare_newline"), bare_words, 2);
-	cf->nul_byte = keyword(cfg_getstr(cfg, "nul_byte"), bare_words, 2);
+	cf->xclient = KEYWORD(cfg_getstr(cfg, "xclient"), xclient_words);
+	cf->bare_newline = KEYWORD(cfg_getstr(cfg, "bare_newline"), bare_words);
+	cf->nul_byte = KEYWORD(cfg_getstr(cfg, "nul_byte"), bare_words);
 	cf->chunking = cfg_getbool(cfg, "chunking");
 	cf->helo_required = cfg_getbool(cfg, "helo_required");
 	cf->spool_dir = xstrdup(cfg_getstr(cfg, "spool_directory"));

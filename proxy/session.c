@@ -341,6 +341,24 @@ session_drop_upstream(struct session *s)
 	s->up_dirty = 0;
 }
 
+/*
+ * Done with the upstream connection: an idle one outside a transaction is
+ * kept for the next session on this loop, any other gets QUIT (or is
+ * closed mid-message). No callback of it reaches the session afterwards.
+ */
+void
+session_release_upstream(struct session *s)
+{
+	if (s->up == NULL)
+		return;
+	if (s->up_opening || s->up_dirty || loop_draining ||
+	    (s->tx != NULL && s->tx->mail_ok) || !upstream_park(s->up))
+		upstream_quit(s->up);
+	s->up = NULL;
+	s->up_opening = 0;
+	s->up_dirty = 0;
+}
+
 /* ----------------------------------------------------------- commands */
 
 struct smtp_cmd {
@@ -1691,7 +1709,6 @@ session_admit(struct session *s)
 	s->admitted = 1;
 	if (s->lc->tls == LTLS_IMPLICIT) {
 		/* RFC 8314 §3.3: TLS first; the greeting comes inside. */
-		s->greet_after_tls = 1;
 		if (session_tls_start(s) == -1)
 			session_close(s); /* frees from the timer */
 		return;
@@ -1788,14 +1805,7 @@ session_free(struct session *s)
 	    (unsigned long long)s->sid, s->addr, s->nmessages, s->nerrors,
 	    (unsigned long long)((now - s->t_connect) / 1000));
 	chain_run_cancel(&s->chain);
-	if (s->up != NULL) {
-		/* Idle and outside a transaction: keep it for the next
-		 * session on this loop. */
-		if (s->up_opening || s->up_dirty || loop_draining ||
-		    (s->tx != NULL && s->tx->mail_ok) || !upstream_park(s->up))
-			upstream_quit(s->up);
-		s->up = NULL;
-	}
+	session_release_upstream(s);
 	tx_free(s);
 	chain_run_free(&s->chain);
 	evidence_free(&s->sev);

@@ -111,7 +111,6 @@ struct session {
 	enum session_state	    state;
 	SSL			   *ssl; /* client-leg TLS; the bev owns it */
 	struct tls_facts	   *tls; /* after the handshake, else NULL */
-	int			    greet_after_tls; /* implicit TLS */
 
 	struct sockaddr_storage peer;
 	socklen_t		peerlen;
@@ -191,6 +190,7 @@ void session_filter_reply(struct session *, enum filter_verdict,
 void tx_free(struct session *);
 void tx_log(struct session *, const char *verdict);
 void session_drop_upstream(struct session *);
+void session_release_upstream(struct session *);
 void upstream_start(struct session *);
 
 /* session_policy.c */

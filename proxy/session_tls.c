@@ -16,12 +16,10 @@
  *
  * Threading: the session's loop thread only, like the rest of the session.
  */
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,25 +110,15 @@ cmd_starttls(struct session *s, const struct smtp_command *cmd)
 int
 session_tls_start(struct session *s)
 {
-	struct bufferevent *bev, *old = s->bev;
-	evutil_socket_t	    fd = bufferevent_getfd(old);
+	struct bufferevent *bev;
 	SSL		   *ssl;
 	char		    err[256];
 
 	s->state = S_TLS;
 	event_del(s->rev);
-	if ((ssl = tls_server_ssl(s->rt->tls)) == NULL)
+	if ((ssl = tls_server_ssl(s->rt->tls)) == NULL ||
+	    (bev = tls_bev_switch(s->bev, ssl, 1)) == NULL)
 		goto fail;
-	bev = bufferevent_openssl_socket_new(loop_base(s->loop), fd, ssl,
-	    BUFFEREVENT_SSL_ACCEPTING,
-	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-	if (bev == NULL) {
-		SSL_free(ssl);
-		goto fail;
-	}
-	/* The old one must not close the descriptor the new one uses. */
-	bufferevent_setfd(old, -1);
-	bufferevent_free(old);
 	s->bev = bev;
 	s->ssl = ssl;
 	s->read_paused = 0;
@@ -168,9 +156,8 @@ session_tls_done(struct session *s)
 	    f->ccert ? "\" client_cert_sha256=" : "",
 	    f->ccert ? f->ccert_fp : "");
 	bufferevent_set_timeouts(s->bev, NULL, &wt);
-	if (s->greet_after_tls) {
-		/* Implicit TLS: the session starts now. */
-		s->greet_after_tls = 0;
+	if (s->lc->tls == LTLS_IMPLICIT) {
+		/* Implicit TLS (its only handshake): the session starts now. */
 		session_set_read_timeout(s, 0);
 		session_greet(s);
 		session_flush(s);
@@ -179,8 +166,8 @@ session_tls_done(struct session *s)
 	/*
 	 * RFC 3207 §4.2: discard all knowledge obtained from the client
 	 * before the handshake; it must say EHLO again. The upstream
-	 * connection was told the old HELO (XCLIENT): a new one follows the
-	 * next EHLO.
+	 * connection was told the old HELO (XCLIENT): it goes back to the
+	 * pool, and the next EHLO introduces the client afresh.
 	 */
 	free(s->helo);
 	s->helo = NULL;
@@ -188,10 +175,7 @@ session_tls_done(struct session *s)
 	s->advertised = 0;
 	s->max_size = (uint64_t)LIMIT(s->cf, MAX_MESSAGE_SIZE);
 	evidence_truncate(&s->sev, s->sev_connect);
-	if (s->up != NULL || s->up_opening) {
-		s->up_opening = 0;
-		session_drop_upstream(s);
-	}
+	session_release_upstream(s);
 	s->state = S_CMD;
 	session_set_read_timeout(s, 0);
 	session_arm_command_deadline(s);
@@ -202,30 +186,16 @@ session_tls_done(struct session *s)
 void
 session_tls_event(struct session *s, short what)
 {
-	char	      err[512];
-	unsigned long e;
+	char err[512];
 
 	if (what & BEV_EVENT_CONNECTED) {
 		session_tls_done(s);
 		return;
 	}
-	err[0] = '\0';
-	while ((e = bufferevent_get_openssl_error(s->bev)) != 0) {
-		size_t n = strlen(err);
-
-		if (ERR_GET_LIB(e) == 0)
-			continue; /* the generic "SSL error" */
-		if (n + 3 < sizeof(err)) {
-			if (n > 0)
-				strcat(err, "; ");
-			ERR_error_string_n(
-			    e, err + strlen(err), sizeof(err) - strlen(err));
-		}
-	}
+	tls_bev_errors(s->bev, err, sizeof(err));
 	if (err[0] == '\0')
 		snprintf(err, sizeof(err), "%s",
 		    (what & BEV_EVENT_EOF) ? "connection closed" : "I/O error");
-	ERR_clear_error();
 	log_info("event=tls-error sid=%016llx client=%s stage=handshake "
 		 "reason=\"%s\"",
 	    (unsigned long long)s->sid, s->addr, err);

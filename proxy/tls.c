@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
@@ -63,6 +65,45 @@ tls_errors(char *buf, size_t len)
 	}
 	if (buf[0] == '\0')
 		snprintf(buf, len, "unknown TLS error");
+}
+
+struct bufferevent *
+tls_bev_switch(struct bufferevent *old, SSL *ssl, int accepting)
+{
+	struct bufferevent *bev;
+
+	bev = bufferevent_openssl_socket_new(bufferevent_get_base(old),
+	    bufferevent_getfd(old), ssl,
+	    accepting ? BUFFEREVENT_SSL_ACCEPTING : BUFFEREVENT_SSL_CONNECTING,
+	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (bev == NULL) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	/* The old one must not close the descriptor the new one uses. */
+	bufferevent_setfd(old, -1);
+	bufferevent_free(old);
+	return bev;
+}
+
+void
+tls_bev_errors(struct bufferevent *bev, char *buf, size_t len)
+{
+	unsigned long e;
+	size_t	      n;
+
+	if (len == 0)
+		return;
+	buf[0] = '\0';
+	while ((e = bufferevent_get_openssl_error(bev)) != 0) {
+		/* Library 0 is libevent's generic "SSL error": no news. */
+		if (ERR_GET_LIB(e) == 0 || (n = strlen(buf)) + 3 >= len)
+			continue;
+		if (n > 0)
+			strcat(buf, "; ");
+		ERR_error_string_n(e, buf + strlen(buf), len - strlen(buf));
+	}
+	ERR_clear_error();
 }
 
 int

@@ -75,4 +75,19 @@ int tls_list_ok(int kind, const char *s);
 /* OpenSSL's error queue as one line (and cleared), for the log. */
 void tls_errors(char *buf, size_t len);
 
+/*
+ * Continue the connection of the socket bufferevent `old` under TLS: an
+ * OpenSSL bufferevent on the same descriptor, in the handshake
+ * (accepting: server side). The caller guarantees that old's buffers are
+ * empty (no plaintext crosses the handshake); old is freed without
+ * closing the descriptor. Returns the new bufferevent, which owns ssl,
+ * or NULL (ssl freed, old untouched).
+ */
+struct bufferevent;
+struct bufferevent *tls_bev_switch(
+    struct bufferevent *old, SSL *ssl, int accepting);
+/* The OpenSSL errors a TLS bufferevent collected, as one line; "" if
+ * none but the generic one. */
+void tls_bev_errors(struct bufferevent *, char *buf, size_t len);
+
 #endif

@@ -17,10 +17,8 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <netinet/in.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -525,8 +523,7 @@ static void
 up_tls_begin(struct upstream *up)
 {
 	struct evbuffer	   *in = bufferevent_get_input(up->bev);
-	struct bufferevent *bev, *old = up->bev;
-	evutil_socket_t	    fd = bufferevent_getfd(old);
+	struct bufferevent *bev;
 	size_t		    extra = evbuffer_get_length(in);
 	SSL		   *ssl;
 
@@ -536,17 +533,9 @@ up_tls_begin(struct upstream *up)
 		    (unsigned long long)up->sid, extra);
 		evbuffer_drain(in, extra);
 	}
-	if ((ssl = tls_client_ssl(up_tls)) == NULL)
+	if ((ssl = tls_client_ssl(up_tls)) == NULL ||
+	    (bev = tls_bev_switch(up->bev, ssl, 0)) == NULL)
 		goto fail;
-	bev = bufferevent_openssl_socket_new(loop_base(up->loop), fd, ssl,
-	    BUFFEREVENT_SSL_CONNECTING,
-	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-	if (bev == NULL) {
-		SSL_free(ssl);
-		goto fail;
-	}
-	bufferevent_setfd(old, -1);
-	bufferevent_free(old);
 	up->bev = bev;
 	up->ssl = ssl;
 	bufferevent_setcb(bev, up_read_cb, up_write_cb, up_event_cb, up);
@@ -845,14 +834,9 @@ up_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (up->ssl != NULL && !up->tls_done) {
-		char	      e[256] = "";
-		unsigned long x;
+		char e[512];
 
-		/* libevent returns them last first; the generic "SSL
-		 * error" (library 0) says nothing: keep the first real one. */
-		while ((x = bufferevent_get_openssl_error(bev)) != 0)
-			if (ERR_GET_LIB(x) != 0 && e[0] == '\0')
-				ERR_error_string_n(x, e, sizeof(e));
+		tls_bev_errors(bev, e, sizeof(e));
 		log_warn("event=upstream-tls-failed sid=%016llx "
 			 "reason=\"handshake: %s\"",
 		    (unsigned long long)up->sid,

@@ -126,11 +126,39 @@ class TAP:
         for line in str(msg).splitlines():
             print("# " + line)
 
+    def section(self, fn):
+        """Run one group of checks; an exception (say moatd stopped
+        answering) becomes a failed check, and the next group starts
+        afresh."""
+        import traceback
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001
+            self.ok(False, "%s: aborted by %s: %s" % (fn.__name__, type(e).__name__, e),
+                    traceback.format_exc())
+
     def done(self):
         print("1..%d" % self.n)
         sys.stdout.flush()
         _cleanup()
         sys.exit(1 if self.failed else 0)
+
+
+def write_file(path, text):
+    """Write text to path; returns path."""
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def sink_headers(dump):
+    """The message's header section from an smtp-sink dump (after the
+    three-line Received field smtp-sink adds), LF line ends."""
+    if dump is None:
+        return ""
+    m = re.search(r"\(smtp-sink\)[^\n]*\n\t[^\n]*\n", dump)
+    rest = dump[m.end():] if m else dump
+    return rest.split("\n\n", 1)[0] + "\n"
 
 
 # --------------------------------------------------------------- ports

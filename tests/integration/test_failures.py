@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from moattest import TAP, Sink, Moatd, Client, Recorder, free_port  # noqa: E402
 
 t = TAP()
+run_section = t.section
 T_START = time.monotonic()
 
 BODY = "Subject: failure test\r\nFrom: alice@example.test\r\n\r\nhello\r\n"
@@ -124,17 +125,6 @@ def wait_count(m, pattern, n, timeout):
 
 def alive(m, name):
     t.ok(m.alive(), name, m.log()[-2000:])
-
-
-def run_section(fn):
-    """Run one group of checks; an exception (say moatd stopped answering)
-    becomes a failed check, and the next group starts afresh."""
-    import traceback
-    try:
-        fn()
-    except Exception as e:
-        t.ok(False, "%s: aborted by %s: %s" % (fn.__name__, type(e).__name__, e),
-             traceback.format_exc())
 
 
 # =====================================================================

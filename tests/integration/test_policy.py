@@ -28,7 +28,9 @@ from moattest import TAP, Sink, Moatd, Client, Recorder, MOATD, tmpdir  # noqa: 
 
 MOAT = os.environ.get("MOAT", os.path.join(os.path.dirname(MOATD), "moat"))
 
+from moattest import write_file as write, sink_headers as headers_of  # noqa: E402
 t = TAP()
+run_section = t.section
 T_START = time.monotonic()
 BASE = "drain_timeout = 1\n"
 
@@ -120,32 +122,6 @@ def tx_line(m, pattern, timeout=5):
     """The first event=tx log line matching pattern (waits for it)."""
     mt = m.wait_log(r"(?m)^.*event=tx .*%s.*$" % pattern, timeout)
     return mt.group(0) if mt else None
-
-
-def headers_of(dump):
-    """The message's header section from an smtp-sink dump (after the
-    three-line Received field smtp-sink adds), LF line ends."""
-    if dump is None:
-        return ""
-    m = re.search(r"\(smtp-sink\)[^\n]*\n\t[^\n]*\n", dump)
-    rest = dump[m.end():] if m else dump
-    return rest.split("\n\n", 1)[0] + "\n"
-
-
-def run_section(fn):
-    """One group of checks; an exception becomes a failed check."""
-    import traceback
-    try:
-        fn()
-    except Exception as e:
-        t.ok(False, "%s: aborted by %s: %s" % (fn.__name__, type(e).__name__, e),
-             traceback.format_exc())
-
-
-def write(path, text):
-    with open(path, "w") as f:
-        f.write(text)
-    return path
 
 
 WORK = tmpdir()

@@ -24,6 +24,7 @@ SRCDIR = os.environ.get("MOAT_SRCDIR",
                         os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 CC = os.environ.get("CC") or "cc"
 
+from moattest import write_file as write  # noqa: E402
 t = TAP()
 if shutil.which(CC.split()[0]) is None:
     print("1..0 # SKIP no C compiler (%s)" % CC)
@@ -48,12 +49,6 @@ def build(name, source):
     if p.returncode != 0:
         t.diag(p.stdout.decode("utf-8", "replace"))
     return so
-
-
-def write(path, text):
-    with open(path, "w") as f:
-        f.write(text)
-    return path
 
 
 _n = [0]

@@ -41,7 +41,9 @@ from moattest import (TAP, Sink, Moatd, Client, Recorder, MOATD, tmpdir,  # noqa
 
 warnings.simplefilter("ignore", DeprecationWarning)     # TLSv1_1 on purpose
 
+from moattest import write_file as write, sink_headers as headers_of  # noqa: E402
 t = TAP()
+run_section = t.section
 T_START = time.monotonic()
 BASE = "drain_timeout = 1\n"
 MX = "mx.example.test"
@@ -61,25 +63,9 @@ def run(argv, input=None, timeout=30, env=None):
     return p.returncode, p.stdout.decode("latin-1")
 
 
-def write(path, text):
-    with open(path, "w") as f:
-        f.write(text)
-    return path
-
-
 def read(path):
     with open(path) as f:
         return f.read()
-
-
-def run_section(fn):
-    """One group of checks; an exception becomes a failed check."""
-    import traceback
-    try:
-        fn()
-    except Exception as e:  # noqa: BLE001
-        t.ok(False, "%s: aborted by %s: %s" % (fn.__name__, type(e).__name__, e),
-             traceback.format_exc())
 
 
 # ------------------------------------------------------- certificates
@@ -365,16 +351,6 @@ def find_msg(sink, needle, timeout=5.0):
         if time.time() >= end:
             return None
         time.sleep(0.05)
-
-
-def headers_of(dump):
-    """The message's header section from an smtp-sink dump (after the
-    three-line Received field smtp-sink adds), LF line ends."""
-    if dump is None:
-        return ""
-    m = re.search(r"\(smtp-sink\)[^\n]*\n\t[^\n]*\n", dump)
-    rest = dump[m.end():] if m else dump
-    return rest.split("\n\n", 1)[0] + "\n"
 
 
 def received_fields(headers):

@@ -38,6 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from moattest import TAP, Moatd, Client, MOATD, tmpdir, free_port  # noqa: E402
 
 t = TAP()
+run_section = t.section
 T_START = time.monotonic()
 WORK = tmpdir()
 MX = "mx.example.test"
@@ -404,17 +405,6 @@ def log_tail(m, pattern=r"upstream|tls|error", n=25):
 
 def tls_fail_reasons(m):
     return re.findall(r'event=upstream-tls-failed [^\n]*reason="([^"]*)"', m.log())
-
-
-def run_section(fn):
-    """Run one group of checks; an exception becomes a failed check and the
-    next group starts afresh."""
-    import traceback
-    try:
-        fn()
-    except Exception as e:
-        t.ok(False, "%s: aborted by %s: %s" % (fn.__name__, type(e).__name__, e),
-             traceback.format_exc())
 
 
 def case(conf, **fake):
