@@ -90,6 +90,13 @@ const struct limit_def limit_defs[LIM_COUNT] = {
 	    30, 1, 600, "a TLS handshake, client or upstream side" },
 	[LIM_TLS_SESSION_LIFETIME] = { "tls_session_lifetime", UNIT_SECONDS,
 	    3600, 0, 86400, "TLS session resumption (tickets); 0 = none" },
+	[LIM_MAX_AUTH_FAILURES] = { "max_auth_failures", UNIT_COUNT, 3, 1, 100,
+	    "failed AUTH per session; the next AUTH gets 421 and close" },
+	[LIM_AUTH_FAILURES_PER_IP] = { "auth_failures_per_ip", UNIT_COUNT, 20,
+	    1, 1000000,
+	    "failed AUTH per client (IPv4 address, IPv6 /64) in the window" },
+	[LIM_AUTH_FAILURE_WINDOW] = { "auth_failure_window", UNIT_SECONDS, 600,
+	    1, 86400, "window of auth_failures_per_ip" },
 };
 
 static int config_errors;
@@ -277,6 +284,7 @@ static const char *const pp_words[] = { "off", "v1", "v2", "any" };
  * upstream_tls_mode. */
 static const char *const ltls_words[] = { "off", "starttls", "required",
 	"implicit" };
+static const char *const lauth_words[] = { "off", "tls", "always" };
 static const char *const inject_words[] = { "close", "refuse" };
 static const char *const received_words[] = { "tls", "always", "never" };
 static const char *const utls_words[] = { "none", "opportunistic", "required" };
@@ -306,6 +314,7 @@ static const struct {
 	KW("nul_byte", bare_words),
 	KW("listen|proxy_protocol", pp_words),
 	KW("listen|tls", ltls_words),
+	KW("listen|auth", lauth_words),
 	KW("tls_min_version", tlsver_words),
 	KW("upstream_tls_min_version", tlsver_words),
 	KW("starttls_injection", inject_words),
@@ -499,7 +508,8 @@ validate_reply(cfg_t *cfg, cfg_opt_t *opt)
 
 static cfg_opt_t listen_opts[] = { CFG_STR("proxy_protocol", "off", CFGF_NONE),
 	CFG_STR_LIST("proxy_trusted", "{}", CFGF_NONE),
-	CFG_STR("tls", "starttls", CFGF_NONE), CFG_END() };
+	CFG_STR("tls", "starttls", CFGF_NONE),
+	CFG_STR("auth", "tls", CFGF_NONE), CFG_END() };
 
 static cfg_opt_t cert_opts[] = { CFG_STR("certificate", NULL, CFGF_NONE),
 	CFG_STR("key", NULL, CFGF_NONE), CFG_END() };
@@ -638,9 +648,11 @@ listener_add(struct config *cf, const char *spec, cfg_t *sec, const char *file)
 	}
 	cf->nlisteners++;
 	l->tls = LTLS_STARTTLS;
+	l->auth = LAUTH_TLS;
 	if (sec == NULL)
 		return 0;
 	l->tls = KEYWORD(cfg_getstr(sec, "tls"), ltls_words);
+	l->auth = KEYWORD(cfg_getstr(sec, "auth"), lauth_words);
 	l->line = sec->line;
 	l->proxy_protocol =
 	    KEYWORD(cfg_getstr(sec, "proxy_protocol"), pp_words);

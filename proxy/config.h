@@ -46,6 +46,9 @@ enum limit_id {
 	LIM_WORKER_QUEUE,
 	LIM_TLS_HANDSHAKE_TIMEOUT,
 	LIM_TLS_SESSION_LIFETIME,
+	LIM_MAX_AUTH_FAILURES,
+	LIM_AUTH_FAILURES_PER_IP,
+	LIM_AUTH_FAILURE_WINDOW,
 	LIM_COUNT /* must stay last */
 };
 
@@ -82,6 +85,13 @@ enum listener_tls {
 	LTLS_IMPLICIT  /* TLS from the first byte (RFC 8314) */
 };
 
+/* AUTH relay on a listener (RFC 4954): offered when the upstream does. */
+enum listener_auth {
+	LAUTH_OFF = 0,
+	LAUTH_TLS,   /* only inside TLS (RFC 4954 §4's advice) */
+	LAUTH_ALWAYS /* also in plaintext (a trusted network) */
+};
+
 struct listener_conf {
 	char		       *spec; /* as written */
 	struct sockaddr_storage ss;
@@ -90,6 +100,7 @@ struct listener_conf {
 	struct cidr		trusted[LISTENER_TRUSTED_MAX];
 	size_t			ntrusted;
 	enum listener_tls	tls;
+	enum listener_auth	auth;
 	int			line;
 };
 

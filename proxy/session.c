@@ -161,7 +161,7 @@ session_arm_command_deadline(struct session *s)
 }
 
 /* A command goes asynchronous: stop taking input, stop its clock. */
-static void
+void
 session_wait(struct session *s)
 {
 	s->waiting = 1;
@@ -308,11 +308,17 @@ tx_log(struct session *s, const char *verdict)
 {
 	struct tx *tx = s->tx;
 	char	   helo[300], from[600], rcpt[600], final[300], pol[2048];
-	char	   tls[600];
+	char	   tls[600], auth[1100] = "";
 	uint64_t   now = now_usec();
 
 	if (tx == NULL)
 		return;
+	if (s->env.auth != NULL) {
+		memcpy(auth, " auth=\"", 7);
+		log_escape(s->env.auth, strlen(s->env.auth), auth + 7,
+		    sizeof(auth) - 8);
+		strcat(auth, "\"");
+	}
 	sp_log_fields(s, pol, sizeof(pol));
 	session_tls_log_fields(s, tls, sizeof(tls));
 	log_escape(s->helo ? s->helo : "", s->helo ? strlen(s->helo) : 0, helo,
@@ -323,10 +329,10 @@ tx_log(struct session *s, const char *verdict)
 	log_escape(tx->final, strlen(tx->final), final, sizeof(final));
 	log_info("event=tx sid=%016llx tx=%u client=%s helo=\"%s\" "
 		 "from=\"%s\" rcpts=%zu rcpt=\"%s\"%s refused=%zu size=%zu "
-		 "verdict=%s reply=\"%s\"%s%s data_ms=%llu total_ms=%llu",
+		 "verdict=%s reply=\"%s\"%s%s%s data_ms=%llu total_ms=%llu",
 	    (unsigned long long)s->sid, tx->num, s->addr, helo, from,
 	    tx->nrcpts, rcpt, tx->nrcpts > 1 ? ",..." : "", tx->rcpt_refused,
-	    tx->size, verdict, final, tls, pol,
+	    tx->size, verdict, final, tls, auth, pol,
 	    tx->t_data ? (unsigned long long)((now - tx->t_data) / 1000) : 0ULL,
 	    (unsigned long long)((now - tx->t_start) / 1000));
 }
@@ -339,6 +345,7 @@ session_drop_upstream(struct session *s)
 	s->up = NULL;
 	s->up_opening = 0;
 	s->up_dirty = 0;
+	s->up_authed = 0;
 }
 
 /*
@@ -351,12 +358,13 @@ session_release_upstream(struct session *s)
 {
 	if (s->up == NULL)
 		return;
-	if (s->up_opening || s->up_dirty || loop_draining ||
+	if (s->up_opening || s->up_dirty || s->up_authed || loop_draining ||
 	    (s->tx != NULL && s->tx->mail_ok) || !upstream_park(s->up))
 		upstream_quit(s->up);
 	s->up = NULL;
 	s->up_opening = 0;
 	s->up_dirty = 0;
+	s->up_authed = 0;
 }
 
 /* ----------------------------------------------------------- commands */
@@ -398,7 +406,7 @@ static const struct smtp_cmd cmd_table[] = {
 	{ SMTP_VERB_EXPN, CMD_F_JUNK, cmd_unimpl },
 	{ SMTP_VERB_ETRN, 0, cmd_unimpl },
 	{ SMTP_VERB_STARTTLS, 0, cmd_starttls },
-	{ SMTP_VERB_AUTH, 0, cmd_unimpl },
+	{ SMTP_VERB_AUTH, 0, cmd_auth },
 };
 
 static void
@@ -463,7 +471,7 @@ helo_cont(
 {
 	const struct upstream_state *us = loop_upstream(s->loop);
 	struct capa		     none;
-	char			     buf[2048];
+	char			     buf[2048], mechs[CAPA_AUTH_MAX];
 	int			     n;
 
 	if (v != FILTER_CONTINUE) {
@@ -484,8 +492,9 @@ helo_cont(
 	n = capa_ehlo_reply(us->known && us->up ? &us->capa : &none,
 	    s->cf->hostname, (uint64_t)LIMIT(s->cf, MAX_MESSAGE_SIZE),
 	    (s->cf->chunking ? CAPA_CHUNKING : 0) |
-		(session_tls_offered(s) ? CAPA_STARTTLS : 0),
-	    NULL, &s->advertised, buf, sizeof(buf));
+		(session_tls_offered(s) ? CAPA_STARTTLS : 0) | CAPA_AUTH,
+	    session_auth_offer(s, mechs, sizeof(mechs)), &s->advertised, buf,
+	    sizeof(buf));
 	if (n == -1) {
 		session_reply(s, 451, "4.3.0", "Internal error");
 		return;
@@ -611,6 +620,17 @@ rset_quiet(void *arg, const struct smtp_reply *r, enum up_error err)
 		    (unsigned long long)s->sid, r->code);
 }
 
+/* An upstream transaction left open (the client reset it): RSET it before
+ * the next MAIL or AUTH. */
+void
+session_upstream_rset(struct session *s)
+{
+	if (s->up_dirty) {
+		upstream_command(s->up, "RSET", rset_quiet, s);
+		s->up_dirty = 0;
+	}
+}
+
 static void
 mail_send(struct session *s)
 {
@@ -624,10 +644,7 @@ mail_send(struct session *s)
 		session_resume(s);
 		return;
 	}
-	if (s->up_dirty) {
-		upstream_command(s->up, "RSET", rset_quiet, s);
-		s->up_dirty = 0;
-	}
+	session_upstream_rset(s);
 	upstream_command(s->up, s->tx->mail_line, mail_reply, s);
 }
 
@@ -641,6 +658,7 @@ upstream_open_done(void *arg, const struct smtp_reply *r, enum up_error err)
 {
 	struct session *s = arg;
 	int		waiting = s->mail_waiting;
+	int		auth = s->auth_state == AUTH_OPENING;
 
 	s->up_opening = 0;
 	s->mail_waiting = 0;
@@ -652,6 +670,10 @@ upstream_open_done(void *arg, const struct smtp_reply *r, enum up_error err)
 		if (err == UP_ECONNECT)
 			probe_kick(the_probe);
 		session_drop_upstream(s);
+		if (auth) {
+			session_auth_upstream_ready(s, err);
+			return;
+		}
 		if (!waiting)
 			return; /* MAIL will try again */
 		upstream_failed_reply(s, err);
@@ -659,7 +681,9 @@ upstream_open_done(void *arg, const struct smtp_reply *r, enum up_error err)
 		session_resume(s);
 		return;
 	}
-	if (waiting)
+	if (auth)
+		session_auth_upstream_ready(s, err);
+	else if (waiting)
 		mail_send(s);
 }
 
@@ -670,6 +694,10 @@ upstream_start(struct session *s)
 	struct upstream_client c;
 
 	if (s->up_opening || (s->up != NULL && upstream_alive(s->up)))
+		return;
+	/* An authenticated session goes on only on the connection that
+	 * carried AUTH (session_auth_lost). */
+	if (s->env.auth != NULL)
 		return;
 	session_drop_upstream(s);
 	memset(&c, 0, sizeof(c));
@@ -696,6 +724,10 @@ mail_cont(
 {
 	if (v != FILTER_CONTINUE) {
 		session_filter_reply(s, v, fr, 550, "5.7.1", "Sender refused");
+		tx_free(s);
+		return;
+	}
+	if (session_auth_lost(s)) {
 		tx_free(s);
 		return;
 	}
@@ -1281,13 +1313,14 @@ cmd_unimpl(struct session *s, const struct smtp_command *cmd)
 static int
 read_command(struct session *s, char **linep)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
-	size_t max = (size_t)LIMIT(s->cf, MAX_LINE_LENGTH), len, eol, i, j;
-	int    strict = s->cf->bare_newline == BARE_REJECT;
+	struct evbuffer	   *in = bufferevent_get_input(s->bev);
+	size_t		    max, len, eol, i, j;
+	int		    strict = s->cf->bare_newline == BARE_REJECT;
 	struct evbuffer_ptr p;
 	char		   *line;
 	int		    bare = 0, nul = 0;
 
+	max = session_auth_line_max(s, (size_t)LIMIT(s->cf, MAX_LINE_LENGTH));
 	p = evbuffer_search(in, strict ? "\r\n" : "\n", strict ? 2 : 1, NULL);
 	if (p.pos == -1) {
 		if (evbuffer_get_length(in) >= max) {
@@ -1402,8 +1435,17 @@ session_process(struct session *s)
 			rc = read_command(s, &line);
 			if (rc == 0)
 				break;
+			if (rc == -1 && s->auth_state == AUTH_CLIENT)
+				session_auth_abort(s);
 			if (rc == 1) {
-				session_command(s, line);
+				int secret = session_auth_secret(s, line);
+
+				if (s->auth_state == AUTH_CLIENT)
+					session_auth_response(s, line);
+				else
+					session_command(s, line);
+				if (secret)
+					explicit_bzero(line, strlen(line));
 				free(line);
 				/* The next command gets a full command_timeout
 				 * (unless this one went asynchronous). */
@@ -1807,6 +1849,7 @@ session_free(struct session *s)
 	chain_run_cancel(&s->chain);
 	session_release_upstream(s);
 	tx_free(s);
+	session_auth_free(s);
 	chain_run_free(&s->chain);
 	evidence_free(&s->sev);
 	free((char *)s->env.rcpt);

@@ -22,12 +22,14 @@
 #include "policy.h"
 #include "reply.h"
 #include "spool.h"
+#include "upstream.h"
 
 struct bufferevent;
 struct event;
 struct evbuffer;
 struct smtp_command;
 struct tls_facts;
+struct sasl_id;
 typedef struct ssl_st SSL;
 
 #define INPUT_HIGH  (128 * 1024) /* read high-water mark */
@@ -47,6 +49,14 @@ enum session_state {
 	S_BDAT,	     /* reading a BDAT chunk */
 	S_TLS,	     /* 220 to STARTTLS going out, or the TLS handshake */
 	S_CLOSING    /* last reply being flushed */
+};
+
+/* The AUTH relay (session_auth.c). */
+enum auth_state {
+	AUTH_NONE = 0,
+	AUTH_OPENING,  /* AUTH waits for the upstream connection */
+	AUTH_UPSTREAM, /* a line is out, the upstream's reply awaited */
+	AUTH_CLIENT    /* a 334 is out, the client's response awaited */
 };
 
 enum tx_failure {
@@ -156,6 +166,14 @@ struct session {
 	void (*cont)(
 	    struct session *, enum filter_verdict, const struct filter_reply *);
 
+	/* AUTH relay (session_auth.c). */
+	enum auth_state auth_state;
+	char	       *auth_line; /* AUTH waiting for the connection */
+	struct sasl_id *auth_sid;  /* identity claimed in this exchange */
+	char	       *auth_user; /* authenticated identity (env.auth) */
+	unsigned	auth_failures;
+	int		up_authed; /* s->up carried AUTH: never pooled */
+
 	size_t bdat_left; /* bytes of this chunk to read */
 	int    bdat_last;
 	size_t bdat_size;
@@ -179,6 +197,7 @@ void session_error(struct session *);
 void session_close(struct session *);
 void session_flush(struct session *);
 void session_set_read_timeout(struct session *, long sec);
+void session_wait(struct session *);
 void session_resume(struct session *);
 void session_arm_command_deadline(struct session *);
 void session_filter(struct session *, enum filter_stage,
@@ -191,6 +210,7 @@ void tx_free(struct session *);
 void tx_log(struct session *, const char *verdict);
 void session_drop_upstream(struct session *);
 void session_release_upstream(struct session *);
+void session_upstream_rset(struct session *);
 void upstream_start(struct session *);
 
 /* session_policy.c */
@@ -213,6 +233,18 @@ void session_tls_event(struct session *, short what);
 void session_tls_timeout(struct session *);
 void session_tls_log_fields(const struct session *, char *buf, size_t len);
 int  session_received(const struct session *, struct evbuffer *out);
+
+/* session_auth.c */
+int	    session_auth_allowed(const struct session *);
+const char *session_auth_offer(const struct session *, char *buf, size_t len);
+void	    cmd_auth(struct session *, const struct smtp_command *);
+void	    session_auth_response(struct session *, const char *line);
+void	    session_auth_abort(struct session *);
+int	    session_auth_secret(const struct session *, const char *line);
+size_t	    session_auth_line_max(struct session *, size_t max);
+void	    session_auth_upstream_ready(struct session *, enum up_error);
+int	    session_auth_lost(struct session *);
+void	    session_auth_free(struct session *);
 
 /* session_data.c */
 void tx_abandon(struct session *, const char *verdict);

@@ -57,10 +57,13 @@ enum exp_kind {
 
 struct expect {
 	enum exp_kind kind;
-	char	     *line; /* to send; NULL once sent/none */
+	char	     *line;   /* to send; NULL once sent/none */
+	int	      secret; /* SASL: never logged, wiped when freed */
 	upstream_cb   cb;
 	void	     *arg;
 };
+
+static void q_line_free(struct expect *);
 
 struct upstream {
 	struct loop	      *loop;
@@ -186,7 +189,7 @@ up_really_free(struct upstream *up)
 		evbuffer_free(up->prefix);
 
 	for (i = 0; i < up->qlen; i++)
-		free(up->q[(up->qhead + i) % UP_QUEUE_MAX].line);
+		q_line_free(&up->q[(up->qhead + i) % UP_QUEUE_MAX]);
 	if (up->keepalive != NULL)
 		event_free(up->keepalive);
 	if (up->bev != NULL)
@@ -227,6 +230,16 @@ set_read_timeout(struct upstream *up, long sec)
 	bufferevent_set_timeouts(up->bev, &r, &w);
 }
 
+/* Free a queued line; a secret one is wiped first. */
+static void
+q_line_free(struct expect *e)
+{
+	if (e->line != NULL && e->secret)
+		explicit_bzero(e->line, strlen(e->line));
+	free(e->line);
+	e->line = NULL;
+}
+
 static struct expect *
 q_push(struct upstream *up, enum exp_kind kind, const char *line,
     upstream_cb cb, void *arg)
@@ -239,6 +252,7 @@ q_push(struct upstream *up, enum exp_kind kind, const char *line,
 	up->qlen++;
 	e->kind = kind;
 	e->line = line ? xstrdup(line) : NULL;
+	e->secret = 0;
 	e->cb = cb;
 	e->arg = arg;
 	return e;
@@ -288,12 +302,13 @@ up_flush_queue(struct upstream *up)
 		if (e->kind == EXP_FINAL)
 			break;
 		if (e->line != NULL) {
-			evbuffer_add_printf(out, "%s\r\n", e->line);
+			evbuffer_add(out, e->line, strlen(e->line));
+			evbuffer_add(out, "\r\n", 2);
 			log_debug(
 			    "event=upstream-send sid=%016llx line=\"%.300s\"",
-			    (unsigned long long)up->sid, e->line);
-			free(e->line);
-			e->line = NULL;
+			    (unsigned long long)up->sid,
+			    e->secret ? "(SASL)" : e->line);
+			q_line_free(e);
 		}
 		up->nsent++;
 		/* DATA must end a pipelined group (RFC 2920 §3.1). */
@@ -800,7 +815,7 @@ up_fail(struct upstream *up, enum up_error err)
 		e = up->q[up->qhead];
 		up->qhead = (up->qhead + 1) % UP_QUEUE_MAX;
 		up->qlen--;
-		free(e.line);
+		q_line_free(&e);
 		if ((e.kind == EXP_USER || e.kind == EXP_FINAL) && e.cb)
 			e.cb(e.arg, NULL, err);
 	}
@@ -928,6 +943,20 @@ upstream_command(
 }
 
 void
+upstream_command_secret(
+    struct upstream *up, const char *line, upstream_cb cb, void *arg)
+{
+	if (up->state == UP_S_DEAD) {
+		up->busy++;
+		cb(arg, NULL, UP_ECLOSED);
+		up->busy--;
+		return;
+	}
+	q_push(up, EXP_USER, line, cb, arg)->secret = 1;
+	up_flush_queue(up);
+}
+
+void
 upstream_send_message(struct upstream *up, struct evbuffer *prefix,
     struct spool *sp, size_t off, upstream_cb cb, void *arg)
 {
@@ -964,7 +993,7 @@ upstream_quit(struct upstream *up)
 	}
 	/* Pending replies are no longer anybody's business. */
 	while (up->qlen > 0) {
-		free(up->q[up->qhead].line);
+		q_line_free(&up->q[up->qhead]);
 		up->qhead = (up->qhead + 1) % UP_QUEUE_MAX;
 		up->qlen--;
 	}

@@ -83,6 +83,10 @@ int		   upstream_alive(const struct upstream *);
 /* Queue one command line (no CRLF). */
 void upstream_command(
     struct upstream *, const char *line, upstream_cb, void *arg);
+/* The same for an AUTH line or SASL response: never logged, and the
+ * copy is wiped once written. */
+void upstream_command_secret(
+    struct upstream *, const char *line, upstream_cb, void *arg);
 
 /*
  * DATA, then (on 354) prefix (a rewritten header section in wire form, or

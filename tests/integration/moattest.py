@@ -469,6 +469,11 @@ class Recorder:
       unsolicited: {"MAIL": "250 extra"}      after the reply to verb, wait
                                               unsolicited_delay (0.3 s) and send
                                               one more, unrequested, reply line
+      sasl: ["334 VXNlcm5hbWU6", "235 ok"]    AUTH: reply with the first, and
+                                              while the last reply was 334,
+                                              read one more line (recorded)
+                                              and reply with the next; the
+                                              string "CLOSE" hangs up instead
       early_final: True                       answer the content right after
                                               the 354, before reading it
                                               ("close": then hang up unread)
@@ -591,6 +596,25 @@ class Recorder:
                     answer(".", lambda: say(self.b.get("final",
                                                        "250 2.0.0 Ok: queued as REC%d" % n)))
                     continue
+                if verb == "AUTH" and "sasl" in self.b:
+                    closed = False
+                    for i, r in enumerate(self.b["sasl"]):
+                        if i > 0:
+                            l2 = f.readline(65536)
+                            if not l2:
+                                closed = True
+                                break
+                            rec += l2
+                            cmds.append(bytes(l2))
+                        if r == "CLOSE":
+                            closed = True
+                            break
+                        say(r)
+                        if not r.startswith("334"):
+                            break
+                    if closed:
+                        break
+                    continue
                 if self.b.get("close_at") == verb:
                     break
                 if verb == "QUIT" and not any(
@@ -699,6 +723,7 @@ virtual   unix  -       n       n       -       -       virtual
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 """
 
     def __init__(self, hostname="mx.example.test", listen=True,
