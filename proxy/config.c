@@ -659,13 +659,6 @@ listener_add(struct config *cf, const char *spec, cfg_t *sec, const char *file)
 	for (i = 0; i < cfg_size(sec, "proxy_trusted"); i++)
 		cidr_parse(cfg_getnstr(sec, "proxy_trusted", i),
 		    &l->trusted[l->ntrusted++]);
-	if (l->proxy_protocol != PROXY_PROTO_OFF && l->tls == LTLS_IMPLICIT) {
-		config_error(file, sec->line,
-		    "listen \"%s\": proxy_protocol with tls = \"implicit\" "
-		    "is not supported",
-		    spec);
-		return -1;
-	}
 	if (l->proxy_protocol != PROXY_PROTO_OFF && l->ntrusted == 0) {
 		config_error(file, sec->line,
 		    "listen \"%s\": proxy_protocol needs proxy_trusted "

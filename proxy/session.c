@@ -1486,6 +1486,49 @@ session_set_read_timeout(struct session *s, long sec)
 }
 
 /*
+ * How much to read of a PROXY header in front of implicit TLS: exactly
+ * the header, never a byte of the ClientHello behind it (OpenSSL reads
+ * that from the socket itself). The bytes are looked at with MSG_PEEK:
+ * while the header is incomplete, everything there is part of it; once
+ * it is complete, just the rest of it. 0: nothing to read yet.
+ */
+static size_t
+proxy_header_want(struct session *s, int fd)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	unsigned char	 buf[PP_V2_MAX];
+	size_t		 have = evbuffer_get_length(in), consumed;
+	struct pp_info	 pi;
+	ssize_t		 r;
+	int		 versions = PP_V1 | PP_V2;
+
+	if (have >= sizeof(buf))
+		return 1; /* the parser refuses it */
+	if (have > 0)
+		evbuffer_copyout(in, buf, have);
+	do
+		r = recv(fd, buf + have, sizeof(buf) - have, MSG_PEEK);
+	while (r == -1 && errno == EINTR);
+	if (r <= 0)
+		return r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)
+		    ? 1 /* let the read find EOF or the error */
+		    : 0;
+	if (s->lc->proxy_protocol == PROXY_PROTO_V1)
+		versions = PP_V1;
+	else if (s->lc->proxy_protocol == PROXY_PROTO_V2)
+		versions = PP_V2;
+	switch (
+	    proxyproto_parse(buf, have + (size_t)r, versions, &pi, &consumed)) {
+	case PP_OK:
+		return consumed - have;
+	case PP_NEED_MORE:
+		return (size_t)r;
+	default:
+		return (size_t)r; /* refused once read */
+	}
+}
+
+/*
  * Reads, without libevent's evbuffer_read(): that one asks FIONREAD and
  * then reads at most 4 KiB per call (libevent 2.1), which made a 100 KB
  * message cost some 70 system calls. One readv into reserved space: 64 KiB
@@ -1513,12 +1556,21 @@ session_recv(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	want = (s->state == S_DATA || s->state == S_BDAT) ? 65536 : 4096;
+	if (s->state == S_PROXY && s->lc->tls == LTLS_IMPLICIT &&
+	    (want = proxy_header_want(s, fd)) == 0)
+		return;
 	/* The bufferevent keeps the input's end frozen: thaw around us. */
 	evbuffer_unfreeze(in, 0);
 	n = evbuffer_reserve_space(in, (ev_ssize_t)want, v, 2);
 	if (n <= 0) {
 		evbuffer_freeze(in, 0);
 		return;
+	}
+	/* The space may be larger than asked: read no more than want. */
+	for (i = 0, left = want; i < n; i++) {
+		if (v[i].iov_len > left)
+			v[i].iov_len = left;
+		left -= v[i].iov_len;
 	}
 	do
 		r = readv(fd, (struct iovec *)v, n);

@@ -8,8 +8,10 @@ RSA + ECDSA certificates served side by side, session resumption with and
 without tickets, client certificates (asked for, never required), the TLS
 facts in the log and in moat's Received field (the exact bytes checked on a
 recording upstream), SIGHUP certificate reloads, a 2 MB message and 20
-concurrent TLS sessions, and the real tools: openssl s_client (STARTTLS and
-implicit), swaks --tls / --tlsc and Postfix's posttls-finger.
+concurrent TLS sessions, the real tools: openssl s_client (STARTTLS and
+implicit), swaks --tls / --tlsc and Postfix's posttls-finger, and a PROXY
+protocol header (v1, v2, whole or split) in front of implicit TLS, sent in
+the same segment as the ClientHello.
 
 Every certificate is made in the test's temporary directory with the
 openssl command: a test CA, RSA-2048 and ECDSA P-256 certificates for
@@ -1419,8 +1421,137 @@ def sec_tools():
     sink.stop()
 
 
+# =====================================================================
+# PROXY protocol in front of implicit TLS: moat reads exactly the header;
+# the ClientHello right behind it (same segment) is OpenSSL's.
+
+def pp_v2(src, sport, dst="127.0.0.1", dport=465):
+    import struct
+    body = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!HH", sport, dport)
+    return b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack("!H", len(body)) + body
+
+
+class PumpTLS:
+    """TLS over memory BIOs on a raw socket, so that the first bytes on
+    the wire (a PROXY header and the ClientHello) go in one send()."""
+
+    def __init__(self, port, prefix, split=None):
+        self.s = socket.create_connection(("127.0.0.1", port), 10)
+        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.lport = self.s.getsockname()[1]
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = cctx().wrap_bio(self.inc, self.out, server_hostname=MX)
+        try:
+            self.obj.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        hello = self.out.read()
+        if split is None:
+            self.s.sendall(prefix + hello)
+        else:       # the header in two pieces, then the ClientHello
+            self.s.sendall(prefix[:split])
+            time.sleep(0.2)
+            self.s.sendall(prefix[split:])
+            time.sleep(0.2)
+            self.s.sendall(hello)
+        self.buf = b""
+
+    def _pump(self):
+        d = self.s.recv(65536)
+        if not d:
+            raise EOFError("closed")
+        self.inc.write(d)
+
+    def handshake(self):
+        while True:
+            try:
+                self.obj.do_handshake()
+                self.s.sendall(self.out.read())
+                return True
+            except ssl.SSLWantReadError:
+                self.s.sendall(self.out.read())
+                self._pump()
+
+    def line(self):
+        while b"\r\n" not in self.buf:
+            try:
+                self.buf += self.obj.read(65536)
+            except ssl.SSLWantReadError:
+                self._pump()
+        ln, self.buf = self.buf.split(b"\r\n", 1)
+        return ln.decode()
+
+    def cmd(self, text):
+        self.obj.write(text.encode() + b"\r\n")
+        self.s.sendall(self.out.read())
+        lines = [self.line()]
+        while lines[-1][3:4] == "-":
+            lines.append(self.line())
+        return lines
+
+    def close(self):
+        self.s.close()
+
+
+def sec_proxy_implicit():
+    sink = Sink()
+    port = free_port()
+    m, _ = start(sink.port, extra='listen "127.0.0.1:%d" { tls = "implicit" '
+                 'proxy_protocol = "any" proxy_trusted = { "127.0.0.0/8" } }\n' % port,
+                 modes=("starttls",))
+    cases = (
+        ("v1 header and ClientHello in one segment",
+         b"PROXY TCP4 192.0.2.7 127.0.0.1 40001 465\r\n", None, "192.0.2.7"),
+        ("v2 header and ClientHello in one segment", pp_v2("192.0.2.8", 40002), None,
+         "192.0.2.8"),
+        ("v1 header split in two writes", b"PROXY TCP4 192.0.2.9 127.0.0.1 40003 465\r\n",
+         9, "192.0.2.9"),
+        ("v2 header split inside its address block", pp_v2("192.0.2.10", 40004), 20,
+         "192.0.2.10"),
+    )
+    for name, prefix, split, client in cases:
+        try:
+            c = PumpTLS(port, prefix, split)
+            c.handshake()
+            g = c.line()
+            t.like(g, r"^220 ", "%s: handshake, then the greeting" % name)
+            e = c.cmd("EHLO client.example.test")
+            t.like(e[-1], r"^250 ", "%s: EHLO inside TLS" % name)
+            r = [c.cmd("MAIL FROM:<pp@example.test>")[-1], c.cmd("RCPT TO:<bob@example.test>")[-1],
+                 c.cmd("DATA")[-1]]
+            c.obj.write(("Subject: %s\r\n\r\nbody\r\n.\r\n" % name).encode())
+            c.s.sendall(c.out.read())
+            r.append(c.line())
+            t.ok([x[:3] for x in r] == ["250", "250", "354", "250"], "%s: message accepted" % name, r)
+            c.close()
+        except (OSError, EOFError, ssl.SSLError) as ex:
+            t.ok(False, "%s: %s" % (name, ex))
+            continue
+        t.ok(m.wait_log(r"event=proxy sid=\S+ via=127\.0\.0\.1 client=%s " % re.escape(client)),
+             "%s: the real client from the header" % name)
+        t.ok(m.wait_log(r"event=tx .*client=%s .*verdict=accept" % re.escape(client)),
+             "%s: the transaction names it" % name)
+    # A bad header in front of a ClientHello: closed, logged.
+    try:
+        c = PumpTLS(port, b"PROXY TCP4 nonsense\r\n")
+        try:
+            c.handshake()
+            ok = False
+        except (EOFError, OSError, ssl.SSLError):
+            ok = True
+        t.ok(ok, "bad PROXY header before the ClientHello: no handshake")
+        c.close()
+    except OSError as ex:
+        t.ok(True, "bad PROXY header: refused (%s)" % ex)
+    t.ok(m.wait_log(r"event=proxy-protocol-error"), "... logged as proxy-protocol-error")
+    t.ok(m.alive(), "moatd alive")
+    t.eq(m.stop(), 0, "moatd exits 0")
+    sink.stop()
+
+
 for _sec in (sec_config, sec_starttls, sec_listeners, sec_injection, sec_versions, sec_sni,
-             sec_resumption, sec_client_cert, sec_received, sec_reload, sec_load, sec_tools):
+             sec_resumption, sec_client_cert, sec_received, sec_reload, sec_load, sec_tools,
+             sec_proxy_implicit):
     run_section(_sec)
 
 t.diag("elapsed %.1fs" % (time.monotonic() - T_START))
