@@ -356,7 +356,7 @@ chain_answer(struct chain_run *r, enum filter_verdict v)
 		/* This and every later filter are done for the message. */
 		r->accepted = ~0u;
 		if (r->stage <= FILTER_STAGE_HELO)
-			r->session_accepted = 1;
+			r->session_accepted |= 1u << r->stage;
 		r->decided_by = fi->name;
 		log_info("event=filter-verdict sid=%016llx filter=%s stage=%s "
 			 "verdict=accept",

@@ -68,14 +68,14 @@ struct chain_run {
 	int			 pending;
 	int			 in_call;  /* inside a stage callback */
 	uint32_t		 accepted; /* ACCEPT seen: skip for this tx */
-	int			 session_accepted; /* ... at CONNECT/HELO */
-	uint32_t		 mask; /* filters that run from RCPT on */
-	uint64_t		 t_call;
-	uint64_t		 usec[FILTERS_MAX_CHAIN]; /* this tx */
-	void			*session_data[FILTERS_MAX_CHAIN];
-	struct chain_sink	 sink;
-	struct filter_reply	 reply;
-	const char		*decided_by; /* filter of the last verdict */
+	unsigned session_accepted;	   /* ... at CONNECT/HELO: 1 << stage */
+	uint32_t mask;			   /* filters that run from RCPT on */
+	uint64_t t_call;
+	uint64_t usec[FILTERS_MAX_CHAIN]; /* this tx */
+	void	*session_data[FILTERS_MAX_CHAIN];
+	struct chain_sink   sink;
+	struct filter_reply reply;
+	const char	   *decided_by; /* filter of the last verdict */
 };
 
 void chain_run_init(

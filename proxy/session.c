@@ -537,6 +537,7 @@ cmd_helo(struct session *s, const struct smtp_command *cmd)
 	s->esmtp = ehlo;
 	/* A new HELO replaces what the previous one brought. */
 	evidence_truncate(&s->sev, s->sev_connect);
+	sp_helo_forget(s);
 	session_filter(s, FILTER_STAGE_HELO, helo_cont);
 }
 

@@ -159,10 +159,10 @@ struct session {
 	size_t		    ev_from; /* evidence index where a stage began */
 	size_t		    sev_connect;   /* CONNECT's share of sev */
 	const struct policy_group *rgroup; /* group of the RCPT under way */
-	int			   discard_all; /* DISCARD at CONNECT/HELO */
-	struct chain_run	   chain;
-	struct filter_env	   env;
-	char			  *rcpt_line; /* RCPT waiting for filters */
+	unsigned	  discard_all; /* DISCARD at CONNECT/HELO: 1 << stage */
+	struct chain_run  chain;
+	struct filter_env env;
+	char		 *rcpt_line; /* RCPT waiting for filters */
 	void (*cont)(
 	    struct session *, enum filter_verdict, const struct filter_reply *);
 
@@ -218,6 +218,7 @@ void sp_stage_check(struct session *, enum filter_stage, enum filter_verdict *,
     struct filter_reply *);
 const struct policy_group *sp_group(struct session *);
 void			   sp_tx_begin(struct session *);
+void			   sp_helo_forget(struct session *);
 void			   sp_tx_free(struct tx *);
 void sp_header_seen(struct session *, const char *name, size_t namelen,
     const char *value, size_t valuelen);

@@ -56,7 +56,7 @@ sp_stage_check(struct session *s, enum filter_stage st, enum filter_verdict *v,
 	struct policy_decision	   d;
 
 	if (*v == FILTER_DISCARD && st <= FILTER_STAGE_HELO) {
-		s->discard_all = 1;
+		s->discard_all |= 1u << st;
 		*v = FILTER_CONTINUE;
 		return;
 	}
@@ -74,13 +74,13 @@ sp_stage_check(struct session *s, enum filter_stage st, enum filter_verdict *v,
 	case ACT_ACCEPT:
 		s->chain.accepted = ~0u;
 		if (st <= FILTER_STAGE_HELO)
-			s->chain.session_accepted = 1;
+			s->chain.session_accepted |= 1u << st;
 		if (s->tx != NULL)
 			s->tx->allow = 1;
 		break;
 	case ACT_DISCARD:
 		if (st <= FILTER_STAGE_HELO)
-			s->discard_all = 1;
+			s->discard_all |= 1u << st;
 		else if (s->tx != NULL)
 			s->tx->discard = 1;
 		break;
@@ -97,6 +97,20 @@ sp_stage_check(struct session *s, enum filter_stage st, enum filter_verdict *v,
 	default:
 		break;
 	}
+}
+
+/*
+ * A new HELO/EHLO (or the reset after STARTTLS) replaces the old one: an
+ * accept or discard decided at HELO goes with it; one decided at CONNECT
+ * stays.
+ */
+void
+sp_helo_forget(struct session *s)
+{
+	s->discard_all &= ~(1u << FILTER_STAGE_HELO);
+	s->chain.session_accepted &= ~(1u << FILTER_STAGE_HELO);
+	if (!s->chain.session_accepted)
+		s->chain.accepted = 0;
 }
 
 void

@@ -175,6 +175,7 @@ session_tls_done(struct session *s)
 	s->advertised = 0;
 	s->max_size = (uint64_t)LIMIT(s->cf, MAX_MESSAGE_SIZE);
 	evidence_truncate(&s->sev, s->sev_connect);
+	sp_helo_forget(s);
 	session_auth_free(s); /* AUTH before TLS (auth = always) too */
 	session_release_upstream(s);
 	s->state = S_CMD;

@@ -1054,7 +1054,64 @@ def sec_reload():
     sink.stop()
 
 
-for _sec in (sec_client_lists, sec_name_lists, sec_allow_list, sec_thresholds,
+def sec_helo_decisions():
+    """An accept or discard decided at HELO goes with that HELO: a new
+    EHLO (or STARTTLS) starts over; one decided at CONNECT stays."""
+    lists = '''
+list "dischelo" { type = "helo" entries = {"discard.helo.test"} action = "discard" }
+list "okhelo" { type = "helo" entries = {"friend.helo.test"} action = "accept" }
+list "disclient" { type = "client" entries = {"127.0.0.7"} action = "discard" }
+'''
+
+    def one(c, subject):
+        c.cmd("MAIL FROM:<h@example.test>")
+        c.cmd("RCPT TO:<bob@example.test>")
+        c.cmd("DATA")
+        c.send(msg(subject=subject) + ".\r\n")
+        return c.reply_or(5)
+
+    # Discard, without other filters.
+    sink = Sink()
+    m = Moatd(sink.port, conf=BASE + lists)
+    c = Client(m.port)
+    c.cmd("EHLO discard.helo.test")
+    t.eq(one(c, "disc helo")[0], 250, "HELO discard list: 250 to the client")
+    c.cmd("EHLO other.helo.test")
+    t.eq(one(c, "after disc")[0], 250, "then another EHLO: 250")
+    c.cmd("QUIT")
+    c.close()
+    t.ok(find_msg(sink, "Subject: after disc") is not None,
+         "the message after the discarding HELO was delivered (the discard went with it)")
+    t.ok(find_msg(sink, "Subject: disc helo", timeout=0.5) is None,
+         "the one under the discarding HELO was not")
+    c = Client(m.port, source="127.0.0.7")
+    c.cmd("EHLO friend.helo.test")
+    t.eq(one(c, "client discard")[0], 250, "client discard list: 250")
+    c.cmd("EHLO other.helo.test")
+    t.eq(one(c, "client discard 2")[0], 250, "after a new EHLO: still 250 ...")
+    c.cmd("QUIT")
+    c.close()
+    t.ok(find_msg(sink, "Subject: client discard", timeout=0.5) is None,
+         "... and still discarded: a CONNECT decision survives EHLO")
+    t.eq(sink.count(), 1, "exactly one message delivered")
+    m.stop()
+    sink.stop()
+
+    # Accept, in front of a filter that rejects everything at the end.
+    sink = Sink()
+    m = Moatd(sink.port, conf=BASE + 'filter "test" { reject_stage = "eom" }\n' + lists)
+    c = Client(m.port)
+    c.cmd("EHLO friend.helo.test")
+    t.eq(one(c, "friend")[0], 250, "HELO accept list: the rejecting filter is skipped")
+    c.cmd("EHLO other.helo.test")
+    t.eq(one(c, "other after friend"), (550, "5.7.1 Rejected by test filter at eom"),
+         "then another EHLO: the HELO's accept is gone, the filter rejects")
+    c.cmd("QUIT")
+    c.close()
+    m.stop()
+    sink.stop()
+
+for _sec in (sec_client_lists, sec_name_lists, sec_allow_list, sec_helo_decisions, sec_thresholds,
              sec_every_threshold, sec_headers_always, sec_header_bytes, sec_rules, sec_groups,
              sec_failure_policy, sec_scan, sec_reload):
     run_section(_sec)
