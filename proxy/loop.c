@@ -102,6 +102,10 @@ loop_main(void *arg)
 	log_thread_start(l->base);
 	event_base_loop(l->base, EVLOOP_NO_EXIT_ON_EMPTY);
 	upstream_reap_orphans();
+	/* Bufferevents freed in the last pass (an upstream connection closed
+	 * with its session, the orphans just reaped) finish freeing in a
+	 * deferred callback: give it its turn before the base goes. */
+	event_base_loop(l->base, EVLOOP_NONBLOCK);
 	log_thread_stop();
 	return NULL;
 }

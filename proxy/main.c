@@ -348,6 +348,7 @@ main(int argc, char **argv)
 	probe_stop(the_probe);
 	the_probe = NULL;
 	upstream_reap_orphans(); /* the probe's, on this thread */
+	event_base_loop(loop_base(m.mainloop), EVLOOP_NONBLOCK); /* see loop.c */
 	listeners_free(m.lset);
 	for (i = 0; i < 3; i++)
 		event_free(sigs[i]);
