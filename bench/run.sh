@@ -7,7 +7,9 @@
 # Environment: MOATD (default ./moatd), BENCH_SCALE (message counts are
 # multiplied by it; default 1), BENCH_REPEAT (runs per point, default 3),
 # IDLE_SESSIONS (default 5000),
-# LATENCY_RUNS (default 200), RESULTS (default bench/RESULTS.md).
+# LATENCY_RUNS (default 200), RESULTS (default bench/RESULTS.md),
+# SKIP_TLS (1: do not run bench/tls.sh at the end; see that script for its
+# own knobs).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
@@ -272,3 +274,11 @@ kill "$MEM_PID" 2>/dev/null
 
 # ------------------------------------------------------------ report
 python3 "$here/report.py" "$R" "$RESULTS"
+rc=$?
+
+# ------------------------------------------------------------ TLS
+# bench/tls.sh starts its own servers and writes bench/RESULTS-tls.md.
+if [ "${SKIP_TLS:-0}" != 1 ]; then
+	MOATD="$MOATD" bash "$here/tls.sh" || rc=1
+fi
+exit $rc
