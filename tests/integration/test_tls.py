@@ -11,7 +11,9 @@ recording upstream), SIGHUP certificate reloads, a 2 MB message and 20
 concurrent TLS sessions, the real tools: openssl s_client (STARTTLS and
 implicit), swaks --tls / --tlsc and Postfix's posttls-finger, and a PROXY
 protocol header (v1, v2, whole or split) in front of implicit TLS, sent in
-the same segment as the ClientHello.
+the same segment as the ClientHello, and bad TLS input (a truncated
+ClientHello or record, a record that does not decrypt, an oversized one):
+bounded time, a log line, other clients served.
 
 Every certificate is made in the test's temporary directory with the
 openssl command: a test CA, RSA-2048 and ECDSA P-256 certificates for
@@ -1549,9 +1551,85 @@ def sec_proxy_implicit():
     sink.stop()
 
 
+# =====================================================================
+# Bad TLS input costs bounded time, gets a log line, spares the others.
+
+def sec_bad_records():
+    sink = Sink()
+    port = free_port()
+    m, _ = start(sink.port, extra="tls_handshake_timeout = 2s\ncommand_timeout = 2s\n"
+                 'listen "127.0.0.1:%d" { tls = "implicit" }\n' % port, modes=("starttls",))
+
+    def established():
+        c = PumpTLS(port, b"")
+        c.handshake()
+        g = c.line()
+        return c, g
+
+    def outcome(c, limit=8.0):
+        """(closed, seconds) after the last send."""
+        start_t = time.monotonic()
+        c.s.settimeout(limit)
+        try:
+            while True:
+                d = c.s.recv(65536)
+                if not d:
+                    return True, time.monotonic() - start_t
+        except socket.timeout:
+            return False, time.monotonic() - start_t
+        except OSError:
+            return True, time.monotonic() - start_t
+
+    # A ClientHello cut short, then silence.
+    s0 = socket.create_connection(("127.0.0.1", port), 10)
+    lport = s0.getsockname()[1]
+    s0.sendall(client_hello()[:20])
+
+    class Raw:
+        s = s0
+    closed, el = outcome(Raw)
+    t.ok(closed and el <= 6.0, "truncated ClientHello: closed after tls_handshake_timeout "
+         "(%.1fs)" % el)
+    t.ok(log_line(m, "tls-timeout", sid_of(m, lport)) is not None, "... event=tls-timeout")
+    s0.close()
+
+    # After the handshake: a record header promising 16 KiB, 100 bytes sent.
+    c, g = established()
+    t.like(g, r"^220 ", "handshake done, greeting read")
+    c.s.sendall(b"\x17\x03\x03\x40\x00" + b"x" * 100)
+    closed, el = outcome(c)
+    t.ok(closed and el <= 6.0, "truncated record after the handshake: closed after "
+         "command_timeout (%.1fs)" % el)
+    c.close()
+
+    # A record that does not decrypt.
+    c, g = established()
+    c.s.sendall(b"\x17\x03\x03\x00\x30" + os.urandom(48))
+    closed, el = outcome(c)
+    t.ok(closed and el < 1.5, "a record that fails to decrypt: closed at once (%.2fs)" % el)
+    t.ok(log_line(m, "tls-error", sid_of(m, c.lport)) is not None or
+         m.wait_log(r"event=client-gone sid=%s " % re.escape(sid_of(m, c.lport) or "x")),
+         "... logged")
+    c.close()
+
+    # A record longer than TLS allows (2^14 + 256).
+    c, g = established()
+    c.s.sendall(b"\x17\x03\x03\xff\xff" + b"\0" * 64)
+    closed, el = outcome(c)
+    t.ok(closed and el < 1.5, "an oversized record length: closed at once (%.2fs)" % el)
+    c.close()
+
+    # Meanwhile others are served.
+    r = tls_session(port, mode="implicit", subject="after bad records")
+    t.ok(r["ok"], "a normal client is served after all that", r)
+    t.ok(m.alive(), "moatd alive")
+    t.eq(m.stop(), 0, "moatd exits 0")
+    sink.stop()
+
+
 for _sec in (sec_config, sec_starttls, sec_listeners, sec_injection, sec_versions, sec_sni,
              sec_resumption, sec_client_cert, sec_received, sec_reload, sec_load, sec_tools,
-             sec_proxy_implicit):
+             sec_proxy_implicit, sec_bad_records):
     run_section(_sec)
 
 t.diag("elapsed %.1fs" % (time.monotonic() - T_START))
