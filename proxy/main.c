@@ -348,7 +348,9 @@ main(int argc, char **argv)
 	probe_stop(the_probe);
 	the_probe = NULL;
 	upstream_reap_orphans(); /* the probe's, on this thread */
-	event_base_loop(loop_base(m.mainloop), EVLOOP_NONBLOCK); /* see loop.c */
+	event_base_loop(
+	    loop_base(m.mainloop), EVLOOP_NONBLOCK); /* see loop.c */
+	tls_client_thread_done();
 	listeners_free(m.lset);
 	for (i = 0; i < 3; i++)
 		event_free(sigs[i]);

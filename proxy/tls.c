@@ -467,6 +467,34 @@ tls_server_ssl(const struct tls_server *ts)
 
 /* ------------------------------------------------------------ client */
 
+/*
+ * Client-side session resumption toward the upstream: each thread keeps
+ * the last session (a TLS 1.3 ticket or a TLS 1.2 session) its upstream
+ * connections were given and offers it on its next one, sparing both
+ * sides the certificate signature. A resumed session carries the peer
+ * certificate and verification result it was made with, so
+ * tls_client_verify() judges it exactly as the first time.
+ */
+static __thread SSL_SESSION *thread_session;
+
+static int
+client_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+	(void)ssl;
+	if (thread_session != NULL)
+		SSL_SESSION_free(thread_session);
+	thread_session = sess;
+	return 1; /* the reference is ours */
+}
+
+void
+tls_client_thread_done(void)
+{
+	if (thread_session != NULL)
+		SSL_SESSION_free(thread_session);
+	thread_session = NULL;
+}
+
 int
 tls_client_build(const struct config *cf, struct tls_client **out)
 {
@@ -485,6 +513,9 @@ tls_client_build(const struct config *cf, struct tls_client **out)
 	    SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
 		SSL_OP_IGNORE_UNEXPECTED_EOF);
 	SSL_CTX_set_mode(tc->ctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_session_cache_mode(
+	    tc->ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(tc->ctx, client_new_session);
 	if (t->up_ca_file != NULL) {
 		if (SSL_CTX_load_verify_locations(
 			tc->ctx, t->up_ca_file, NULL) != 1) {
@@ -547,6 +578,8 @@ tls_client_ssl(const struct tls_client *tc)
 	}
 	if (tc->verify_chain)
 		SSL_set_verify(ssl, SSL_VERIFY_PEER, accept_any_cert);
+	if (thread_session != NULL && SSL_SESSION_is_resumable(thread_session))
+		SSL_set_session(ssl, thread_session);
 	return ssl;
 }
 

@@ -45,8 +45,11 @@ SSL *tls_server_ssl(const struct tls_server *);
 /* The upstream side; *out is NULL when upstream_tls = none. */
 int  tls_client_build(const struct config *, struct tls_client **out);
 void tls_client_free(struct tls_client *);
-/* A new client-side SSL with SNI and name checks set, or NULL. */
+/* A new client-side SSL with SNI and name checks set, or NULL; it offers
+ * this thread's last upstream session for resumption. */
 SSL *tls_client_ssl(const struct tls_client *);
+/* Free this thread's kept session (before the thread ends). */
+void tls_client_thread_done(void);
 /*
  * After the handshake: does the upstream's certificate pass what the
  * configuration asks (chain, name, pinned fingerprint)? 0, or -1 with

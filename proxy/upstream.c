@@ -185,6 +185,12 @@ up_really_free(struct upstream *up)
 			up->orphan_next->orphan_prev = up->orphan_prev;
 	}
 	pool_unlink(up);
+	/* A verified connection's TLS session stays resumable even without a
+	 * close_notify exchange (OpenSSL spoils it otherwise): SMTP ends the
+	 * connection itself, with QUIT. */
+	if (up->ssl != NULL && up->tls_done)
+		SSL_set_shutdown(
+		    up->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
 	if (up->prefix != NULL)
 		evbuffer_free(up->prefix);
 

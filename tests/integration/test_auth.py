@@ -461,6 +461,9 @@ def sec_mechanisms():
                    "%s: moat's Received says ESMTPSA" % mech)
             t.like(pf.log(), r"sasl_method=%s, sasl_username=%s" % (re.escape(name), re.escape(user)),
                    "%s: Postfix saw the SASL login" % mech)
+        res = re.findall(r"event=upstream-tls sid=\S+ .*resumed=(yes|no)", m.log())
+        t.ok("yes" in res, "upstream TLS sessions are resumed (%d of %d connections)"
+             % (res.count("yes"), len(res)))
         secrets_absent(m.log(), "no password (plain or base64) in moat's log")
         secrets_absent(" ".join(sink.messages(wait=0, count=0)), "none in the messages either")
     finally:
