@@ -5,6 +5,7 @@
  * Runs at start-up (and reload) on the main thread only; may block (file
  * I/O, host name resolution). The resulting struct config is immutable.
  */
+#include <arpa/inet.h>
 #include <confuse.h>
 #include <errno.h>
 #include <pwd.h>
@@ -97,6 +98,12 @@ const struct limit_def limit_defs[LIM_COUNT] = {
 	    "failed AUTH per client (IPv4 address, IPv6 /64) in the window" },
 	[LIM_AUTH_FAILURE_WINDOW] = { "auth_failure_window", UNIT_SECONDS, 600,
 	    1, 86400, "window of auth_failures_per_ip" },
+	[LIM_DNS_TIMEOUT] = { "dns_timeout", UNIT_MSEC, 5000, 100, 60000,
+	    "one DNS lookup, all retries included" },
+	[LIM_DNS_MAX_QUERIES] = { "dns_max_queries", UNIT_COUNT, 10000, 16,
+	    1000000, "DNS lookups in flight, whole process" },
+	[LIM_DNS_CACHE_SIZE] = { "dns_cache_size", UNIT_BYTES, 32 * MIB,
+	    1 * MIB, 4 * GIB, "DNS cache (messages and records)" },
 };
 
 static int config_errors;
@@ -594,6 +601,8 @@ config_schema(void)
 		       CFG_STR("upstream_tls_name", NULL, CFGF_NONE),
 		       CFG_STR_LIST("upstream_tls_fingerprint", "{}", CFGF_NONE),
 		       CFG_STR("upstream_tls_min_version", "TLSv1.2", CFGF_NONE),
+		       CFG_STR_LIST("dns_forwarders", "{}", CFGF_NONE),
+		       CFG_STR("dns_trust_anchor", NULL, CFGF_NONE),
 		       CFG_FUNC("include", cfg_include),
 	};
 	size_t i, n = 0;
@@ -987,6 +996,59 @@ tls_conf_load(struct config *cf, cfg_t *cfg, const char *file)
 }
 
 static void
+dns_conf_load(struct config *cf, cfg_t *cfg, const char *file)
+{
+	struct dns_conf *d = &cf->dns;
+	const char	*s;
+	size_t		 i;
+
+	if (cfg_size(cfg, "dns_forwarders") > DNS_FORWARDERS_MAX)
+		config_error(
+		    file, 0, "dns_forwarders: at most %d", DNS_FORWARDERS_MAX);
+	for (i = 0; i < cfg_size(cfg, "dns_forwarders") &&
+	     d->nforwarders < DNS_FORWARDERS_MAX;
+	     i++) {
+		/* unbound's form: an address, optionally "@port". */
+		char	      a[64], *at, *end;
+		unsigned char buf[16];
+		long	      port = 53;
+
+		s = cfg_getnstr(cfg, "dns_forwarders", i);
+		snprintf(a, sizeof(a), "%s", s);
+		if ((at = strchr(a, '@')) != NULL) {
+			*at = '\0';
+			port = strtol(at + 1, &end, 10);
+			if (*end != '\0' || end == at + 1)
+				port = 0;
+		}
+		if ((inet_pton(AF_INET, a, buf) != 1 &&
+			inet_pton(AF_INET6, a, buf) != 1) ||
+		    port < 1 || port > 65535) {
+			config_error(file, 0,
+			    "dns_forwarders \"%s\": not an address[@port]", s);
+			continue;
+		}
+		d->forwarders[d->nforwarders++] = xstrdup(s);
+	}
+	if ((s = cfg_getstr(cfg, "dns_trust_anchor")) != NULL && *s != '\0') {
+		if (access(s, R_OK) != 0)
+			config_error(file, 0, "dns_trust_anchor \"%s\": %s", s,
+			    strerror(errno));
+		d->trust_anchor = xstrdup(s);
+	}
+}
+
+static void
+dns_conf_free(struct dns_conf *d)
+{
+	size_t i;
+
+	for (i = 0; i < d->nforwarders; i++)
+		free(d->forwarders[i]);
+	free(d->trust_anchor);
+}
+
+static void
 tls_conf_free(struct tls_conf *t)
 {
 	size_t i;
@@ -1068,6 +1130,7 @@ config_load(const char *file, const struct config_overrides *ov)
 		config_error(NULL, 0, "upstream \"%s\": %s", s, err);
 
 	tls_conf_load(cf, cfg, file);
+	dns_conf_load(cf, cfg, file);
 	for (i = 0; i < cfg_size(cfg, "filter"); i++)
 		filter_add(cf, cfg_getnsec(cfg, "filter", i), file);
 	policy_conf_load(cf, cfg, file);
@@ -1109,6 +1172,7 @@ config_free(struct config *cf)
 		filter_conf_free(&cf->filters[i]);
 	policy_conf_free(cf);
 	tls_conf_free(&cf->tls);
+	dns_conf_free(&cf->dns);
 	free(cf->file);
 	free(cf->hostname);
 	free(cf->banner);

@@ -49,6 +49,9 @@ enum limit_id {
 	LIM_MAX_AUTH_FAILURES,
 	LIM_AUTH_FAILURES_PER_IP,
 	LIM_AUTH_FAILURE_WINDOW,
+	LIM_DNS_TIMEOUT,
+	LIM_DNS_MAX_QUERIES,
+	LIM_DNS_CACHE_SIZE,
 	LIM_COUNT /* must stay last */
 };
 
@@ -90,6 +93,15 @@ enum listener_auth {
 	LAUTH_OFF = 0,
 	LAUTH_TLS,   /* only inside TLS (RFC 4954 §4's advice) */
 	LAUTH_ALWAYS /* also in plaintext (a trusted network) */
+};
+
+#define DNS_FORWARDERS_MAX 8
+
+/* The resolver (resolver.h); restart-only, like the upstream. */
+struct dns_conf {
+	char *forwarders[DNS_FORWARDERS_MAX]; /* "addr[@port]"; none: recurse */
+	size_t nforwarders;
+	char  *trust_anchor; /* DNSSEC root anchor file, or NULL */
 };
 
 struct listener_conf {
@@ -253,6 +265,7 @@ struct config {
 	struct group_conf *groups;
 	size_t		   ngroups;
 	struct tls_conf	   tls;
+	struct dns_conf	   dns;
 	long		   limits[LIM_COUNT];
 };
 

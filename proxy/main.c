@@ -28,6 +28,7 @@
 #include "log.h"
 #include "loop.h"
 #include "probe.h"
+#include "resolver.h"
 #include "runtime.h"
 #include "session.h"
 #include "tls.h"
@@ -255,6 +256,19 @@ main(int argc, char **argv)
 	if (check) {
 		/* Everything a start would build: lists, filters. */
 		tls_client_free(up_tls);
+		{
+			struct loop *l = loop_new(0, cf);
+			char	     err[512];
+
+			if (resolver_init(cf, l, err, sizeof(err)) == -1) {
+				fprintf(stderr, "moatd: %s\n", err);
+				loop_free(l);
+				config_free(cf);
+				return 1;
+			}
+			resolver_shutdown();
+			loop_free(l);
+		}
 		if ((rt = runtime_build(cf)) == NULL) {
 			config_free(cf);
 			return 1;
@@ -315,6 +329,13 @@ main(int argc, char **argv)
 		listeners_attach(m.lset, i, m.loops[i]);
 	}
 	m.mainloop = loop_new(m.nloops, cf);
+	{
+		char err[512];
+
+		if (resolver_init(cf, m.mainloop, err, sizeof(err)) == -1)
+			fatal("resolver: %s", err);
+	}
+	resolver_log_start(cf);
 	for (i = 0; i < m.nloops; i++)
 		if (loop_start(m.loops[i]) == -1)
 			fatal("pthread_create");
@@ -348,6 +369,7 @@ main(int argc, char **argv)
 	probe_stop(the_probe);
 	the_probe = NULL;
 	upstream_reap_orphans(); /* the probe's, on this thread */
+	resolver_shutdown();
 	event_base_loop(
 	    loop_base(m.mainloop), EVLOOP_NONBLOCK); /* see loop.c */
 	tls_client_thread_done();

@@ -29,6 +29,7 @@ static const struct command {
 } commands[] = {
 	{ "quarantine", run_quarantine },
 	{ "scan", cmd_scan },
+	{ "dns", cmd_dns },
 	{ "help", cmd_help },
 };
 
@@ -43,6 +44,7 @@ usage(FILE *f)
 	    "  quarantine release ID [--to address:port] [--keep]\n"
 	    "  quarantine delete ID ...\n"
 	    "  scan [options] [file | -]        (see moat(1))\n"
+	    "  dns [--json] name [type] | -x address\n"
 	    "  help\n"
 	    "\n"
 	    "-c file: configuration (default %s if it exists)\n",

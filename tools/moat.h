@@ -42,4 +42,7 @@ int cmd_quarantine(struct config *, int argc, char **argv);
  */
 int cmd_scan(const char *conffile, int argc, char **argv);
 
+/* moat dns (moat_dns.c): one lookup through moat's resolver. */
+int cmd_dns(const char *conffile, int argc, char **argv);
+
 #endif

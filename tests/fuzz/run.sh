@@ -11,7 +11,8 @@ out="$top/tests/fuzz/out"
 mkdir -p "$out"
 srcs="$top/proxy/smtp_parse.c $top/proxy/dataframe.c $top/proxy/headers.c
   $top/proxy/reply.c $top/proxy/proxyproto.c $top/proxy/escape.c
-  $top/proxy/hdredit.c $top/proxy/sasl.c $top/policies/lists.c $top/proxy/util.c
+  $top/proxy/hdredit.c $top/proxy/sasl.c $top/proxy/dnsrr.c $top/policies/lists.c
+  $top/proxy/util.c
   $top/proxy/log.c"
 passed=0
 failed=0
