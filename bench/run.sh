@@ -20,79 +20,18 @@ LRUNS=${LATENCY_RUNS:-200}
 REPEAT=${BENCH_REPEAT:-3}
 RESULTS=${RESULTS:-$here/RESULTS.md}
 
-die() { echo "bench: $*" >&2; exit 1; }
+BENCH_NAME=bench
+. "$here/lib.sh"
 
 # ------------------------------------------------------------ prerequisites
-need_pkgs=""
-for p in smtp-sink:postfix smtp-source:postfix haproxy:haproxy python3:python3 prlimit:util-linux; do
-	command -v "${p%%:*}" >/dev/null 2>&1 || need_pkgs="$need_pkgs ${p#*:}"
-done
-if [ -n "$need_pkgs" ]; then
-	[ "$(id -u)" = 0 ] || die "missing:$need_pkgs (run as root to install them)"
-	export DEBIAN_FRONTEND=noninteractive
-	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-	made_policy=0
-	if [ ! -e /usr/sbin/policy-rc.d ]; then
-		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-		chmod +x /usr/sbin/policy-rc.d
-		made_policy=1
-	fi
-	apt-get update -q >/dev/null
-	apt-get install -y -q --no-install-recommends $need_pkgs >/dev/null
-	rc=$?
-	[ $made_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
-	[ $rc = 0 ] || die "apt-get install$need_pkgs failed"
-fi
-[ -x "$MOATD" ] || die "$MOATD not found: run 'make moatd' first (or set MOATD)"
+bench_need "smtp-sink:postfix smtp-source:postfix haproxy:haproxy python3:python3 prlimit:util-linux"
 
 # Enough descriptors for 200 sessions x 2 sides and 5000 idle sessions.
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 [ "$(ulimit -n)" -ge $((IDLE + 200)) ] || die "ulimit -n $(ulimit -n) is too low for $IDLE idle sessions"
 
-T=$(mktemp -d /tmp/moatbench.XXXXXX)
-chmod 755 "$T"
-PIDS=()
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do
-		kill "$p" 2>/dev/null
-	done
-	for p in "${PIDS[@]}"; do
-		for _ in 1 2 3 4 5 6 7 8 9 10; do
-			kill -0 "$p" 2>/dev/null || break
-			sleep 0.2
-		done
-		kill -9 "$p" 2>/dev/null
-	done
-	rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_port() {
-	python3 - "$1" <<'EOF'
-import socket, sys, time
-end = time.time() + 10
-while time.time() < end:
-    try:
-        socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.5).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.05)
-sys.exit(1)
-EOF
-}
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-now() { date +%s.%N; }
-
-# One binary for the whole run, even if the tree is rebuilt meanwhile.
-cp "$MOATD" "$T/moatd" || die "cannot copy $MOATD"
-REV=$(git -C "$top" describe --always --dirty 2>/dev/null || echo unknown)
-MOATD=$T/moatd
+bench_tmpdir moatbench
+bench_take_moatd
 
 NPROC=$(nproc)
 R=$T/results

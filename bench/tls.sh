@@ -22,7 +22,8 @@ CLIENTS=${TLS_CLIENTS:-$(nproc)}
 SESSIONS=${TLS_SESSIONS:-1 20}
 RESULTS_TLS=${RESULTS_TLS:-$here/RESULTS-tls.md}
 
-die() { echo "bench-tls: $*" >&2; exit 1; }
+BENCH_NAME=bench-tls
+. "$here/lib.sh"
 
 case $SECS in ''|*[!0-9]*|0) die "TLS_SECONDS must be a whole number of seconds >= 1 (openssl s_time -time)" ;; esac
 case $CLIENTS in ''|*[!0-9]*|0) die "TLS_CLIENTS must be a number >= 1" ;; esac
@@ -30,76 +31,14 @@ case $REPEAT in ''|*[!0-9]*|0) die "BENCH_REPEAT must be a number >= 1" ;; esac
 
 # ------------------------------------------------------------ prerequisites
 have_ssl_headers() { echo '#include <openssl/ssl.h>' | cc -E - >/dev/null 2>&1; }
-need_pkgs=""
-for p in smtp-sink:postfix haproxy:haproxy python3:python3 prlimit:util-linux \
-    openssl:openssl cc:gcc; do
-	command -v "${p%%:*}" >/dev/null 2>&1 || need_pkgs="$need_pkgs ${p#*:}"
-done
-command -v cc >/dev/null 2>&1 && ! have_ssl_headers && need_pkgs="$need_pkgs libssl-dev"
-if [ -n "$need_pkgs" ]; then
-	[ "$(id -u)" = 0 ] || die "missing:$need_pkgs (run as root to install them)"
-	export DEBIAN_FRONTEND=noninteractive
-	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-	made_policy=0
-	if [ ! -e /usr/sbin/policy-rc.d ]; then
-		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-		chmod +x /usr/sbin/policy-rc.d
-		made_policy=1
-	fi
-	apt-get update -q >/dev/null
-	apt-get install -y -q --no-install-recommends $need_pkgs >/dev/null
-	rc=$?
-	[ $made_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
-	[ $rc = 0 ] || die "apt-get install$need_pkgs failed"
-	have_ssl_headers || die "OpenSSL headers still missing (libssl-dev)"
-fi
-[ -x "$MOATD" ] || die "$MOATD not found: run 'make moatd' first (or set MOATD)"
+command -v cc >/dev/null 2>&1 && ! have_ssl_headers && BENCH_EXTRA_PKGS=libssl-dev
+bench_need "smtp-sink:postfix haproxy:haproxy python3:python3 prlimit:util-linux openssl:openssl cc:gcc"
+have_ssl_headers || die "OpenSSL headers missing (libssl-dev)"
 
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-T=$(mktemp -d /tmp/moattls.XXXXXX)
-chmod 755 "$T"
-PIDS=()
-WPIDS=()	# s_time wrappers of the handshake run in progress
-cleanup() {
-	local p
-	for p in "${WPIDS[@]}" "${PIDS[@]}"; do
-		kill "$p" 2>/dev/null
-	done
-	for p in "${WPIDS[@]}" "${PIDS[@]}"; do
-		for _ in 1 2 3 4 5 6 7 8 9 10; do
-			kill -0 "$p" 2>/dev/null || break
-			sleep 0.2
-		done
-		kill -9 "$p" 2>/dev/null
-	done
-	rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_port() {
-	python3 - "$1" <<'EOF'
-import socket, sys, time
-end = time.time() + 10
-while time.time() < end:
-    try:
-        socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.5).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.05)
-sys.exit(1)
-EOF
-}
-now() { date +%s.%N; }
-
-# One binary for the whole run, even if the tree is rebuilt meanwhile.
-cp "$MOATD" "$T/moatd" || die "cannot copy $MOATD"
-REV=$(git -C "$top" describe --always --dirty 2>/dev/null || echo unknown)
-MOATD=$T/moatd
+bench_tmpdir moattls
+bench_take_moatd
 
 cc -O2 -Wall -Wextra -Werror "$here/tls_source.c" -o "$T/tls_source" \
     -lssl -lcrypto -lpthread 2>"$T/cc.err" || die "building tls_source: $(cat "$T/cc.err")"
@@ -221,7 +160,6 @@ info "resume13_haproxy=$(sed -n 's/.* resumed=\([0-9]*\) .*/\1/p' <<<"$out")/6"
 
 port_of() { case $1 in moat) echo "$MOAT_TLS_PORT" ;; haproxy) echo "$HA_PORT" ;; esac; }
 pid_of() { case $1 in moat) echo "$MOAT_PID" ;; haproxy) echo "$HA_PID" ;; esac; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 log_count() { grep -c -- "$1" "$T/moatd.log"; }
 
 # ------------------------------------------------------------ handshakes

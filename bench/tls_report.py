@@ -10,6 +10,8 @@ import statistics
 import sys
 import time
 
+from report import cpu_model, fmt  # bench/report.py, beside this file
+
 TARGET_HS_RATIO = 0.90        # moat full-handshake rate >= 0.9 x HAProxy's
 TARGET_RESUME_RATIO = 3.0     # moat resumed handshakes >= 3 x full ones
 
@@ -48,23 +50,6 @@ def parse(path):
             elif kind == "msg":
                 msg.append(d)
     return info, hs, msg
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def fmt(x, nd=0):
-    if x is None:
-        return "n/a"
-    return ("%." + str(nd) + "f") % x
 
 
 def verdict(ok):

@@ -193,3 +193,26 @@ cidr_match(const struct cidr *c, const struct sockaddr *sa)
 	}
 	return 0;
 }
+
+void
+addr_key(const struct sockaddr *sa, unsigned char key[16])
+{
+	memset(key, 0, 16);
+	if (sa->sa_family == AF_INET) {
+		key[10] = key[11] = 0xff;
+		memcpy(
+		    key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+	} else if (sa->sa_family == AF_INET6)
+		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+}
+
+uint32_t
+addr_key_hash(const unsigned char key[16])
+{
+	uint32_t h = 2166136261u;
+	int	 i;
+
+	for (i = 0; i < 16; i++)
+		h = (h ^ key[i]) * 16777619u;
+	return h;
+}

@@ -9,6 +9,7 @@
 
 #include <netinet/in.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 struct sockaddr_storage;
@@ -26,6 +27,14 @@ int  addr_port(const struct sockaddr *);
 
 /* Turn an IPv4-mapped IPv6 address into a plain AF_INET one, in place. */
 void addr_unmap(struct sockaddr_storage *, socklen_t *);
+
+/*
+ * A 16-byte key for per-client tables: the IPv6 address, IPv4 as its
+ * IPv4-mapped form (so both spellings of one address agree); and its
+ * FNV-1a hash.
+ */
+void	 addr_key(const struct sockaddr *, unsigned char key[16]);
+uint32_t addr_key_hash(const unsigned char key[16]);
 
 struct cidr {
 	int	      family;

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "addr.h"
 #include "authlimit.h"
 
 #define SHARDS	  64
@@ -30,35 +31,21 @@ static struct shard shards[SHARDS] = {
 	[0 ... SHARDS - 1] = { PTHREAD_MUTEX_INITIALIZER, { { { 0 }, 0, 0 } } }
 };
 
+/* addr_key, with any IPv6 address but an IPv4-mapped one cut to its /64. */
 static void
 client_key(const struct sockaddr *sa, unsigned char key[16])
 {
-	const struct sockaddr_in6 *s6;
-
-	memset(key, 0, 16);
-	if (sa->sa_family == AF_INET) {
-		key[10] = key[11] = 0xff;
-		memcpy(
-		    key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-	} else if (sa->sa_family == AF_INET6) {
-		s6 = (const struct sockaddr_in6 *)sa;
-		memcpy(key, &s6->sin6_addr, 16);
-		/* IPv4-mapped stays whole (it is one IPv4 address); any
-		 * other IPv6 address counts for its /64. */
-		if (!IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
-			memset(key + 8, 0, 8);
-	}
+	addr_key(sa, key);
+	if (sa->sa_family == AF_INET6 &&
+	    !IN6_IS_ADDR_V4MAPPED(
+		&((const struct sockaddr_in6 *)sa)->sin6_addr))
+		memset(key + 8, 0, 8);
 }
 
 static struct shard *
 shard_of(const unsigned char key[16])
 {
-	uint32_t h = 2166136261u;
-	int	 i;
-
-	for (i = 0; i < 16; i++)
-		h = (h ^ key[i]) * 16777619u;
-	return &shards[h % SHARDS];
+	return &shards[addr_key_hash(key) % SHARDS];
 }
 
 /* The client's live entry, or NULL. Shard locked. */

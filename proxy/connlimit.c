@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr.h"
 #include "connlimit.h"
 #include "util.h"
 
@@ -33,33 +34,6 @@ static struct shard shards[SHARDS] = { [0 ... SHARDS - 1] = {
 					   PTHREAD_MUTEX_INITIALIZER, { 0 } } };
 static atomic_long  total;
 
-static void
-ip_key(const struct sockaddr *sa, unsigned char key[16])
-{
-	const struct sockaddr_in6 *s6;
-
-	memset(key, 0, 16);
-	if (sa->sa_family == AF_INET) {
-		key[10] = key[11] = 0xff;
-		memcpy(
-		    key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-	} else if (sa->sa_family == AF_INET6) {
-		s6 = (const struct sockaddr_in6 *)sa;
-		memcpy(key, &s6->sin6_addr, 16);
-	}
-}
-
-static uint32_t
-key_hash(const unsigned char key[16])
-{
-	uint32_t h = 2166136261u;
-	int	 i;
-
-	for (i = 0; i < 16; i++)
-		h = (h ^ key[i]) * 16777619u;
-	return h;
-}
-
 enum admit_result
 conn_admit(const struct sockaddr *sa, long max_total, long max_per_ip)
 {
@@ -73,8 +47,8 @@ conn_admit(const struct sockaddr *sa, long max_total, long max_per_ip)
 		atomic_fetch_sub(&total, 1);
 		return ADMIT_TOTAL;
 	}
-	ip_key(sa, key);
-	h = key_hash(key);
+	addr_key(sa, key);
+	h = addr_key_hash(key);
 	sh = &shards[h % SHARDS];
 	pthread_mutex_lock(&sh->mtx);
 	for (e = sh->b[(h / SHARDS) % BUCKETS]; e != NULL; e = e->next)
@@ -104,8 +78,8 @@ conn_release(const struct sockaddr *sa)
 	struct shard  *sh;
 	struct ipent **pe, *e;
 
-	ip_key(sa, key);
-	h = key_hash(key);
+	addr_key(sa, key);
+	h = addr_key_hash(key);
 	sh = &shards[h % SHARDS];
 	pthread_mutex_lock(&sh->mtx);
 	for (pe = &sh->b[(h / SHARDS) % BUCKETS]; (e = *pe) != NULL;

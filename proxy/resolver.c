@@ -37,6 +37,7 @@ struct dns_query {
 	int	      async_id;
 	int	      done; /* delivered (or timed out) */
 	int	      cancelled;
+	const char   *refused; /* refusal_job's reason */
 	char	      name[256];
 	int	      type;
 };
@@ -208,9 +209,7 @@ refusal_job(struct loop *l, void *arg)
 
 	(void)l;
 	if (!q->cancelled)
-		deliver_simple(q, DNS_ERROR,
-		    q->async_id == -1 ? "too many queries in flight"
-				      : "bad name");
+		deliver_simple(q, DNS_ERROR, q->refused);
 	query_free(q);
 }
 
@@ -229,18 +228,22 @@ resolver_query(struct loop *l, const char *name, int type, dns_cb cb, void *arg)
 	q->type = type;
 	snprintf(q->name, sizeof(q->name), "%s", name);
 	atomic_fetch_add(&in_flight, 1);
-	if (!dns_name_valid(name) || atomic_load(&in_flight) > max_queries) {
-		q->async_id = dns_name_valid(name) ? -1 : -2;
-		if (q->async_id == -1)
-			log_warn("event=dns-overload in_flight=%ld",
-			    (long)atomic_load(&in_flight));
-		loop_post(l, refusal_job, q);
-		return q;
+	q->async_id = -1; /* not (yet) libunbound's */
+	if (!dns_name_valid(name))
+		q->refused = "bad name";
+	else if (atomic_load(&in_flight) > max_queries) {
+		q->refused = "too many queries in flight";
+		log_warn("event=dns-overload in_flight=%ld",
+		    (long)atomic_load(&in_flight));
+	} else {
+		q->timer = evtimer_new(loop_base(l), query_timeout, q);
+		if (ub_resolve_async(
+			ctx, q->name, type, 1, q, ub_done, &q->async_id) != 0) {
+			q->async_id = -1;
+			q->refused = "resolver failure";
+		}
 	}
-	q->timer = evtimer_new(loop_base(l), query_timeout, q);
-	if (ub_resolve_async(ctx, q->name, type, 1, q, ub_done, &q->async_id) !=
-	    0) {
-		q->async_id = -3;
+	if (q->refused != NULL) {
 		loop_post(l, refusal_job, q);
 		return q;
 	}

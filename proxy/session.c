@@ -1522,10 +1522,8 @@ proxy_header_want(struct session *s, int fd)
 	    proxyproto_parse(buf, have + (size_t)r, versions, &pi, &consumed)) {
 	case PP_OK:
 		return consumed - have;
-	case PP_NEED_MORE:
+	default: /* all of it is the header, or refused once read */
 		return (size_t)r;
-	default:
-		return (size_t)r; /* refused once read */
 	}
 }
 

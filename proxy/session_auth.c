@@ -45,32 +45,27 @@
 
 static void auth_send(struct session *);
 
-/* Mechanisms this session may offer ("" for none): the probed
- * upstream's, when the listener allows AUTH here. */
-static const char *
-auth_mechs(const struct session *s, char *buf, size_t len)
-{
-	const struct upstream_state *us = loop_upstream(s->loop);
-
-	buf[0] = '\0';
-	if (!session_auth_allowed(s) || !us->known || !us->up ||
-	    !(us->capa.flags & CAPA_AUTH))
-		return buf;
-	sasl_mech_list(us->capa.auth, buf, len);
-	return buf;
-}
-
-int
-session_auth_allowed(const struct session *s)
+/* AUTH is allowed on this listener in this session's state. */
+static int
+auth_allowed(const struct session *s)
 {
 	return s->lc->auth == LAUTH_ALWAYS ||
 	    (s->lc->auth == LAUTH_TLS && s->ssl != NULL && s->tls != NULL);
 }
 
+/* Mechanisms this session may offer ("" for none): the probed
+ * upstream's, when the listener allows AUTH here. */
 const char *
 session_auth_offer(const struct session *s, char *buf, size_t len)
 {
-	return auth_mechs(s, buf, len);
+	const struct upstream_state *us = loop_upstream(s->loop);
+
+	buf[0] = '\0';
+	if (!auth_allowed(s) || !us->known || !us->up ||
+	    !(us->capa.flags & CAPA_AUTH))
+		return buf;
+	sasl_mech_list(us->capa.auth, buf, len);
+	return buf;
 }
 
 /* Is this line secret (AUTH or a SASL response)? Then it is wiped. */
@@ -269,7 +264,7 @@ void
 cmd_auth(struct session *s, const struct smtp_command *cmd)
 {
 	const char *mech = cmd->args, *resp;
-	size_t	    mlen, rlen, i;
+	size_t	    mlen, i;
 	char	    mechs[CAPA_AUTH_MAX];
 
 	if (!(s->advertised & CAPA_AUTH)) {
@@ -304,7 +299,7 @@ cmd_auth(struct session *s, const struct smtp_command *cmd)
 		session_error(s);
 		return;
 	}
-	auth_mechs(s, mechs, sizeof(mechs));
+	session_auth_offer(s, mechs, sizeof(mechs));
 	if (!sasl_mech_in(mechs, mech, mlen)) {
 		session_reply(
 		    s, 504, "5.5.4", "Unrecognized authentication type");
@@ -313,11 +308,7 @@ cmd_auth(struct session *s, const struct smtp_command *cmd)
 	}
 	if (resp != NULL) {
 		/* RFC 4954 §4: base64 or "=" (empty), nothing after it. */
-		rlen = strlen(resp);
-		for (i = 0; i < rlen; i++)
-			if (resp[i] == ' ')
-				break;
-		if (rlen == 0 || i < rlen) {
+		if (resp[0] == '\0' || strchr(resp, ' ') != NULL) {
 			session_reply(
 			    s, 501, "5.5.2", "Cannot decode response");
 			session_error(s);

@@ -236,7 +236,6 @@ void session_tls_log_fields(const struct session *, char *buf, size_t len);
 int  session_received(const struct session *, struct evbuffer *out);
 
 /* session_auth.c */
-int	    session_auth_allowed(const struct session *);
 const char *session_auth_offer(const struct session *, char *buf, size_t len);
 void	    cmd_auth(struct session *, const struct smtp_command *);
 void	    session_auth_response(struct session *, const char *line);

@@ -918,6 +918,18 @@ upstream_open(struct upstream *up, const struct upstream_client *client,
 	}
 }
 
+/* A command for a dead connection fails at once (1). */
+static int
+up_refuse_dead(struct upstream *up, upstream_cb cb, void *arg)
+{
+	if (up->state != UP_S_DEAD)
+		return 0;
+	up->busy++;
+	cb(arg, NULL, UP_ECLOSED);
+	up->busy--;
+	return 1;
+}
+
 void
 upstream_command(
     struct upstream *up, const char *line, upstream_cb cb, void *arg)
@@ -925,12 +937,8 @@ upstream_command(
 	char   buf[1024], helo[600];
 	size_t n;
 
-	if (up->state == UP_S_DEAD) {
-		up->busy++;
-		cb(arg, NULL, UP_ECLOSED);
-		up->busy--;
+	if (up_refuse_dead(up, cb, arg))
 		return;
-	}
 	if (up->use_xforward &&
 	    ascii_strncasecmp(line, "MAIL FROM:", 10) == 0) {
 		n = (size_t)snprintf(buf, sizeof(buf),
@@ -952,12 +960,8 @@ void
 upstream_command_secret(
     struct upstream *up, const char *line, upstream_cb cb, void *arg)
 {
-	if (up->state == UP_S_DEAD) {
-		up->busy++;
-		cb(arg, NULL, UP_ECLOSED);
-		up->busy--;
+	if (up_refuse_dead(up, cb, arg))
 		return;
-	}
 	q_push(up, EXP_USER, line, cb, arg)->secret = 1;
 	up_flush_queue(up);
 }

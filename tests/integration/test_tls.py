@@ -331,8 +331,12 @@ def handshake(port, mode="starttls", ctx=None, sni=MX):
 # ------------------------------------------------------------- logs
 
 def sid_of(m, lport, timeout=5):
-    mt = m.wait_log(r"event=connect sid=(\S+) client=127\.0\.0\.1 port=%d " % lport, timeout)
-    return mt.group(1) if mt else None
+    """The sid of the newest session from this client port (ports are
+    reused over a long test: the first match may be an older session)."""
+    pat = r"event=connect sid=(\S+) client=127\.0\.0\.1 port=%d " % lport
+    if not m.wait_log(pat, timeout):
+        return None
+    return re.findall(pat, m.log())[-1]
 
 
 def log_line(m, event, sid, timeout=5, having=""):

@@ -1,0 +1,88 @@
+# bench/lib.sh - what bench/run.sh and bench/tls.sh share; sourced, not run.
+#
+#   BENCH_NAME=bench-x; . "$here/lib.sh"
+#   bench_need "smtp-sink:postfix haproxy:haproxy"   # tool:package pairs
+#   bench_tmpdir moatbench                           # sets T, the EXIT trap
+#   PIDS+=("$pid")                                   # stopped by the trap
+#
+# Loopback only; every process started is stopped by PID at exit.
+
+die() { echo "${BENCH_NAME:-bench}: $*" >&2; exit 1; }
+
+# Install the packages of the missing tools (root only), with Postfix's
+# questions answered and packaged daemons kept from starting. Extra
+# packages to install in any case of need: BENCH_EXTRA_PKGS.
+bench_need() {
+	local p need="${BENCH_EXTRA_PKGS:-}" made_policy=0 rc
+	for p in $1; do
+		command -v "${p%%:*}" >/dev/null 2>&1 || need="$need ${p#*:}"
+	done
+	[ -z "$need" ] && return 0
+	[ "$(id -u)" = 0 ] || die "missing:$need (run as root to install them)"
+	export DEBIAN_FRONTEND=noninteractive
+	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod +x /usr/sbin/policy-rc.d
+		made_policy=1
+	fi
+	apt-get update -q >/dev/null
+	apt-get install -y -q --no-install-recommends $need >/dev/null
+	rc=$?
+	[ $made_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
+	[ $rc = 0 ] || die "apt-get install$need failed"
+}
+
+# T: a fresh temporary directory; PIDS (and WPIDS, for a script's
+# short-lived wrappers) are stopped, T removed, at exit.
+PIDS=()
+WPIDS=()
+bench_cleanup() {
+	local p
+	for p in "${WPIDS[@]}" "${PIDS[@]}"; do
+		kill "$p" 2>/dev/null
+	done
+	for p in "${WPIDS[@]}" "${PIDS[@]}"; do
+		for _ in 1 2 3 4 5 6 7 8 9 10; do
+			kill -0 "$p" 2>/dev/null || break
+			sleep 0.2
+		done
+		kill -9 "$p" 2>/dev/null
+	done
+	rm -rf "$T"
+}
+bench_tmpdir() {
+	T=$(mktemp -d "/tmp/$1.XXXXXX")
+	chmod 755 "$T"
+	trap bench_cleanup EXIT
+	trap 'exit 130' INT TERM
+}
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+wait_port() {
+	python3 - "$1" <<'PY'
+import socket, sys, time
+end = time.time() + 10
+while time.time() < end:
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.5).close()
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.05)
+sys.exit(1)
+PY
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+now() { date +%s.%N; }
+
+# One binary for the whole run, even if the tree is rebuilt meanwhile:
+# copies MOATD into T and points MOATD at the copy; REV names the tree.
+bench_take_moatd() {
+	[ -x "$MOATD" ] || die "$MOATD not found: run 'make moatd' first (or set MOATD)"
+	cp "$MOATD" "$T/moatd" || die "cannot copy $MOATD"
+	REV=$(git -C "$top" describe --always --dirty 2>/dev/null || echo unknown)
+	MOATD=$T/moatd
+}
