@@ -212,5 +212,6 @@ int filter_work(const struct filter_token *, void (*work)(void *arg),
 /* Built-in filters (filters/registry.c lists them). */
 extern const struct filter_ops testfilter_ops;
 extern const struct filter_ops listsfilter_ops;
+extern const struct filter_ops spffilter_ops;
 
 #endif
