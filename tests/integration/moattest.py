@@ -241,6 +241,65 @@ class Sink:
         return self.count()
 
 
+# --------------------------------------------------------------- dnsmasq
+
+def dnsmasq_usable():
+    return subprocess.run(["sh", "-c", "command -v dnsmasq"],
+                          stdout=subprocess.DEVNULL).returncode == 0
+
+
+def free_udp_port():
+    """A port free for both TCP and UDP on 127.0.0.1."""
+    while True:
+        p = free_port()
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind(("127.0.0.1", p))
+            s.close()
+            return p
+        except OSError:
+            s.close()
+
+
+class Dnsmasq:
+    """dnsmasq as the test's DNS server on a loopback port, answering only
+    from its configuration (no upstream, no /etc/hosts). `lines` are
+    dnsmasq.conf lines (txt-record=, host-record=, mx-host=, ptr-record=,
+    local=/zone/ for NXDOMAIN, server=/zone/127.0.0.1#PORT to forward)."""
+
+    def __init__(self, lines):
+        self.port = free_udp_port()
+        self.dir = tmpdir()
+        os.chmod(self.dir, 0o755)
+        conf = os.path.join(self.dir, "dnsmasq.conf")
+        with open(conf, "w") as f:
+            f.write("\n".join(["port=%d" % self.port, "listen-address=127.0.0.1",
+                               "bind-interfaces", "no-resolv", "no-hosts"] + list(lines)))
+            f.write("\n")
+        self.proc = spawn(["dnsmasq", "--keep-in-foreground", "--conf-file=" + conf,
+                           "-u", "nobody", "--log-facility=" + os.path.join(self.dir, "log")],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        if not wait_port(self.port):
+            raise RuntimeError("dnsmasq did not start")
+
+    def forwarder(self):
+        return "127.0.0.1@%d" % self.port
+
+    def stop(self):
+        stop(self.proc)
+
+
+class SilentDns:
+    """A UDP socket that takes DNS questions and never answers (for
+    timeouts; forward a zone to it with server=/zone/127.0.0.1#PORT)."""
+
+    def __init__(self):
+        self.s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.s.bind(("127.0.0.1", 0))
+        self.port = self.s.getsockname()[1]
+        on_cleanup(self.s.close)
+
+
 # ----------------------------------------------------------------- moatd
 
 class Moatd:
