@@ -73,7 +73,7 @@ chain_set_lookup(chain_lookup_fn fn)
 /* ------------------------------------------------- configuration */
 
 static const struct filter_ops *const builtin[] = { &testfilter_ops,
-	&spffilter_ops };
+	&spffilter_ops, &dkimfilter_ops };
 
 static const struct filter_ops *
 filter_load(const struct filter_conf *fc, void **dl)

@@ -213,5 +213,6 @@ int filter_work(const struct filter_token *, void (*work)(void *arg),
 extern const struct filter_ops testfilter_ops;
 extern const struct filter_ops listsfilter_ops;
 extern const struct filter_ops spffilter_ops;
+extern const struct filter_ops dkimfilter_ops;
 
 #endif
