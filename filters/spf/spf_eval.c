@@ -114,9 +114,9 @@ macro_string_ok(const char *s, size_t len, int exp, size_t *end_macro)
 			if (c == '%' || c == '_' || c == '-') {
 				i += 2;
 			} else if (c == '{') {
-				size_t j = i + 2, d0;
+				size_t j = i + 2, d0, k;
 
-				if (j >= len ||
+				if (j >= len || s[j] == '\0' ||
 				    !strchr(exp ? "slodiphvcrtSLODIPHVCRT"
 						: "slodiphvSLODIPHV",
 					s[j]))
@@ -125,7 +125,9 @@ macro_string_ok(const char *s, size_t len, int exp, size_t *end_macro)
 				d0 = j;
 				while (j < len && s[j] >= '0' && s[j] <= '9')
 					j++;
-				if (j > d0 && strtol(s + d0, NULL, 10) == 0)
+				for (k = d0; k < j && s[k] == '0'; k++)
+					;
+				if (j > d0 && k == j)
 					return -1; /* a zero DIGIT (§7.3) */
 				if (j < len && (s[j] == 'r' || s[j] == 'R'))
 					j++;
