@@ -621,6 +621,19 @@ spf_cancel(void *ctx, void *cookie)
 		call_cancel(cookie);
 }
 
+/* The transaction ended: its Received-SPF goes with it. */
+static void
+spf_reset(void *ctx, void **session_data)
+{
+	struct spf_sess *ss = *session_data;
+
+	(void)ctx;
+	if (ss == NULL)
+		return;
+	free(ss->received);
+	ss->received = NULL;
+}
+
 static void
 spf_close(void *ctx, void **session_data)
 {
@@ -647,5 +660,6 @@ const struct filter_ops spffilter_ops = {
 	.fini = spf_fini,
 	.stage = spf_stage,
 	.cancel = spf_cancel,
+	.reset = spf_reset,
 	.close = spf_close,
 };
