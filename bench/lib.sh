@@ -86,3 +86,26 @@ bench_take_moatd() {
 	REV=$(git -C "$top" describe --always --dirty 2>/dev/null || echo unknown)
 	MOATD=$T/moatd
 }
+
+# smtp-sink as the upstream on a free port: sets SINK_PORT and SINK_PID.
+bench_start_sink() {
+	local runuser=""
+	SINK_PORT=$(free_port)
+	[ "$(id -u)" = 0 ] && runuser="-u nobody"
+	smtp-sink $runuser 127.0.0.1:"$SINK_PORT" 4096 >/dev/null 2>&1 &
+	SINK_PID=$!
+	PIDS+=("$SINK_PID")
+	wait_port "$SINK_PORT" || die "smtp-sink did not start"
+}
+
+# moatd on CONF, answering on PORT, logging to LOG: waits until it listens
+# and sees its upstream; sets BENCH_PID (the caller names it).
+bench_start_moatd() {
+	local conf=$1 port=$2 log=$3
+	prlimit --nofile=20000:20000 "$MOATD" -f -c "$conf" >"$log" 2>&1 &
+	BENCH_PID=$!
+	PIDS+=("$BENCH_PID")
+	wait_port "$port" || die "moatd ($conf) did not start: $(cat "$log")"
+	for _ in $(seq 50); do grep -q 'event=upstream-up' "$log" && break; sleep 0.1; done
+	grep -q 'event=upstream-up' "$log" || die "moatd ($conf) does not see smtp-sink: $(cat "$log")"
+}

@@ -39,13 +39,7 @@ R=$T/results
 echo "info nproc=$NPROC kernel=$(uname -r) load_at_start=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' /)" >>"$R"
 
 # ------------------------------------------------------------ servers
-SINK_PORT=$(free_port)
-runuser=""
-[ "$(id -u)" = 0 ] && runuser="-u nobody"
-smtp-sink $runuser 127.0.0.1:"$SINK_PORT" 4096 >/dev/null 2>&1 &
-SINK_PID=$!
-PIDS+=("$SINK_PID")
-wait_port "$SINK_PORT" || die "smtp-sink did not start"
+bench_start_sink
 
 MOAT_PORT=$(free_port)
 mkdir -m 1777 "$T/spool"      # moatd drops privileges after binding
@@ -58,12 +52,8 @@ max_connections = 20000
 max_connections_per_ip = 20000
 listen "127.0.0.1:$MOAT_PORT" {}
 EOF
-prlimit --nofile=20000:20000 "$MOATD" -f -c "$T/moat.conf" >"$T/moatd.log" 2>&1 &
-MOAT_PID=$!
-PIDS+=("$MOAT_PID")
-wait_port "$MOAT_PORT" || die "moatd did not start: $(cat "$T/moatd.log")"
-for _ in $(seq 50); do grep -q 'event=upstream-up' "$T/moatd.log" && break; sleep 0.1; done
-grep -q 'event=upstream-up' "$T/moatd.log" || die "moatd does not see smtp-sink: $(cat "$T/moatd.log")"
+bench_start_moatd "$T/moat.conf" "$MOAT_PORT" "$T/moatd.log"
+MOAT_PID=$BENCH_PID
 
 # The same moatd with the filter chain on, cheap filters only: three
 # 100,000-entry lists (client, sender domain, recipient; none matches the
@@ -98,11 +88,8 @@ list "rcpts" { type = recipient
   file = {"$T/rcpts.list"}
   action = reject }
 EOF
-prlimit --nofile=20000:20000 "$MOATD" -f -c "$T/moat-chain.conf" >"$T/moatd-chain.log" 2>&1 &
-CHAIN_PID=$!
-PIDS+=("$CHAIN_PID")
-wait_port "$CHAIN_PORT" || die "moatd (chain) did not start: $(cat "$T/moatd-chain.log")"
-for _ in $(seq 50); do grep -q 'event=upstream-up' "$T/moatd-chain.log" && break; sleep 0.1; done
+bench_start_moatd "$T/moat-chain.conf" "$CHAIN_PORT" "$T/moatd-chain.log"
+CHAIN_PID=$BENCH_PID
 
 HA_PORT=$(free_port)
 cat >"$T/haproxy.cfg" <<EOF
@@ -190,11 +177,8 @@ kill "$MOAT_PID" 2>/dev/null
 echo "bench: resident memory of moatd with $IDLE idle sessions"
 MEM_PORT=$(free_port)
 sed -e "s/127.0.0.1:$MOAT_PORT/127.0.0.1:$MEM_PORT/" "$T/moat.conf" >"$T/moat-mem.conf"
-prlimit --nofile=20000:20000 "$MOATD" -f -c "$T/moat-mem.conf" >"$T/moatd-mem.log" 2>&1 &
-MEM_PID=$!
-PIDS+=("$MEM_PID")
-wait_port "$MEM_PORT" || die "moatd (memory) did not start"
-for _ in $(seq 50); do grep -q 'event=upstream-up' "$T/moatd-mem.log" && break; sleep 0.1; done
+bench_start_moatd "$T/moat-mem.conf" "$MEM_PORT" "$T/moatd-mem.log"
+MEM_PID=$BENCH_PID
 # Warm up: a few complete sessions, so that per-thread allocator arenas exist.
 python3 "$here/latency.py" 5 warm=127.0.0.1:"$MEM_PORT" >/dev/null 2>&1
 sleep 0.5

@@ -67,13 +67,7 @@ cat "$T/cert.pem" "$T/key.pem" >"$T/combined.pem"
 chmod 644 "$T/cert.pem" "$T/key.pem" "$T/combined.pem"
 
 # ------------------------------------------------------------ servers
-SINK_PORT=$(free_port)
-runuser=""
-[ "$(id -u)" = 0 ] && runuser="-u nobody"
-smtp-sink $runuser 127.0.0.1:"$SINK_PORT" 4096 >/dev/null 2>&1 &
-SINK_PID=$!
-PIDS+=("$SINK_PID")
-wait_port "$SINK_PORT" || die "smtp-sink did not start"
+bench_start_sink
 
 # moatd: one STARTTLS listener (also used for the plaintext runs: the
 # client just does not say STARTTLS) and one implicit-TLS listener.
@@ -95,16 +89,12 @@ listen "127.0.0.1:$MOAT_PORT" { tls = "starttls" }
 listen "127.0.0.1:$MOAT_TLS_PORT" { tls = "implicit" }
 EOF
 "$MOATD" -t -c "$T/moat.conf" >"$T/moatd-t.log" 2>&1 || die "moatd -t: $(cat "$T/moatd-t.log")"
-prlimit --nofile=20000:20000 "$MOATD" -f -c "$T/moat.conf" >"$T/moatd.log" 2>&1 &
-MOAT_PID=$!
-PIDS+=("$MOAT_PID")
-wait_port "$MOAT_PORT" || die "moatd did not start: $(cat "$T/moatd.log")"
+bench_start_moatd "$T/moat.conf" "$MOAT_PORT" "$T/moatd.log"
+MOAT_PID=$BENCH_PID
 # (Not wait_port on the implicit-TLS port: a bare connect there is logged
 # as a failed handshake.)
 grep -q "event=listen address=127.0.0.1:$MOAT_TLS_PORT " "$T/moatd.log" ||
 	die "moatd does not listen on $MOAT_TLS_PORT: $(cat "$T/moatd.log")"
-for _ in $(seq 50); do grep -q 'event=upstream-up' "$T/moatd.log" && break; sleep 0.1; done
-grep -q 'event=upstream-up' "$T/moatd.log" || die "moatd does not see smtp-sink: $(cat "$T/moatd.log")"
 info "moatd=$(grep -o 'version=[^ ]*' "$T/moatd.log" | head -1 | cut -d= -f2) moat_threads=$NPROC"
 
 # HAProxy terminating TLS (same certificate and key) in front of smtp-sink.

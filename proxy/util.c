@@ -64,6 +64,16 @@ xstrndup(const char *s, size_t n)
 }
 
 void
+strfmt(char *out, size_t outlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(out, outlen, fmt, ap);
+	va_end(ap);
+}
+
+void
 fatal(const char *fmt, ...)
 {
 	char	buf[1024];

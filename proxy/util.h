@@ -23,6 +23,13 @@ char *xstrndup(const char *, size_t);
 
 void fatal(const char *, ...) __attribute__((format(printf, 1, 2), noreturn));
 
+/*
+ * snprintf whose cutting is intended (bounded messages and details): the
+ * compiler's truncation warnings stay meaningful for the other calls.
+ */
+void strfmt(char *out, size_t outlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* write(2) all of buf, retrying on EINTR and short writes; 0 or -1. */
 int write_full(int fd, const void *buf, size_t n);
 

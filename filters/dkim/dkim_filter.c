@@ -41,6 +41,7 @@
 #include <opendkim/dkim.h>
 
 #include "filter_api.h"
+#include "filter_opts.h"
 #include "resolver.h"
 #include "util.h"
 
@@ -110,7 +111,7 @@ key_find(struct dkim_msg *m, const char *name)
 	size_t i;
 
 	for (i = 0; i < m->nkeys; i++)
-		if (strcasecmp(m->keys[i].name, name) == 0)
+		if (ascii_strcasecmp(m->keys[i].name, name) == 0)
 			return &m->keys[i];
 	return NULL;
 }
@@ -188,26 +189,6 @@ prescreen(DKIM *d, DKIM_SIGINFO **sigs, int nsigs)
 /* ---------------------------------------------------------- configuration */
 
 static int
-opt_num(const struct filter_conf *fc, const char *key, double lo, double hi,
-    double *out)
-{
-	const char *v = filter_conf_get(fc, key);
-	char	   *end;
-	double	    d;
-
-	if (v == NULL)
-		return 0;
-	d = strtod(v, &end);
-	if (end == v || *end != '\0' || d < lo || d > hi) {
-		filter_conf_error(fc,
-		    "%s: \"%s\" is not a number from %g to %g", key, v, lo, hi);
-		return -1;
-	}
-	*out = d;
-	return 0;
-}
-
-static int
 dkim_init_filter(const struct filter_conf *fc, void **ctx)
 {
 	struct dkim_conf *c = xcalloc(1, sizeof(*c));
@@ -216,16 +197,19 @@ dkim_init_filter(const struct filter_conf *fc, void **ctx)
 	char		  key[64];
 	int		  bad = 0, i;
 
-	bad |= opt_num(fc, "max_signatures", 1, 50, &max);
-	bad |= opt_num(fc, "min_key_bits", 1024, 16384, &bits);
+	bad |= filter_opt_num(
+	    fc, "max_signatures", 1, 50, "a number from 1 to 50", &max);
+	bad |= filter_opt_num(fc, "min_key_bits", 1024, 16384,
+	    "a number from 1024 to 16384", &bits);
 	for (i = 0; i < 6; i++) {
 		c->score[i] = default_scores[i];
 		snprintf(key, sizeof(key), "score_%s", res_names[i]);
-		bad |= opt_num(fc, key, -1000, 1000, &c->score[i]);
+		bad |= filter_opt_num(
+		    fc, key, -1000, 1000, "a number (a score)", &c->score[i]);
 	}
 	c->partial_score = 1.0;
-	bad |=
-	    opt_num(fc, "score_partial_body", -1000, 1000, &c->partial_score);
+	bad |= filter_opt_num(fc, "score_partial_body", -1000, 1000,
+	    "a number (a score)", &c->partial_score);
 	if (bad) {
 		free(c);
 		return -1;
@@ -260,6 +244,21 @@ dkim_fini_filter(void *ctx)
 
 /* ---------------------------------------------------------- messages */
 
+/* Stop asking for keys (the EOH waiting for them is abandoned). */
+static void
+cancel_queries(struct dkim_msg *m)
+{
+	size_t i;
+
+	for (i = 0; i < DKIM_KEYS_MAX; i++)
+		if (m->q[i] != NULL) {
+			resolver_cancel(m->q[i]->q);
+			free(m->q[i]);
+			m->q[i] = NULL;
+		}
+	m->pending = 0;
+}
+
 static void
 msg_free(struct dkim_msg *m)
 {
@@ -267,11 +266,7 @@ msg_free(struct dkim_msg *m)
 
 	if (m == NULL)
 		return;
-	for (i = 0; i < DKIM_KEYS_MAX; i++)
-		if (m->q[i] != NULL) {
-			resolver_cancel(m->q[i]->q);
-			free(m->q[i]);
-		}
+	cancel_queries(m);
 	for (i = 0; i < m->nkeys; i++)
 		free(m->keys[i].text);
 	if (m->d != NULL)
@@ -591,16 +586,9 @@ static void
 dkim_cancel(void *ctx, void *cookie)
 {
 	struct dkim_msg *m = cookie;
-	size_t		 i;
 
 	(void)ctx;
-	for (i = 0; i < DKIM_KEYS_MAX; i++)
-		if (m->q[i] != NULL) {
-			resolver_cancel(m->q[i]->q);
-			free(m->q[i]);
-			m->q[i] = NULL;
-		}
-	m->pending = 0;
+	cancel_queries(m);
 	m->active = 0;
 }
 

@@ -14,11 +14,11 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "spf_eval.h"
 #include "util.h"
@@ -89,7 +89,7 @@ is_delim(int c)
 static int
 word_is(const char *s, size_t len, const char *w)
 {
-	return strlen(w) == len && strncasecmp(s, w, len) == 0;
+	return strlen(w) == len && ascii_strncasecmp(s, w, len) == 0;
 }
 
 /*
@@ -387,7 +387,7 @@ record_parse(
 	size_t i = 0, j, cap = 0;
 
 	memset(rec, 0, sizeof(*rec));
-	if (len < 6 || strncasecmp(s, "v=spf1", 6) != 0 ||
+	if (len < 6 || ascii_strncasecmp(s, "v=spf1", 6) != 0 ||
 	    (len > 6 && s[6] != ' ')) {
 		snprintf(why, wl, "not an SPF record");
 		return -1;
@@ -481,17 +481,6 @@ spf_record_check(const char *record, size_t len, char *why, size_t whylen)
 		return -1;
 	free(rec.t);
 	return 0;
-}
-
-/* A bounded message (problems are cut on purpose). */
-static void __attribute__((format(printf, 3, 4)))
-fmt(char *out, size_t outlen, const char *f, ...)
-{
-	va_list ap;
-
-	va_start(ap, f);
-	vsnprintf(out, outlen, f, ap);
-	va_end(ap);
 }
 
 /* ================================================================ answers */
@@ -859,7 +848,7 @@ expand_domain(struct run *r, const char *s, size_t len, const char *domain,
 			break;
 		p = dot + 1;
 	}
-	fmt(out, outlen, "%s", p);
+	strfmt(out, outlen, "%s", p);
 	return 0;
 }
 
@@ -902,7 +891,7 @@ static int
 count_term(struct run *r)
 {
 	if (++r->terms > SPF_DNS_TERMS_MAX) {
-		fmt(r->e->problem, sizeof(r->e->problem),
+		strfmt(r->e->problem, sizeof(r->e->problem),
 		    "more than %d DNS-querying terms", SPF_DNS_TERMS_MAX);
 		return SPF_V_PERMERROR;
 	}
@@ -913,7 +902,7 @@ static int
 count_void(struct run *r)
 {
 	if (++r->voids > SPF_VOID_LOOKUPS_MAX) {
-		fmt(r->e->problem, sizeof(r->e->problem),
+		strfmt(r->e->problem, sizeof(r->e->problem),
 		    "more than %d void lookups", SPF_VOID_LOOKUPS_MAX);
 		return SPF_V_PERMERROR;
 	}
@@ -923,7 +912,7 @@ count_void(struct run *r)
 static int
 temperror(struct run *r, const char *name, const struct spf_answer *a)
 {
-	fmt(r->e->problem, sizeof(r->e->problem), "DNS %s for %s",
+	strfmt(r->e->problem, sizeof(r->e->problem), "DNS %s for %s",
 	    dns_status_name(a->status), name);
 	return SPF_V_TEMPERROR;
 }
@@ -957,7 +946,8 @@ validated_names(struct run *r, char names[][256], size_t *n)
 			continue;
 		for (k = 0; k < a->n; k++)
 			if (addr_match(r, a->rr[k].text, 32, 128)) {
-				fmt(names[(*n)++], 256, "%s", ptr->rr[i].text);
+				strfmt(
+				    names[(*n)++], 256, "%s", ptr->rr[i].text);
 				break;
 			}
 	}
@@ -974,9 +964,9 @@ name_under(const char *name, const char *domain)
 	while (dl > 0 && domain[dl - 1] == '.')
 		dl--;
 	if (nl == dl)
-		return strncasecmp(name, domain, nl) == 0;
+		return ascii_strncasecmp(name, domain, nl) == 0;
 	return nl > dl && name[nl - dl - 1] == '.' &&
-	    strncasecmp(name + nl - dl, domain, dl) == 0;
+	    ascii_strncasecmp(name + nl - dl, domain, dl) == 0;
 }
 
 static int
@@ -990,7 +980,7 @@ validated_name(struct run *r, const char *domain, char *out, size_t outlen)
 		return rc;
 	snprintf(out, outlen, "unknown");
 	for (i = 0; i < n; i++)
-		if (strcasecmp(names[i], domain) == 0) {
+		if (ascii_strcasecmp(names[i], domain) == 0) {
 			snprintf(out, outlen, "%s", names[i]);
 			return 0;
 		}
@@ -1022,26 +1012,27 @@ get_record(struct run *r, const char *domain, const struct spf_rr **rec)
 	if (answer_temp(a))
 		return temperror(r, domain, a);
 	if (a->status != DNS_OK) {
-		fmt(r->e->problem, sizeof(r->e->problem),
+		strfmt(r->e->problem, sizeof(r->e->problem),
 		    "no SPF record for %s", domain);
 		return SPF_V_NONE;
 	}
 	for (i = 0; i < a->n; i++) {
 		const char *t = a->rr[i].text;
 
-		if (a->rr[i].len >= 6 && strncasecmp(t, "v=spf1", 6) == 0 &&
+		if (a->rr[i].len >= 6 &&
+		    ascii_strncasecmp(t, "v=spf1", 6) == 0 &&
 		    (a->rr[i].len == 6 || t[6] == ' ')) {
 			*rec = &a->rr[i];
 			found++;
 		}
 	}
 	if (found == 0) {
-		fmt(r->e->problem, sizeof(r->e->problem),
+		strfmt(r->e->problem, sizeof(r->e->problem),
 		    "no SPF record for %s", domain);
 		return SPF_V_NONE;
 	}
 	if (found > 1) {
-		fmt(r->e->problem, sizeof(r->e->problem),
+		strfmt(r->e->problem, sizeof(r->e->problem),
 		    "several SPF records for %s", domain);
 		return SPF_V_PERMERROR;
 	}
@@ -1120,7 +1111,7 @@ mechanism(struct run *r, const struct term *t, const char *domain, int depth)
 		if (rc == R_MISS)
 			return STOP(R_MISS);
 		if (rc != 0) {
-			fmt(r->e->problem, sizeof(r->e->problem),
+			strfmt(r->e->problem, sizeof(r->e->problem),
 			    "macro expansion too long");
 			return STOP(SPF_V_PERMERROR);
 		}
@@ -1145,7 +1136,7 @@ mechanism(struct run *r, const struct term *t, const char *domain, int depth)
 			return STOP(rc);
 		default: /* none, permerror (§5.2) */
 			if (rc == SPF_V_NONE)
-				fmt(r->e->problem, sizeof(r->e->problem),
+				strfmt(r->e->problem, sizeof(r->e->problem),
 				    "include:%s has no SPF record", target);
 			return STOP(SPF_V_PERMERROR);
 		}
@@ -1174,7 +1165,7 @@ mechanism(struct run *r, const struct term *t, const char *domain, int depth)
 		if (answer_void(a))
 			return (rc = count_void(r)) != 0 ? STOP(rc) : NO_MATCH;
 		if (a->n > SPF_MX_MAX) {
-			fmt(r->e->problem, sizeof(r->e->problem),
+			strfmt(r->e->problem, sizeof(r->e->problem),
 			    "more than %d MX records for %s", SPF_MX_MAX,
 			    target);
 			return STOP(SPF_V_PERMERROR);
@@ -1236,7 +1227,7 @@ check_host(struct run *r, const char *domain, int depth, char **explanation)
 	    record_parse(text->text, text->len, &rec, why, sizeof(why)) != 0) {
 		if (memchr(text->text, '\0', text->len) != NULL)
 			snprintf(why, sizeof(why), "NUL in record");
-		fmt(r->e->problem, sizeof(r->e->problem), "%s: %s", domain,
+		strfmt(r->e->problem, sizeof(r->e->problem), "%s: %s", domain,
 		    why);
 		return SPF_V_PERMERROR;
 	}
@@ -1273,7 +1264,7 @@ check_host(struct run *r, const char *domain, int depth, char **explanation)
 		free(rec.t);
 		rc = check_host(r, target, depth, explanation);
 		if (rc == SPF_V_NONE) {
-			fmt(r->e->problem, sizeof(r->e->problem),
+			strfmt(r->e->problem, sizeof(r->e->problem),
 			    "redirect=%s has no SPF record", target);
 			return SPF_V_PERMERROR;
 		}
@@ -1394,7 +1385,7 @@ spf_eval_run(struct spf_eval *e)
 	e->nmissing = 0;
 	e->runs++;
 	if (e->now == 0)
-		e->now = (long)(now_usec() / 1000000);
+		e->now = (long)time(NULL); /* %{t}: seconds since the epoch */
 	memset(&r, 0, sizeof(r));
 	r.e = e;
 	if (e->client.ss_family == AF_INET6) {

@@ -38,6 +38,7 @@
 #define SPF_VOID_LOOKUPS_MAX 2	/* §4.6.4 */
 #define SPF_MX_MAX	     10 /* §4.6.4 */
 #define SPF_PTR_MAX	     10 /* §4.6.4, §5.5 */
+#define SPF_MISSING_MAX	     16 /* questions missed by one run */
 
 enum spf_verdict {
 	SPF_V_NONE = 0,
@@ -85,7 +86,7 @@ struct spf_eval {
 	struct spf_answer *answers;
 	size_t		   nanswers;
 	/* The questions the last run could not answer. */
-	struct spf_question missing[16];
+	struct spf_question missing[SPF_MISSING_MAX];
 	size_t		    nmissing;
 	/* Counts of the last run. */
 	unsigned terms; /* DNS-querying terms evaluated */

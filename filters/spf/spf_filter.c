@@ -26,7 +26,6 @@
  * queries and frees everything.
  */
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,11 +33,10 @@
 #include <unistd.h>
 
 #include "filter_api.h"
+#include "filter_opts.h"
 #include "resolver.h"
 #include "spf_eval.h"
 #include "util.h"
-
-#define SPF_QUERIES_PER_EVAL 16 /* == nitems(spf_eval.missing) */
 
 struct spf_conf {
 	char   receiver[256];
@@ -52,12 +50,12 @@ struct spf_conf {
 
 /* One evaluation being driven. */
 struct spf_job {
-	struct spf_call	 *call;
-	struct spf_eval	 *e;
-	struct dns_query *q[SPF_QUERIES_PER_EVAL];
-	struct spf_q	 *sq[SPF_QUERIES_PER_EVAL];
-	size_t		  nq, pending;
-	int		  done;
+	struct spf_call *call;
+	struct spf_eval *e;
+	/* the queries of this round, by index of e->missing */
+	struct spf_q *sq[SPF_MISSING_MAX];
+	size_t	      pending;
+	int	      done;
 };
 
 struct spf_call {
@@ -70,8 +68,7 @@ struct spf_call {
 	enum filter_verdict    verdict;	 /* when it finished in stage() */
 	struct filter_reply    reply;
 	/* copies of the stage's environment */
-	struct sockaddr_storage client_ss;
-	const struct sockaddr  *client;
+	struct sockaddr_storage client;
 	char			client_addr[64];
 	char			helo[256];
 	char		       *mail_from;
@@ -82,11 +79,8 @@ struct spf_sess {
 	char		*helo; /* the HELO name checked, or NULL */
 	enum spf_verdict helo_result;
 	char		 helo_detail[200];
-	/* the transaction's MAIL FROM result, for EOM */
-	enum spf_verdict result;
-	char		*received; /* Received-SPF value */
-	char		 clause[300];
-	struct spf_call *call; /* in flight */
+	char		*received; /* this transaction's Received-SPF value */
+	struct spf_call *call;	   /* in flight */
 };
 
 static const char *const spf_options[] = { "receiver", "helo", "temperror",
@@ -107,43 +101,6 @@ static const char *const upper_names[] = { "NONE", "NEUTRAL", "PASS", "FAIL",
 /* ---------------------------------------------------------- configuration */
 
 static int
-opt_bool(const struct filter_conf *fc, const char *key, int def, int *out)
-{
-	const char *v = filter_conf_get(fc, key);
-
-	*out = def;
-	if (v == NULL)
-		return 0;
-	if (strcmp(v, "yes") == 0 || strcmp(v, "true") == 0)
-		*out = 1;
-	else if (strcmp(v, "no") == 0 || strcmp(v, "false") == 0)
-		*out = 0;
-	else {
-		filter_conf_error(fc, "%s: \"%s\" is not yes or no", key, v);
-		return -1;
-	}
-	return 0;
-}
-
-static int
-opt_score(const struct filter_conf *fc, const char *key, double *out)
-{
-	const char *v = filter_conf_get(fc, key);
-	char	   *end;
-	double	    d;
-
-	if (v == NULL)
-		return 0;
-	d = strtod(v, &end);
-	if (end == v || *end != '\0' || d < -1000 || d > 1000) {
-		filter_conf_error(fc, "%s: \"%s\" is not a score", key, v);
-		return -1;
-	}
-	*out = d;
-	return 0;
-}
-
-static int
 spf_init(const struct filter_conf *fc, void **ctx)
 {
 	struct spf_conf *c = xcalloc(1, sizeof(*c));
@@ -155,9 +112,9 @@ spf_init(const struct filter_conf *fc, void **ctx)
 		snprintf(c->receiver, sizeof(c->receiver), "%s", v);
 	else if (gethostname(c->receiver, sizeof(c->receiver) - 1) != 0)
 		snprintf(c->receiver, sizeof(c->receiver), "unknown");
-	bad |= opt_bool(fc, "helo", 1, &c->helo);
-	bad |= opt_bool(fc, "check_loopback", 0, &c->check_loopback);
-	bad |= opt_bool(fc, "received_spf", 1, &c->received_spf);
+	bad |= filter_opt_bool(fc, "helo", 1, &c->helo);
+	bad |= filter_opt_bool(fc, "check_loopback", 0, &c->check_loopback);
+	bad |= filter_opt_bool(fc, "received_spf", 1, &c->received_spf);
 	c->tempfail = 1;
 	if ((v = filter_conf_get(fc, "temperror")) != NULL) {
 		if (strcmp(v, "tempfail") == 0)
@@ -175,10 +132,12 @@ spf_init(const struct filter_conf *fc, void **ctx)
 		c->helo_score[i] = default_helo_score[i];
 		snprintf(key, sizeof(key), "score_%s",
 		    spf_verdict_name((enum spf_verdict)i));
-		bad |= opt_score(fc, key, &c->score[i]);
+		bad |= filter_opt_num(
+		    fc, key, -1000, 1000, "a score", &c->score[i]);
 		snprintf(key, sizeof(key), "helo_score_%s",
 		    spf_verdict_name((enum spf_verdict)i));
-		bad |= opt_score(fc, key, &c->helo_score[i]);
+		bad |= filter_opt_num(
+		    fc, key, -1000, 1000, "a score", &c->helo_score[i]);
 	}
 	if (bad) {
 		free(c);
@@ -196,29 +155,18 @@ spf_fini(void *ctx)
 
 /* ---------------------------------------------------------- results */
 
-/* snprintf that may cut (details and comments are bounded on purpose). */
-static void __attribute__((format(printf, 3, 4)))
-fmt(char *out, size_t outlen, const char *f, ...)
-{
-	va_list ap;
-
-	va_start(ap, f);
-	vsnprintf(out, outlen, f, ap);
-	va_end(ap);
-}
-
 /* "mechanism=..." or "problem=..." for details and headers. */
 static void
 describe(const struct spf_eval *e, char *out, size_t outlen)
 {
 	if (e->mechanism[0] != '\0')
-		fmt(out, outlen, "domain=%s mechanism=%s", e->domain,
+		strfmt(out, outlen, "domain=%s mechanism=%s", e->domain,
 		    e->mechanism);
 	else if (e->problem[0] != '\0')
-		fmt(out, outlen, "domain=%s problem=\"%s\"", e->domain,
+		strfmt(out, outlen, "domain=%s problem=\"%s\"", e->domain,
 		    e->problem);
 	else
-		fmt(out, outlen, "domain=%s", e->domain);
+		strfmt(out, outlen, "domain=%s", e->domain);
 }
 
 /* A value for a Received-SPF key: dot-atom as is, else quoted. */
@@ -233,7 +181,7 @@ kv_value(char *out, size_t outlen, const char *v)
 			strchr("()<>[]:;@\\,\"", v[i]) == NULL))
 			atom = 0;
 	if (atom) {
-		fmt(out, outlen, "%s", v);
+		strfmt(out, outlen, "%s", v);
 		return;
 	}
 	if (outlen < 3)
@@ -262,24 +210,24 @@ received_spf(const struct spf_call *call, const struct spf_eval *e)
 	kv_value(helo, sizeof(helo), call->helo);
 	switch (e->result) {
 	case SPF_V_PASS:
-		fmt(comment, sizeof(comment),
+		strfmt(comment, sizeof(comment),
 		    "%s: domain of %s designates %s as permitted sender",
 		    c->receiver, e->sender, call->client_addr);
 		break;
 	case SPF_V_FAIL:
 	case SPF_V_SOFTFAIL:
-		fmt(comment, sizeof(comment),
+		strfmt(comment, sizeof(comment),
 		    "%s: domain of %s does not designate %s as permitted "
 		    "sender",
 		    c->receiver, e->sender, call->client_addr);
 		break;
 	case SPF_V_NEUTRAL:
-		fmt(comment, sizeof(comment),
+		strfmt(comment, sizeof(comment),
 		    "%s: %s is neither permitted nor denied by domain of %s",
 		    c->receiver, call->client_addr, e->sender);
 		break;
 	default:
-		fmt(comment, sizeof(comment), "%s: %s", c->receiver,
+		strfmt(comment, sizeof(comment), "%s: %s", c->receiver,
 		    e->problem[0] ? e->problem : "no SPF record");
 	}
 	for (char *p = comment; *p != '\0'; p++)
@@ -362,11 +310,12 @@ query_name(const char *in, char *out, size_t outlen)
 	out[o] = '\0';
 }
 
+/* One question of a round; its name and type are job->e->missing[idx],
+ * which stays put until the next run. */
 struct spf_q {
-	struct spf_job *job;
-	size_t		idx;
-	char		name[256];
-	int		type;
+	struct spf_job	 *job;
+	size_t		  idx;
+	struct dns_query *q;
 };
 
 static void
@@ -382,8 +331,8 @@ job_answer(void *arg, const struct dns_answer *a)
 		rr[n].len = a->rr[i].textlen;
 		n++;
 	}
-	spf_eval_answer(job->e, sq->name, sq->type, a->status, rr, n);
-	job->q[sq->idx] = NULL;
+	spf_eval_answer(job->e, job->e->missing[sq->idx].name,
+	    job->e->missing[sq->idx].type, a->status, rr, n);
 	job->sq[sq->idx] = NULL;
 	free(sq);
 	if (--job->pending == 0)
@@ -402,27 +351,23 @@ job_drive(struct spf_job *job)
 		call_finish(job->call);
 		return;
 	}
-	job->nq = 0;
 	job->pending = e->nmissing;
 	for (i = 0; i < e->nmissing; i++) {
 		struct spf_q *sq = xcalloc(1, sizeof(*sq));
 
 		sq->job = job;
 		sq->idx = i;
-		sq->type = e->missing[i].type;
-		snprintf(sq->name, sizeof(sq->name), "%s", e->missing[i].name);
-		query_name(sq->name, qname, sizeof(qname));
-		job->q[i] = resolver_query(
-		    job->call->token.loop, qname, sq->type, job_answer, sq);
-		job->sq[i] = job->q[i] != NULL ? sq : NULL;
-		job->nq = i + 1;
-		if (job->q[i] == NULL) {
+		query_name(e->missing[i].name, qname, sizeof(qname));
+		sq->q = resolver_query(job->call->token.loop, qname,
+		    e->missing[i].type, job_answer, sq);
+		if (sq->q == NULL) {
 			/* the resolver is not running: a temporary error */
-			spf_eval_answer(
-			    e, sq->name, sq->type, DNS_TEMPFAIL, NULL, 0);
+			spf_eval_answer(e, e->missing[i].name,
+			    e->missing[i].type, DNS_TEMPFAIL, NULL, 0);
 			free(sq);
 			job->pending--;
-		}
+		} else
+			job->sq[i] = sq;
 	}
 	if (job->pending == 0)
 		job_drive(job); /* every question answered at once */
@@ -462,7 +407,7 @@ call_finish(struct spf_call *call)
 	struct filter_reply    reply;
 	struct filter_token    token = call->token;
 	enum filter_verdict    v = FILTER_CONTINUE;
-	char		       detail[300];
+	char		       detail[300], clause[600];
 	int		       i;
 
 	for (i = 0; i < call->njobs; i++)
@@ -478,18 +423,17 @@ call_finish(struct spf_call *call)
 		ss->helo = xstrdup(call->helo);
 		ss->helo_result = he->result;
 		describe(he, detail, sizeof(detail));
-		fmt(ss->helo_detail, sizeof(ss->helo_detail),
+		strfmt(ss->helo_detail, sizeof(ss->helo_detail),
 		    "identity=helo %s", detail);
 	} else if (ss->helo != NULL && mf->identity != SPF_ID_HELO &&
 	    strcmp(ss->helo, call->helo) == 0)
 		report_cached_helo(call);
 	/* Authentication-Results (RFC 8601 §2.7.2) */
-	snprintf(ss->clause, sizeof(ss->clause), "spf=%s smtp.%s=%s",
+	snprintf(clause, sizeof(clause), "spf=%s smtp.%s=%s",
 	    spf_verdict_name(mf->result),
 	    mf->identity == SPF_ID_HELO ? "helo" : "mailfrom",
 	    mf->identity == SPF_ID_HELO ? call->helo : mf->sender);
-	filter_auth_result(&call->token, ss->clause);
-	ss->result = mf->result;
+	filter_auth_result(&call->token, clause);
 	free(ss->received);
 	ss->received = call->conf->received_spf ? received_spf(call, mf) : NULL;
 	memset(&reply, 0, sizeof(reply));
@@ -529,8 +473,8 @@ job_start(struct spf_call *call, int i, enum spf_identity id)
 	struct spf_job *job = &call->job[i];
 
 	job->call = call;
-	job->e = spf_eval_new(call->client, id, call->helo, call->mail_from,
-	    call->conf->receiver);
+	job->e = spf_eval_new((const struct sockaddr *)&call->client, id,
+	    call->helo, call->mail_from, call->conf->receiver);
 	call->njobs = i + 1;
 }
 
@@ -567,8 +511,7 @@ spf_stage(void *ctx, struct filter_call *fc, struct filter_reply *reply)
 	salen = env->client_sa->sa_family == AF_INET6
 	    ? sizeof(struct sockaddr_in6)
 	    : sizeof(struct sockaddr_in);
-	memcpy(&call->client_ss, env->client_sa, salen);
-	call->client = (const struct sockaddr *)&call->client_ss;
+	memcpy(&call->client, env->client_sa, salen);
 	snprintf(call->client_addr, sizeof(call->client_addr), "%s",
 	    env->client_addr);
 	snprintf(call->helo, sizeof(call->helo), "%s",
@@ -604,9 +547,9 @@ call_cancel(struct spf_call *call)
 	size_t k;
 
 	for (i = 0; i < call->njobs; i++)
-		for (k = 0; k < call->job[i].nq; k++)
-			if (call->job[i].q[k] != NULL) {
-				resolver_cancel(call->job[i].q[k]);
+		for (k = 0; k < SPF_MISSING_MAX; k++)
+			if (call->job[i].sq[k] != NULL) {
+				resolver_cancel(call->job[i].sq[k]->q);
 				free(call->job[i].sq[k]);
 			}
 	call->ss->call = NULL;

@@ -241,6 +241,17 @@ class Sink:
         return self.count()
 
 
+def moatd_check(conf):
+    """moatd -t on a configuration text (upstream and spool added);
+    returns (exit status, output)."""
+    d = tmpdir()
+    path = write_file(os.path.join(d, "moat.conf"),
+                      'upstream = "127.0.0.1:25"\nspool_directory = "%s"\n%s' % (d, conf))
+    p = subprocess.run([MOATD, "-t", "-c", path], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=30)
+    return p.returncode, p.stdout.decode(errors="replace")
+
+
 # --------------------------------------------------------------- dnsmasq
 
 def dnsmasq_usable():

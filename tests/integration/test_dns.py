@@ -11,14 +11,13 @@ moatd -t plus moatd's dns-start line.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from moattest import (TAP, MOATD, Moatd, Sink, tmpdir, free_port, spawn,  # noqa: E402
-                      stop, write_file as write)
+from moattest import (TAP, MOATD, Moatd, Sink, Dnsmasq, SilentDns,  # noqa: E402
+                      dnsmasq_usable, tmpdir, write_file as write)
 
 MOAT = os.environ.get("MOAT", os.path.join(os.path.dirname(MOATD), "moat"))
 t = TAP()
@@ -26,47 +25,19 @@ WORK = tmpdir()
 os.chmod(WORK, 0o755)
 
 
-def free_udp_port():
-    while True:
-        p = free_port()
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            s.bind(("127.0.0.1", p))
-            s.close()
-            return p
-        except OSError:
-            s.close()
-
-
-def start_dnsmasq(port):
-    lines = [
-        "port=%d" % port, "listen-address=127.0.0.1", "bind-interfaces", "no-resolv",
-        "no-hosts", "local=/example.test/", "local=/2.0.192.in-addr.arpa/",
-        "local=/8.b.d.0.1.0.0.2.ip6.arpa/",
-        'txt-record=example.test,"v=spf1 ip4:192.0.2.0/24 -all"',
-        'txt-record=multi.example.test,"v=spf1 ","include:a.example.test ","-all"',
-        'txt-record=two.example.test,"first"',
-        'txt-record=two.example.test,"second"',
-        'txt-record=long.example.test,"%s","%s","%s"' % ("a" * 255, "b" * 255, "c" * 100),
-        "mx-host=example.test,mx1.example.test,10",
-        "mx-host=example.test,mx2.example.test,20",
-        "host-record=mx1.example.test,192.0.2.25,2001:db8::25",
-        "host-record=mx2.example.test,192.0.2.26",
-    ]
-    for i in range(300):
-        lines.append('txt-record=many.example.test,"record %d"' % i)
-    conf = write(os.path.join(WORK, "dnsmasq.conf"), "\n".join(lines) + "\n")
-    p = spawn(["dnsmasq", "--keep-in-foreground", "--conf-file=" + conf, "-u", "nobody",
-               "--log-facility=" + os.path.join(WORK, "dnsmasq.log")],
-              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    end = time.time() + 10
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return p
-        except OSError:
-            time.sleep(0.05)
-    return p
+DNS_LINES = [
+    "local=/example.test/", "local=/2.0.192.in-addr.arpa/",
+    "local=/8.b.d.0.1.0.0.2.ip6.arpa/",
+    'txt-record=example.test,"v=spf1 ip4:192.0.2.0/24 -all"',
+    'txt-record=multi.example.test,"v=spf1 ","include:a.example.test ","-all"',
+    'txt-record=two.example.test,"first"',
+    'txt-record=two.example.test,"second"',
+    'txt-record=long.example.test,"%s","%s","%s"' % ("a" * 255, "b" * 255, "c" * 100),
+    "mx-host=example.test,mx1.example.test,10",
+    "mx-host=example.test,mx2.example.test,20",
+    "host-record=mx1.example.test,192.0.2.25,2001:db8::25",
+    "host-record=mx2.example.test,192.0.2.26",
+] + ['txt-record=many.example.test,"record %d"' % i for i in range(300)]
 
 
 def dns(conf, *args):
@@ -84,11 +55,11 @@ def jdns(conf, *args):
 
 
 def main():
-    if subprocess.run(["sh", "-c", "command -v dnsmasq"], stdout=subprocess.DEVNULL).returncode:
+    if not dnsmasq_usable():
         t.skip("moat dns against dnsmasq", "dnsmasq not installed (dnsmasq-base)")
         t.done()
-    port = free_udp_port()
-    dm = start_dnsmasq(port)
+    dm = Dnsmasq(DNS_LINES)
+    port = dm.port
     conf = write(os.path.join(WORK, "moat.conf"),
                  'dns_forwarders = { "127.0.0.1@%d" }\ndns_timeout = 2s\n' % port)
 
@@ -135,17 +106,14 @@ def main():
     t.eq(rc, 2, "unknown type: usage error (2)")
 
     # A server that takes the question and never answers.
-    mute = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    mute.bind(("127.0.0.1", 0))
+    mute = SilentDns()
     mconf = write(os.path.join(WORK, "mute.conf"),
-                  'dns_forwarders = { "127.0.0.1@%d" }\ndns_timeout = 1500ms\n'
-                  % mute.getsockname()[1])
+                  'dns_forwarders = { "127.0.0.1@%d" }\ndns_timeout = 1500ms\n' % mute.port)
     t0 = time.monotonic()
     rc, a = jdns(mconf, "example.test", "TXT")
     el = time.monotonic() - t0
     t.eq((rc, a.get("status")), (1, "timeout"), "silent server: timeout")
     t.ok(el < 4.0, "... after dns_timeout (%.1fs for 1.5s)" % el)
-    mute.close()
 
     # Configuration checks.
     bad = write(os.path.join(WORK, "bad.conf"),
@@ -169,7 +137,7 @@ def main():
            "moatd logs how it resolves")
     t.eq(m.stop(), 0, "moatd exits 0")
     sink.stop()
-    stop(dm)
+    dm.stop()
     t.done()
 
 

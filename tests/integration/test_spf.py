@@ -16,14 +16,13 @@ client that leaves while its check waits; option errors from moatd -t.
 
 import os
 import re
-import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from moattest import (TAP, MOATD, Moatd, Sink, Client, Dnsmasq, SilentDns,  # noqa: E402
-                      dnsmasq_usable, tmpdir, write_file as write)
+from moattest import (TAP, Moatd, Sink, Client, Dnsmasq, SilentDns,  # noqa: E402
+                      dnsmasq_usable, moatd_check)
 
 t = TAP()
 
@@ -235,18 +234,12 @@ def results(dns, silent):
 
 
 def config_errors(dns):
-    d = tmpdir()
     for opt, pat in (('helo = "maybe"', r'helo: "maybe" is not yes or no'),
                      ('temperror = "reject"', r'temperror: "reject" is not tempfail or continue'),
                      ('score_fail = "lots"', r'score_fail: "lots" is not a score'),
                      ('colour = "red"', r'unknown option "colour"')):
-        path = write(os.path.join(d, "moat.conf"),
-                     'upstream = "127.0.0.1:25"\nspool_directory = "%s"\n'
-                     'filter "spf" { %s }\n' % (d, opt))
-        p = subprocess.run([MOATD, "-t", "-c", path], stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, timeout=30)
-        out = p.stdout.decode(errors="replace")
-        t.ok(p.returncode != 0 and re.search(pat, out), "moatd -t refuses %s" % opt, out)
+        rc, out = moatd_check('filter "spf" { %s }\n' % opt)
+        t.ok(rc != 0 and re.search(pat, out), "moatd -t refuses %s" % opt, out)
 
 
 def main():

@@ -1,0 +1,26 @@
+/*
+ * filter_opts.h - reading the typed options of built-in filters from their
+ * section (filter_conf_get()), with the errors moatd -t reports.
+ *
+ * Configuration time only (a filter's init), main thread.
+ */
+#ifndef MOAT_FILTER_OPTS_H
+#define MOAT_FILTER_OPTS_H
+
+struct filter_conf;
+
+/*
+ * yes/true or no/false; *out = def when the option is absent. 0, or -1
+ * after reporting the error.
+ */
+int filter_opt_bool(
+    const struct filter_conf *, const char *key, int def, int *out);
+
+/*
+ * A number in [lo, hi]; *out untouched when absent. The error says the
+ * value "is not <what>". 0 or -1.
+ */
+int filter_opt_num(const struct filter_conf *, const char *key, double lo,
+    double hi, const char *what, double *out);
+
+#endif
