@@ -45,7 +45,8 @@
 #include "resolver.h"
 #include "util.h"
 
-#define DKIM_KEYS_MAX 16 /* keys asked for per message */
+#define DKIM_KEYS_MAX	  16   /* keys asked for per message */
+#define DKIM_KEY_TEXT_MAX 8192 /* a 16384-bit RSA key is under 3 KB */
 
 enum dkim_res {
 	DR_PASS,
@@ -313,7 +314,8 @@ key_answer(void *arg, const struct dns_answer *a)
 		 * several, the first that looks like one. */
 		for (i = 0; i < a->n; i++)
 			if (a->rr[i].text != NULL &&
-			    strlen(a->rr[i].text) == a->rr[i].textlen) {
+			    strlen(a->rr[i].text) == a->rr[i].textlen &&
+			    a->rr[i].textlen <= DKIM_KEY_TEXT_MAX) {
 				len = a->rr[i].textlen;
 				k->text = xmalloc(len + 1);
 				memcpy(k->text, a->rr[i].text, len + 1);

@@ -519,7 +519,7 @@ spf_eval_answer(struct spf_eval *e, const char *name, int type,
 {
 	struct spf_answer *a;
 	char		   key[256];
-	size_t		   i;
+	size_t		   i, total;
 
 	if (!name_key(name, key, sizeof(key)) || answer_find(e, key, type) ||
 	    e->nanswers >= SPF_EVAL_MAX_QUERIES)
@@ -533,6 +533,14 @@ spf_eval_answer(struct spf_eval *e, const char *name, int type,
 	a->status = st;
 	if (st != DNS_OK || n == 0)
 		return;
+	for (i = 0, total = 0; i < n; i++)
+		total += rr[i].text != NULL ? rr[i].len + 1 : 0;
+	if (total > SPF_EVAL_MAX_BYTES - e->bytes) {
+		a->status = DNS_ERROR; /* kept out; the run says why */
+		e->too_big = 1;
+		return;
+	}
+	e->bytes += total;
 	a->rr = xcalloc(n, sizeof(*a->rr));
 	for (i = 0; i < n; i++) {
 		if (rr[i].text == NULL)
@@ -1405,12 +1413,13 @@ spf_eval_run(struct spf_eval *e)
 	rc = check_host(&r, e->domain, 0, &e->explanation);
 	e->terms = r.terms;
 	e->voids = r.voids;
-	if (r.overflow) {
+	if (r.overflow || e->too_big) {
 		free(e->explanation);
 		e->explanation = NULL;
 		e->result = SPF_V_PERMERROR;
-		snprintf(
-		    e->problem, sizeof(e->problem), "too many DNS lookups");
+		snprintf(e->problem, sizeof(e->problem), "%s",
+		    r.overflow ? "too many DNS lookups"
+			       : "DNS answers too large");
 		return 1;
 	}
 	if (rc == R_MISS) {

@@ -11,8 +11,9 @@
  * gives the result. Questions that do not depend on each other (the
  * address records of an mx mechanism's hosts, of a ptr's names) are
  * missed together, so they are fetched in parallel. An evaluation asks at
- * most SPF_EVAL_MAX_QUERIES distinct questions; the RFC's own limits keep
- * a real one far below that.
+ * most SPF_EVAL_MAX_QUERIES distinct questions and keeps at most
+ * SPF_EVAL_MAX_BYTES of their records (beyond: permerror); the RFC's limits
+ * keep a real one far below that.
  *
  * Why not libspf2: it passes 143 of the 203 cases of the RFC 7208 test
  * suite, rejects valid records (any /0 prefix), accepts invalid ones,
@@ -34,11 +35,12 @@
 #include "dnsrr.h"
 
 #define SPF_EVAL_MAX_QUERIES 200
-#define SPF_DNS_TERMS_MAX    10 /* RFC 7208 §4.6.4 */
-#define SPF_VOID_LOOKUPS_MAX 2	/* §4.6.4 */
-#define SPF_MX_MAX	     10 /* §4.6.4 */
-#define SPF_PTR_MAX	     10 /* §4.6.4, §5.5 */
-#define SPF_MISSING_MAX	     16 /* questions missed by one run */
+#define SPF_EVAL_MAX_BYTES   (256 * 1024) /* record text kept */
+#define SPF_DNS_TERMS_MAX    10		  /* RFC 7208 §4.6.4 */
+#define SPF_VOID_LOOKUPS_MAX 2		  /* §4.6.4 */
+#define SPF_MX_MAX	     10		  /* §4.6.4 */
+#define SPF_PTR_MAX	     10		  /* §4.6.4, §5.5 */
+#define SPF_MISSING_MAX	     16		  /* questions missed by one run */
 
 enum spf_verdict {
 	SPF_V_NONE = 0,
@@ -85,6 +87,8 @@ struct spf_eval {
 	/* The records given so far. */
 	struct spf_answer *answers;
 	size_t		   nanswers;
+	size_t		   bytes;   /* record text kept */
+	int		   too_big; /* an answer went past SPF_EVAL_MAX_BYTES */
 	/* The questions the last run could not answer. */
 	struct spf_question missing[SPF_MISSING_MAX];
 	size_t		    nmissing;

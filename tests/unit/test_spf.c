@@ -638,6 +638,48 @@ test_invalid_record_eval(void)
 	    "a syntax error anywhere: permerror, even after a match");
 }
 
+/* Answers past SPF_EVAL_MAX_BYTES are not kept: permerror, bounded memory. */
+static void
+test_answer_bytes(void)
+{
+	static char	 big[60 * 1024];
+	struct spf_eval *e;
+	struct spf_rr	 rr = { big, 0 };
+	int		 i, round;
+
+	/* a valid record ("?all" after many spaces): each include goes on */
+	memset(big, ' ', sizeof(big) - 1);
+	memcpy(big, "v=spf1", 6);
+	memcpy(big + sizeof(big) - 5, "?all", 4);
+	rr.len = sizeof(big) - 1;
+	e = new_eval("192.0.2.1", SPF_ID_MAILFROM, "helo.example",
+	    "user@example.com");
+	for (round = 0; round < MAX_ROUNDS && !spf_eval_run(e); round++)
+		for (i = 0; i < (int)e->nmissing; i++) {
+			if (e->missing[i].type == DNS_T_TXT &&
+			    strcmp(e->missing[i].name, "example.com") == 0) {
+				struct spf_rr rec = { "v=spf1 include:a.example "
+						      "include:b.example "
+						      "include:c.example "
+						      "include:d.example "
+						      "include:e.example -all",
+					0 };
+
+				rec.len = strlen(rec.text);
+				spf_eval_answer(e, e->missing[i].name,
+				    DNS_T_TXT, DNS_OK, &rec, 1);
+			} else
+				spf_eval_answer(e, e->missing[i].name,
+				    e->missing[i].type, DNS_OK, &rr, 1);
+		}
+	is_str(spf_verdict_name(e->result), "permerror",
+	    "answers over SPF_EVAL_MAX_BYTES: permerror");
+	is_str(e->problem, "DNS answers too large", "... saying why");
+	ok(e->bytes <= SPF_EVAL_MAX_BYTES, "record text kept is bounded (%zu)",
+	    e->bytes);
+	spf_eval_free(e);
+}
+
 int
 main(void)
 {
@@ -651,5 +693,6 @@ main(void)
 	test_explanation();
 	test_record_check();
 	test_invalid_record_eval();
+	test_answer_bytes();
 	return tap_done();
 }
