@@ -38,6 +38,30 @@ struct listener_set {
 	struct lsock *socks; /* [listener][loop] */
 };
 
+/*
+ * Each loop thread gets its own socket on the port (SO_REUSEPORT), which
+ * would also let another process of the same user bind the port and take
+ * a share of the connections unnoticed (a second moatd by mistake). A
+ * plain bind first, without SO_REUSEPORT, fails when anyone listens there.
+ * Start-up only: moatd binds its listeners once.
+ */
+static int
+address_taken(const struct listener_conf *lc)
+{
+	int fd, on = 1, taken;
+
+	fd = socket(lc->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		return 0; /* the real socket() will say why */
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	if (lc->ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+	taken = bind(fd, (const struct sockaddr *)&lc->ss, lc->sslen) == -1 &&
+	    errno == EADDRINUSE;
+	close(fd);
+	return taken;
+}
+
 struct listener_set *
 listeners_bind(const struct config *cf, unsigned nloops)
 {
@@ -52,6 +76,10 @@ listeners_bind(const struct config *cf, unsigned nloops)
 	set->socks = xcalloc(cf->nlisteners * nloops, sizeof(*set->socks));
 	for (i = 0; i < cf->nlisteners; i++) {
 		lc = &cf->listeners[i];
+		if (address_taken(lc)) {
+			errno = EADDRINUSE;
+			goto fail;
+		}
 		for (j = 0; j < nloops; j++) {
 			ls = &set->socks[i * nloops + j];
 			ls->set = set;

@@ -13,12 +13,13 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from moattest import TAP, Sink, Moatd, Client, Recorder, free_port  # noqa: E402
+from moattest import TAP, MOATD, Sink, Moatd, Client, Recorder, free_port  # noqa: E402
 
 t = TAP()
 run_section = t.section
@@ -140,6 +141,30 @@ def sec_upstream_down_at_start():
     t.ok(c.closed(), "... and the connection is closed")
     c.close()
     t.eq(m.stop(), 0, "moatd exits 0")
+
+
+def sec_port_taken():
+    """A second moatd on a port another process listens on refuses to
+    start (its per-thread SO_REUSEPORT sockets would otherwise share the
+    port unnoticed and take some of the first one's connections)."""
+    sink = Sink()
+    first = Moatd(sink.port, conf=BASE)
+    d = os.path.dirname(first.conf)
+    conf = os.path.join(d, "second.conf")
+    with open(first.conf) as f, open(conf, "w") as g:
+        g.write(f.read())
+    p = subprocess.run([MOATD, "-f", "-c", conf], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=30)
+    out = p.stdout.decode(errors="replace")
+    t.ok(p.returncode != 0, "second moatd on a taken port: exits non-zero", out)
+    t.like(out, r"listen 127\.0\.0\.1:%d: Address already in use" % first.port,
+           "... saying the address is in use")
+    for i in range(6):
+        c = Client(first.port)
+        t.eq(c.greeting[0], 220, "the first moatd still answers every connection (%d)" % (i + 1))
+        c.close()
+    t.eq(first.stop(), 0, "moatd exits 0")
+    sink.stop()
 
 
 # =====================================================================
@@ -812,6 +837,7 @@ for _sec in (
         sec_filter_pending_client_gone,
         sec_drain_idle,
         sec_drain_in_data,
+        sec_port_taken,
 ):
     run_section(_sec)
 
