@@ -12,6 +12,7 @@ dumps) and can misbehave in ways no real MTA can be told to.
 
 import atexit
 import os
+import random
 import re
 import shutil
 import signal
@@ -56,6 +57,7 @@ def _cleanup():
                 pass
     for d in _tmpdirs:
         shutil.rmtree(d, ignore_errors=True)
+    _release_ports()
 
 
 atexit.register(_cleanup)
@@ -163,12 +165,51 @@ def sink_headers(dump):
 
 # --------------------------------------------------------------- ports
 
+_PORT_DIR = os.path.join(tempfile.gettempdir(), "moattest-ports")
+_PORT_RANGE = (20000, 32000)  # below Linux's ephemeral range (32768-60999)
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A loopback port no other test process holds: drawn below the
+    ephemeral range (so no outgoing connection takes it as its source port
+    meanwhile) and claimed with an O_EXCL file, so that tests running in
+    parallel never draw the same one. Claims go at cleanup; one left by a
+    killed run expires after an hour."""
+    os.makedirs(_PORT_DIR, exist_ok=True)
+    while True:
+        port = random.randrange(*_PORT_RANGE)
+        claim = os.path.join(_PORT_DIR, str(port))
+        try:
+            os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            try:
+                if time.time() - os.path.getmtime(claim) > 3600:
+                    os.unlink(claim)
+            except OSError:
+                pass
+            continue
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            os.unlink(claim)
+            continue
+        finally:
+            s.close()
+        _claims.append(claim)
+        return port
+
+
+_claims = []
+
+
+def _release_ports():
+    for c in _claims:
+        try:
+            os.unlink(c)
+        except OSError:
+            pass
+    del _claims[:]
 
 
 def wait_port(port, host="127.0.0.1", timeout=10):
