@@ -73,7 +73,7 @@ chain_set_lookup(chain_lookup_fn fn)
 /* ------------------------------------------------- configuration */
 
 static const struct filter_ops *const builtin[] = { &testfilter_ops,
-	&spffilter_ops, &dkimfilter_ops };
+	&spffilter_ops, &dkimfilter_ops, &dmarcfilter_ops };
 
 static const struct filter_ops *
 filter_load(const struct filter_conf *fc, void **dl)
@@ -151,6 +151,33 @@ filter_check_options(const struct filter_ops *ops, const struct filter_conf *fc)
 	return bad ? -1 : 0;
 }
 
+/*
+ * A filter that reads other filters' results (dmarc reads spf's and
+ * dkim's Authentication-Results clauses) must run after them.
+ */
+static int
+check_order(const struct chain *c)
+{
+	size_t i, j;
+	int    bad = 0;
+
+	for (i = 0; i < c->n; i++) {
+		if (c->f[i].ops != &dmarcfilter_ops)
+			continue;
+		for (j = i + 1; j < c->n; j++)
+			if (c->f[j].ops == &spffilter_ops ||
+			    c->f[j].ops == &dkimfilter_ops) {
+				config_report(c->f[i].conf->file,
+				    c->f[i].conf->line,
+				    "filter \"%s\" reads the results of filter "
+				    "\"%s\": list it after that one",
+				    c->f[i].name, c->f[j].name);
+				bad = 1;
+			}
+	}
+	return bad;
+}
+
 struct chain *
 chain_new(const struct config *cf, const struct policy *pol)
 {
@@ -197,6 +224,7 @@ chain_new(const struct config *cf, const struct policy *pol)
 		c->stages |= fi->ops->stages;
 		c->n++;
 	}
+	bad |= check_order(c);
 	if (bad) {
 		chain_free(c);
 		return NULL;
@@ -236,6 +264,12 @@ const char *
 chain_filter_name(const struct chain *c, size_t i)
 {
 	return c->f[i].name;
+}
+
+const struct filter_rule *
+chain_filter_rules(const struct chain *c, size_t i)
+{
+	return c->f[i].ops->rules;
 }
 
 int
@@ -596,6 +630,18 @@ filter_auth_result(const struct filter_token *t, const char *clause)
 		return -1;
 	r->sink.ar[(*r->sink.nar)++] = xstrdup(clause);
 	return 0;
+}
+
+const char *const *
+filter_auth_results(const struct filter_token *t, size_t *n)
+{
+	struct chain_run *r = run_of(t);
+
+	*n = 0;
+	if (r == NULL || r->sink.ar == NULL)
+		return NULL;
+	*n = *r->sink.nar;
+	return (const char *const *)r->sink.ar;
 }
 
 static struct hdr_edits *

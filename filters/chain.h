@@ -37,6 +37,8 @@ size_t	    chain_size(const struct chain *);
 const char *chain_filter_name(const struct chain *, size_t);
 /* Index of the filter named `name`, or -1. */
 int chain_find(const struct chain *, const char *name);
+/* The default rules filter i proposes (filter_ops.rules), or NULL. */
+const struct filter_rule *chain_filter_rules(const struct chain *, size_t);
 /* "connect", "helo", ... "eom" (for logs, output and options). */
 const char *filter_stage_name(enum filter_stage);
 /* Log every filter's counters (calls, errors, timeouts, time). */

@@ -45,7 +45,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#define FILTER_ABI_VERSION 1
+#define FILTER_ABI_VERSION 2
 
 struct loop;
 struct filter_conf;
@@ -128,6 +128,17 @@ struct filter_call {
 	void **session_data;
 };
 
+/*
+ * A rule a filter proposes for its own evidence, used where the
+ * configuration has none for the symbol (neither the group's rules nor the
+ * global ones): for example the dmarc filter's DMARC_REJECT -> reject.
+ */
+struct filter_rule {
+	const char *symbol;
+	const char *action; /* "reject", "quarantine", "add_header", ... */
+	const char *reply;  /* "550 5.7.1 text", or NULL for the default */
+};
+
 struct filter_ops {
 	unsigned    abi; /* FILTER_ABI_VERSION */
 	const char *name;
@@ -149,6 +160,8 @@ struct filter_ops {
 	/* Notifications (loop thread); both optional. */
 	void (*reset)(void *ctx, void **session_data);
 	void (*close)(void *ctx, void **session_data);
+	/* Default rules, ended by a NULL symbol; optional. */
+	const struct filter_rule *rules;
 };
 
 /* ---- configuration (init only) */
@@ -186,6 +199,14 @@ int filter_evidence(const struct filter_token *, const char *symbol,
 int filter_auth_result(const struct filter_token *, const char *clause);
 
 /*
+ * The Authentication-Results clauses reported so far in this transaction
+ * (by this and earlier filters, and at earlier stages): *n of them, valid
+ * during the call. MAIL and later; NULL with *n = 0 otherwise. A filter
+ * that builds on others' results (DMARC on SPF and DKIM) reads them here.
+ */
+const char *const *filter_auth_results(const struct filter_token *, size_t *n);
+
+/*
  * Header changes, EOM only (-1 otherwise or if the name is invalid).
  * add: a new field at the top; append: at the end of the header;
  * change: the index-th (1-based) field of that name, value NULL deletes.
@@ -214,5 +235,6 @@ extern const struct filter_ops testfilter_ops;
 extern const struct filter_ops listsfilter_ops;
 extern const struct filter_ops spffilter_ops;
 extern const struct filter_ops dkimfilter_ops;
+extern const struct filter_ops dmarcfilter_ops;
 
 #endif

@@ -4,7 +4,8 @@
  *
  * Each group gets one rule table, built at compile time: the group's own
  * rules, then the global rules, then the rules implied by lists (a list's
- * action on its symbol), the first definition of a symbol winning. Groups
+ * action on its symbol), then the default rules of the chain's filters
+ * (filter_ops.rules), the first definition of a symbol winning. Groups
  * inherit unset thresholds from the group named "default", which inherits
  * from the built-in defaults (add_header 6, reject 15, as rspamd's).
  *
@@ -205,6 +206,21 @@ policy_new(const struct config *cf)
 	return p;
 }
 
+/* The rules the chain's filters propose, after every configured one. */
+static void
+filter_rules(struct policy_group *g, const struct chain *c)
+{
+	const struct filter_rule *r;
+	size_t			  i;
+	int			  a;
+
+	for (i = 0; i < chain_size(c); i++)
+		for (r = chain_filter_rules(c, i); r != NULL && r->symbol; r++)
+			if ((a = policy_action_parse(r->action)) >= 0)
+				rules_add(g, r->symbol, (enum policy_action)a,
+				    r->reply);
+}
+
 void
 policy_bind_chain(struct policy *p, const struct chain *c)
 {
@@ -214,6 +230,7 @@ policy_bind_chain(struct policy *p, const struct chain *c)
 
 	for (i = 0; i < p->ngroups; i++) {
 		g = &p->groups[i];
+		filter_rules(g, c);
 		if (g->gc == NULL || g->gc->filters == NULL)
 			continue;
 		g->mask = 0;

@@ -25,6 +25,9 @@ int addr_parse(const char *spec, struct sockaddr_storage *ss, socklen_t *len,
 void addr_ntop(const struct sockaddr *, char *buf, size_t bufsz);
 int  addr_port(const struct sockaddr *);
 
+/* 127.0.0.0/8, ::1, or an IPv4-mapped 127.x address. */
+int addr_is_loopback(const struct sockaddr *);
+
 /* Turn an IPv4-mapped IPv6 address into a plain AF_INET one, in place. */
 void addr_unmap(struct sockaddr_storage *, socklen_t *);
 

@@ -32,6 +32,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "filter_api.h"
 #include "filter_opts.h"
 #include "resolver.h"
@@ -254,23 +255,6 @@ received_spf(const struct spf_call *call, const struct spf_eval *e)
 		return NULL;
 	out[strlen(out) - 1] = '\0'; /* the last ';' */
 	return out;
-}
-
-static int
-is_loopback(const struct sockaddr *sa)
-{
-	if (sa->sa_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)sa)
-				  ->sin_addr.s_addr) >>
-			   24) == 127;
-	if (sa->sa_family == AF_INET6) {
-		const struct in6_addr *a =
-		    &((const struct sockaddr_in6 *)sa)->sin6_addr;
-
-		return IN6_IS_ADDR_LOOPBACK(a) ||
-		    (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
-	}
-	return 0;
 }
 
 /* ---------------------------------------------------------- driving */
@@ -499,7 +483,7 @@ spf_stage(void *ctx, struct filter_call *fc, struct filter_reply *reply)
 	    env->client_sa == NULL ||
 	    (env->client_sa->sa_family != AF_INET &&
 		env->client_sa->sa_family != AF_INET6) ||
-	    (!c->check_loopback && is_loopback(env->client_sa)))
+	    (!c->check_loopback && addr_is_loopback(env->client_sa)))
 		return FILTER_CONTINUE;
 	ss = sess(fc);
 	free(ss->received);
