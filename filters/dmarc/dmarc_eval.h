@@ -2,10 +2,11 @@
  * dmarc_eval.h - the pieces of one DMARC evaluation (RFC 7489), apart from
  * DNS and the filter plumbing, so each can be tested alone:
  *
- *   - the author domain from the From field (§3.1, §6.6.1), with GMime's
- *     strict address parser: exactly one mailbox with a domain name, or
+ *   - the author domain from the From field (§3.1, §6.6.1) by a strict
+ *     RFC 5322 §3.4 parser: exactly one mailbox with a domain name, or
  *     the message is refused the chance of a pass (zero, several or
- *     unparsable From fields: the CVE-2019-16378 class);
+ *     unparsable From fields: the CVE-2019-16378 class); a UTF-8 domain
+ *     (RFC 6532) is turned into A-labels by libidn2;
  *   - the choice of the one DMARC record among a name's TXT records
  *     (§6.6.3) and its parsing (libopendmarc's parser);
  *   - the Organizational Domain (§3.2) from the Public Suffix List
@@ -15,6 +16,11 @@
  *     reported (RFC 8601 method=result ptype.property=value);
  *   - identifier alignment (§3.1, relaxed and strict) and the policy that
  *     applies (§6.6.2-§6.6.4: p or sp, pct sampling).
+ *
+ * Why the From parser is our own: GMime 3.2.13's address parser (the
+ * obvious library) leaks memory on malformed input such as
+ * "Joe >joe@example.com>" (found by tests/fuzz/fuzz_dmarc.c), and any
+ * remote sender chooses this field. libopendmarc has no From parser.
  *
  * Why alignment is not libopendmarc's: its relaxed check treats a domain
  * that is a suffix of the other as aligned without consulting the PSL
