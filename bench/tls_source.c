@@ -27,10 +27,18 @@
  *   -d SECS    run for SECS seconds instead of -m
  *   -l SIZE    body bytes per message (default 1024)
  *   -n SNI     server name sent in the handshake (default mx.example.test)
+ *   -M DIR     send the messages in DIR's files (header and body, LF or
+ *              CR LF lines) instead of generated ones, message i the
+ *              (i mod n)-th file in name order; a file NAME.eml is sent
+ *              with MAIL FROM:<NAME> (bench/auth.sh: DKIM-signed mail
+ *              from many domains)
+ *   -L         also print the median and 99th percentile of the time of
+ *              a whole transaction (connect to the 250 after the dot)
  *
  * Every reply code is checked. The certificate is not verified (benchmark).
  * Prints one line:
  *   accepted=N failed=F errors=E tls=T resumed=R secs=S rate=N/S
+ *   (with -L also p50_ms=X p99_ms=Y)
  * accepted: messages answered 250 after the dot (handshakes with -H);
  * failed: messages (handshakes) that were not; errors: other protocol
  * errors (a QUIT not answered 221); tls: handshakes completed; resumed: of
@@ -39,6 +47,7 @@
  */
 
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -74,6 +83,18 @@ static SSL_CTX *ctx;
 
 static char *body;			/* SIZE bytes of CR LF lines */
 static size_t body_len;
+
+struct file_msg {			/* -M: one message from a file */
+	char *sender;
+	char *data;			/* wire form, dot-stuffed, CR LF */
+	size_t len;
+};
+static struct file_msg *fmsgs;
+static size_t nfmsgs;
+
+static int latency;			/* -L */
+static double *lat;			/* per message, seconds; -1 unset */
+static long nlat;
 
 static long next_msg;			/* atomic: messages handed out */
 static double t_end;			/* with -d: monotonic end time */
@@ -303,6 +324,9 @@ one(long msg, SSL_SESSION **saved)
 	char cmd[1100], hdr[1024];
 	int ok = 0, hl;
 
+	double t0 = mono();
+	const struct file_msg *fm = nfmsgs ? &fmsgs[msg % nfmsgs] : NULL;
+
 	c = calloc(1, sizeof *c);
 	if (c == NULL) {
 		report(msg, "out of memory");
@@ -337,7 +361,7 @@ one(long msg, SSL_SESSION **saved)
 		if (!step(c, msg, "EHLO after STARTTLS", cmd, 250))
 			goto out;
 	}
-	snprintf(cmd, sizeof cmd, "MAIL FROM:<%s>\r\n", from);
+	snprintf(cmd, sizeof cmd, "MAIL FROM:<%s>\r\n", fm ? fm->sender : from);
 	if (!step(c, msg, "MAIL", cmd, 250))
 		goto out;
 	snprintf(cmd, sizeof cmd, "RCPT TO:<%s>\r\n", to);
@@ -345,7 +369,12 @@ one(long msg, SSL_SESSION **saved)
 		goto out;
 	if (!step(c, msg, "DATA", "DATA\r\n", 354))
 		goto out;
-	{
+	if (fm) {
+		if (!write_all(c, fm->data, fm->len) || !write_all(c, ".\r\n", 3)) {
+			report(msg, "message content: write: %s", ssl_err());
+			goto out;
+		}
+	} else {
 		char date[64];
 		time_t now = time(NULL);
 		struct tm tm;
@@ -356,15 +385,17 @@ one(long msg, SSL_SESSION **saved)
 			      "From: <%s>\r\nTo: <%s>\r\nSubject: tls_source %ld\r\n"
 			      "Date: %s\r\nMessage-ID: <%ld.%ld.%ld@%s>\r\n\r\n",
 			      from, to, msg, date, msg, (long)now, (long)getpid(), helo);
-	}
-	if (!write_all(c, hdr, hl) || !write_all(c, body, body_len) ||
-	    !write_all(c, ".\r\n", 3)) {
-		report(msg, "message content: write: %s", ssl_err());
-		goto out;
+		if (!write_all(c, hdr, hl) || !write_all(c, body, body_len) ||
+		    !write_all(c, ".\r\n", 3)) {
+			report(msg, "message content: write: %s", ssl_err());
+			goto out;
+		}
 	}
 	if (!step(c, msg, "end of data", NULL, 250))
 		goto out;
 	ok = 1;
+	if (latency && msg < nlat)
+		lat[msg] = mono() - t0;
 	if (!step(c, msg, "QUIT", "QUIT\r\n", 221))
 		__atomic_fetch_add(&n_errors, 1, __ATOMIC_RELAXED);
 	else
@@ -401,12 +432,103 @@ worker(void *arg)
 	return NULL;
 }
 
+static int
+by_name(const struct dirent **a, const struct dirent **b)
+{
+	return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+/* -M: every regular file of dir, dot-stuffed, CR LF lines. */
+static int
+load_messages(const char *dir)
+{
+	struct dirent **ents;
+	int n, i;
+
+	if ((n = scandir(dir, &ents, NULL, by_name)) < 0) {
+		fprintf(stderr, "tls_source: %s: %s\n", dir, strerror(errno));
+		return -1;
+	}
+	fmsgs = calloc(n ? n : 1, sizeof *fmsgs);
+	for (i = 0; i < n; i++) {
+		char path[4096], *name = ents[i]->d_name, *dot;
+		FILE *f;
+		int ch, bol = 1;
+		size_t cap = 4096;
+		struct file_msg *m = &fmsgs[nfmsgs];
+
+		if (name[0] == '.' || (dot = strstr(name, ".eml")) == NULL) {
+			free(ents[i]);
+			continue;
+		}
+		snprintf(path, sizeof path, "%s/%s", dir, name);
+		if ((f = fopen(path, "rb")) == NULL) {
+			fprintf(stderr, "tls_source: %s: %s\n", path, strerror(errno));
+			return -1;
+		}
+		m->sender = strndup(name, dot - name);
+		m->data = malloc(cap);
+		while ((ch = getc(f)) != EOF) {
+			if (m->len + 4 > cap)
+				m->data = realloc(m->data, cap *= 2);
+			if (bol && ch == '.')
+				m->data[m->len++] = '.';
+			if (ch == '\n' && (m->len == 0 || m->data[m->len - 1] != '\r'))
+				m->data[m->len++] = '\r';
+			m->data[m->len++] = ch;
+			bol = ch == '\n';
+		}
+		if (m->len > 0 && m->data[m->len - 1] != '\n') {
+			m->data[m->len++] = '\r';
+			m->data[m->len++] = '\n';
+		}
+		fclose(f);
+		free(ents[i]);
+		nfmsgs++;
+	}
+	free(ents);
+	if (nfmsgs == 0) {
+		fprintf(stderr, "tls_source: no NAME.eml files in %s\n", dir);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Percentile q (0..1) of the transactions timed; -1 if none. */
+static double
+percentile(double q)
+{
+	static double *v;
+	static long n = -1;
+	long i;
+
+	if (n < 0) {
+		v = malloc((nlat ? nlat : 1) * sizeof *v);
+		for (i = 0, n = 0; i < nlat; i++)
+			if (lat[i] >= 0)
+				v[n++] = lat[i];
+		qsort(v, n, sizeof *v, cmp_double);
+	}
+	if (n == 0)
+		return -1;
+	i = (long)(q * (n - 1) + 0.5);
+	return v[i];
+}
+
 static void
 usage(void)
 {
 	fprintf(stderr, "usage: tls_source [-P | -I | -H] [-r] [-2 | -3] [-s sessions] "
 		"[-m messages] [-d seconds] [-l size] [-n sni] [-e helo] [-f from] "
-		"[-t to] host:port\n");
+		"[-t to] [-M dir] [-L] host:port\n");
 	exit(2);
 }
 
@@ -420,7 +542,7 @@ main(int argc, char **argv)
 	int ch, maxv = 0, i, e;
 	size_t p;
 
-	while ((ch = getopt(argc, argv, "PIHr23s:m:d:l:n:e:f:t:")) != -1) {
+	while ((ch = getopt(argc, argv, "PIHr23s:m:d:l:n:e:f:t:M:L")) != -1) {
 		switch (ch) {
 		case 'P': mode = M_PLAIN; break;
 		case 'I': mode = M_IMPLICIT; break;
@@ -436,6 +558,8 @@ main(int argc, char **argv)
 		case 'e': helo = optarg; break;
 		case 'f': from = optarg; break;
 		case 't': to = optarg; break;
+		case 'M': if (load_messages(optarg) == -1) return 2; break;
+		case 'L': latency = 1; break;
 		default: usage();
 		}
 	}
@@ -497,6 +621,14 @@ main(int argc, char **argv)
 	th = calloc(sessions, sizeof *th);
 	if (th == NULL)
 		return 2;
+	if (latency) {
+		nlat = duration > 0 ? 1000000 : messages;
+		lat = malloc((nlat ? nlat : 1) * sizeof *lat);
+		if (lat == NULL)
+			return 2;
+		for (i = 0; i < nlat; i++)
+			lat[i] = -1;
+	}
 	t0 = mono();
 	t_end = t0 + duration;
 	for (i = 0; i < sessions; i++)
@@ -508,9 +640,13 @@ main(int argc, char **argv)
 		pthread_join(th[i], NULL);
 	secs = mono() - t0;
 
-	printf("accepted=%ld failed=%ld errors=%ld tls=%ld resumed=%ld secs=%.3f rate=%.1f\n",
+	printf("accepted=%ld failed=%ld errors=%ld tls=%ld resumed=%ld secs=%.3f rate=%.1f",
 	       n_accepted, n_failed, n_errors, n_tls, n_resumed, secs,
 	       secs > 0 ? n_accepted / secs : 0.0);
+	if (latency)
+		printf(" p50_ms=%.3f p99_ms=%.3f", percentile(0.5) * 1000,
+		       percentile(0.99) * 1000);
+	printf("\n");
 	SSL_CTX_free(ctx);
 	freeaddrinfo(target);
 	free(body);
