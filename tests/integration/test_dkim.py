@@ -10,7 +10,8 @@ results; a missing key is permerror, a revoked key permerror, a 512-bit
 RSA key fails (RFC 8301); a key lookup that times out is temperror; l=
 that leaves part of the body unsigned is reported; unsigned mail is
 dkim=none; max_signatures bounds the work; a client leaving while keys
-are fetched; Authentication-Results and evidence of each; option errors.
+are fetched; Authentication-Results and evidence of each; the RFC 8463
+example message (both its signatures); option errors.
 """
 
 import os
@@ -203,6 +204,43 @@ def config_errors():
         t.ok(rc != 0 and re.search(pat, out), "moatd -t refuses %s" % opt, out)
 
 
+# RFC 8463 Appendix A: the RFC 6376 example message signed by
+# football.example.com with Ed25519 (brisbane, the RFC 8032 7.1 test key)
+# and RSA (test). Read where Debian's python3-dkim ships it, never copied.
+RFC8463_DIR = "/usr/lib/python3/dist-packages/dkim/tests/data"
+RFC8463_ED = "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
+
+
+def rfc8463():
+    path = os.path.join(RFC8463_DIR, "rfc6376.signed.msg")
+    keyfile = os.path.join(RFC8463_DIR, "test.txt")
+    if not os.path.exists(path) or not os.path.exists(keyfile):
+        t.skip("RFC 8463 example", "python3-dkim's copy of it is missing")
+        return
+    with open(path, "rb") as f:
+        data = f.read().decode().replace("\r\n", "\n").replace("\n", "\r\n")
+    with open(keyfile) as f:
+        rsa_txt = f.read().strip()
+    dns = Dnsmasq(["local=/football.example.com/",
+                   txt("brisbane._domainkey.football.example.com", RFC8463_ED),
+                   txt("test._domainkey.football.example.com", rsa_txt)])
+    sink = Sink()
+    m = Moatd(sink.port, 'dns_forwarders = { "%s" }\nfilter "dkim" {}\n' % dns.forwarder())
+    try:
+        r = send(m.port, data, sender="joe@football.example.com")
+        t.eq(r[0], 250, "RFC 8463 example: delivered")
+        msgs = sink.messages()
+        ar = ar_of(msgs[-1] if msgs else "")
+        t.like(ar, r"dkim=pass header\.d=football\.example\.com header\.s=brisbane ",
+               "RFC 8463 example: the ed25519-sha256 signature passes")
+        t.like(ar, r"dkim=pass header\.d=football\.example\.com header\.s=test ",
+               "RFC 8463 example: the rsa-sha256 signature passes")
+    finally:
+        m.stop()
+        sink.stop()
+        dns.stop()
+
+
 def main():
     if not dnsmasq_usable() or not dkimpy_usable():
         t.skip("dkim filter", "needs dnsmasq-base and python3-dkim")
@@ -215,6 +253,7 @@ def main():
              txt("small._domainkey.example.test", small_txt),
              txt("revoked._domainkey.example.test", "v=DKIM1; k=rsa; p=")]
     t.section(lambda: run(lines, {"rsa": rsa, "ed": ed, "small": small}))
+    t.section(rfc8463)
     t.section(config_errors)
     t.done()
 
