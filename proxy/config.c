@@ -1147,7 +1147,8 @@ dkim_sign_names(
  * moatd -t, a start and a reload refuse a key that cannot sign.
  */
 static void
-dkim_sign_load(struct config *cf, cfg_t *cfg, const char *file)
+dkim_sign_load(struct config *cf, cfg_t *cfg, const char *file,
+    const struct config *keys_from)
 {
 	struct dkim_signer *sg;
 	cfg_t		   *sec;
@@ -1218,10 +1219,25 @@ dkim_sign_load(struct config *cf, cfg_t *cfg, const char *file)
 		hdrs = dkim_sign_names(sec, "headers", dom, file, &bad);
 		over = dkim_sign_names(sec, "oversign", dom, file, &bad);
 		sg = NULL;
-		if (!bad &&
-		    (sg = dkim_signer_new(dbuf, sel, key,
-			 (const char *const *)hdrs, (const char *const *)over,
-			 &group_other, err, sizeof(err))) == NULL)
+		group_other = 0;
+		for (j = 0; keys_from != NULL && j < keys_from->ndkim_signers;
+		     j++)
+			if (strcmp(
+				dkim_signer_keyfile(keys_from->dkim_signers[j]),
+				key) == 0)
+				break;
+		if (bad)
+			;
+		else if (keys_from != NULL && j < keys_from->ndkim_signers)
+			sg = dkim_signer_new_key_of(keys_from->dkim_signers[j],
+			    dbuf, sel, (const char *const *)hdrs,
+			    (const char *const *)over, err, sizeof(err));
+		else
+			sg = dkim_signer_new(dbuf, sel, key,
+			    (const char *const *)hdrs,
+			    (const char *const *)over, &group_other, err,
+			    sizeof(err));
+		if (!bad && sg == NULL)
 			config_error(
 			    file, sec->line, "dkim_sign \"%s\": %s", dom, err);
 		else if (sg != NULL && group_other)
@@ -1336,7 +1352,7 @@ config_load(const char *file, const struct config_overrides *ov)
 	for (i = 0; i < cfg_size(cfg, "filter"); i++)
 		filter_add(cf, cfg_getnsec(cfg, "filter", i), file);
 	policy_conf_load(cf, cfg, file);
-	dkim_sign_load(cf, cfg, file);
+	dkim_sign_load(cf, cfg, file, ov != NULL ? ov->keys_from : NULL);
 	cf->user = xstrdup(cfg_getstr(cfg, "user"));
 	if (cf->user[0] != '\0' && getuid() == 0) {
 		struct passwd *pw = getpwnam(cf->user);

@@ -285,6 +285,9 @@ struct config_overrides {
 	const char *listen[16];
 	size_t	    nlisten;
 	const char *upstream;
+	/* Start-up: take the DKIM signing keys of the same files from this
+	 * configuration (read before privileges were dropped). */
+	const struct config *keys_from;
 };
 
 /*

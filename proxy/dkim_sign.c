@@ -58,6 +58,7 @@
 struct dkim_signer {
 	char	   *domain;
 	char	   *selector;
+	char	   *keyfile;
 	char	   *key; /* PKCS#8 PEM, NUL-terminated; secret */
 	size_t	    keylen;
 	dkim_alg_t  alg;
@@ -214,6 +215,12 @@ dkim_signer_algorithm(const struct dkim_signer *sg)
 	return sg->algname;
 }
 
+const char *
+dkim_signer_keyfile(const struct dkim_signer *sg)
+{
+	return sg->keyfile;
+}
+
 void
 dkim_signer_free(struct dkim_signer *sg)
 {
@@ -227,27 +234,22 @@ dkim_signer_free(struct dkim_signer *sg)
 	}
 	free(sg->domain);
 	free(sg->selector);
+	free(sg->keyfile);
 	free(sg);
 }
 
-struct dkim_signer *
-dkim_signer_new(const char *domain, const char *selector, const char *keyfile,
-    const char *const *headers, const char *const *oversign, int *group_other,
-    char *err, size_t errlen)
+/* Library handle with the header lists, and a trial signature. */
+static int
+signer_finish(struct dkim_signer *sg, const char *const *headers,
+    const char *const *oversign, char *err, size_t errlen)
 {
-	static const char *const none[] = { NULL };
-	struct dkim_signer	*sg = xcalloc(1, sizeof(*sg));
-	struct evbuffer		*msg, *sigs;
-	char			 e2[256];
-	size_t			 i;
+	static const char *const  none[] = { NULL };
+	const struct dkim_signer *one = sg;
+	struct evbuffer		 *msg, *sigs;
+	struct spool		  sp;
+	char			  e2[256];
+	int			  rc;
 
-	*group_other = 0;
-	sg->domain = xstrdup(domain);
-	for (i = 0; sg->domain[i] != '\0'; i++)
-		sg->domain[i] = (char)ascii_lower((unsigned char)sg->domain[i]);
-	sg->selector = xstrdup(selector);
-	if (key_load(sg, keyfile, group_other, err, errlen) == -1)
-		goto fail;
 	if ((sg->lib = dkim_init(NULL, NULL)) == NULL)
 		fatal("dkim_init");
 	if (headers == NULL)
@@ -260,37 +262,72 @@ dkim_signer_new(const char *domain, const char *selector, const char *keyfile,
 		dkim_options(sg->lib, DKIM_OP_SETOPT, DKIM_OPTS_OVERSIGNHDRS,
 		    (void *)oversign, sizeof(char **)) != DKIM_STAT_OK)) {
 		strfmt(err, errlen, "headers: libopendkim refuses the list");
-		goto fail;
+		return -1;
 	}
-	/* A trial signature: libopendkim must take key, selector, domain. */
-	msg = evbuffer_new();
-	sigs = evbuffer_new();
-	if (msg == NULL || sigs == NULL)
+	/* libopendkim must take key, selector and domain. */
+	if ((msg = evbuffer_new()) == NULL || (sigs = evbuffer_new()) == NULL)
 		fatal("evbuffer_new");
 	evbuffer_add_printf(msg, "From: test@%s\r\n\r\ntest\r\n", sg->domain);
-	{
-		const struct dkim_signer *one = sg;
-		struct spool		  sp;
-
-		spool_init(&sp, NULL, 0);
-		e2[0] = '\0';
-		/* No spool: only the header section and body in msg. */
-		if (dkim_sign_message(&one, 1, "config", msg, &sp, 0, sigs, e2,
-			sizeof(e2)) != 0) {
-			strfmt(err, errlen,
-			    "key \"%s\": libopendkim cannot sign with it (%s)",
-			    keyfile, e2);
-			evbuffer_free(msg);
-			evbuffer_free(sigs);
-			goto fail;
-		}
-	}
+	spool_init(&sp, NULL, 0); /* empty: everything is in msg */
+	e2[0] = '\0';
+	rc = dkim_sign_message(
+	    &one, 1, "config", msg, &sp, 0, sigs, e2, sizeof(e2));
+	if (rc != 0)
+		strfmt(err, errlen,
+		    "key \"%s\": libopendkim cannot sign with it (%s)",
+		    sg->keyfile, e2);
 	evbuffer_free(msg);
 	evbuffer_free(sigs);
+	return rc == 0 ? 0 : -1;
+}
+
+static struct dkim_signer *
+signer_alloc(const char *domain, const char *selector, const char *keyfile)
+{
+	struct dkim_signer *sg = xcalloc(1, sizeof(*sg));
+	size_t		    i;
+
+	sg->domain = xstrdup(domain);
+	for (i = 0; sg->domain[i] != '\0'; i++)
+		sg->domain[i] = (char)ascii_lower((unsigned char)sg->domain[i]);
+	sg->selector = xstrdup(selector);
+	sg->keyfile = xstrdup(keyfile);
 	return sg;
-fail:
-	dkim_signer_free(sg);
-	return NULL;
+}
+
+struct dkim_signer *
+dkim_signer_new(const char *domain, const char *selector, const char *keyfile,
+    const char *const *headers, const char *const *oversign, int *group_other,
+    char *err, size_t errlen)
+{
+	struct dkim_signer *sg = signer_alloc(domain, selector, keyfile);
+
+	*group_other = 0;
+	if (key_load(sg, keyfile, group_other, err, errlen) == -1 ||
+	    signer_finish(sg, headers, oversign, err, errlen) == -1) {
+		dkim_signer_free(sg);
+		return NULL;
+	}
+	return sg;
+}
+
+struct dkim_signer *
+dkim_signer_new_key_of(const struct dkim_signer *from, const char *domain,
+    const char *selector, const char *const *headers,
+    const char *const *oversign, char *err, size_t errlen)
+{
+	struct dkim_signer *sg = signer_alloc(domain, selector, from->keyfile);
+
+	sg->key = xmalloc(from->keylen + 1);
+	memcpy(sg->key, from->key, from->keylen + 1);
+	sg->keylen = from->keylen;
+	sg->alg = from->alg;
+	sg->algname = from->algname;
+	if (signer_finish(sg, headers, oversign, err, errlen) == -1) {
+		dkim_signer_free(sg);
+		return NULL;
+	}
+	return sg;
 }
 
 /* ------------------------------------------------------ From domain */
@@ -593,7 +630,10 @@ sc_feed(struct signctx *c, const char *p, size_t n)
 	}
 }
 
-/* "DKIM-Signature: " + the library's field, LF folds made CRLF. */
+/*
+ * "DKIM-Signature: " + the library's field, its folds made CRLF whatever
+ * it used (it writes CRLF; a lone CR or LF must never reach the wire).
+ */
 static void
 sc_emit(struct signctx *c, DKIM *d, struct evbuffer *sigs)
 {
@@ -607,9 +647,11 @@ sc_emit(struct signctx *c, DKIM *d, struct evbuffer *sigs)
 	}
 	evbuffer_add_printf(sigs, "%s: ", DKIM_SIGNHEADER);
 	for (i = from = 0; i < hl; i++) {
-		if (h[i] != '\n')
+		if (h[i] != '\r' && h[i] != '\n')
 			continue;
 		evbuffer_add(sigs, h + from, i - from);
+		if (h[i] == '\r' && i + 1 < hl && h[i + 1] == '\n')
+			i++;
 		evbuffer_add(sigs, "\r\n", 2);
 		from = i + 1;
 	}

@@ -32,11 +32,20 @@ struct spool;
 struct dkim_signer *dkim_signer_new(const char *domain, const char *selector,
     const char *keyfile, const char *const *headers,
     const char *const *oversign, int *group_other, char *err, size_t errlen);
+/*
+ * The same with the key of `from` (already read and checked, from the
+ * same file: start-up reads keys before dropping privileges and builds
+ * the sessions' configuration afterwards).
+ */
+struct dkim_signer *dkim_signer_new_key_of(const struct dkim_signer *from,
+    const char *domain, const char *selector, const char *const *headers,
+    const char *const *oversign, char *err, size_t errlen);
 void		    dkim_signer_free(struct dkim_signer *);
 
 const char *dkim_signer_domain(const struct dkim_signer *);
 const char *dkim_signer_selector(const struct dkim_signer *);
 const char *dkim_signer_algorithm(const struct dkim_signer *);
+const char *dkim_signer_keyfile(const struct dkim_signer *);
 
 /* The default `headers` list, NULL-terminated. */
 extern const char *const dkim_sign_default_headers[];

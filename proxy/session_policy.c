@@ -461,6 +461,9 @@ sjob_done(struct loop *l, void *arg)
 	if (s == NULL || (tx = s->tx) == NULL || !tx->signing ||
 	    tx->num != j->txnum) {
 		/* The client left: it never got a 250 and keeps the mail. */
+		log_info("event=dkim-sign-abandoned sid=%016llx "
+			 "reason=\"session gone\"",
+		    (unsigned long long)j->sid);
 		sjob_free(j);
 		return;
 	}
