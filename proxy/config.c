@@ -85,7 +85,7 @@ const struct limit_def limit_defs[LIM_COUNT] = {
 	[LIM_THREADS] = { "threads", UNIT_COUNT, 0, 0, 256,
 	    "event-loop threads; 0 = one per core" },
 	[LIM_WORKER_THREADS] = { "worker_threads", UNIT_COUNT, 4, 1, 256,
-	    "threads for blocking work (filters, quarantine)" },
+	    "threads for blocking work (filters, quarantine, DKIM signing)" },
 	[LIM_WORKER_QUEUE] = { "worker_queue", UNIT_COUNT, 10000, 16, 1000000,
 	    "jobs waiting for a worker before new ones are refused" },
 	[LIM_TLS_HANDSHAKE_TIMEOUT] = { "tls_handshake_timeout", UNIT_SECONDS,

@@ -31,6 +31,7 @@
  */
 #include <errno.h>
 #include <event2/buffer.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -477,6 +478,80 @@ dkim_signers_match(struct dkim_signer *const *v, size_t n,
 	return k;
 }
 
+/* ------------------------------------------- a libopendkim leak */
+
+/*
+ * libopendkim 2.11.0~beta2 leaks an Ed25519 signing handle's crypto state
+ * (the EVP_PKEY parsed from the key and the 64-byte signature buffer,
+ * about 560 bytes per signature): dkim_free() releases that state only
+ * when the signature's key type is RSA (dkim.c, dkim_free, "trash the
+ * signature list"), and for RSA the same fields hold the same kinds of
+ * objects (an ed25519 state has no RSA object, and its key BIO is
+ * already freed by dkim_eom). So once the signature is made, the key
+ * type is set to RSA and dkim_free() frees everything.
+ *
+ * This needs the beginning of the private struct dkim_siginfo
+ * (libopendkim/dkim-types.h). The copy below is used only for the library
+ * version it was read from, and only after the public accessors agree
+ * with it on four fields (algorithm, key type, and the domain and
+ * selector pointers, which come after the key type); otherwise nothing is
+ * touched and the memory leaks as before (counted: dkim_sign_ed_leaks).
+ */
+#define ODK_KEYTYPE_RSA	    0 /* dkim-internal.h DKIM_KEYTYPE_RSA */
+#define ODK_KEYTYPE_ED25519 1
+
+struct odk_siginfo_head { /* struct dkim_siginfo, 2.11.0~beta2 */
+	int	       sig_dnssec_key;
+	unsigned int   sig_flags;
+	unsigned int   sig_error;
+	unsigned int   sig_bh;
+	unsigned int   sig_version;
+	unsigned int   sig_hashtype;
+	unsigned int   sig_keytype;
+	unsigned int   sig_keybits;
+	size_t	       sig_siglen;
+	size_t	       sig_keylen;
+	size_t	       sig_b64keylen;
+	dkim_query_t   sig_query;
+	dkim_alg_t     sig_signalg;
+	dkim_canon_t   sig_hdrcanonalg;
+	dkim_canon_t   sig_bodycanonalg;
+	uint64_t       sig_timestamp;
+	unsigned char *sig_domain;
+	unsigned char *sig_selector;
+};
+
+static _Atomic unsigned long ed_leaks;
+
+unsigned long
+dkim_sign_ed_leaks(void)
+{
+	return ed_leaks;
+}
+
+/* 0 when dkim_free(d) will free the Ed25519 state, -1 if not. */
+static int
+ed25519_free_fix(DKIM *d)
+{
+#if OPENDKIM_LIB_VERSION == 0x020B0000
+	DKIM_SIGINFO		*sig = dkim_getsignature(d);
+	struct odk_siginfo_head *h = (struct odk_siginfo_head *)sig;
+	dkim_alg_t		 alg;
+
+	if (sig != NULL && dkim_sig_getsignalg(sig, &alg) == DKIM_STAT_OK &&
+	    alg == DKIM_SIGN_ED25519SHA256 && h->sig_signalg == alg &&
+	    h->sig_keytype == ODK_KEYTYPE_ED25519 &&
+	    h->sig_domain == dkim_sig_getdomain(sig) &&
+	    h->sig_selector == dkim_sig_getselector(sig) &&
+	    h->sig_domain != NULL) {
+		h->sig_keytype = ODK_KEYTYPE_RSA;
+		return 0;
+	}
+#endif
+	ed_leaks++;
+	return -1;
+}
+
 /* ------------------------------------------------------- signing */
 
 struct signctx {
@@ -707,9 +782,12 @@ dkim_sign_message(const struct dkim_signer *const *signers, size_t n,
 	if (c.rc == 0 && !c.in_body)
 		sc_eoh(&c); /* header section only */
 	sc_body_flush(&c);
-	for (i = 0; i < c.n && c.rc == 0; i++)
+	for (i = 0; i < c.n && c.rc == 0; i++) {
 		if ((st = dkim_eom(c.d[i], NULL)) != DKIM_STAT_OK)
 			sc_fail(&c, -1, "dkim_eom", c.d[i]);
+		else if (signers[i]->alg == DKIM_SIGN_ED25519SHA256)
+			(void)ed25519_free_fix(c.d[i]);
+	}
 	for (i = 0; i < c.n && c.rc == 0; i++)
 		sc_emit(&c, c.d[i], sigs);
 out:

@@ -374,13 +374,13 @@ def config_section(keys):
         f.write("hello\n")
     os.chmod(notkey, 0o600)
     for key, pat, name in (
-            (os.path.join(WORK, "missing.pem"), r"No such file or directory", "missing key file"),
-            (small, r"RSA key of 512 bits, at least 1024", "512-bit RSA key"),
+            (os.path.join(WORK, "missing.pem"), r"No such file or directory", "a missing key file"),
+            (small, r"RSA key of 512 bits, at least 1024", "a 512-bit RSA key"),
             (notkey, r"not an unencrypted PEM private key", "a file that is no key")):
         rc, out = moatd_check('dkim_sign "rsa.test" {\n selector = "s"\n key = "%s"\n}\n' % key)
         t.ok(rc != 0 and re.search(r"moat\.conf:\d+: dkim_sign \"rsa\.test\": key \"%s\": %s"
                                    % (re.escape(key), pat), out),
-             "moatd -t refuses a %s, with file:line" % name, out)
+             "moatd -t refuses %s, with file:line" % name, out)
     rc, out = moatd_check('dkim_sign "rsa.test" {\n key = "%s"\n}\n' % keys["rsa"])
     t.ok(rc != 0 and "selector is required" in out, "moatd -t: selector is required", out)
     rc, out = moatd_check('dkim_sign "rsa.test" {\n selector = "a"\n key = "%s"\n}\n'
