@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "dkim_sign.h"
+#include "from_field.h"
 #include "escape.h"
 #include "tls.h"
 #include "log.h"
@@ -84,7 +86,7 @@ const struct limit_def limit_defs[LIM_COUNT] = {
 	[LIM_THREADS] = { "threads", UNIT_COUNT, 0, 0, 256,
 	    "event-loop threads; 0 = one per core" },
 	[LIM_WORKER_THREADS] = { "worker_threads", UNIT_COUNT, 4, 1, 256,
-	    "threads for blocking work (filters, quarantine)" },
+	    "threads for blocking work (filters, quarantine, DKIM signing)" },
 	[LIM_WORKER_QUEUE] = { "worker_queue", UNIT_COUNT, 10000, 16, 1000000,
 	    "jobs waiting for a worker before new ones are refused" },
 	[LIM_TLS_HANDSHAKE_TIMEOUT] = { "tls_handshake_timeout", UNIT_SECONDS,
@@ -159,6 +161,26 @@ config_error(const char *file, int line, const char *fmt, ...)
 	va_start(ap, fmt);
 	config_verror(file, line, fmt, ap);
 	va_end(ap);
+}
+
+/* A problem that does not stop the configuration from being used. */
+static void __attribute__((format(printf, 3, 4)))
+config_warn(const char *file, int line, const char *fmt, ...)
+{
+	char	msg[1024], esc[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (errors_to_log) {
+		log_escape(msg, strlen(msg), esc, sizeof(esc));
+		log_warn("event=config-warning file=%s line=%d msg=\"%s\"",
+		    file != NULL ? file : "(config)", line, esc);
+		return;
+	}
+	fprintf(stderr, "moatd: %s:%d: warning: %s\n",
+	    file != NULL ? file : "(config)", line, msg);
 }
 
 void
@@ -553,6 +575,16 @@ static cfg_opt_t group_opts[] = { CFG_STR_LIST("recipients", "{}", CFGF_NONE),
 	    "rule", rule_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_END() };
 
+/*
+ * The title is the signing domain, unless `domain` is set: libconfuse
+ * merges sections of the same title, so a second signature for one
+ * domain (another selector, another algorithm) needs a title of its own.
+ */
+static cfg_opt_t dkim_sign_opts[] = { CFG_STR("domain", NULL, CFGF_NONE),
+	CFG_STR("selector", NULL, CFGF_NONE), CFG_STR("key", NULL, CFGF_NONE),
+	CFG_STR_LIST("headers", NULL, CFGF_NODEFAULT),
+	CFG_STR_LIST("oversign", "{From}", CFGF_NONE), CFG_END() };
+
 static cfg_t *
 config_schema(void)
 {
@@ -586,6 +618,8 @@ config_schema(void)
 		       CFG_STR("spam_status_header", "X-Spam-Status", CFGF_NONE),
 		       CFG_STR("spam_score_header", "X-Spam-Score", CFGF_NONE),
 		       CFG_BOOL("spam_headers_always", cfg_false, CFGF_NONE),
+		       CFG_SEC("dkim_sign", dkim_sign_opts,
+			   CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 		       CFG_SEC("tls_certificate", cert_opts,
 			   CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 		       CFG_STR("tls_min_version", "TLSv1.2", CFGF_NONE),
@@ -1038,6 +1072,192 @@ dns_conf_load(struct config *cf, cfg_t *cfg, const char *file)
 	}
 }
 
+/* Letters, digits, '-', '_' and dots between labels (RFC 6376 §3.1). */
+static int
+selector_ok(const char *s)
+{
+	size_t i, label = 0;
+
+	for (i = 0; s[i] != '\0'; i++) {
+		if (s[i] == '.') {
+			if (label == 0)
+				return 0;
+			label = 0;
+		} else if (((s[i] >= 'a' && s[i] <= 'z') ||
+			       (s[i] >= 'A' && s[i] <= 'Z') ||
+			       (s[i] >= '0' && s[i] <= '9') || s[i] == '-' ||
+			       s[i] == '_') &&
+		    ++label <= 63)
+			continue;
+		else
+			return 0;
+	}
+	return label > 0;
+}
+
+/* A field name (RFC 5322 §3.6.8): printable ASCII but ':'. */
+static int
+field_name_ok(const char *s)
+{
+	if (*s == '\0')
+		return 0;
+	for (; *s != '\0'; s++)
+		if (*s <= ' ' || *s > '~' || *s == ':')
+			return 0;
+	return 1;
+}
+
+/* A header name list of a dkim_sign section, NULL-terminated; NULL if
+ * the option is not set. */
+static char **
+dkim_sign_names(
+    cfg_t *sec, const char *opt, const char *dom, const char *file, int *bad)
+{
+	char	  **v;
+	size_t	    i, n = cfg_size(sec, opt);
+	const char *s;
+
+	if (n == 0 && !(cfg_getopt(sec, opt)->flags & CFGF_MODIFIED) &&
+	    strcmp(opt, "headers") == 0)
+		return NULL;
+	if (n > DKIM_SIGN_HEADERS_MAX) {
+		config_error(file, sec->line,
+		    "dkim_sign \"%s\": %s: at most %d "
+		    "names",
+		    dom, opt, DKIM_SIGN_HEADERS_MAX);
+		*bad = 1;
+		return NULL;
+	}
+	v = xcalloc(n + 1, sizeof(*v));
+	for (i = 0; i < n; i++) {
+		s = cfg_getnstr(sec, opt, i);
+		if (!field_name_ok(s)) {
+			config_error(file, sec->line,
+			    "dkim_sign \"%s\": %s: \"%s\" is not a header "
+			    "field name",
+			    dom, opt, s);
+			*bad = 1;
+		}
+		v[i] = xstrdup(s);
+	}
+	return v;
+}
+
+/*
+ * dkim_sign sections: the keys are read and checked here, so that
+ * moatd -t, a start and a reload refuse a key that cannot sign.
+ */
+static void
+dkim_sign_load(struct config *cf, cfg_t *cfg, const char *file,
+    const struct config *keys_from)
+{
+	struct dkim_signer *sg;
+	cfg_t		   *sec;
+	const char	   *dom, *sel, *key;
+	char		    err[512], dbuf[FROM_DOMAIN_MAX], probe[300];
+	const char	   *why;
+	char		  **hdrs, **over;
+	size_t		    i, j, same, n = cfg_size(cfg, "dkim_sign");
+	int		    bad, group_other;
+
+	if (n > DKIM_SIGNERS_MAX) {
+		config_error(
+		    file, 0, "at most %d dkim_sign sections", DKIM_SIGNERS_MAX);
+		return;
+	}
+	cf->dkim_signers = n ? xcalloc(n, sizeof(*cf->dkim_signers)) : NULL;
+	for (i = 0; i < n; i++) {
+		sec = cfg_getnsec(cfg, "dkim_sign", i);
+		dom = cfg_getstr(sec, "domain");
+		if (dom == NULL || *dom == '\0')
+			dom = cfg_title(sec);
+		sel = cfg_getstr(sec, "selector");
+		key = cfg_getstr(sec, "key");
+		bad = 0;
+		/* The domain must be what a From address could carry. */
+		snprintf(probe, sizeof(probe), "x@%s", dom);
+		if (strlen(dom) > DKIM_DOMAIN_MAX ||
+		    from_field_domain(
+			probe, strlen(probe), dbuf, sizeof(dbuf), &why) == -1) {
+			config_error(file, sec->line,
+			    "dkim_sign \"%s\": not a domain name", dom);
+			continue;
+		}
+		if (sel == NULL || !selector_ok(sel)) {
+			config_error(file, sec->line,
+			    "dkim_sign \"%s\": selector %s%s%s", dom,
+			    sel == NULL ? "is required" : "\"",
+			    sel == NULL ? "" : sel,
+			    sel == NULL ? "" : "\" is not a selector");
+			continue;
+		}
+		if (key == NULL || *key == '\0') {
+			config_error(file, sec->line,
+			    "dkim_sign \"%s\": key is required", dom);
+			continue;
+		}
+		for (j = same = 0; j < cf->ndkim_signers; j++) {
+			if (strcmp(dkim_signer_domain(cf->dkim_signers[j]),
+				dbuf) != 0)
+				continue;
+			same++;
+			if (strcmp(dkim_signer_selector(cf->dkim_signers[j]),
+				sel) == 0) {
+				config_error(file, sec->line,
+				    "dkim_sign \"%s\": selector \"%s\" "
+				    "configured twice",
+				    dom, sel);
+				bad = 1;
+			}
+		}
+		if (same >= DKIM_SIGN_MAX) {
+			config_error(file, sec->line,
+			    "dkim_sign \"%s\": at most %d sections "
+			    "(signatures) "
+			    "per domain",
+			    dom, DKIM_SIGN_MAX);
+			bad = 1;
+		}
+		hdrs = dkim_sign_names(sec, "headers", dom, file, &bad);
+		over = dkim_sign_names(sec, "oversign", dom, file, &bad);
+		sg = NULL;
+		group_other = 0;
+		for (j = 0; keys_from != NULL && j < keys_from->ndkim_signers;
+		     j++)
+			if (strcmp(
+				dkim_signer_keyfile(keys_from->dkim_signers[j]),
+				key) == 0)
+				break;
+		if (bad)
+			;
+		else if (keys_from != NULL && j < keys_from->ndkim_signers)
+			sg = dkim_signer_new_key_of(keys_from->dkim_signers[j],
+			    dbuf, sel, (const char *const *)hdrs,
+			    (const char *const *)over, err, sizeof(err));
+		else
+			sg = dkim_signer_new(dbuf, sel, key,
+			    (const char *const *)hdrs,
+			    (const char *const *)over, &group_other, err,
+			    sizeof(err));
+		if (!bad && sg == NULL)
+			config_error(
+			    file, sec->line, "dkim_sign \"%s\": %s", dom, err);
+		else if (sg != NULL && group_other)
+			config_warn(file, sec->line,
+			    "dkim_sign \"%s\": key \"%s\" can be read by "
+			    "group or others",
+			    dom, key);
+		if (sg != NULL)
+			cf->dkim_signers[cf->ndkim_signers++] = sg;
+		for (j = 0; hdrs != NULL && hdrs[j] != NULL; j++)
+			free(hdrs[j]);
+		free(hdrs);
+		for (j = 0; over != NULL && over[j] != NULL; j++)
+			free(over[j]);
+		free(over);
+	}
+}
+
 static void
 dns_conf_free(struct dns_conf *d)
 {
@@ -1134,6 +1354,7 @@ config_load(const char *file, const struct config_overrides *ov)
 	for (i = 0; i < cfg_size(cfg, "filter"); i++)
 		filter_add(cf, cfg_getnsec(cfg, "filter", i), file);
 	policy_conf_load(cf, cfg, file);
+	dkim_sign_load(cf, cfg, file, ov != NULL ? ov->keys_from : NULL);
 	cf->user = xstrdup(cfg_getstr(cfg, "user"));
 	if (cf->user[0] != '\0' && getuid() == 0) {
 		struct passwd *pw = getpwnam(cf->user);
@@ -1173,6 +1394,9 @@ config_free(struct config *cf)
 	policy_conf_free(cf);
 	tls_conf_free(&cf->tls);
 	dns_conf_free(&cf->dns);
+	for (i = 0; i < cf->ndkim_signers; i++)
+		dkim_signer_free(cf->dkim_signers[i]);
+	free(cf->dkim_signers);
 	free(cf->file);
 	free(cf->hostname);
 	free(cf->banner);

@@ -211,6 +211,10 @@ struct list_conf {
 	int		   line;
 };
 
+/* A `dkim_sign "DOMAIN" { ... }` section (proxy/dkim_sign.h). */
+struct dkim_signer;
+#define DKIM_SIGNERS_MAX 64
+
 #define SCORE_OFF 1e9 /* a threshold that is not set */
 
 struct group_conf {
@@ -266,7 +270,10 @@ struct config {
 	size_t		   ngroups;
 	struct tls_conf	   tls;
 	struct dns_conf	   dns;
-	long		   limits[LIM_COUNT];
+	/* DKIM signing of authenticated mail, in configuration order. */
+	struct dkim_signer **dkim_signers;
+	size_t		     ndkim_signers;
+	long		     limits[LIM_COUNT];
 };
 
 #define LIMIT(cf, id) ((cf)->limits[LIM_##id])
@@ -278,6 +285,9 @@ struct config_overrides {
 	const char *listen[16];
 	size_t	    nlisten;
 	const char *upstream;
+	/* Start-up: take the DKIM signing keys of the same files from this
+	 * configuration (read before privileges were dropped). */
+	const struct config *keys_from;
 };
 
 /*

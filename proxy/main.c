@@ -303,7 +303,10 @@ main(int argc, char **argv)
 	 * The sessions' configuration is a runtime of its own (reloadable);
 	 * cf stays as the process's: listeners, threads, upstream.
 	 */
-	if ((rcf = config_load(absfile, &ov)) == NULL) {
+	ov.keys_from = cf; /* DKIM keys: those read while privileged */
+	rcf = config_load(absfile, &ov);
+	ov.keys_from = NULL; /* a reload reads them as `user` */
+	if (rcf == NULL) {
 		tls_server_free(tls);
 		return 1;
 	}

@@ -104,6 +104,13 @@ runtime_free_job(void *arg)
 	runtime_free(arg);
 }
 
+struct runtime *
+runtime_acquire(struct runtime *rt)
+{
+	atomic_fetch_add(&rt->refs, 1);
+	return rt;
+}
+
 void
 runtime_release(struct runtime *rt)
 {

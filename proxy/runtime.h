@@ -45,6 +45,8 @@ struct runtime *runtime_build_with(struct config *, struct tls_server *tls);
 void runtime_install(struct runtime *);
 /* The current runtime, with a reference for the caller. */
 struct runtime *runtime_current_acquire(void);
+/* One more reference to rt (a job that outlives its session); rt. */
+struct runtime *runtime_acquire(struct runtime *);
 void		runtime_release(struct runtime *);
 
 #endif

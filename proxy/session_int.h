@@ -106,6 +106,11 @@ struct tx {
 	struct policy_decision	   decision;
 	char			   qid[64]; /* quarantine id */
 	int			   quarantining;
+	/* DKIM signing (session_policy.c, dkim_sign.c). */
+	unsigned nfrom;		   /* From fields seen */
+	char	 from_domain[256]; /* of the first; "" if unparsable */
+	int	 signing;	   /* a signing job has the spool */
+	char	 dkim[160];	   /* signatures made, for the log */
 
 	uint64_t t_start, t_data;
 	char	 verdict[16];

@@ -8,10 +8,14 @@
  * each transaction; from MAIL on it goes to the transaction. Evidence a
  * refused recipient brought is dropped with it.
  *
- * Threading: the session's loop thread; the quarantine write runs on the
- * worker pool with its own copy of everything it needs (the spool is moved
- * into the job), so a client that leaves meanwhile cannot pull memory
- * from under it.
+ * DKIM signing of authenticated mail (dkim_sign.c) happens here too, last
+ * of all header changes, so the signature covers exactly what the
+ * upstream receives below moat's Received field.
+ *
+ * Threading: the session's loop thread; the quarantine write and the DKIM
+ * signing run on the worker pool with their own copy of everything they
+ * need (the spool is moved into the job, the runtime referenced), so a
+ * client that leaves meanwhile cannot pull memory from under them.
  */
 #include <event2/buffer.h>
 #include <stdarg.h>
@@ -21,6 +25,8 @@
 #include <time.h>
 
 #include "config.h"
+#include "dkim_sign.h"
+#include "from_field.h"
 #include "escape.h"
 #include "log.h"
 #include "loop.h"
@@ -141,7 +147,15 @@ void
 sp_header_seen(struct session *s, const char *name, size_t namelen,
     const char *value, size_t valuelen)
 {
-	policy_header_seen(s->cf, &s->tx->seen, name, namelen, value, valuelen);
+	struct tx  *tx = s->tx;
+	const char *why;
+
+	policy_header_seen(s->cf, &tx->seen, name, namelen, value, valuelen);
+	if (namelen == 4 && ascii_strncasecmp(name, "From", 4) == 0 &&
+	    tx->nfrom++ == 0 &&
+	    from_field_domain(value, valuelen, tx->from_domain,
+		sizeof(tx->from_domain), &why) == -1)
+		tx->from_domain[0] = '\0';
 }
 
 /*
@@ -385,6 +399,189 @@ quarantine_start(struct session *s, struct evbuffer *prefix, size_t off)
 	}
 }
 
+/* ------------------------------------------------------- DKIM signing */
+
+struct sjob {
+	uint64_t		  sid;
+	unsigned		  txnum;
+	struct runtime		 *rt; /* referenced: keeps the signers */
+	const struct dkim_signer *signers[DKIM_SIGN_MAX];
+	size_t			  n;
+	struct spool		  spool; /* moved from the transaction */
+	struct evbuffer		 *prefix;
+	size_t			  off;
+	struct evbuffer		 *sigs;
+	char			  id[20];
+	int			  rc;
+	char			  err[256];
+};
+
+static void
+sjob_work(void *arg)
+{
+	struct sjob *j = arg;
+
+	j->rc = dkim_sign_message(j->signers, j->n, j->id, j->prefix, &j->spool,
+	    j->off, j->sigs, j->err, sizeof(j->err));
+}
+
+static void
+sjob_free(struct sjob *j)
+{
+	spool_free(&j->spool);
+	if (j->prefix != NULL)
+		evbuffer_free(j->prefix);
+	if (j->sigs != NULL)
+		evbuffer_free(j->sigs);
+	runtime_release(j->rt);
+	free(j);
+}
+
+/* The spool goes back to the transaction. */
+static void
+sjob_return_spool(struct sjob *j, struct tx *tx)
+{
+	spool_free(&tx->spool);
+	tx->spool = j->spool;
+	memset(&j->spool, 0, sizeof(j->spool));
+	j->spool.fd = -1;
+}
+
+static struct evbuffer *with_received(struct session *, struct evbuffer *);
+static void app(char *buf, size_t len, size_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+sjob_done(struct loop *l, void *arg)
+{
+	struct sjob	*j = arg;
+	struct session	*s = loop_find(l, j->sid);
+	struct tx	*tx;
+	struct evbuffer *prefix;
+	size_t		 i, n;
+
+	if (s == NULL || (tx = s->tx) == NULL || !tx->signing ||
+	    tx->num != j->txnum) {
+		/* The client left: it never got a 250 and keeps the mail. */
+		log_info("event=dkim-sign-abandoned sid=%016llx "
+			 "reason=\"session gone\"",
+		    (unsigned long long)j->sid);
+		sjob_free(j);
+		return;
+	}
+	tx->signing = 0;
+	sjob_return_spool(j, tx);
+	if (j->rc == -1) {
+		log_err("event=dkim-sign-failed sid=%016llx error=\"%s\"",
+		    (unsigned long long)s->sid, j->err);
+		session_reply(s, 451, "4.3.0",
+		    "Local error signing the message, try again later");
+		tx_abandon(s, "tempfail");
+		sjob_free(j);
+		return;
+	}
+	if (j->rc == 1) {
+		log_warn("event=dkim-sign-skipped sid=%016llx reason=\"%s\"",
+		    (unsigned long long)s->sid, j->err);
+	} else {
+		for (i = n = 0; i < j->n; i++) {
+			log_info("event=dkim-signed sid=%016llx domain=%s "
+				 "selector=%s algorithm=%s",
+			    (unsigned long long)s->sid,
+			    dkim_signer_domain(j->signers[i]),
+			    dkim_signer_selector(j->signers[i]),
+			    dkim_signer_algorithm(j->signers[i]));
+			app(tx->dkim, sizeof(tx->dkim), &n, "%s%s/%s",
+			    i ? "," : "", dkim_signer_domain(j->signers[i]),
+			    dkim_signer_selector(j->signers[i]));
+		}
+		/* The signatures on top of the header section they sign. */
+		if (j->prefix != NULL) {
+			evbuffer_add_buffer(j->sigs, j->prefix);
+			evbuffer_free(j->prefix);
+		}
+		j->prefix = j->sigs;
+		j->sigs = NULL;
+	}
+	prefix = with_received(s, j->prefix);
+	j->prefix = NULL;
+	tx_forward(s, prefix, j->off);
+	sjob_free(j);
+}
+
+/*
+ * The signers this transaction wants: authenticated, one From whose
+ * domain is (under) a configured signing domain. 0: none, forward as is.
+ */
+static size_t
+sign_wanted(struct session *s, const struct dkim_signer **out)
+{
+	const struct config *cf = s->cf;
+	struct tx	    *tx = s->tx;
+	const char	    *why = NULL;
+	size_t		     n;
+
+	if (s->env.auth == NULL || cf->ndkim_signers == 0)
+		return 0;
+	if (tx->nfrom == 0)
+		why = "no From field";
+	else if (tx->nfrom > 1)
+		why = "several From fields";
+	else if (tx->from_domain[0] == '\0')
+		why = "From is not one mailbox with a domain";
+	if (why != NULL) {
+		log_info("event=dkim-sign-skipped sid=%016llx reason=\"%s\"",
+		    (unsigned long long)s->sid, why);
+		return 0;
+	}
+	n = dkim_signers_match(cf->dkim_signers, cf->ndkim_signers,
+	    tx->from_domain, out, DKIM_SIGN_MAX);
+	if (n == 0)
+		log_debug("event=dkim-sign-skipped sid=%016llx "
+			  "reason=\"no dkim_sign for %s\"",
+		    (unsigned long long)s->sid, tx->from_domain);
+	return n;
+}
+
+/*
+ * Sign on the worker pool: the job takes the spool and the header prefix
+ * (NULL: none) and gives them back in sjob_done(), which forwards.
+ */
+static void
+sign_start(struct session *s, const struct dkim_signer *const *signers,
+    size_t n, struct evbuffer *prefix, size_t off)
+{
+	struct tx   *tx = s->tx;
+	struct sjob *j = xcalloc(1, sizeof(*j));
+
+	j->sid = s->sid;
+	j->txnum = tx->num;
+	j->rt = runtime_acquire(s->rt);
+	memcpy(j->signers, signers, n * sizeof(*signers));
+	j->n = n;
+	snprintf(j->id, sizeof(j->id), "%016llx", (unsigned long long)s->sid);
+	j->spool = tx->spool;
+	spool_init(&tx->spool, s->cf->spool_dir, 0);
+	j->prefix = prefix;
+	j->off = off;
+	if ((j->sigs = evbuffer_new()) == NULL)
+		fatal("evbuffer_new");
+	tx->signing = 1;
+	s->waiting = 1;
+	if (worker_submit(s->loop, sjob_work, sjob_done, j) == -1) {
+		/* Pool full: the client retries; never unsigned. */
+		tx->signing = 0;
+		sjob_return_spool(j, tx);
+		sjob_free(j);
+		log_warn("event=dkim-sign-failed sid=%016llx "
+			 "error=\"worker queue full\"",
+		    (unsigned long long)s->sid);
+		session_reply(
+		    s, 451, "4.3.0", "Local resources busy, try again later");
+		tx_abandon(s, "tempfail");
+	}
+}
+
 /* ------------------------------------------------------------- EOM */
 
 /* moat's Received field (session_tls.c) in front of the header section. */
@@ -409,10 +606,11 @@ with_received(struct session *s, struct evbuffer *prefix)
 void
 sp_eom(struct session *s)
 {
-	struct tx	       *tx = s->tx;
-	struct policy_decision *d = &tx->decision;
-	struct evbuffer	       *prefix;
-	size_t			off;
+	struct tx		 *tx = s->tx;
+	struct policy_decision	 *d = &tx->decision;
+	const struct dkim_signer *signers[DKIM_SIGN_MAX];
+	struct evbuffer		 *prefix;
+	size_t			  off, nsign;
 
 	policy_final(pol(s), sp_group(s), &tx->ev, d);
 	if (tx->allow)
@@ -437,6 +635,11 @@ sp_eom(struct session *s)
 		session_reply(s, 451, "4.3.0",
 		    "Local error reading the message, try again later");
 		tx_abandon(s, "tempfail");
+		return;
+	}
+	if (d->action != ACT_QUARANTINE &&
+	    (nsign = sign_wanted(s, signers)) > 0) {
+		sign_start(s, signers, nsign, prefix, off);
 		return;
 	}
 	prefix = with_received(s, prefix);
@@ -477,6 +680,8 @@ sp_log_fields(struct session *s, char *buf, size_t len)
 		app(buf, len, &n, " reason=\"%s\"", tx->decision.reason);
 	if (tx->qid[0] != '\0')
 		app(buf, len, &n, " quarantine=%s", tx->qid);
+	if (tx->dkim[0] != '\0')
+		app(buf, len, &n, " dkim_signed=%s", tx->dkim);
 	app(buf, len, &n, " evidence=\"");
 	for (i = 0; i < tx->ev.n; i++)
 		app(buf, len, &n, "%s%s(%s:%.2f)", i ? " " : "",

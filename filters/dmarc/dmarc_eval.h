@@ -2,11 +2,6 @@
  * dmarc_eval.h - the pieces of one DMARC evaluation (RFC 7489), apart from
  * DNS and the filter plumbing, so each can be tested alone:
  *
- *   - the author domain from the From field (§3.1, §6.6.1) by a strict
- *     RFC 5322 §3.4 parser: exactly one mailbox with a domain name, or
- *     the message is refused the chance of a pass (zero, several or
- *     unparsable From fields: the CVE-2019-16378 class); a UTF-8 domain
- *     (RFC 6532) is turned into A-labels by libidn2;
  *   - the choice of the one DMARC record among a name's TXT records
  *     (§6.6.3) and its parsing (libopendmarc's parser);
  *   - the Organizational Domain (§3.2) from the Public Suffix List
@@ -16,11 +11,6 @@
  *     reported (RFC 8601 method=result ptype.property=value);
  *   - identifier alignment (§3.1, relaxed and strict) and the policy that
  *     applies (§6.6.2-§6.6.4: p or sp, pct sampling).
- *
- * Why the From parser is our own: GMime 3.2.13's address parser (the
- * obvious library) leaks memory on malformed input such as
- * "Joe >joe@example.com>" (found by tests/fuzz/fuzz_dmarc.c), and any
- * remote sender chooses this field. libopendmarc has no From parser.
  *
  * Why alignment is not libopendmarc's: its relaxed check treats a domain
  * that is a suffix of the other as aligned without consulting the PSL
@@ -38,7 +28,6 @@
 #define DMARC_DOMAIN_MAX 256 /* a domain name and its NUL */
 #define DMARC_DKIM_MAX	 16  /* DKIM results looked at */
 #define DMARC_RECORD_MAX 2048
-#define DMARC_FROM_MAX	 4096 /* a longer From field is not parsed */
 #define DMARC_RUA_MAX	 512
 
 struct psl_ctx_st;
@@ -91,14 +80,6 @@ struct dmarc_outcome {
 /* Load the Public Suffix List; -1 if it cannot be had. Main thread. */
 int  dmarc_eval_init(void);
 void dmarc_eval_fini(void);
-
-/*
- * The author domain of one From field's value (unfolded or not): the
- * domain of its one mailbox, lower case, no trailing dot. 0, or -1 with
- * *why set (a static string).
- */
-int dmarc_from_domain(
-    const char *value, char *dom, size_t len, const char **why);
 
 /*
  * The Organizational Domain of a (lower-case) domain: its registrable

@@ -3,7 +3,7 @@
  * mail, on the SPF and DKIM results of the same transaction.
  *
  * HEADER counts the From fields and keeps the first. At EOH the author
- * domain is taken from it (dmarc_eval.c: exactly one mailbox, or the
+ * domain is taken from it (from_field.c: exactly one mailbox, or the
  * message can never pass), and policy discovery starts (§6.6.3): the TXT
  * records of _dmarc.<From domain>, then, when that has no DMARC record,
  * of _dmarc.<Organizational Domain>, through moat's resolver. The lookup
@@ -51,6 +51,7 @@
 #include "dmarc_eval.h"
 #include "filter_api.h"
 #include "filter_opts.h"
+#include "from_field.h"
 #include "resolver.h"
 #include "util.h"
 
@@ -278,7 +279,7 @@ start(struct dmarc_msg *m, const struct filter_env *env)
 	else if (m->nfrom > 1)
 		m->bad_from = "several From fields";
 	else /* sets bad_from when it fails */
-		dmarc_from_domain(m->from, m->from_domain,
+		from_field_domain(m->from, strlen(m->from), m->from_domain,
 		    sizeof(m->from_domain), &m->bad_from);
 	if (m->bad_from != NULL)
 		return;
@@ -528,7 +529,8 @@ dmarc_stage(void *ctx, struct filter_call *fc, struct filter_reply *reply)
 		if (env->hdr_name != NULL &&
 		    ascii_strcasecmp(env->hdr_name, "From") == 0 &&
 		    m->nfrom++ == 0)
-			m->from = xstrdup(env->hdr_value ? env->hdr_value : "");
+			m->from = xstrndup(env->hdr_value ? env->hdr_value : "",
+			    FROM_FIELD_MAX + 1);
 		break;
 	case FILTER_STAGE_EOH:
 		start(m, env);

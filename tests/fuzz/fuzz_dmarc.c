@@ -1,6 +1,6 @@
 /*
- * fuzz_dmarc.c - libFuzzer target for filters/dmarc/dmarc_eval.c: the From
- * field (GMime's strict address parser and our domain check), the
+ * fuzz_dmarc.c - libFuzzer target for filters/dmarc/dmarc_eval.c and
+ * proxy/from_field.c: the From field parser, the
  * Authentication-Results clause reader, the record choice and parsing
  * (libopendmarc) and alignment. The first byte picks the entry point.
  */
@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "dmarc_eval.h"
+#include "from_field.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -27,7 +28,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char		    *s, *lines[DMARC_DKIM_MAX * 2], *p, *half;
-	char		     dom[DMARC_DOMAIN_MAX];
+	char		     dom[FROM_DOMAIN_MAX];
 	const char	    *why;
 	size_t		     n = 0;
 	struct dmarc_auth    a;
@@ -41,7 +42,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	s[size - 1] = '\0';
 	switch (data[0] % 4) {
 	case 0:
-		if (dmarc_from_domain(s, dom, sizeof(dom), &why) == 0 &&
+		if (from_field_domain(s, strlen(s), dom, sizeof(dom), &why) ==
+			0 &&
 		    (strlen(dom) == 0 || strchr(dom, '.') == NULL))
 			abort(); /* a domain that passed must be a name */
 		break;

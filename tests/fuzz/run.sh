@@ -13,7 +13,7 @@ srcs="$top/proxy/smtp_parse.c $top/proxy/dataframe.c $top/proxy/headers.c
   $top/proxy/reply.c $top/proxy/proxyproto.c $top/proxy/escape.c
   $top/proxy/hdredit.c $top/proxy/sasl.c $top/proxy/dnsrr.c $top/policies/lists.c
   $top/proxy/util.c
-  $top/proxy/log.c $top/filters/spf/spf_eval.c $top/filters/dmarc/dmarc_eval.c"
+  $top/proxy/log.c $top/filters/spf/spf_eval.c $top/filters/dmarc/dmarc_eval.c $top/proxy/from_field.c"
 passed=0
 failed=0
 for f in "$top"/tests/fuzz/fuzz_*.c; do

@@ -1,14 +1,15 @@
 /*
- * test_dmarc.c - filters/dmarc/dmarc_eval.c: the From field parser (one
- * mailbox or nothing), the Organizational Domain and alignment against
- * the Public Suffix List, the choice and parsing of DMARC records, the
- * reading of Authentication-Results clauses, and the evaluation (any
- * aligned pass, p/sp, pct sampling).
+ * test_dmarc.c - proxy/from_field.c (the From field: one mailbox or
+ * nothing) and filters/dmarc/dmarc_eval.c: the Organizational Domain and
+ * alignment against the Public Suffix List, the choice and parsing of DMARC
+ * records, the reading of Authentication-Results clauses, and the evaluation
+ * (any aligned pass, p/sp, pct sampling).
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "dmarc_eval.h"
+#include "from_field.h"
 #include "tap.h"
 
 /* The value for a test name: controls shown as '?', cut at 60. */
@@ -29,7 +30,8 @@ from_ok(const char *value, const char *want)
 {
 	char	    dom[DMARC_DOMAIN_MAX];
 	const char *why = "";
-	int	    rc = dmarc_from_domain(value, dom, sizeof(dom), &why);
+	int	    rc =
+	    from_field_domain(value, strlen(value), dom, sizeof(dom), &why);
 
 	ok(rc == 0 && strcmp(dom, want) == 0, "From: %s -> %s (got %s%s)",
 	    shown(value), want, rc == 0 ? dom : "error: ", rc == 0 ? "" : why);
@@ -40,7 +42,8 @@ from_bad(const char *value, const char *want_why)
 {
 	char	    dom[DMARC_DOMAIN_MAX];
 	const char *why = "";
-	int	    rc = dmarc_from_domain(value, dom, sizeof(dom), &why);
+	int	    rc =
+	    from_field_domain(value, strlen(value), dom, sizeof(dom), &why);
 
 	ok(rc == -1 && strstr(why, want_why) != NULL,
 	    "From: [%s] refused: %s (got %s)", shown(value), want_why,
@@ -97,7 +100,7 @@ test_from(void)
 		from_bad(deep, "cannot be parsed");
 	}
 	{
-		static char huge[DMARC_FROM_MAX + 10];
+		static char huge[FROM_FIELD_MAX + 10];
 
 		memset(huge, 'a', sizeof(huge) - 1);
 		from_bad(huge, "too long");
