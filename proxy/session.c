@@ -796,6 +796,11 @@ upstream_start(struct session *s)
 	c.port = s->port;
 	snprintf(c.helo, sizeof(c.helo), "%s", s->helo ? s->helo : "");
 	c.esmtp = s->esmtp;
+	/* Every filter stage waits for the lookup, so it has ended here. */
+	snprintf(c.name, sizeof(c.name), "%s",
+	    s->env.client_name != NULL ? s->env.client_name : "");
+	c.name_temp = s->rdns.running ||
+	    s->env.client_name_status == FILTER_NAME_TEMPFAIL;
 	s->up_opening = 1;
 	if ((s->up = upstream_unpark(s->sid)) != NULL) {
 		log_debug("event=upstream-reuse sid=%016llx",

@@ -8,7 +8,7 @@ test chooses what moatd sees.
 Checked: a confirmed name in moat's Received field at the upstream
 ("from HELO (name [addr])"), in the event=rdns and transaction log lines,
 and at the CONNECT stage of a filter (the test filter's echo_client_name,
-added to the message at EOM); "unknown" with its reason for a PTR without
+added to the message at EOM), and as XCLIENT NAME; "unknown" with its reason for a PTR without
 a matching address, no PTR, and a DNS server that never answers
 (tempfail; the session is still served, the greeting held at most
 dns_timeout when a CONNECT filter waits for the name, not at all without
@@ -109,6 +109,15 @@ def message(rec, tag, timeout=5):
     return ""
 
 
+def xclient(rec, tag):
+    """The XCLIENT line of the upstream session that carried tag."""
+    for w in rec.wire():
+        if "<%s@moat.test>" % tag in w:
+            m = re.search(r"^XCLIENT [^\r\n]*", w, re.M)
+            return m.group(0) if m else None
+    return None
+
+
 def field(msg, name):
     m = re.search(r"^%s: ([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)" % re.escape(name), msg, re.M)
     return re.sub(r"\r?\n[ \t]+", " ", m.group(1)) if m else None
@@ -136,7 +145,8 @@ def main():
         t.done()
     mute = SilentDns()
     dm = Dnsmasq(RECORDS + ["server=/100.51.198.in-addr.arpa/127.0.0.1#%d" % mute.port])
-    rec = Recorder()
+    rec = Recorder(ehlo_caps=["PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES",
+                              "XCLIENT NAME ADDR PORT PROTO HELO"])
     base = ('reverse_dns = yes\ndns_forwarders = { "%s" }\ndns_timeout = %dms\n'
             'received_header = "always"\n' % (dm.forwarder(), TIMEOUT * 1000))
 
@@ -169,6 +179,8 @@ def main():
            "confirmed: event=rdns logged")
     t.like(tx_line(m1, "192.0.2.10"), r" client_name=good\.example\.test rdns=verified ",
            "confirmed: the transaction line has client_name=")
+    t.like(xclient(rec, "good") or "", r" NAME=good\.example\.test ",
+           "confirmed: the upstream gets XCLIENT NAME=name")
 
     # ---- PTR without a matching address
     c = Proxied(p1, v1("192.0.2.11"))
@@ -181,6 +193,8 @@ def main():
          "PTR without match: the filter sees status mismatch and the PTR name")
     t.like(tx_line(m1, "192.0.2.11"), r" client_name=unknown rdns=mismatch ",
            "PTR without match: client_name=unknown rdns=mismatch logged")
+    t.like(xclient(rec, "nomatch") or "", r" NAME=\[UNAVAILABLE\] ",
+           "PTR without match: XCLIENT NAME=[UNAVAILABLE]")
 
     # ---- no PTR
     c = Proxied(p1, v1("192.0.2.12"))
@@ -241,6 +255,8 @@ def main():
            r"ptr=- names=0 why=timeout ms=\d+", "timeout: logged status=tempfail why=timeout")
     t.like(tx_line(m2, "198.51.100.7"), r" client_name=unknown rdns=tempfail ",
            "timeout: rdns=tempfail on the transaction line")
+    t.like(xclient(rec, "mute1") or "", r" NAME=\[TEMPUNAVAIL\] ",
+           "timeout: XCLIENT NAME=[TEMPUNAVAIL] (the upstream answers 4xx, not 5xx)")
 
     c = Proxied(p1, v1("198.51.100.9"))
     t.ok(c.greeting[0] == 220 and TIMEOUT * 0.8 <= c.greet_s < TIMEOUT + 1.0,
