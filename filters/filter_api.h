@@ -36,7 +36,9 @@
  *	const struct filter_ops *moat_filter(unsigned abi_version);
  * which returns NULL if it was built for another ABI; ops->abi must equal
  * FILTER_ABI_VERSION. The ABI changes whenever this header changes
- * incompatibly.
+ * incompatibly. Version 2 appended the client's reverse DNS to struct
+ * filter_env (client_name, client_name_status, client_ptr): a filter built
+ * for it must not run on a moatd without those fields.
  */
 #ifndef MOAT_FILTER_API_H
 #define MOAT_FILTER_API_H
@@ -96,6 +98,21 @@ struct filter_token {
 	uint64_t     call;
 };
 
+/*
+ * The client's reverse DNS, looked up when the session starts (moat.conf
+ * reverse_dns): its PTR names (at most 10), each confirmed when its A or
+ * AAAA records lead back to the client address (forward-confirmed
+ * reverse DNS, as Postfix and RFC 7208 §5.5 do). Known at every stage
+ * from CONNECT on, unless UNCHECKED.
+ */
+enum filter_client_name {
+	FILTER_NAME_UNCHECKED = 0, /* not looked up (reverse_dns = no) */
+	FILTER_NAME_VERIFIED,	   /* client_name confirmed (or localhost) */
+	FILTER_NAME_NONE,	   /* no PTR record (NXDOMAIN, NODATA) */
+	FILTER_NAME_MISMATCH,	   /* PTR names, none confirmed */
+	FILTER_NAME_TEMPFAIL	   /* timeout, SERVFAIL: may pass later */
+};
+
 /* What a stage sees. Borrowed: valid only during the callback. */
 struct filter_env {
 	uint64_t	       sid;
@@ -114,6 +131,10 @@ struct filter_env {
 	size_t		       bodylen;
 	size_t		       size;  /* EOM: content bytes */
 	const char	      *group; /* policy group, RCPT and later */
+	/* ABI 2: the client's reverse DNS (enum filter_client_name). */
+	const char *client_name; /* confirmed name (VERIFIED), else NULL */
+	int	    client_name_status;
+	const char *client_ptr; /* first PTR name, confirmed or not, or NULL */
 };
 
 struct filter_call {

@@ -9,7 +9,9 @@
  * tempfail_stage, reject_stage, error_stage (answers ERROR), evidence
  * ("stage:SYMBOL:score,..."), header_evidence = yes (evidence from an
  * "X-Moat-Test: SYMBOL=score ..." field of the message), add_header
- * ("Name: value", added at EOM).
+ * ("Name: value", added at EOM), echo_client_name = yes (what the CONNECT
+ * stage saw of the client's reverse DNS, added at EOM as
+ * "X-Moat-Test-Client: status=... name=... ptr=...").
  *
  * Threading: ctx is read-only after init; each pending delay is a timer on
  * the calling session's loop, owned by that call (freed on completion or
@@ -40,6 +42,7 @@ struct testfilter {
 	char		  *reject_rcpt;
 	char		  *add_header; /* "Name: value" at EOM */
 	int		   header_evidence;
+	int		   echo_client_name;
 	struct tf_evidence ev[16];
 	size_t		   nev;
 };
@@ -51,7 +54,7 @@ struct tf_pending {
 
 static const char *const tf_options[] = { "delay_stage", "delay_ms",
 	"reject_rcpt", "tempfail_stage", "reject_stage", "error_stage",
-	"evidence", "add_header", "header_evidence", NULL };
+	"evidence", "add_header", "header_evidence", "echo_client_name", NULL };
 
 static int
 stage_by_name(const char *s)
@@ -126,6 +129,8 @@ tf_init(const struct filter_conf *fc, void **ctx)
 	tf->add_header = v != NULL ? xstrdup(v) : NULL;
 	v = filter_conf_get(fc, "header_evidence");
 	tf->header_evidence = v != NULL && strcmp(v, "yes") == 0;
+	v = filter_conf_get(fc, "echo_client_name");
+	tf->echo_client_name = v != NULL && strcmp(v, "yes") == 0;
 	bad |= tf_parse_evidence(tf, fc);
 	*ctx = tf;
 	if (bad) {
@@ -168,6 +173,37 @@ tf_header_evidence(const struct filter_call *call)
 	}
 }
 
+/* What CONNECT saw of the client's name, kept for EOM. */
+static void
+tf_echo_client_name(const struct filter_call *call)
+{
+	static const char *const st[] = { "unchecked", "verified", "none",
+		"mismatch", "tempfail" };
+	const struct filter_env *env = call->env;
+	int			 n = env->client_name_status;
+	char			 buf[600];
+
+	if (call->stage == FILTER_STAGE_CONNECT) {
+		snprintf(buf, sizeof(buf), "status=%s name=%s ptr=%s",
+		    n >= 0 && (size_t)n < nitems(st) ? st[n] : "?",
+		    env->client_name ? env->client_name : "-",
+		    env->client_ptr ? env->client_ptr : "-");
+		free(*call->session_data);
+		*call->session_data = xstrdup(buf);
+	} else if (call->stage == FILTER_STAGE_EOM &&
+	    *call->session_data != NULL)
+		filter_header_add(
+		    &call->token, "X-Moat-Test-Client", *call->session_data);
+}
+
+static void
+tf_close(void *ctx, void **session_data)
+{
+	(void)ctx;
+	free(*session_data);
+	*session_data = NULL;
+}
+
 static void
 tf_delay_done(evutil_socket_t fd, short what, void *arg)
 {
@@ -196,6 +232,8 @@ tf_stage(void *ctx, struct filter_call *call, struct filter_reply *reply)
 			    filter_stage_name(call->stage));
 	if (tf->header_evidence && call->stage == FILTER_STAGE_HEADER)
 		tf_header_evidence(call);
+	if (tf->echo_client_name)
+		tf_echo_client_name(call);
 	if (call->stage == FILTER_STAGE_EOM && tf->add_header != NULL &&
 	    (colon = strchr(tf->add_header, ':')) != NULL &&
 	    (size_t)(colon - tf->add_header) < sizeof(name)) {
@@ -261,4 +299,5 @@ const struct filter_ops testfilter_ops = {
 	.fini = tf_fini,
 	.stage = tf_stage,
 	.cancel = tf_cancel,
+	.close = tf_close,
 };

@@ -599,6 +599,7 @@ config_schema(void)
 		       CFG_STR("nul_byte", "reject", CFGF_NONE),
 		       CFG_BOOL("chunking", cfg_true, CFGF_NONE),
 		       CFG_BOOL("helo_required", cfg_false, CFGF_NONE),
+		       CFG_BOOL("reverse_dns", cfg_true, CFGF_NONE),
 		       CFG_STR("spool_directory", "/var/tmp", CFGF_NONE),
 		       CFG_STR("quarantine_directory", "/var/lib/moat/quarantine",
 			   CFGF_NONE),
@@ -1325,6 +1326,7 @@ config_load(const char *file, const struct config_overrides *ov)
 	cf->nul_byte = KEYWORD(cfg_getstr(cfg, "nul_byte"), bare_words);
 	cf->chunking = cfg_getbool(cfg, "chunking");
 	cf->helo_required = cfg_getbool(cfg, "helo_required");
+	cf->reverse_dns = cfg_getbool(cfg, "reverse_dns");
 	cf->spool_dir = xstrdup(cfg_getstr(cfg, "spool_directory"));
 	cf->quarantine_dir = xstrdup(cfg_getstr(cfg, "quarantine_directory"));
 	for (i = 0; i < LIM_COUNT; i++)

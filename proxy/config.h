@@ -249,6 +249,7 @@ struct config {
 	enum bare_policy	nul_byte;
 	int			chunking; /* offer CHUNKING to clients */
 	int			helo_required;
+	int			reverse_dns; /* look the client's name up */
 	char		       *spool_dir;
 	char		       *quarantine_dir;
 	char		       *user; /* "" = keep the current user */

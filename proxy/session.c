@@ -217,6 +217,7 @@ session_close(struct session *s)
 		return;
 	s->state = S_CLOSING;
 	chain_run_cancel(&s->chain);
+	rdns_cancel(&s->rdns);
 	if (s->held != NULL)
 		evbuffer_add_buffer(out, s->held);
 	event_del(s->rev);
@@ -242,6 +243,22 @@ session_filter(struct session *s, enum filter_stage st,
 {
 	enum filter_verdict v;
 
+	/*
+	 * Filters see the client's name from CONNECT on: a stage waits for
+	 * the lookup under way. The CONNECT stage waits only when a filter
+	 * wants it (it holds the greeting); without one, the greeting goes
+	 * out at once and the next stage (HELO, MAIL ...) waits instead.
+	 * DATA always comes through here, so the Received field too has the
+	 * answer.
+	 */
+	if (s->rdns.running &&
+	    (st != FILTER_STAGE_CONNECT || chain_wants(s->chain.chain, st))) {
+		s->rdns_parked = 1;
+		s->rdns_stage = st;
+		s->rdns_cont = cont;
+		session_wait(s);
+		return;
+	}
 	s->env.helo = s->helo;
 	s->env.mail_from = s->tx ? s->tx->sender : NULL;
 	s->chain.sink.ev = s->tx ? &s->tx->ev : &s->sev;
@@ -276,6 +293,78 @@ chain_done_cb(void *arg, enum filter_verdict v, const struct filter_reply *r)
 		session_resume(s);
 }
 
+/* ------------------------------------------------------ reverse DNS */
+
+/* The name is known (or will not be): filters and logs get it. */
+static void
+rdns_known(struct session *s)
+{
+	const struct rdns *r = &s->rdns;
+
+	s->env.client_name_status = (int)r->status;
+	s->env.client_name = r->status == FILTER_NAME_VERIFIED ? r->name : NULL;
+	s->env.client_ptr = r->ptr[0] != '\0' ? r->ptr : NULL;
+}
+
+static void
+rdns_log(struct session *s)
+{
+	const struct rdns *r = &s->rdns;
+
+	log_info("event=rdns sid=%016llx client=%s status=%s name=%s ptr=%s "
+		 "names=%zu%s%s ms=%llu",
+	    (unsigned long long)s->sid, s->addr, rdns_status_name(r->status),
+	    s->env.client_name ? s->env.client_name : "unknown",
+	    r->ptr[0] != '\0' ? r->ptr : "-", r->nfwd,
+	    r->why != NULL ? " why=" : "", r->why != NULL ? r->why : "",
+	    (unsigned long long)((now_usec() - r->t_start) / 1000));
+}
+
+/* The lookup ended: a stage waiting for it runs now. */
+static void
+rdns_done(void *arg)
+{
+	struct session *s = arg;
+
+	rdns_known(s);
+	rdns_log(s);
+	if (!s->rdns_parked || s->state == S_CLOSING)
+		return;
+	s->rdns_parked = 0;
+	s->waiting = 0;
+	session_filter(s, s->rdns_stage, s->rdns_cont);
+	if (!s->waiting && s->state != S_CLOSING)
+		session_resume(s);
+}
+
+/*
+ * Start the lookup of the client's name, at admission (the address is
+ * final: after any PROXY header), so that it runs while the greeting
+ * goes out and the client answers it (or while implicit TLS shakes
+ * hands). reverse_dns = no: no name, not even for loopback.
+ */
+static void
+session_rdns_start(struct session *s)
+{
+	if (!s->cf->reverse_dns)
+		return;
+	if (rdns_start(&s->rdns, s->loop, (struct sockaddr *)&s->peer,
+		LIMIT(s->cf, DNS_TIMEOUT), rdns_done, s) == 1)
+		return;
+	rdns_known(s);
+	if (s->rdns.status == FILTER_NAME_TEMPFAIL)
+		rdns_log(s);
+}
+
+/* " client_name=NAME rdns=STATUS" for the transaction line. */
+static void
+rdns_log_fields(const struct session *s, char *buf, size_t len)
+{
+	snprintf(buf, len, " client_name=%s rdns=%s",
+	    s->env.client_name ? s->env.client_name : "unknown",
+	    s->rdns.running ? "pending" : rdns_status_name(s->rdns.status));
+}
+
 /* ------------------------------------------------------- transactions */
 
 void
@@ -308,7 +397,7 @@ tx_log(struct session *s, const char *verdict)
 {
 	struct tx *tx = s->tx;
 	char	   helo[300], from[600], rcpt[600], final[300], pol[2048];
-	char	   tls[600], auth[1100] = "";
+	char	   tls[600], auth[1100] = "", name[300];
 	uint64_t   now = now_usec();
 
 	if (tx == NULL)
@@ -321,16 +410,17 @@ tx_log(struct session *s, const char *verdict)
 	}
 	sp_log_fields(s, pol, sizeof(pol));
 	session_tls_log_fields(s, tls, sizeof(tls));
+	rdns_log_fields(s, name, sizeof(name));
 	log_escape(s->helo ? s->helo : "", s->helo ? strlen(s->helo) : 0, helo,
 	    sizeof(helo));
 	log_escape(tx->sender, strlen(tx->sender), from, sizeof(from));
 	log_escape(tx->nrcpts ? tx->rcpts[0] : "",
 	    tx->nrcpts ? strlen(tx->rcpts[0]) : 0, rcpt, sizeof(rcpt));
 	log_escape(tx->final, strlen(tx->final), final, sizeof(final));
-	log_info("event=tx sid=%016llx tx=%u client=%s helo=\"%s\" "
+	log_info("event=tx sid=%016llx tx=%u client=%s%s helo=\"%s\" "
 		 "from=\"%s\" rcpts=%zu rcpt=\"%s\"%s refused=%zu size=%zu "
 		 "verdict=%s reply=\"%s\"%s%s%s data_ms=%llu total_ms=%llu",
-	    (unsigned long long)s->sid, tx->num, s->addr, helo, from,
+	    (unsigned long long)s->sid, tx->num, s->addr, name, helo, from,
 	    tx->nrcpts, rcpt, tx->nrcpts > 1 ? ",..." : "", tx->rcpt_refused,
 	    tx->size, verdict, final, tls, auth, pol,
 	    tx->t_data ? (unsigned long long)((now - tx->t_data) / 1000) : 0ULL,
@@ -706,6 +796,11 @@ upstream_start(struct session *s)
 	c.port = s->port;
 	snprintf(c.helo, sizeof(c.helo), "%s", s->helo ? s->helo : "");
 	c.esmtp = s->esmtp;
+	/* Every filter stage waits for the lookup, so it has ended here. */
+	snprintf(c.name, sizeof(c.name), "%s",
+	    s->env.client_name != NULL ? s->env.client_name : "");
+	c.name_temp = s->rdns.running ||
+	    s->env.client_name_status == FILTER_NAME_TEMPFAIL;
 	s->up_opening = 1;
 	if ((s->up = upstream_unpark(s->sid)) != NULL) {
 		log_debug("event=upstream-reuse sid=%016llx",
@@ -1800,6 +1895,7 @@ session_admit(struct session *s)
 		return;
 	}
 	s->admitted = 1;
+	session_rdns_start(s);
 	if (s->lc->tls == LTLS_IMPLICIT) {
 		/* RFC 8314 §3.3: TLS first; the greeting comes inside. */
 		if (session_tls_start(s) == -1)
@@ -1898,6 +1994,7 @@ session_free(struct session *s)
 	    (unsigned long long)s->sid, s->addr, s->nmessages, s->nerrors,
 	    (unsigned long long)((now - s->t_connect) / 1000));
 	chain_run_cancel(&s->chain);
+	rdns_cancel(&s->rdns);
 	session_release_upstream(s);
 	tx_free(s);
 	session_auth_free(s);

@@ -20,6 +20,7 @@
 #include "hdredit.h"
 #include "headers.h"
 #include "policy.h"
+#include "rdns.h"
 #include "reply.h"
 #include "spool.h"
 #include "upstream.h"
@@ -183,6 +184,17 @@ struct session {
 	int    bdat_last;
 	size_t bdat_size;
 	int    bdat_discard; /* reading a refused chunk */
+
+	/*
+	 * The client's name (rdns.h), looked up from admission on. A filter
+	 * stage that comes before the answer waits for it (rdns_parked),
+	 * bounded by the lookup's own deadline.
+	 */
+	struct rdns	  rdns;
+	int		  rdns_parked;
+	enum filter_stage rdns_stage;
+	void (*rdns_cont)(
+	    struct session *, enum filter_verdict, const struct filter_reply *);
 
 	uint64_t t_connect;
 };

@@ -266,8 +266,9 @@ comment_text(const char *in, char *out, size_t len)
 /*
  * The Received field moat puts on top of the message (RFC 5321 §4.4), so
  * that the upstream and the recipient see how the message reached moat,
- * TLS included (XCLIENT has no room for it). Appended to out in wire
- * form; 0, or -1 when the configuration says none.
+ * TLS included (XCLIENT has no room for it), and the client's name as
+ * DNS confirmed it (a host name: no escaping needed). Appended to out in
+ * wire form; 0, or -1 when the configuration says none.
  */
 int
 session_received(const struct session *s, struct evbuffer *out)
@@ -292,8 +293,11 @@ session_received(const struct session *s, struct evbuffer *out)
 				    : "SMTP";
 	localtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
-	evbuffer_add_printf(out, "Received: from %s (%s)\r\n",
-	    helo[0] != '\0' ? helo : lit, lit);
+	/* Postfix's form: "from HELO (NAME [ADDR])", the name confirmed by
+	 * DNS (rdns.h) or "unknown". */
+	evbuffer_add_printf(out, "Received: from %s (%s %s)\r\n",
+	    helo[0] != '\0' ? helo : lit,
+	    s->env.client_name != NULL ? s->env.client_name : "unknown", lit);
 	if (f != NULL) {
 		evbuffer_add_printf(out,
 		    "\t(using %s with cipher %s (%d/%d bits))\r\n", f->version,

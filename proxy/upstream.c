@@ -344,6 +344,22 @@ up_ready(struct upstream *up, const struct smtp_reply *r)
 	up->busy--;
 }
 
+/*
+ * The NAME attribute: the client's verified name, or [UNAVAILABLE]; for
+ * XCLIENT, [TEMPUNAVAIL] when the lookup failed for now (XCLIENT_README:
+ * the upstream's reject_unknown_client_hostname then answers 450 or 550
+ * as if it had looked the name up itself). XFORWARD only logs it.
+ */
+static const char *
+client_name(const struct upstream *up, int xclient, char *buf, size_t len)
+{
+	if (up->client.name[0] != '\0' &&
+	    smtp_xtext_encode(up->client.name, buf, len) != -1)
+		return buf;
+	return xclient && up->client.name_temp ? "[TEMPUNAVAIL]"
+					       : "[UNAVAILABLE]";
+}
+
 static void
 up_send_xclient(struct upstream *up)
 {
@@ -364,8 +380,8 @@ up_send_xclient(struct upstream *up)
 		n += snprintf(
 		    line + n, sizeof(line) - n, " PORT=%d", up->client.port);
 	if (HAS("NAME"))
-		n +=
-		    snprintf(line + n, sizeof(line) - n, " NAME=[UNAVAILABLE]");
+		n += snprintf(line + n, sizeof(line) - n, " NAME=%s",
+		    client_name(up, 1, val, sizeof(val)));
 	if (HAS("PROTO"))
 		n += snprintf(line + n, sizeof(line) - n, " PROTO=%s",
 		    up->client.esmtp ? "ESMTP" : "SMTP");
@@ -934,7 +950,7 @@ void
 upstream_command(
     struct upstream *up, const char *line, upstream_cb cb, void *arg)
 {
-	char   buf[1024], helo[600];
+	char   buf[1024], helo[600], name[600];
 	size_t n;
 
 	if (up_refuse_dead(up, cb, arg))
@@ -942,7 +958,8 @@ upstream_command(
 	if (up->use_xforward &&
 	    ascii_strncasecmp(line, "MAIL FROM:", 10) == 0) {
 		n = (size_t)snprintf(buf, sizeof(buf),
-		    "XFORWARD NAME=[UNAVAILABLE] ADDR=%s%s PORT=%d PROTO=%s",
+		    "XFORWARD NAME=%s ADDR=%s%s PORT=%d PROTO=%s",
+		    client_name(up, 0, name, sizeof(name)),
 		    strchr(up->client.addr, ':') ? "IPV6:" : "",
 		    up->client.addr, up->client.port,
 		    up->client.esmtp ? "ESMTP" : "SMTP");

@@ -45,6 +45,8 @@ struct upstream_client {
 	char helo[256]; /* "" before HELO */
 	int  esmtp;	/* EHLO (ESMTP) or HELO (SMTP) */
 	int  probe;	/* capability probe: no XCLIENT */
+	char name[256]; /* the client's verified name, "" if none */
+	int  name_temp; /* none for now: the lookup failed (TEMPUNAVAIL) */
 };
 
 /*

@@ -370,6 +370,11 @@ class Moatd:
             # asks for connection reuse (upstream_pool_size in conf).
             if "upstream_pool_size" not in conf:
                 f.write('upstream_pool_size = %s\n' % os.environ.get('MOATTEST_POOL', '0'))
+            # No reverse DNS unless a test asks for it: a client address
+            # from a PROXY header must not send moatd's resolver to the
+            # Internet (test_rdns.py sets reverse_dns with its own DNS).
+            if "reverse_dns" not in conf:
+                f.write('reverse_dns = no\n')
             if "listen " not in conf:
                 f.write('listen "127.0.0.1:%d" {}\n' % self.port)
             f.write(conf)

@@ -97,6 +97,7 @@ main(void)
 		is_int(LIMIT(cf, MAX_MESSAGE_SIZE), 50L * 1024 * 1024,
 		    "default max_message_size");
 		is_int(cf->bare_newline, BARE_REJECT, "bare LF refused");
+		is_int(cf->reverse_dns, 1, "reverse_dns on by default");
 		config_free(cf);
 	}
 
@@ -117,6 +118,7 @@ main(void)
 		  "max_message_size = 10M\n"
 		  "command_timeout = 2m\n"
 		  "bare_newline = normalize\n"
+		  "reverse_dns = no\n"
 		  "listen \"127.0.0.1:2526\" {\n"
 		  "  proxy_protocol = v2\n"
 		  "  proxy_trusted = {\"127.0.0.0/8\", \"::1\"}\n"
@@ -128,6 +130,7 @@ main(void)
 		is_int(LIMIT(cf, MAX_MESSAGE_SIZE), 10L * 1024 * 1024, "10M");
 		is_int(LIMIT(cf, COMMAND_TIMEOUT), 120, "2m");
 		is_int(cf->bare_newline, BARE_NORMALIZE, "normalize");
+		is_int(cf->reverse_dns, 0, "reverse_dns = no");
 		is_int(cf->listeners[0].proxy_protocol, PROXY_PROTO_V2, "v2");
 		is_int(cf->listeners[0].ntrusted, 2, "two trusted networks");
 		is_int(cf->nfilters, 1, "one filter");
