@@ -37,8 +37,9 @@
  * which returns NULL if it was built for another ABI; ops->abi must equal
  * FILTER_ABI_VERSION. The ABI changes whenever this header changes
  * incompatibly. Version 2 appended the client's reverse DNS to struct
- * filter_env (client_name, client_name_status, client_ptr): a filter built
- * for it must not run on a moatd without those fields.
+ * filter_env (client_name, client_name_status, client_ptr), default rules
+ * to struct filter_ops (rules) and filter_auth_results(): a filter built
+ * for it must not run on a moatd without them.
  */
 #ifndef MOAT_FILTER_API_H
 #define MOAT_FILTER_API_H
