@@ -30,17 +30,14 @@ SYSPY=/usr/bin/python3 # Debian's python, with python3-dkim
 BENCH_NAME=bench-auth
 . "$here/lib.sh"
 
-have_ssl_headers() { echo '#include <openssl/ssl.h>' | cc -E - >/dev/null 2>&1; }
-command -v cc >/dev/null 2>&1 && ! have_ssl_headers && BENCH_EXTRA_PKGS=libssl-dev
+bench_want_ssl_headers
 $SYSPY -c 'import dkim' 2>/dev/null || BENCH_EXTRA_PKGS="${BENCH_EXTRA_PKGS:-} python3-dkim"
 bench_need "smtp-sink:postfix dnsmasq:dnsmasq-base openssl:openssl cc:gcc prlimit:util-linux"
 $SYSPY -c 'import dkim' 2>/dev/null || die "python3-dkim missing"
 
 bench_tmpdir moatauth
 bench_take_moatd
-cc -O2 -Wall -Wextra -Werror "$here/tls_source.c" -o "$T/tls_source" \
-    -lssl -lcrypto -lpthread 2>"$T/cc.err" || die "building tls_source: $(cat "$T/cc.err")"
-SRC=$T/tls_source
+bench_build_source
 
 R=$T/results
 : >"$R"

@@ -33,6 +33,23 @@ bench_need() {
 	[ $rc = 0 ] || die "apt-get install$need failed"
 }
 
+# tls_source (the load generator of tls.sh and auth.sh) needs a compiler
+# and OpenSSL's headers: ask for libssl-dev before bench_need when missing.
+have_ssl_headers() { echo '#include <openssl/ssl.h>' | cc -E - >/dev/null 2>&1; }
+bench_want_ssl_headers() {
+	command -v cc >/dev/null 2>&1 && ! have_ssl_headers &&
+		BENCH_EXTRA_PKGS="${BENCH_EXTRA_PKGS:-} libssl-dev"
+	return 0
+}
+
+# Build tls_source into T (after bench_tmpdir); sets SRC.
+bench_build_source() {
+	have_ssl_headers || die "OpenSSL headers missing (libssl-dev)"
+	cc -O2 -Wall -Wextra -Werror "$here/tls_source.c" -o "$T/tls_source" \
+	    -lssl -lcrypto -lpthread 2>"$T/cc.err" || die "building tls_source: $(cat "$T/cc.err")"
+	SRC=$T/tls_source
+}
+
 # T: a fresh temporary directory; PIDS (and WPIDS, for a script's
 # short-lived wrappers) are stopped, T removed, at exit.
 PIDS=()

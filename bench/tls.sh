@@ -30,19 +30,15 @@ case $CLIENTS in ''|*[!0-9]*|0) die "TLS_CLIENTS must be a number >= 1" ;; esac
 case $REPEAT in ''|*[!0-9]*|0) die "BENCH_REPEAT must be a number >= 1" ;; esac
 
 # ------------------------------------------------------------ prerequisites
-have_ssl_headers() { echo '#include <openssl/ssl.h>' | cc -E - >/dev/null 2>&1; }
-command -v cc >/dev/null 2>&1 && ! have_ssl_headers && BENCH_EXTRA_PKGS=libssl-dev
+bench_want_ssl_headers
 bench_need "smtp-sink:postfix haproxy:haproxy python3:python3 prlimit:util-linux openssl:openssl cc:gcc"
-have_ssl_headers || die "OpenSSL headers missing (libssl-dev)"
 
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 bench_tmpdir moattls
 bench_take_moatd
 
-cc -O2 -Wall -Wextra -Werror "$here/tls_source.c" -o "$T/tls_source" \
-    -lssl -lcrypto -lpthread 2>"$T/cc.err" || die "building tls_source: $(cat "$T/cc.err")"
-SRC=$T/tls_source
+bench_build_source
 
 NPROC=$(nproc)
 R=$T/results

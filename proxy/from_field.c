@@ -52,8 +52,8 @@ valid_domain(const char *d)
 	return label > 0 && p[-1] != '-' && labels >= 2;
 }
 
-static void
-lower_copy(char *out, size_t outlen, const char *in)
+void
+domain_lower(char *out, size_t outlen, const char *in)
 {
 	size_t i;
 
@@ -297,7 +297,7 @@ from_field_domain(
 		*why = "From address domain is not a valid IDN";
 		return -1;
 	}
-	lower_copy(dom, len, raw);
+	domain_lower(dom, len, raw);
 	if (!valid_domain(dom)) {
 		*why = "From address domain is not a valid domain name";
 		dom[0] = '\0';

@@ -16,6 +16,9 @@
  * more LDH labels, into dom. 0, or -1 with *why set (a static string
  * naming the problem: "From field with several addresses", ...).
  */
+/* A domain name copied in lower case, final dots dropped, cut to outlen. */
+void domain_lower(char *out, size_t outlen, const char *in);
+
 int from_field_domain(const char *field, size_t fieldlen, char *dom, size_t len,
     const char **why);
 

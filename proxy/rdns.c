@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr.h"
 #include "loop.h"
 #include "rdns.h"
 #include "resolver.h"
@@ -271,9 +272,7 @@ rdns_start(struct rdns *r, struct loop *l, const struct sockaddr *sa,
 		}
 	} else
 		return 0; /* not an IP client: unchecked */
-	if ((r->family == AF_INET && r->addr[0] == 127) ||
-	    (r->family == AF_INET6 &&
-		IN6_IS_ADDR_LOOPBACK((const struct in6_addr *)r->addr))) {
+	if (addr_is_loopback(sa)) {
 		r->status = FILTER_NAME_VERIFIED;
 		snprintf(r->name, sizeof(r->name), "localhost");
 		return 0;

@@ -151,8 +151,9 @@ sp_header_seen(struct session *s, const char *name, size_t namelen,
 	const char *why;
 
 	policy_header_seen(s->cf, &tx->seen, name, namelen, value, valuelen);
-	if (namelen == 4 && ascii_strncasecmp(name, "From", 4) == 0 &&
-	    tx->nfrom++ == 0 &&
+	/* The From domain picks the signer (sign_wanted) */
+	if (s->env.auth != NULL && s->cf->ndkim_signers > 0 && namelen == 4 &&
+	    ascii_strncasecmp(name, "From", 4) == 0 && tx->nfrom++ == 0 &&
 	    from_field_domain(value, valuelen, tx->from_domain,
 		sizeof(tx->from_domain), &why) == -1)
 		tx->from_domain[0] = '\0';

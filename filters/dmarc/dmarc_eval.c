@@ -13,6 +13,7 @@
 #include <opendmarc/dmarc.h>
 
 #include "dmarc_eval.h"
+#include "from_field.h"
 #include "util.h"
 
 static psl_ctx_t *psl;
@@ -51,19 +52,6 @@ dmarc_pol_name(enum dmarc_pol p)
 
 /* ---------------------------------------------------------- From */
 
-static void
-lower_copy(char *out, size_t outlen, const char *in)
-{
-	size_t i;
-
-	for (i = 0; in[i] != '\0' && i + 1 < outlen; i++)
-		out[i] =
-		    (in[i] >= 'A' && in[i] <= 'Z') ? in[i] - 'A' + 'a' : in[i];
-	out[i] = '\0';
-	while (i > 0 && out[i - 1] == '.')
-		out[--i] = '\0';
-}
-
 /* ---------------------------------------------------------- domains */
 
 void
@@ -83,8 +71,8 @@ dmarc_aligned(const char *a, const char *b, int strict)
 
 	if (a == NULL || b == NULL || *a == '\0' || *b == '\0')
 		return 0;
-	lower_copy(la, sizeof(la), a);
-	lower_copy(lb, sizeof(lb), b);
+	domain_lower(la, sizeof(la), a);
+	domain_lower(lb, sizeof(lb), b);
 	if (strcmp(la, lb) == 0)
 		return 1;
 	if (strict)
@@ -259,7 +247,7 @@ domain_of(const char *v, char *out, size_t outlen)
 {
 	const char *at = strrchr(v, '@');
 
-	lower_copy(out, outlen, at != NULL ? at + 1 : v);
+	domain_lower(out, outlen, at != NULL ? at + 1 : v);
 }
 
 void
@@ -277,7 +265,7 @@ dmarc_auth_read(const char *const *clauses, size_t n, struct dmarc_auth *a)
 		    (size_t)(eq - tok) >= sizeof(method))
 			continue;
 		snprintf(method, sizeof(method), "%.*s", (int)(eq - tok), tok);
-		lower_copy(result, sizeof(result), eq + 1);
+		domain_lower(result, sizeof(result), eq + 1);
 		if (strcmp(method, "spf") == 0) {
 			/* the first spf= is the transaction's MAIL FROM one */
 			if (a->spf != -1)
@@ -304,7 +292,7 @@ dmarc_auth_read(const char *const *clauses, size_t n, struct dmarc_auth *a)
 			    "%s", result);
 			while ((p = ar_token(p, tok, sizeof(tok))) != NULL) {
 				if (strncmp(tok, "header.d=", 9) == 0)
-					lower_copy(a->dkim[k].domain,
+					domain_lower(a->dkim[k].domain,
 					    sizeof(a->dkim[k].domain), tok + 9);
 				else if (strncmp(tok, "header.s=", 9) == 0)
 					snprintf(a->dkim[k].selector,

@@ -313,6 +313,34 @@ def free_udp_port():
             s.close()
 
 
+def dns_txt(name, value):
+    """A dnsmasq txt-record= line; dnsmasq splits nothing itself, so the
+    value goes as character-strings of at most 250 octets."""
+    parts = [value[i:i + 250] for i in range(0, len(value), 250)]
+    return "txt-record=%s,%s" % (name, ",".join('"%s"' % p for p in parts))
+
+
+# ------------------------------------------------------------------ DKIM
+
+SYSPY = "/usr/bin/python3"  # Debian's python, which has python3-dkim
+
+
+def dkimpy_usable(modules="dkim"):
+    """Can Debian's python import dkimpy (and the other modules)?"""
+    return subprocess.run([SYSPY, "-c", "import " + modules],
+                          stderr=subprocess.DEVNULL).returncode == 0
+
+
+def dkim_rsa_key(path, bits=2048):
+    """An RSA private key written to path (PEM) and its DKIM key record."""
+    import base64
+    subprocess.run(["openssl", "genrsa", "-out", path, str(bits)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    der = subprocess.run(["openssl", "rsa", "-in", path, "-pubout", "-outform", "DER"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True).stdout
+    return path, "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()
+
+
 class Dnsmasq:
     """dnsmasq as the test's DNS server on a loopback port, answering only
     from its configuration (no upstream, no /etc/hosts). `lines` are

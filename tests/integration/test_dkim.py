@@ -22,11 +22,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from moattest import (TAP, Moatd, Sink, Client, Dnsmasq, SilentDns,  # noqa: E402
+                      SYSPY, dkim_rsa_key, dkimpy_usable, dns_txt as txt,
                       dnsmasq_usable, moatd_check, tmpdir)
 
 t = TAP()
 WORK = tmpdir()
-SYSPY = "/usr/bin/python3"  # Debian's, which has python3-dkim
 
 SIGN = r"""
 import sys, dkim
@@ -39,10 +39,6 @@ sys.stdout.buffer.write(sig + msg)
 """
 
 
-def dkimpy_usable():
-    return subprocess.run([SYSPY, "-c", "import dkim"], stderr=subprocess.DEVNULL).returncode == 0
-
-
 def sign(msg, sel, key, alg="rsa-sha256", dom="example.test", length=False):
     p = subprocess.run([SYSPY, "-c", SIGN, sel, dom, key, alg, "1" if length else "0"],
                        input=msg.encode(), stdout=subprocess.PIPE, check=True)
@@ -50,13 +46,7 @@ def sign(msg, sel, key, alg="rsa-sha256", dom="example.test", length=False):
 
 
 def rsa_key(name, bits):
-    key = os.path.join(WORK, name + ".key")
-    subprocess.run(["openssl", "genrsa", "-out", key, str(bits)], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    der = subprocess.run(["openssl", "rsa", "-in", key, "-pubout", "-outform", "DER"],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True).stdout
-    import base64
-    return key, "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()
+    return dkim_rsa_key(os.path.join(WORK, name + ".key"), bits)
 
 
 def ed_key(name):
@@ -64,12 +54,6 @@ def ed_key(name):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with open(os.path.join(WORK, name + ".dns")) as f:
         return os.path.join(WORK, name + ".key"), f.read().strip()
-
-
-def txt(name, value):
-    # dnsmasq splits nothing itself: give 255-octet character-strings
-    parts = [value[i:i + 250] for i in range(0, len(value), 250)]
-    return "txt-record=%s,%s" % (name, ",".join('"%s"' % p for p in parts))
 
 
 MSG = ("From: Alice <alice@example.test>\r\nTo: bob@dest.test\r\n"

@@ -34,11 +34,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from moattest import (TAP, Moatd, Client, Recorder, Dnsmasq,  # noqa: E402
+                      SYSPY, dkimpy_usable, dns_txt as txt,
                       dnsmasq_usable, moatd_check, tmpdir, free_port)
 
 t = TAP()
 WORK = tmpdir()
-SYSPY = "/usr/bin/python3"  # Debian's, which has python3-dkim
 
 VERIFY = r"""
 import json, sys, dkim, dns.resolver
@@ -68,11 +68,6 @@ for i in range(n):
     out.append(bool(ok))
 print(json.dumps(out))
 """
-
-
-def dkimpy_usable():
-    return subprocess.run([SYSPY, "-c", "import dkim, dns.resolver"],
-                          stderr=subprocess.DEVNULL).returncode == 0
 
 
 def verify(raw, dns_port):
@@ -108,11 +103,6 @@ def ed_key(name):
     der = run(["openssl", "pkey", "-in", key, "-pubout", "-outform", "DER"])
     # RFC 8463 §4: the raw 32-octet public key, not the SPKI structure
     return key, "v=DKIM1; k=ed25519; p=" + base64.b64encode(der[-32:]).decode()
-
-
-def txt(name, value):
-    parts = [value[i:i + 250] for i in range(0, len(value), 250)]
-    return "txt-record=%s,%s" % (name, ",".join('"%s"' % p for p in parts))
 
 
 def unstuff(wire):
@@ -402,7 +392,7 @@ def config_section(keys):
 
 
 def main():
-    if not dnsmasq_usable() or not dkimpy_usable():
+    if not dnsmasq_usable() or not dkimpy_usable("dkim, dns.resolver"):
         t.skip("dkim signing", "needs dnsmasq-base and python3-dkim")
         t.done()
     rsa, rsa_txt = rsa_key("rsa")

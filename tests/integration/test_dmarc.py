@@ -25,11 +25,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from moattest import (TAP, Moatd, Sink, Client, Dnsmasq, SilentDns,  # noqa: E402
+                      SYSPY, dkim_rsa_key, dkimpy_usable, dns_txt as txt,
                       dnsmasq_usable, moatd_check, tmpdir)
 
 t = TAP()
 WORK = tmpdir()
-SYSPY = "/usr/bin/python3"  # Debian's, which has python3-dkim
 
 SIGN = r"""
 import sys, dkim
@@ -39,25 +39,6 @@ sig = dkim.sign(msg, sel.encode(), dom.encode(), open(key, "rb").read(),
                 include_headers=[b"from", b"to", b"subject"])
 sys.stdout.buffer.write(sig + msg)
 """
-
-
-def dkimpy_usable():
-    return subprocess.run([SYSPY, "-c", "import dkim"], stderr=subprocess.DEVNULL).returncode == 0
-
-
-def rsa_key():
-    import base64
-    key = os.path.join(WORK, "rsa.key")
-    subprocess.run(["openssl", "genrsa", "-out", key, "2048"], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    der = subprocess.run(["openssl", "rsa", "-in", key, "-pubout", "-outform", "DER"],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True).stdout
-    return key, "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()
-
-
-def txt(name, value):
-    parts = [value[i:i + 250] for i in range(0, len(value), 250)]
-    return "txt-record=%s,%s" % (name, ",".join('"%s"' % p for p in parts))
 
 
 KEY = None
@@ -301,7 +282,7 @@ def config_errors():
 if not dnsmasq_usable() or not dkimpy_usable():
     t.skip("dmarc", "dnsmasq or python3-dkim missing")
 else:
-    KEY, pub = rsa_key()
+    KEY, pub = dkim_rsa_key(os.path.join(WORK, "rsa.key"))
     silent = SilentDns()
     dns = Dnsmasq(zone(pub, silent.port))
     try:
