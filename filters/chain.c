@@ -16,6 +16,7 @@
  * touching freed memory.
  */
 #include <dlfcn.h>
+#include <errno.h>
 #include <event2/event.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -30,6 +31,7 @@
 #include "log.h"
 #include "loop.h"
 #include "policy.h"
+#include "spool.h"
 #include "util.h"
 #include "workers.h"
 
@@ -73,7 +75,7 @@ chain_set_lookup(chain_lookup_fn fn)
 /* ------------------------------------------------- configuration */
 
 static const struct filter_ops *const builtin[] = { &testfilter_ops,
-	&spffilter_ops, &dkimfilter_ops, &dmarcfilter_ops };
+	&spffilter_ops, &dkimfilter_ops, &dmarcfilter_ops, &avfilter_ops };
 
 static const struct filter_ops *
 filter_load(const struct filter_conf *fc, void **dl)
@@ -681,6 +683,20 @@ filter_header_change(const struct filter_token *t, const char *name,
 	struct hdr_edits *e = edits_of(t);
 
 	return e != NULL ? hdr_edit_change(e, name, index, value) : -1;
+}
+
+int
+filter_message_fd(const struct filter_token *t, size_t *len)
+{
+	struct chain_run *r = run_of(t);
+
+	*len = 0;
+	if (r == NULL || r->stage != FILTER_STAGE_EOM || r->sink.spool == NULL) {
+		errno = EINVAL;
+		return -1;
+	}
+	*len = r->sink.spool->len;
+	return spool_reader_fd(r->sink.spool);
 }
 
 struct filter_job {

@@ -51,6 +51,7 @@ typedef void (*chain_done_fn)(
 struct chain_sink {
 	struct evidence_set *ev;
 	struct hdr_edits    *edits; /* EOM only, else NULL */
+	struct spool	    *spool; /* EOM only, else NULL */
 	char		   **ar;    /* Authentication-Results clauses */
 	size_t		    *nar;
 };

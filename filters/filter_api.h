@@ -244,6 +244,17 @@ int filter_header_change(const struct filter_token *, const char *name,
     unsigned index, const char *value);
 
 /*
+ * EOM only: a descriptor of the message as received, to hand to another
+ * process (an antivirus scanner) or to read from the worker pool. It is
+ * readable from offset 0 for *len bytes, read-only, close-on-exec and
+ * owned by the caller, who closes it. The content is in SMTP wire form:
+ * CRLF lines, dot-stuffed, ending with ".\r\n"; undoing the stuffing
+ * gives the RFC 5322 message. Header changes made by filters are not in
+ * it. -1 outside EOM or on error (errno set).
+ */
+int filter_message_fd(const struct filter_token *, size_t *len);
+
+/*
  * Run work(arg) on the worker pool, then done(token, arg) on the call's
  * loop thread. done always runs (even if the call was cancelled meanwhile:
  * free arg there; filter_complete() then does nothing). Returns 0, or -1
@@ -258,5 +269,6 @@ extern const struct filter_ops listsfilter_ops;
 extern const struct filter_ops spffilter_ops;
 extern const struct filter_ops dkimfilter_ops;
 extern const struct filter_ops dmarcfilter_ops;
+extern const struct filter_ops avfilter_ops;
 
 #endif

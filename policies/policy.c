@@ -329,10 +329,35 @@ is_final(enum policy_action a)
 	    a == ACT_DISCARD;
 }
 
+/*
+ * A configured reply text, with "${detail}" replaced by the detail of the
+ * evidence that fired the rule ("Virus found: ${detail}" names the
+ * virus). Details are sanitised when recorded; the session sanitises the
+ * whole reply again.
+ */
+static void
+reply_text(char *out, size_t size, const char *text, const char *detail)
+{
+	static const char var[] = "${detail}";
+	const char	 *v;
+	size_t		  n = 0;
+	int		  k;
+
+	out[0] = '\0';
+	while ((v = strstr(text, var)) != NULL && n < size) {
+		k = snprintf(out + n, size - n, "%.*s%s", (int)(v - text), text,
+		    detail != NULL ? detail : "");
+		n = k < 0 ? size : n + (size_t)k;
+		text = v + sizeof(var) - 1;
+	}
+	if (n < size)
+		snprintf(out + n, size - n, "%s", text);
+}
+
 /* The reply for an action: configured (rule, then group) or default. */
 static void
-decision_reply(const struct policy_group *g, const char *rule_reply, int stage,
-    int spam, struct policy_decision *d)
+decision_reply(const struct policy_group *g, const char *rule_reply,
+    const char *detail, int stage, int spam, struct policy_decision *d)
 {
 	const char *conf =
 	    rule_reply != NULL ? rule_reply : g->reply[d->action];
@@ -345,7 +370,7 @@ decision_reply(const struct policy_group *g, const char *rule_reply, int stage,
 		0 &&
 	    ((d->action == ACT_REJECT && d->code / 100 == 5) ||
 		(d->action == ACT_TEMPFAIL && d->code / 100 == 4))) {
-		snprintf(d->text, sizeof(d->text), "%s", text);
+		reply_text(d->text, sizeof(d->text), text, detail);
 		return;
 	}
 	switch (d->action) {
@@ -390,7 +415,7 @@ policy_early(const struct policy *p, const struct policy_group *g,
 			continue;
 		d->action = r->action;
 		snprintf(d->reason, sizeof(d->reason), "rule %s", r->symbol);
-		decision_reply(g, r->reply, stage, 0, d);
+		decision_reply(g, r->reply, es->v[i].detail, stage, 0, d);
 		return 1;
 	}
 	if (g->early_reject && stage < FILTER_STAGE_DATA &&
@@ -398,7 +423,7 @@ policy_early(const struct policy *p, const struct policy_group *g,
 		d->action = ACT_REJECT;
 		snprintf(d->reason, sizeof(d->reason), "score %.2f >= %.2f",
 		    es->total, g->threshold[ACT_REJECT]);
-		decision_reply(g, NULL, stage, 1, d);
+		decision_reply(g, NULL, NULL, stage, 1, d);
 		return 1;
 	}
 	return 0;
@@ -409,6 +434,7 @@ policy_final(const struct policy *p, const struct policy_group *g,
     struct evidence_set *es, struct policy_decision *d)
 {
 	const struct prule *r, *best = NULL;
+	const char	   *detail = NULL;
 	size_t		    i;
 	int		    idx, a;
 
@@ -424,12 +450,13 @@ policy_final(const struct policy *p, const struct policy_group *g,
 			d->action = ACT_ACCEPT;
 			snprintf(
 			    d->reason, sizeof(d->reason), "rule %s", r->symbol);
-			decision_reply(g, NULL, FILTER_STAGE_EOM, 0, d);
+			decision_reply(g, NULL, NULL, FILTER_STAGE_EOM, 0, d);
 			return;
 		}
 		if (r->action > d->action) {
 			d->action = r->action;
 			best = r;
+			detail = es->v[i].detail;
 		}
 	}
 	if (best != NULL)
@@ -444,8 +471,8 @@ policy_final(const struct policy *p, const struct policy_group *g,
 		snprintf(d->reason, sizeof(d->reason), "score %.2f >= %.2f",
 		    es->total, g->threshold[a]);
 	}
-	decision_reply(g, best != NULL ? best->reply : NULL, FILTER_STAGE_EOM,
-	    best == NULL, d);
+	decision_reply(g, best != NULL ? best->reply : NULL, detail,
+	    FILTER_STAGE_EOM, best == NULL, d);
 }
 
 int

@@ -140,6 +140,12 @@ loop_free(struct loop *l)
 	free(l);
 }
 
+unsigned
+loop_index(const struct loop *l)
+{
+	return l->index;
+}
+
 struct event_base *
 loop_base(struct loop *l)
 {

@@ -28,6 +28,8 @@ void	     loop_join(struct loop *);
 void	     loop_free(struct loop *);
 
 struct event_base   *loop_base(struct loop *);
+/* The index given to loop_new (session loops 0..n-1, the main loop n). */
+unsigned	     loop_index(const struct loop *);
 const struct config *loop_config(struct loop *);
 
 /* Run fn(loop, arg) on the loop's thread; callable from any thread. */

@@ -30,6 +30,7 @@
 #include "probe.h"
 #include "resolver.h"
 #include "runtime.h"
+#include "scanner.h"
 #include "session.h"
 #include "tls.h"
 #include "upstream.h"
@@ -115,6 +116,7 @@ reload(struct mainctx *m)
 	}
 	restart_only(m->boot, cf);
 	runtime_install(rt);
+	scanner_apply(m->mainloop, m->loops, m->nloops, 1);
 	log_info("event=reloaded generation=%u", rt->generation);
 }
 
@@ -274,6 +276,7 @@ main(int argc, char **argv)
 			return 1;
 		}
 		runtime_release(rt);
+		scanner_shutdown();
 		printf(
 		    "moatd: configuration %s OK\n", file ? file : "(defaults)");
 		return 0;
@@ -349,6 +352,7 @@ main(int argc, char **argv)
 	for (i = 0; i < 3; i++)
 		evsignal_add(sigs[i], NULL);
 
+	scanner_apply(m.mainloop, m.loops, m.nloops, 0);
 	the_probe = probe_start(m.mainloop, m.loops, m.nloops, cf);
 	log_info("event=start version=%s threads=%u upstream=%s listeners=%zu "
 		 "uid=%d",
@@ -369,6 +373,7 @@ main(int argc, char **argv)
 	for (i = 0; i < m.nloops; i++)
 		loop_join(m.loops[i]);
 	workers_stop();
+	scanner_shutdown();
 	probe_stop(the_probe);
 	the_probe = NULL;
 	upstream_reap_orphans(); /* the probe's, on this thread */

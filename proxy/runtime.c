@@ -12,6 +12,7 @@
 #include "log.h"
 #include "policy.h"
 #include "runtime.h"
+#include "scanner.h"
 #include "tls.h"
 #include "util.h"
 #include "workers.h"
@@ -42,6 +43,7 @@ runtime_build_with(struct config *cf, struct tls_server *tls)
 		tls_server_free(tls);
 		return NULL;
 	}
+	scanner_config_begin(); /* the antivirus filters' init says again */
 	if ((chain = chain_new(cf, pol)) == NULL) {
 		policy_free(pol);
 		tls_server_free(tls);

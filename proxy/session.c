@@ -263,6 +263,7 @@ session_filter(struct session *s, enum filter_stage st,
 	s->env.mail_from = s->tx ? s->tx->sender : NULL;
 	s->chain.sink.ev = s->tx ? &s->tx->ev : &s->sev;
 	s->chain.sink.edits = NULL;
+	s->chain.sink.spool = NULL;
 	s->chain.sink.ar = s->tx ? s->tx->ar : NULL;
 	s->chain.sink.nar = s->tx ? &s->tx->nar : NULL;
 	s->ev_from = s->chain.sink.ev->n;

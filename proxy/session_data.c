@@ -323,6 +323,7 @@ pump_call(struct session *s, enum filter_stage st)
 
 	s->chain.sink.ev = &s->tx->ev;
 	s->chain.sink.edits = st == FILTER_STAGE_EOM ? &s->tx->edits : NULL;
+	s->chain.sink.spool = st == FILTER_STAGE_EOM ? &s->tx->spool : NULL;
 	s->chain.sink.ar = s->tx->ar;
 	s->chain.sink.nar = &s->tx->nar;
 	s->ev_from = s->tx->ev.n;

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "spool.h"
@@ -143,6 +144,49 @@ spool_move_to(struct spool *s, struct evbuffer *out, size_t off)
 	rc = evbuffer_add_file_segment(out, seg, 0, (ev_off_t)(s->len - off));
 	evbuffer_file_segment_free(seg);
 	return rc;
+}
+
+int
+spool_reader_fd(struct spool *s)
+{
+	struct evbuffer_iovec v[16];
+	struct evbuffer_ptr   ptr;
+	char		      path[64];
+	size_t		      off = 0;
+	int		      fd, i, n;
+
+	if (s->error) {
+		errno = s->error;
+		return -1;
+	}
+	if (s->fd != -1) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", s->fd);
+		return open(path, O_RDONLY | O_CLOEXEC);
+	}
+	fd = memfd_create("moat-message", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd == -1)
+		return -1;
+	while (s->mem != NULL && off < s->len) {
+		if (evbuffer_ptr_set(s->mem, &ptr, off, EVBUFFER_PTR_SET) == -1)
+			goto fail;
+		n = evbuffer_peek(s->mem, -1, &ptr, v, 16);
+		if (n > 16)
+			n = 16;
+		for (i = 0; i < n; i++) {
+			if (write_full(fd, v[i].iov_base, v[i].iov_len) == -1)
+				goto fail;
+			off += v[i].iov_len;
+		}
+	}
+	if (fcntl(fd, F_ADD_SEALS,
+		F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) == -1)
+		goto fail;
+	return fd;
+fail:
+	i = errno;
+	close(fd);
+	errno = i;
+	return -1;
 }
 
 void

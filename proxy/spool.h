@@ -39,6 +39,14 @@ ssize_t spool_span(struct spool *, size_t off, size_t max, const char **p);
  * file segment (sent with sendfile). 0, or -1 on error.
  */
 int  spool_move_to(struct spool *, struct evbuffer *out, size_t off);
+/*
+ * A new descriptor (close-on-exec, owned by the caller) from which another
+ * process can read the content from offset 0 for spool->len bytes, and
+ * through which it cannot change it: a file spool is reopened read-only
+ * through /proc/self/fd; a memory spool is copied into a memfd that is
+ * then sealed against writes, growth and shrinking. -1 with errno set.
+ */
+int  spool_reader_fd(struct spool *);
 void spool_free(struct spool *);
 
 #define SPOOL_SPAN_MAX (64 * 1024)

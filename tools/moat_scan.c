@@ -32,6 +32,7 @@
 #include "moat.h"
 #include "policy.h"
 #include "runtime.h"
+#include "scanner.h"
 #include "util.h"
 #include "workers.h"
 
@@ -754,6 +755,7 @@ cmd_scan(const char *conffile, int argc, char **argv)
 	if (read_message(&sc, path) == -1) {
 		scan_free(&sc);
 		runtime_release(sc.rt);
+		scanner_shutdown();
 		return MOAT_EXIT_FAIL;
 	}
 	if (workers_start((unsigned)LIMIT(cf, WORKER_THREADS),
@@ -761,6 +763,7 @@ cmd_scan(const char *conffile, int argc, char **argv)
 		fprintf(stderr, "moat: scan: cannot start worker threads\n");
 		scan_free(&sc);
 		runtime_release(sc.rt);
+		scanner_shutdown();
 		return MOAT_EXIT_FAIL;
 	}
 	sc.loop = loop_new(0, cf);
@@ -813,5 +816,6 @@ cmd_scan(const char *conffile, int argc, char **argv)
 	the_scan = NULL;
 	loop_free(sc.loop);
 	runtime_release(sc.rt);
+	scanner_shutdown();
 	return rc;
 }
