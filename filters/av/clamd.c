@@ -312,9 +312,7 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 	struct clamd_req *q = arg;
 
 	if (what & BEV_EVENT_CONNECTED) {
-		if (evbuffer_add(bufferevent_get_output(bev), "zINSTREAM", 10) ==
-			-1 ||
-		    fill(q) == -1)
+		if (fill(q) == -1)
 			fail(q, "cannot read the message");
 		return;
 	}
@@ -364,6 +362,8 @@ clamd_scan(struct loop *l, const struct clamd_addr *a, int fd, size_t len,
 		return NULL;
 	}
 	bufferevent_setcb(q->bev, read_cb, write_cb, event_cb, q);
+	/* The command goes first, whenever the first callback comes. */
+	evbuffer_add(bufferevent_get_output(q->bev), "zINSTREAM", 10);
 	bufferevent_setwatermark(q->bev, EV_WRITE, OUT_LOW / 2, 0);
 	if (bufferevent_socket_connect(q->bev, (struct sockaddr *)&a->sa,
 		(int)a->salen) == -1) {
