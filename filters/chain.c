@@ -691,7 +691,8 @@ filter_message_fd(const struct filter_token *t, size_t *len)
 	struct chain_run *r = run_of(t);
 
 	*len = 0;
-	if (r == NULL || r->stage != FILTER_STAGE_EOM || r->sink.spool == NULL) {
+	if (r == NULL || r->stage != FILTER_STAGE_EOM ||
+	    r->sink.spool == NULL) {
 		errno = EINVAL;
 		return -1;
 	}

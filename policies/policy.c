@@ -330,15 +330,15 @@ is_final(enum policy_action a)
 }
 
 /*
- * A configured reply text, with "${detail}" replaced by the detail of the
- * evidence that fired the rule ("Virus found: ${detail}" names the
+ * A configured reply text, with "%{detail}" replaced by the detail of the
+ * evidence that fired the rule ("Virus found: %{detail}" names the
  * virus). Details are sanitised when recorded; the session sanitises the
  * whole reply again.
  */
 static void
 reply_text(char *out, size_t size, const char *text, const char *detail)
 {
-	static const char var[] = "${detail}";
+	static const char var[] = "%{detail}";
 	const char	 *v;
 	size_t		  n = 0;
 	int		  k;

@@ -62,8 +62,7 @@ static const char *const score_names[SC_COUNT] = { "virus", "incomplete",
 static const char *const score_symbols[SC_COUNT] = { "VIRUS", "AV_INCOMPLETE",
 	"AV_ENCRYPTED", "AV_BROKEN", "AV_MACROS", "AV_PHISHING", "AV_HEURISTIC",
 	"ATTACHMENT_BLOCKED", "ATTACHMENT_SUSPECT" };
-static const double default_scores[SC_COUNT] = { 10, 0, 1, 2, 1, 2, 1, 10,
-	2 };
+static const double default_scores[SC_COUNT] = { 10, 0, 1, 2, 1, 2, 1, 10, 2 };
 
 #define LIST_MAX 128
 
@@ -73,20 +72,20 @@ struct wordlist {
 };
 
 struct av_conf {
-	enum backend	backend;
+	enum backend	  backend;
 	struct clamd_addr clamd;
-	unsigned	timeout_ms;
-	char	       *scanned_header;
-	struct wordlist block_ext, block_type, suspect_ext, suspect_type;
-	double		score[SC_COUNT];
-	char		name[64];
+	unsigned	  timeout_ms;
+	char		 *scanned_header;
+	struct wordlist	  block_ext, block_type, suspect_ext, suspect_type;
+	double		  score[SC_COUNT];
+	char		  name[64];
 };
 
 struct av_scan {
-	struct av_conf	     *c;
-	struct filter_token   token;
-	struct scanner_req   *sreq;
-	struct clamd_req     *creq;
+	struct av_conf	   *c;
+	struct filter_token token;
+	struct scanner_req *sreq;
+	struct clamd_req   *creq;
 };
 
 static const char *const av_options[] = { "backend", "database", "scanner",
@@ -99,12 +98,12 @@ static const char *const av_options[] = { "backend", "database", "scanner",
 	NULL };
 
 static const struct filter_rule av_rules[] = {
-	{ "VIRUS", "reject", "554 5.7.1 Virus found: ${detail}" },
+	{ "VIRUS", "reject", "554 5.7.1 Virus found: %{detail}" },
 	{ "AV_INCOMPLETE", "tempfail",
 	    "451 4.7.0 The message could not be scanned completely, try "
 	    "again later" },
 	{ "ATTACHMENT_BLOCKED", "reject",
-	    "554 5.7.1 Attachment not allowed: ${detail}" },
+	    "554 5.7.1 Attachment not allowed: %{detail}" },
 	{ NULL, NULL, NULL }
 };
 
@@ -142,8 +141,8 @@ wordlist_parse(const struct filter_conf *fc, const char *key, int types,
 		if (!types && *p == '.')
 			p++;
 		if (e == p || e - p > 31) {
-			filter_conf_error(fc, "%s: bad entry \"%.*s\"", key,
-			    (int)(e - p), p);
+			filter_conf_error(
+			    fc, "%s: bad entry \"%.*s\"", key, (int)(e - p), p);
 			return -1;
 		}
 		if (l->n == LIST_MAX) {
@@ -183,8 +182,8 @@ scanner_opt(const struct filter_conf *fc, const char *key, enum limit_unit u,
 
 	if (v != NULL &&
 	    (limit_parse_value(u, v, &n) == -1 || n < min || n > max)) {
-		filter_conf_error(fc, "%s: \"%s\" is out of range or malformed",
-		    key, v);
+		filter_conf_error(
+		    fc, "%s: \"%s\" is out of range or malformed", key, v);
 		return -1;
 	}
 	snprintf(out, outlen, "%s=%ld", key, n);
@@ -211,16 +210,16 @@ init_scanner(const struct filter_conf *fc, struct av_conf *c)
 	if (sp.path == NULL)
 		sp.path = MOAT_SCAND_PATH;
 	if (access(sp.path, X_OK) == -1) {
-		filter_conf_error(fc, "scanner: %s: %s", sp.path,
-		    strerror(errno));
+		filter_conf_error(
+		    fc, "scanner: %s: %s", sp.path, strerror(errno));
 		bad = 1;
 	}
 	sp.database = filter_conf_get(fc, "database");
 	if (sp.database == NULL)
 		sp.database = "/var/lib/clamav";
 	if (access(sp.database, R_OK) == -1) {
-		filter_conf_error(fc, "database: %s: %s", sp.database,
-		    strerror(errno));
+		filter_conf_error(
+		    fc, "database: %s: %s", sp.database, strerror(errno));
 		bad = 1;
 	}
 	sp.tmpdir = filter_conf_get(fc, "tmpdir");
@@ -270,7 +269,8 @@ init_scanner(const struct filter_conf *fc, struct av_conf *c)
 		v = "yes";
 	if (strcmp(v, "yes") != 0 && strcmp(v, "no") != 0 &&
 	    strcmp(v, "log") != 0) {
-		filter_conf_error(fc, "sandbox: \"%s\" is not yes, no or log", v);
+		filter_conf_error(
+		    fc, "sandbox: \"%s\" is not yes, no or log", v);
 		bad = 1;
 	}
 	snprintf(opt[k], sizeof(opt[k]), "sandbox=%s", v);
@@ -279,8 +279,8 @@ init_scanner(const struct filter_conf *fc, struct av_conf *c)
 	/* Attachment policy needs the list of unpacked objects. */
 	snprintf(opt[k], sizeof(opt[k]), "files=%s",
 	    c->block_ext.n + c->block_type.n + c->suspect_ext.n +
-		    c->suspect_type.n >
-		0
+			c->suspect_type.n >
+		    0
 		? "yes"
 		: "no");
 	sp.opts[k] = opt[k];
@@ -316,8 +316,8 @@ av_init_filter(const struct filter_conf *fc, void **ctx)
 	}
 	bad |= wordlist_parse(fc, "block_extensions", 0, &c->block_ext) != 0;
 	bad |= wordlist_parse(fc, "block_types", 1, &c->block_type) != 0;
-	bad |= wordlist_parse(fc, "suspect_extensions", 0, &c->suspect_ext) !=
-	    0;
+	bad |=
+	    wordlist_parse(fc, "suspect_extensions", 0, &c->suspect_ext) != 0;
 	bad |= wordlist_parse(fc, "suspect_types", 1, &c->suspect_type) != 0;
 	for (i = 0; i < SC_COUNT; i++) {
 		c->score[i] = default_scores[i];
@@ -384,23 +384,23 @@ heuristic_kind(const char *name)
 }
 
 static void
-names_join(char *out, size_t outlen,
-    const char names[][SCAN_NAME_MAX + 1], unsigned n)
+names_join(
+    char *out, size_t outlen, const char names[][SCAN_NAME_MAX + 1], unsigned n)
 {
 	size_t	 o = 0;
 	unsigned i;
 
 	out[0] = '\0';
 	for (i = 0; i < n && o + 1 < outlen; i++)
-		o += (size_t)snprintf(out + o, outlen - o, "%s%s",
-		    i > 0 ? " " : "", names[i]);
+		o += (size_t)snprintf(
+		    out + o, outlen - o, "%s%s", i > 0 ? " " : "", names[i]);
 }
 
 /* The extension of a file name: after the last '.', lower-case. */
 static int
 extension_of(const char *name, char *ext, size_t extlen)
 {
-	size_t len = strlen(name), i;
+	size_t	    len = strlen(name), i;
 	const char *dot;
 
 	/* Windows ignores trailing dots and spaces: "x.exe. " is x.exe. */
@@ -434,8 +434,8 @@ attachments(struct av_scan *s, const struct scan_reply *r)
 
 		if (f->depth == 0)
 			continue; /* the message itself */
-		has_ext = f->has_name &&
-		    extension_of(f->name, ext, sizeof(ext)) == 0;
+		has_ext =
+		    f->has_name && extension_of(f->name, ext, sizeof(ext)) == 0;
 		if ((has_ext && wordlist_has(&c->block_ext, ext)) ||
 		    wordlist_has(&c->block_type, f->type)) {
 			if (blocked++ < 4)
@@ -467,9 +467,9 @@ verdict(struct av_scan *s, const struct scan_reply *r, const char *err)
 	if (r == NULL || r->status == SCAN_ERROR || r->status == SCAN_BUSY ||
 	    r->status == SCAN_NOTREADY) {
 		log_warn("event=av-failed filter=%s reason=\"%s\"", c->name,
-		    r == NULL	       ? err
-			: r->error[0]  ? r->error
-				       : scan_status_name(r->status));
+		    r == NULL	      ? err
+			: r->error[0] ? r->error
+				      : scan_status_name(r->status));
 		return FILTER_ERROR;
 	}
 	if (r->nvirus > 0) {
@@ -496,8 +496,8 @@ verdict(struct av_scan *s, const struct scan_reply *r, const char *err)
 	attachments(s, r);
 	if (c->scanned_header != NULL && r->status == SCAN_CLEAN &&
 	    r->nvirus == 0)
-		filter_header_add(&s->token, c->scanned_header,
-		    "clean (moat, ClamAV)");
+		filter_header_add(
+		    &s->token, c->scanned_header, "clean (moat, ClamAV)");
 	return FILTER_CONTINUE;
 }
 
@@ -537,8 +537,8 @@ av_stage(void *ctx, struct filter_call *call, struct filter_reply *reply)
 	s->token = call->token;
 	if (c->backend == BE_SCANNER)
 		s->sreq = scanner_scan(call->token.loop, fd, len,
-		    SCAN_F_DOTSTUFFED, c->timeout_ms > 2000 ? c->timeout_ms - 500
-							    : c->timeout_ms,
+		    SCAN_F_DOTSTUFFED,
+		    c->timeout_ms > 2000 ? c->timeout_ms - 500 : c->timeout_ms,
 		    scan_done, s, &err);
 	else
 		s->creq = clamd_scan(call->token.loop, &c->clamd, fd, len,

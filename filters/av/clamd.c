@@ -31,9 +31,9 @@
 #include "scanproto.h"
 #include "util.h"
 
-#define BLOCK	     (64 * 1024)
-#define OUT_LOW	     (256 * 1024)
-#define REPLY_MAX    4096
+#define BLOCK	  (64 * 1024)
+#define OUT_LOW	  (256 * 1024)
+#define REPLY_MAX 4096
 
 struct clamd_req {
 	struct loop	   *loop;
@@ -79,7 +79,8 @@ clamd_addr_parse(const char *s, struct clamd_addr *a, char *err, size_t errlen)
 	if (s[0] == '[') {
 		const char *e = strchr(s, ']');
 
-		if (e == NULL || e[1] != ':' || (size_t)(e - s - 1) >= sizeof(host))
+		if (e == NULL || e[1] != ':' ||
+		    (size_t)(e - s - 1) >= sizeof(host))
 			goto bad;
 		memcpy(host, s + 1, (size_t)(e - s - 1));
 		host[e - s - 1] = '\0';
@@ -117,7 +118,7 @@ bad:
 static void
 classify(struct scan_reply *r, const char *name, size_t n)
 {
-	char (*slot)[SCAN_NAME_MAX + 1];
+	char(*slot)[SCAN_NAME_MAX + 1];
 	unsigned *count;
 
 	if (n > SCAN_NAME_MAX)
@@ -174,7 +175,7 @@ clamd_reply_parse(const char *p, size_t n, struct scan_reply *r)
 	}
 	if (n > 6 && memcmp(p + n - 6, " ERROR", 6) == 0) {
 		name = p;
-	error:
+error:
 		if (memmem(name, n, "size limit exceeded", 19) != NULL) {
 			r->status = SCAN_INCOMPLETE;
 			snprintf(r->limit[0], sizeof(r->limit[0]),
@@ -244,7 +245,8 @@ fill(struct clamd_req *q)
 
 	while (!q->sent_end && evbuffer_get_length(out) < OUT_LOW) {
 		if (q->off < q->len && !q->df.done) {
-			want = q->len - q->off < BLOCK ? q->len - q->off : BLOCK;
+			want =
+			    q->len - q->off < BLOCK ? q->len - q->off : BLOCK;
 			do
 				n = pread(q->fd, q->block, want, (off_t)q->off);
 			while (n == -1 && errno == EINTR);
@@ -253,8 +255,8 @@ fill(struct clamd_req *q)
 			q->off += (size_t)n;
 			dataframe_feed(&q->df, q->block, (size_t)n);
 			if (evbuffer_get_length(q->chunk) > 0) {
-				be = htonl((uint32_t)evbuffer_get_length(
-				    q->chunk));
+				be = htonl(
+				    (uint32_t)evbuffer_get_length(q->chunk));
 				evbuffer_add(out, &be, 4);
 				evbuffer_add_buffer(out, q->chunk);
 			}
@@ -272,12 +274,12 @@ fill(struct clamd_req *q)
 static void
 read_cb(struct bufferevent *bev, void *arg)
 {
-	struct clamd_req  *q = arg;
-	struct evbuffer	  *in = bufferevent_get_input(bev);
+	struct clamd_req   *q = arg;
+	struct evbuffer	   *in = bufferevent_get_input(bev);
 	struct evbuffer_ptr nul;
-	struct scan_reply *r;
-	size_t		   n;
-	char		  *p;
+	struct scan_reply  *r;
+	size_t		    n;
+	char		   *p;
 
 	nul = evbuffer_search(in, "", 1, NULL);
 	if (nul.pos == -1) {
@@ -329,8 +331,9 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 		fail(q, "clamd closed the connection without an answer");
 		return;
 	}
-	fail(q, (what & BEV_EVENT_TIMEOUT) ? "clamd timed out"
-					   : "clamd connection failed");
+	fail(q,
+	    (what & BEV_EVENT_TIMEOUT) ? "clamd timed out"
+				       : "clamd connection failed");
 }
 
 static void
@@ -355,7 +358,8 @@ clamd_scan(struct loop *l, const struct clamd_addr *a, int fd, size_t len,
 	q->block = xmalloc(BLOCK);
 	dataframe_init(
 	    &q->df, DF_MODE_DATA, DF_NORMALIZE, DF_NORMALIZE, chunk_emit, q);
-	q->bev = bufferevent_socket_new(loop_base(l), -1, BEV_OPT_CLOSE_ON_FREE);
+	q->bev =
+	    bufferevent_socket_new(loop_base(l), -1, BEV_OPT_CLOSE_ON_FREE);
 	if (q->bev == NULL || q->chunk == NULL) {
 		*err = "out of memory";
 		req_free(q);
@@ -365,8 +369,8 @@ clamd_scan(struct loop *l, const struct clamd_addr *a, int fd, size_t len,
 	/* The command goes first, whenever the first callback comes. */
 	evbuffer_add(bufferevent_get_output(q->bev), "zINSTREAM", 10);
 	bufferevent_setwatermark(q->bev, EV_WRITE, OUT_LOW / 2, 0);
-	if (bufferevent_socket_connect(q->bev, (struct sockaddr *)&a->sa,
-		(int)a->salen) == -1) {
+	if (bufferevent_socket_connect(
+		q->bev, (struct sockaddr *)&a->sa, (int)a->salen) == -1) {
 		*err = "cannot connect to clamd";
 		req_free(q);
 		return NULL;

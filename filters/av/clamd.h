@@ -38,7 +38,7 @@ struct clamd_req;
 struct clamd_req *clamd_scan(struct loop *, const struct clamd_addr *, int fd,
     size_t len, unsigned timeout_ms, scanner_done_fn done, void *arg,
     const char **err);
-void clamd_cancel(struct clamd_req *);
+void		  clamd_cancel(struct clamd_req *);
 
 /*
  * Turn one clamd reply ("stream: OK", "stream: NAME FOUND", "... ERROR")

@@ -47,8 +47,8 @@
 /* ------------------------------------------------ configuration */
 
 struct spec {
-	int   set;
-	char *path, *database, *tmpdir;
+	int	 set;
+	char	*path, *database, *tmpdir;
 	unsigned threads;
 	char	*opts[16];
 };
@@ -111,9 +111,9 @@ spec_eq(const struct spec *a, const struct spec *b)
 struct sconn;
 
 struct scanner_req {
-	struct sconn *c;
-	uint64_t      id;
-	struct event *timer;
+	struct sconn   *c;
+	uint64_t	id;
+	struct event   *timer;
 	scanner_done_fn done;
 	void	       *arg;
 	TAILQ_ENTRY(scanner_req) link;
@@ -133,8 +133,8 @@ struct sconn {
 };
 
 struct sloop {
-	struct loop	  *loop;
-	struct sconn	  *cur;
+	struct loop  *loop;
+	struct sconn *cur;
 	LIST_HEAD(, sconn) conns;
 	uint64_t	   next_id;
 	char		  *pkt;	  /* SCAN_REPLY_MAX + 1 */
@@ -144,18 +144,18 @@ struct sloop {
 /* ------------------------------------------------- supervisor */
 
 static struct {
-	struct spec   pending, cur;
-	struct loop  *main;
-	struct loop **loops;
-	unsigned      n;
-	struct sloop *sl;
-	struct event *sigchld, *restart;
-	pid_t	      pid;
-	uint64_t      gen;
-	uint64_t      started_ms;
-	unsigned      backoff_ms;
-	int	      stopping;
-	pid_t	      retired[RETIRED_MAX];
+	struct spec	    pending, cur;
+	struct loop	   *main;
+	struct loop	  **loops;
+	unsigned	    n;
+	struct sloop	   *sl;
+	struct event	   *sigchld, *restart;
+	pid_t		    pid;
+	uint64_t	    gen;
+	uint64_t	    started_ms;
+	unsigned	    backoff_ms;
+	int		    stopping;
+	pid_t		    retired[RETIRED_MAX];
 	struct bufferevent *err;
 } S;
 
@@ -339,8 +339,9 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 		if (n == -1 && (errno == EAGAIN || errno == EINTR))
 			return;
 		if (n <= 0) {
-			conn_fail(c, n == 0 ? "the scanner went away"
-					    : "the scanner connection failed");
+			conn_fail(c,
+			    n == 0 ? "the scanner went away"
+				   : "the scanner connection failed");
 			return;
 		}
 		if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0 ||
@@ -492,7 +493,7 @@ retire_pid(pid_t pid)
 static int
 spawn(void)
 {
-	int	    (*sv)[2], ep[2] = { -1, -1 }, devnull, lo, i, k;
+	int(*sv)[2], ep[2] = { -1, -1 }, devnull, lo, i, k;
 	char	    *argv[64], nbuf[16], tbuf[16];
 	struct loop *l;
 	pid_t	     pid;
@@ -503,8 +504,8 @@ spawn(void)
 	for (i = 0; i < (int)n; i++)
 		sv[i][0] = sv[i][1] = -1;
 	for (i = 0; i < (int)n; i++)
-		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0,
-			sv[i]) == -1)
+		if (socketpair(
+			AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv[i]) == -1)
 			goto fail;
 	if (pipe2(ep, O_CLOEXEC) == -1)
 		goto fail;
@@ -640,8 +641,8 @@ static void
 log_exit(pid_t pid, int st, const char *which)
 {
 	if (WIFSIGNALED(st))
-		log_warn("event=scanner-exit pid=%d which=%s signal=%d", (int)pid,
-		    which, WTERMSIG(st));
+		log_warn("event=scanner-exit pid=%d which=%s signal=%d",
+		    (int)pid, which, WTERMSIG(st));
 	else
 		log_info("event=scanner-exit pid=%d which=%s status=%d",
 		    (int)pid, which, WEXITSTATUS(st));
@@ -672,8 +673,8 @@ kill_cb(struct loop *l, void *arg)
 	uint64_t gen = (uint64_t)(uintptr_t)arg;
 
 	if (S.pid != 0 && gen == S.gen) {
-		log_warn("event=scanner-kill pid=%d generation=%llu", (int)S.pid,
-		    (unsigned long long)gen);
+		log_warn("event=scanner-kill pid=%d generation=%llu",
+		    (int)S.pid, (unsigned long long)gen);
 		kill(S.pid, SIGKILL);
 	}
 }
@@ -694,7 +695,8 @@ stop_current(void)
 }
 
 void
-scanner_apply(struct loop *mainloop, struct loop **loops, unsigned n, int reload)
+scanner_apply(
+    struct loop *mainloop, struct loop **loops, unsigned n, int reload)
 {
 	unsigned i;
 

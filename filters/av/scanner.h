@@ -42,9 +42,9 @@ struct scanner_spec {
 
 void scanner_config_begin(void);
 /* 0, or -1 with err set (a second, different scanner configuration). */
-int scanner_config(const struct scanner_spec *, char *err, size_t errlen);
-void scanner_apply(struct loop *mainloop, struct loop **loops, unsigned n,
-    int reload);
+int  scanner_config(const struct scanner_spec *, char *err, size_t errlen);
+void scanner_apply(
+    struct loop *mainloop, struct loop **loops, unsigned n, int reload);
 void scanner_shutdown(void);
 
 /* reply is NULL when the scan failed; err then says why. */
@@ -60,6 +60,6 @@ struct scanner_req;
 struct scanner_req *scanner_scan(struct loop *, int fd, size_t len,
     unsigned flags, unsigned timeout_ms, scanner_done_fn done, void *arg,
     const char **err);
-void scanner_cancel(struct scanner_req *);
+void		    scanner_cancel(struct scanner_req *);
 
 #endif

@@ -915,6 +915,8 @@ static const char *const policy_conf =
     "rule \"SPAMMY\" { action = \"add_header\" }\n"
     "rule \"QUAR\" { action = \"quarantine\" }\n"
     "rule \"GOOD\" { action = \"accept\" }\n"
+    "rule \"NAMED\" { action = \"reject\" "
+    "reply = \"554 5.7.1 Found: %{detail} (%{detail}) %{other}\" }\n"
     "group \"default\" { add_header_score = 5 reject_score = 20 "
     "subject_tag = \"[SPAM]\" }\n"
     "group \"boss\" { recipients = {\"ceo@example.com\"} authenticated = "
@@ -1083,6 +1085,25 @@ test_final(void)
 	ev_fill(&es, "VIRUS", 0.0, NULL);
 	FINAL("a@b.example", 1);
 	is_int(d.action, ACT_DISCARD, "final: group rule before global rule");
+
+	/* A rule's reply quotes the detail of the evidence that fired it. */
+	evidence_free(&es);
+	evidence_add(&es, "t", "SPAMMY", 0, "not this", FILTER_STAGE_EOM);
+	evidence_add(&es, "t", "NAMED", 0, "Eicar-Test", FILTER_STAGE_EOM);
+	FINAL("x@example.com", 0);
+	is_str(d.text, "Found: Eicar-Test (Eicar-Test) %{other}",
+	    "final: %{detail} in a rule reply is the evidence's detail");
+	evidence_free(&es);
+	evidence_add(&es, "t", "NAMED", 0, NULL, FILTER_STAGE_EOM);
+	FINAL("x@example.com", 0);
+	is_str(d.text, "Found:  () %{other}",
+	    "final: %{detail} of evidence without detail is empty");
+	evidence_free(&es);
+	evidence_add(&es, "t", "NAMED", 0, "early", FILTER_STAGE_MAIL);
+	ok(policy_early(prt->policy, grp("x@example.com", 0), &es, 0,
+	       FILTER_STAGE_MAIL, &d) == 1 &&
+		strcmp(d.text, "Found: early (early) %{other}") == 0,
+	    "early: %{detail} in a rule reply");
 
 	/* accept wins over everything, in any order. */
 	ev_fill(&es, "VIRUS", 0.0, "GOOD", 0.0, NULL);
