@@ -21,7 +21,9 @@
  *	-u USER    user to run as when started as root (refused without it)
  *	-f         foreground (the only mode; accepted for clarity)
  *	-o max_scansize=SIZE   (default 100M)   bytes, K/M/G suffixes
- *	-o max_filesize=SIZE   (default 25M)
+ *	-o max_filesize=SIZE   (default 50M: moatd's max_message_size; a
+ *	                       message larger than this is not scanned:
+ *	                       incomplete)
  *	-o max_recursion=N     (default 16)
  *	-o max_files=N         (default 10000)
  *	-o max_scantime=MS     (default 30000)
@@ -111,7 +113,7 @@ struct scand_opts scand_opts = {
 	.threads = 0,
 	.queue_max = 64,
 	.max_scansize = 100ull << 20,
-	.max_filesize = 25ull << 20,
+	.max_filesize = 50ull << 20,
 	.max_recursion = 16,
 	.max_files = 10000,
 	.max_scantime = 30000,
@@ -756,17 +758,18 @@ io_loop(int sigfd, int infd)
 int
 main(int argc, char **argv)
 {
+	pid_t	 parent = getppid();
 	sigset_t ss;
 	int	 sigfd, infd;
 	unsigned i;
 	int	 clean;
 
-	pid_t parent = getppid();
-
 	parse_args(argc, argv);
 	(void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 	if (getppid() != parent) /* moatd went before the prctl */
 		return 0;
+	if (open_channels() < 0) /* closes other inherited fds */
+		return 2;
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&ss);
 	sigaddset(&ss, SIGHUP);
@@ -777,8 +780,6 @@ main(int argc, char **argv)
 		slog("event=fatal error=\"signalfd: %s\"", strerror(errno));
 		return 2;
 	}
-	if (open_channels() < 0)
-		return 2;
 	if (scand_opts.tmpdir != NULL && make_tmpdir(scand_opts.tmpdir) < 0)
 		return 2;
 	if (sandbox_drop_user(scand_opts.user, scand_opts.tmpdir) < 0)

@@ -12,6 +12,13 @@
  * clean (a heuristic alone is clean with heuristic lines: policy decides);
  * a libclamav error without a virus is error, with cl_strerror's text.
  *
+ * One limit libclamav does not report: its unzip cuts a member larger
+ * than max_filesize down to max_filesize bytes ("trimming output size")
+ * and scans only that, silently. So an inner object whose size reaches
+ * max_filesize is counted as Heuristics.Limits.Exceeded.MaxFileSize here
+ * (a zip bomb is incomplete, never clean); an object of exactly
+ * max_filesize bytes is the only false alarm.
+ *
  * The descriptor is mapped MAP_PRIVATE with write access, so unstuffing in
  * place touches only our copy-on-write pages, never the spool. The
  * unstuffing is proxy/dataframe.c in DF_MODE_DATA under DF_REJECT: it
@@ -35,7 +42,6 @@
 
 struct scan_ctx {
 	struct scan_reply *r;
-	unsigned	   nfiles_seen;
 };
 
 static int
@@ -81,6 +87,28 @@ cb_virus_found(int fd, const char *virname, void *context)
 		record_name(c->r, virname);
 }
 
+/*
+ * libclamav names the parts it decodes itself (mail bodies, attachments
+ * without a file name) after their temporary files, "clamav-<32 hex>.tmp"
+ * (sometimes with the directory): that is no file name of the message.
+ */
+static int
+is_tempname(const char *name)
+{
+	const char *b = strrchr(name, '/');
+	size_t	    i;
+
+	b = b != NULL ? b + 1 : name;
+	if (strncmp(b, "clamav-", 7) != 0 || strlen(b) != 7 + 32 + 4 ||
+	    strcmp(b + 39, ".tmp") != 0)
+		return 0;
+	for (i = 7; i < 39; i++)
+		if (!((b[i] >= '0' && b[i] <= '9') ||
+			(b[i] >= 'a' && b[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
 static cl_error_t
 cb_file(int fd, const char *type, const char **ancestors, size_t parent_size,
     const char *file_name, size_t file_size, const char *file_buffer,
@@ -89,9 +117,14 @@ cb_file(int fd, const char *type, const char **ancestors, size_t parent_size,
 	struct scan_ctx	 *c = context;
 	struct scan_file *f;
 
-	if (c == NULL || !scand_opts.files)
+	if (c == NULL)
 		return CL_CLEAN;
-	c->nfiles_seen++;
+	/* libclamav (1.4) cuts a zip member larger than max_filesize to
+	 * max_filesize bytes and scans that much, without an alert. */
+	if (level > 0 && file_size >= scand_opts.max_filesize)
+		record_name(c->r, "Heuristics.Limits.Exceeded.MaxFileSize");
+	if (!scand_opts.files)
+		return CL_CLEAN;
 	if (c->r->nfiles >= SCAN_FILES_MAX) {
 		c->r->files_dropped++;
 		return CL_CLEAN;
@@ -104,7 +137,8 @@ cb_file(int fd, const char *type, const char **ancestors, size_t parent_size,
 	if (has_prefix(type, "CL_TYPE_"))
 		type += 8;
 	snprintf(f->type, sizeof(f->type), "%s", type);
-	if (file_name != NULL && file_name[0] != '\0') {
+	if (file_name != NULL && file_name[0] != '\0' &&
+	    !is_tempname(file_name)) {
 		snprintf(f->name, sizeof(f->name), "%s", file_name);
 		f->has_name = 1;
 	}
@@ -174,7 +208,7 @@ void
 scan_message(int fd, const struct scan_request *req, struct scan_reply *r)
 {
 	struct cl_scan_options opts;
-	struct scan_ctx	       ctx = { r, 0 };
+	struct scan_ctx	       ctx = { r };
 	struct cl_engine      *e;
 	struct timespec	       t0;
 	struct stat	       st;

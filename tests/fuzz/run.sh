@@ -13,7 +13,8 @@ srcs="$top/proxy/smtp_parse.c $top/proxy/dataframe.c $top/proxy/headers.c
   $top/proxy/reply.c $top/proxy/proxyproto.c $top/proxy/escape.c
   $top/proxy/hdredit.c $top/proxy/sasl.c $top/proxy/dnsrr.c $top/policies/lists.c
   $top/proxy/util.c
-  $top/proxy/log.c $top/filters/spf/spf_eval.c $top/filters/dmarc/dmarc_eval.c $top/proxy/from_field.c"
+  $top/proxy/log.c $top/filters/spf/spf_eval.c $top/filters/dmarc/dmarc_eval.c $top/proxy/from_field.c
+  $top/filters/av/scanproto.c"
 passed=0
 failed=0
 for f in "$top"/tests/fuzz/fuzz_*.c; do
@@ -23,7 +24,7 @@ for f in "$top"/tests/fuzz/fuzz_*.c; do
 	if ! clang -g -O1 -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined -D_GNU_SOURCE -D_DEFAULT_SOURCE \
 	    -I"$top/proxy" -I"$top/policies" -I"$top/filters/spf" \
-	    -I"$top/filters/dmarc" $(pkg-config --cflags libidn2 libpsl) \
+	    -I"$top/filters/dmarc" -I"$top/filters/av" $(pkg-config --cflags libidn2 libpsl) \
 	    "$f" $srcs -levent_core -lopendmarc \
 	    $(pkg-config --libs libidn2 libpsl) \
 	    -o "$bin" 2>"$out/$name.build.log"; then
