@@ -244,7 +244,7 @@ init_scanner(const struct filter_conf *fc, struct av_conf *c)
 	sp.opts[k] = opt[k];
 	k++;
 	bad |= scanner_opt(fc, "max_filesize", UNIT_BYTES, 1024,
-	    4L * 1024 * 1024 * 1024, 25L * 1024 * 1024, opt[k], sizeof(opt[k]),
+	    4L * 1024 * 1024 * 1024, 50L * 1024 * 1024, opt[k], sizeof(opt[k]),
 	    NULL);
 	sp.opts[k] = opt[k];
 	k++;
