@@ -56,7 +56,8 @@
  * does not end the process: it logs event=load_failed, answers notready
  * with the reason, and loads again on SIGHUP or a change in the database
  * directory. SIGHUP, or an inotify event in the database directory
- * (IN_CLOSE_WRITE, IN_MOVED_TO, IN_DELETE, IN_CREATE; debounced: 1 s after
+ * (IN_CLOSE_WRITE, IN_MOVED_TO, IN_MOVED_FROM, IN_DELETE, IN_CREATE of a
+ * name that is not hidden, "tmp.*", "*.tmp" or "*~"; debounced: 1 s after
  * the last event, at most 5 s after the first), loads a new engine beside
  * the old one; scans keep using the old one until the swap, and the old
  * engine is freed when its last scan ends. A failed reload keeps the old
@@ -671,6 +672,40 @@ shutdown_scans(const char *why)
 	return rc;
 }
 
+/*
+ * Drain the inotify descriptor; 1 if an event names a file that may be a
+ * database: not hidden, not a temporary ("tmp.*", "*.tmp", "*~", as
+ * freshclam and editors make them).
+ */
+static int
+db_changed(int infd, char *buf, size_t size)
+{
+	const struct inotify_event *ev;
+	ssize_t			    n;
+	size_t			    off, len;
+	int			    changed = 0;
+
+	while ((n = read(infd, buf, size)) > 0) {
+		for (off = 0; off + sizeof(*ev) <= (size_t)n;
+		     off += sizeof(*ev) + ev->len) {
+			ev = (const struct inotify_event *)(buf + off);
+			if (ev->mask & IN_Q_OVERFLOW || ev->len == 0) {
+				changed = 1;
+				continue;
+			}
+			len = strlen(ev->name);
+			if (ev->name[0] == '.' ||
+			    strncmp(ev->name, "tmp.", 4) == 0 ||
+			    (len >= 4 &&
+				strcmp(ev->name + len - 4, ".tmp") == 0) ||
+			    ev->name[len - 1] == '~')
+				continue;
+			changed = 1;
+		}
+	}
+	return changed;
+}
+
 static void
 io_loop(int sigfd, int infd)
 {
@@ -719,11 +754,11 @@ io_loop(int sigfd, int infd)
 			}
 		}
 		if (infd >= 0 && (pfd[1].revents & POLLIN)) {
-			while (read(infd, ibuf, sizeof(ibuf)) > 0)
-				;
-			last_ev = now_ms();
-			if (first_ev == 0)
-				first_ev = last_ev;
+			if (db_changed(infd, ibuf, sizeof(ibuf))) {
+				last_ev = now_ms();
+				if (first_ev == 0)
+					first_ev = last_ev;
+			}
 		}
 		now = now_ms();
 		if (first_ev != 0 &&
