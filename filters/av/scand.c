@@ -175,8 +175,10 @@ send_reply(struct channel *ch, const struct scan_reply *r)
 	pthread_mutex_lock(&ch->lock);
 	for (;;) {
 		w = send(ch->fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (w >= 0 || errno == EINTR)
+		if (w >= 0)
 			break;
+		if (errno == EINTR)
+			continue;
 		if (errno != EAGAIN && errno != ENOBUFS)
 			break;
 		if (poll(&pfd, 1, SEND_WAIT_MS) <= 0) {

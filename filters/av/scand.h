@@ -53,8 +53,9 @@ int  engine_init(void);		     /* before any thread: cl_init & co. */
 int  engine_start(void);	     /* the loader thread; first load */
 void engine_reload(const char *why); /* coalesced */
 /* The current engine with a reference, or NULL (loading/failed: why). */
-struct cl_engine *engine_get(uint64_t *sigs, uint64_t *gen, const char **why);
-void		  engine_put(struct cl_engine *);
+struct cl_engine *engine_get(
+    uint64_t *sigs, uint64_t *gen, char *why, size_t whysz);
+void engine_put(struct cl_engine *);
 /* For PING: 1 ready (sigs, gen set), 0 not ready (why set). */
 int  engine_state(uint64_t *sigs, uint64_t *gen, char *why, size_t whysz);
 int  engine_busy(void); /* a load is running */

@@ -609,6 +609,13 @@ def bad_requests():
     r = S.recv()
     t.ok(r["id"] == 307 and r["status"] == "infected",
          "SCAN with three descriptors: the first is scanned", r["raw"])
+    many = [os.memfd_create("m", os.MFD_CLOEXEC) for _ in range(12)]
+    S.send(request(OP_SCAN, 311, 1), many)
+    for fd in many:
+        os.close(fd)
+    r = S.recv()
+    t.eq((r["id"], r["status"]), (311, "error"),
+         "SCAN with 12 descriptors (control data truncated): error")
     S.send(request(OP_PING, 308), fds[:1])
     t.eq(S.recv()["status"], "clean", "PING with a descriptor: answered")
     for fd in fds:
