@@ -33,6 +33,8 @@
  *	-o queue_max=N         (default 64) requests waiting for a thread;
  *	                       beyond it a SCAN is answered busy at once
  *	-o files=yes|no        (default yes) report "file" lines
+ *	-o selftest_forbidden=yes   tests only: call socket() once the
+ *	                       sandbox is on (sandbox=yes: the process dies)
  *
  * Exit status: 0 after SIGTERM/SIGINT or when moatd closed every request
  * descriptor; 2 for a usage or start-up error. It dies with moatd
