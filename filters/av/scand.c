@@ -313,7 +313,6 @@ recv_one(struct channel *ch)
 	ssize_t		    n;
 	int		    fd = -1, nfds = 0, k;
 	uint64_t	    id = 0;
-	char		    why[8];
 
 	msg.msg_iov = &iov;
 	msg.msg_iovlen = 1;
@@ -366,7 +365,7 @@ recv_one(struct channel *ch)
 		answer(ch, req.id, SCAN_ERROR, "SCAN without a descriptor");
 		return 1;
 	}
-	if (!engine_state(&id, &id, why, sizeof(why))) {
+	if (!engine_ready()) {
 		close(fd);
 		answer(ch, req.id, SCAN_NOTREADY, NULL);
 		return 1;

@@ -58,8 +58,9 @@ struct cl_engine *engine_get(
 void engine_put(struct cl_engine *);
 /* For PING: 1 ready (sigs, gen set), 0 not ready (why set). */
 int  engine_state(uint64_t *sigs, uint64_t *gen, char *why, size_t whysz);
-int  engine_busy(void); /* a load is running */
-void engine_stop(void); /* join the loader, drop the engine */
+int  engine_ready(void); /* an engine is loaded */
+int  engine_busy(void);	 /* a load is running */
+void engine_stop(void);	 /* join the loader, drop the engine */
 
 /* scand_scan.c */
 void scan_setup_engine(struct cl_engine *); /* callbacks, before compile */

@@ -255,6 +255,17 @@ engine_state(uint64_t *sigs, uint64_t *gen, char *why, size_t whysz)
 }
 
 int
+engine_ready(void)
+{
+	int r;
+
+	pthread_mutex_lock(&mu);
+	r = cur != NULL;
+	pthread_mutex_unlock(&mu);
+	return r;
+}
+
+int
 engine_busy(void)
 {
 	int b;
