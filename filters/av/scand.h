@@ -1,8 +1,8 @@
 /*
  * scand.h - what the parts of moat-scand (scand.c: process, I/O and queue;
- * scand_engine.c: the libclamav engine and its reloads; scand_scan.c: one
- * scan; scand_sandbox.c: privileges and seccomp) share. See scand.c for
- * the program's description.
+ * scand_opts.c: command line; scand_engine.c: the libclamav engine and its
+ * reloads; scand_scan.c: one scan; scand_sandbox.c: privileges and
+ * seccomp) share. See scand.c for the program's description.
  *
  * The options are filled once by main() before any thread starts and are
  * read-only afterwards. slog() is thread-safe (one write(2) per line).
@@ -47,6 +47,9 @@ extern struct scand_opts scand_opts;
 void slog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Escape untrusted text for a key="..." log field (into out). */
 const char *slog_esc(const char *s, char *out, size_t outsz);
+
+/* scand_opts.c: fill scand_opts from the command line (exit 2 if bad) */
+void parse_args(int argc, char **argv);
 
 /* scand_engine.c */
 int  engine_init(void);		     /* before any thread: cl_init & co. */
