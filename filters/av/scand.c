@@ -33,6 +33,8 @@
  *	-o queue_max=N         (default 64) requests waiting for a thread;
  *	                       beyond it a SCAN is answered busy at once
  *	-o files=yes|no        (default yes) report "file" lines
+ *	-o selftest_forbidden=yes   tests only: call socket() once the
+ *	                       sandbox is on (sandbox=yes: the process dies)
  *
  * Exit status: 0 after SIGTERM/SIGINT or when moatd closed every request
  * descriptor; 2 for a usage or start-up error. It dies with moatd
@@ -56,7 +58,8 @@
  * does not end the process: it logs event=load_failed, answers notready
  * with the reason, and loads again on SIGHUP or a change in the database
  * directory. SIGHUP, or an inotify event in the database directory
- * (IN_CLOSE_WRITE, IN_MOVED_TO, IN_DELETE, IN_CREATE; debounced: 1 s after
+ * (IN_CLOSE_WRITE, IN_MOVED_TO, IN_MOVED_FROM, IN_DELETE, IN_CREATE of a
+ * name that is not hidden, "tmp.*", "*.tmp" or "*~"; debounced: 1 s after
  * the last event, at most 5 s after the first), loads a new engine beside
  * the old one; scans keep using the old one until the swap, and the old
  * engine is freed when its last scan ends. A failed reload keeps the old
@@ -102,25 +105,11 @@
 #include "scand.h"
 
 #define FIRST_FD     3
-#define MAX_CHANNELS 1024
 #define SEND_WAIT_MS 5000
 #define DEBOUNCE_MS  1000
 #define DEBOUNCE_MAX 5000
 #define RECV_BURST   32
 #define DRAIN_MARGIN 5000
-
-struct scand_opts scand_opts = {
-	.threads = 0,
-	.queue_max = 64,
-	.max_scansize = 100ull << 20,
-	.max_filesize = 50ull << 20,
-	.max_recursion = 16,
-	.max_files = 10000,
-	.max_scantime = 30000,
-	.heuristics = 1,
-	.files = 1,
-	.sandbox = SANDBOX_KILL,
-};
 
 /* ------------------------------------------------------------------ log */
 
@@ -174,8 +163,10 @@ send_reply(struct channel *ch, const struct scan_reply *r)
 	pthread_mutex_lock(&ch->lock);
 	for (;;) {
 		w = send(ch->fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (w >= 0 || errno == EINTR)
+		if (w >= 0)
 			break;
+		if (errno == EINTR)
+			continue;
 		if (errno != EAGAIN && errno != ENOBUFS)
 			break;
 		if (poll(&pfd, 1, SEND_WAIT_MS) <= 0) {
@@ -308,7 +299,6 @@ recv_one(struct channel *ch)
 	ssize_t		    n;
 	int		    fd = -1, nfds = 0, k;
 	uint64_t	    id = 0;
-	char		    why[8];
 
 	msg.msg_iov = &iov;
 	msg.msg_iovlen = 1;
@@ -361,7 +351,7 @@ recv_one(struct channel *ch)
 		answer(ch, req.id, SCAN_ERROR, "SCAN without a descriptor");
 		return 1;
 	}
-	if (!engine_state(&id, &id, why, sizeof(why))) {
+	if (!engine_ready()) {
 		close(fd);
 		answer(ch, req.id, SCAN_NOTREADY, NULL);
 		return 1;
@@ -374,156 +364,6 @@ recv_one(struct channel *ch)
 		answer(ch, req.id, SCAN_BUSY, "queue full");
 	}
 	return 1;
-}
-
-/* ------------------------------------------------------------- options */
-
-static void
-usage(void)
-{
-	fprintf(stderr,
-	    "usage: moat-scand -d DBPATH -n N [-t THREADS] [-T TMPDIR] "
-	    "[-u USER] [-f] [-o key=value ...]\n");
-	exit(2);
-}
-
-/* A number with an optional K/M/G suffix, within [lo, hi]. */
-static int
-parse_size(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
-{
-	char		  *end;
-	unsigned long long v;
-	unsigned	   shift = 0;
-
-	if (*s < '0' || *s > '9')
-		return -1;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno != 0)
-		return -1;
-	if (*end == 'K' || *end == 'k')
-		shift = 10;
-	else if (*end == 'M' || *end == 'm')
-		shift = 20;
-	else if (*end == 'G' || *end == 'g')
-		shift = 30;
-	if (shift != 0)
-		end++;
-	if (*end != '\0' || v > (hi >> shift) || (v << shift) < lo)
-		return -1;
-	*out = v << shift;
-	return 0;
-}
-
-static int
-parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
-{
-	uint64_t v;
-
-	if (strpbrk(s, "KkMmGg") != NULL || parse_size(s, lo, hi, &v) < 0)
-		return -1;
-	*out = (unsigned)v;
-	return 0;
-}
-
-static int
-parse_bool(const char *s, int *out)
-{
-	if (strcmp(s, "yes") == 0)
-		*out = 1;
-	else if (strcmp(s, "no") == 0)
-		*out = 0;
-	else
-		return -1;
-	return 0;
-}
-
-static int
-set_option(char *kv)
-{
-	struct scand_opts *o = &scand_opts;
-	char		  *v = strchr(kv, '=');
-	int		   rc = -1;
-
-	if (v == NULL)
-		return -1;
-	*v++ = '\0';
-	if (strcmp(kv, "max_scansize") == 0)
-		rc = parse_size(v, 1, 4ull << 30, &o->max_scansize);
-	else if (strcmp(kv, "max_filesize") == 0)
-		rc = parse_size(v, 1, 4ull << 30, &o->max_filesize);
-	else if (strcmp(kv, "max_recursion") == 0)
-		rc = parse_uint(v, 1, 100, &o->max_recursion);
-	else if (strcmp(kv, "max_files") == 0)
-		rc = parse_uint(v, 1, 1000000, &o->max_files);
-	else if (strcmp(kv, "max_scantime") == 0)
-		rc = parse_uint(v, 1, 3600000, &o->max_scantime);
-	else if (strcmp(kv, "queue_max") == 0)
-		rc = parse_uint(v, 1, 100000, &o->queue_max);
-	else if (strcmp(kv, "heuristics") == 0)
-		rc = parse_bool(v, &o->heuristics);
-	else if (strcmp(kv, "files") == 0)
-		rc = parse_bool(v, &o->files);
-	else if (strcmp(kv, "selftest_forbidden") == 0)
-		rc = parse_bool(v, &o->selftest_forbidden);
-	else if (strcmp(kv, "sandbox") == 0) {
-		rc = 0;
-		if (strcmp(v, "yes") == 0)
-			o->sandbox = SANDBOX_KILL;
-		else if (strcmp(v, "no") == 0)
-			o->sandbox = SANDBOX_OFF;
-		else if (strcmp(v, "log") == 0)
-			o->sandbox = SANDBOX_LOG;
-		else
-			rc = -1;
-	}
-	if (rc < 0)
-		fprintf(stderr, "moat-scand: bad option -o %s=%s\n", kv, v);
-	return rc;
-}
-
-static void
-parse_args(int argc, char **argv)
-{
-	struct scand_opts *o = &scand_opts;
-	int		   ch;
-	long		   cpus;
-
-	while ((ch = getopt(argc, argv, "d:n:t:T:u:fo:")) != -1) {
-		switch (ch) {
-		case 'd':
-			o->dbpath = optarg;
-			break;
-		case 'n':
-			if (parse_uint(optarg, 1, MAX_CHANNELS, &o->nfds) < 0)
-				usage();
-			break;
-		case 't':
-			if (parse_uint(optarg, 1, 256, &o->threads) < 0)
-				usage();
-			break;
-		case 'T':
-			o->tmpdir = optarg;
-			break;
-		case 'u':
-			o->user = optarg;
-			break;
-		case 'f':
-			break;
-		case 'o':
-			if (set_option(optarg) < 0)
-				usage();
-			break;
-		default:
-			usage();
-		}
-	}
-	if (optind != argc || o->dbpath == NULL || o->nfds == 0)
-		usage();
-	if (o->threads == 0) {
-		cpus = sysconf(_SC_NPROCESSORS_ONLN);
-		o->threads = cpus < 1 ? 1 : cpus > 256 ? 256 : (unsigned)cpus;
-	}
 }
 
 /* ------------------------------------------------------------- start-up */
@@ -671,6 +511,40 @@ shutdown_scans(const char *why)
 	return rc;
 }
 
+/*
+ * Drain the inotify descriptor; 1 if an event names a file that may be a
+ * database: not hidden, not a temporary ("tmp.*", "*.tmp", "*~", as
+ * freshclam and editors make them).
+ */
+static int
+db_changed(int infd, char *buf, size_t size)
+{
+	const struct inotify_event *ev;
+	ssize_t			    n;
+	size_t			    off, len;
+	int			    changed = 0;
+
+	while ((n = read(infd, buf, size)) > 0) {
+		for (off = 0; off + sizeof(*ev) <= (size_t)n;
+		     off += sizeof(*ev) + ev->len) {
+			ev = (const struct inotify_event *)(buf + off);
+			if (ev->mask & IN_Q_OVERFLOW || ev->len == 0) {
+				changed = 1;
+				continue;
+			}
+			len = strlen(ev->name);
+			if (ev->name[0] == '.' ||
+			    strncmp(ev->name, "tmp.", 4) == 0 ||
+			    (len >= 4 &&
+				strcmp(ev->name + len - 4, ".tmp") == 0) ||
+			    ev->name[len - 1] == '~')
+				continue;
+			changed = 1;
+		}
+	}
+	return changed;
+}
+
 static void
 io_loop(int sigfd, int infd)
 {
@@ -719,11 +593,11 @@ io_loop(int sigfd, int infd)
 			}
 		}
 		if (infd >= 0 && (pfd[1].revents & POLLIN)) {
-			while (read(infd, ibuf, sizeof(ibuf)) > 0)
-				;
-			last_ev = now_ms();
-			if (first_ev == 0)
-				first_ev = last_ev;
+			if (db_changed(infd, ibuf, sizeof(ibuf))) {
+				last_ev = now_ms();
+				if (first_ev == 0)
+					first_ev = last_ev;
+			}
 		}
 		now = now_ms();
 		if (first_ev != 0 &&

@@ -1,8 +1,8 @@
 /*
  * scand.h - what the parts of moat-scand (scand.c: process, I/O and queue;
- * scand_engine.c: the libclamav engine and its reloads; scand_scan.c: one
- * scan; scand_sandbox.c: privileges and seccomp) share. See scand.c for
- * the program's description.
+ * scand_opts.c: command line; scand_engine.c: the libclamav engine and its
+ * reloads; scand_scan.c: one scan; scand_sandbox.c: privileges and
+ * seccomp) share. See scand.c for the program's description.
  *
  * The options are filled once by main() before any thread starts and are
  * read-only afterwards. slog() is thread-safe (one write(2) per line).
@@ -48,17 +48,22 @@ void slog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Escape untrusted text for a key="..." log field (into out). */
 const char *slog_esc(const char *s, char *out, size_t outsz);
 
+/* scand_opts.c: fill scand_opts from the command line (exit 2 if bad) */
+void parse_args(int argc, char **argv);
+
 /* scand_engine.c */
 int  engine_init(void);		     /* before any thread: cl_init & co. */
 int  engine_start(void);	     /* the loader thread; first load */
 void engine_reload(const char *why); /* coalesced */
 /* The current engine with a reference, or NULL (loading/failed: why). */
-struct cl_engine *engine_get(uint64_t *sigs, uint64_t *gen, const char **why);
-void		  engine_put(struct cl_engine *);
+struct cl_engine *engine_get(
+    uint64_t *sigs, uint64_t *gen, char *why, size_t whysz);
+void engine_put(struct cl_engine *);
 /* For PING: 1 ready (sigs, gen set), 0 not ready (why set). */
 int  engine_state(uint64_t *sigs, uint64_t *gen, char *why, size_t whysz);
-int  engine_busy(void); /* a load is running */
-void engine_stop(void); /* join the loader, drop the engine */
+int  engine_ready(void); /* an engine is loaded */
+int  engine_busy(void);	 /* a load is running */
+void engine_stop(void);	 /* join the loader, drop the engine */
 
 /* scand_scan.c */
 void scan_setup_engine(struct cl_engine *); /* callbacks, before compile */

@@ -216,7 +216,7 @@ engine_reload(const char *why)
 }
 
 struct cl_engine *
-engine_get(uint64_t *sigs, uint64_t *gen, const char **why)
+engine_get(uint64_t *sigs, uint64_t *gen, char *why, size_t whysz)
 {
 	struct cl_engine *e;
 
@@ -226,7 +226,8 @@ engine_get(uint64_t *sigs, uint64_t *gen, const char **why)
 		*sigs = cur_sigs;
 		*gen = cur_gen;
 	} else
-		*why = loading ? "engine loading" : load_error;
+		snprintf(
+		    why, whysz, "%s", loading ? "engine loading" : load_error);
 	pthread_mutex_unlock(&mu);
 	return e;
 }
@@ -251,6 +252,17 @@ engine_state(uint64_t *sigs, uint64_t *gen, char *why, size_t whysz)
 		    why, whysz, "%s", loading ? "engine loading" : load_error);
 	pthread_mutex_unlock(&mu);
 	return ready;
+}
+
+int
+engine_ready(void)
+{
+	int r;
+
+	pthread_mutex_lock(&mu);
+	r = cur != NULL;
+	pthread_mutex_unlock(&mu);
+	return r;
 }
 
 int

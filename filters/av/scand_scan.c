@@ -212,7 +212,7 @@ scan_message(int fd, const struct scan_request *req, struct scan_reply *r)
 	struct cl_engine      *e;
 	struct timespec	       t0;
 	struct stat	       st;
-	const char	      *why = NULL, *virname = NULL;
+	const char	      *virname = NULL;
 	cl_fmap_t	      *map;
 	cl_error_t	       rc;
 	void		      *p;
@@ -220,8 +220,9 @@ scan_message(int fd, const struct scan_request *req, struct scan_reply *r)
 
 	memset(r, 0, sizeof(*r));
 	r->id = req->id;
-	if ((e = engine_get(&r->signatures, &r->generation, &why)) == NULL) {
-		fail(r, SCAN_NOTREADY, "%s", why);
+	if ((e = engine_get(&r->signatures, &r->generation, r->error,
+		 sizeof(r->error))) == NULL) {
+		r->status = SCAN_NOTREADY;
 		return;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);

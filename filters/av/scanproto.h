@@ -31,6 +31,8 @@
  *				0..SCAN_FILES_MAX, every object ClamAV
  *				looked at (depth 0 = the message), type
  *				without "CL_TYPE_", name %-escaped or "-"
+ *	files_dropped <n>	file entries left out (beyond SCAN_FILES_MAX
+ *				or SCAN_REPLY_MAX); at most once
  *	engine <signatures> <generation>   (PING replies, and any reply)
  *	error <text>		status error/busy/notready: why
  *
@@ -38,7 +40,17 @@
  * infected: at least one virus line. incomplete: no virus, a limit line.
  * A heuristic alone gives status clean with heuristic lines (policy
  * decides). Unknown line keywords are ignored (forward compatibility);
- * anything else malformed makes the whole reply invalid.
+ * anything else malformed makes the whole reply invalid, including: more
+ * than SCAN_NAMES_MAX names of one kind, a status that disagrees with the
+ * names (virus lines without infected, clean with a limit line), a
+ * repeated time/engine/error/files_dropped line. Signature names and
+ * types are 0x21..0x7e and stay as sent (the formatter %-escapes other
+ * bytes, the parser does not unescape them); only file names are
+ * unescaped. The full rules are at the top of scanproto.c.
+ *
+ * A request's flags may hold only SCAN_F_DOTSTUFFED and reserved must be
+ * 0; scan_request_init refuses other flags and scan_request_check other
+ * flags or reserved bits.
  *
  * The scanner parses libclamav's view of hostile data, so moatd treats a
  * reply as hostile too: scan_reply_parse() is strict, bounded and fuzzed.

@@ -335,8 +335,8 @@ def start_and_ping():
     r = s.wait_ready()
     t.ok(r["engine"][0] > 300000 and r["engine"][1] == 1,
          "PING after the load: clean, engine <signatures> 1", r["raw"])
-    t.like(s.log(), r"event=loaded signatures=\d+ generation=1 ms=(\d+)",
-           "load logged with its time")
+    t.ok(s.wait_log(r"event=loaded signatures=\d+ generation=1 ms=(\d+)"),
+         "load logged with its time", s.log())
     m = re.search(r"event=loaded signatures=(\d+) generation=1 ms=(\d+)", s.log())
     if m:
         t.diag("engine load: %s signatures in %s ms" % m.groups())
@@ -609,6 +609,13 @@ def bad_requests():
     r = S.recv()
     t.ok(r["id"] == 307 and r["status"] == "infected",
          "SCAN with three descriptors: the first is scanned", r["raw"])
+    many = [os.memfd_create("m", os.MFD_CLOEXEC) for _ in range(12)]
+    S.send(request(OP_SCAN, 311, 1), many)
+    for fd in many:
+        os.close(fd)
+    r = S.recv()
+    t.eq((r["id"], r["status"]), (311, "error"),
+         "SCAN with 12 descriptors (control data truncated): error")
     S.send(request(OP_PING, 308), fds[:1])
     t.eq(S.recv()["status"], "clean", "PING with a descriptor: answered")
     for fd in fds:
@@ -699,8 +706,8 @@ def reloads():
     r = s.scan(m2, 2)
     t.ok(r["status"] == "infected" and found(r, "Moat.Test.Second"),
          "after SIGHUP: marker 2 found", r["raw"])
-    t.like(s.log(), r"event=reloaded signatures=\d+ generation=%d ms=\d+" % (gen + 1),
-           "reload logged: event=reloaded signatures=N generation=G")
+    t.ok(s.wait_log(r"event=reloaded signatures=\d+ generation=%d ms=\d+" % (gen + 1)),
+         "reload logged: event=reloaded signatures=N generation=G", s.log())
     m = re.search(r"event=reloaded signatures=(\d+) generation=%d ms=(\d+)" % (gen + 1), s.log())
     if m:
         t.diag("reload: %s signatures in %s ms" % m.groups())
@@ -719,6 +726,14 @@ def reloads():
     time.sleep(1.5)
     gen += 1
     t.eq(s.ping()["engine"][1], gen, "one reload for one change (debounced)")
+    write_file(os.path.join(d, "next.tmp"), "x")
+    write_file(os.path.join(d, ".hidden"), "x")
+    os.makedirs(os.path.join(d, "tmp.freshclam"))
+    time.sleep(1.6)
+    t.eq(s.ping()["engine"][1], gen, "temporary and hidden names in the directory: no reload")
+    os.unlink(os.path.join(d, "next.tmp"))
+    os.unlink(os.path.join(d, ".hidden"))
+    os.rmdir(os.path.join(d, "tmp.freshclam"))
 
     # A broken database: the old engine stays.
     write_file(os.path.join(d, "broken.ndb"), "this is not a signature\n")
