@@ -18,7 +18,8 @@ SIGKILL during a scan (451, restarted); a scanner that hangs past the
 filter's timeout (killed by moatd, 451, restarted); a database that does
 not load (451, the reason in the log); a signature added to the database
 directory and picked up by a reload with scans never failing meanwhile;
-the attachment policy by extension and by detected type, inside a zip.
+the attachment policy by extension and by detected type, inside a zip;
+an encrypted zip scored as AV_ENCRYPTED, not refused.
 """
 
 import base64
@@ -26,6 +27,7 @@ import io
 import os
 import re
 import signal
+import subprocess
 import sys
 import tarfile
 import time
@@ -217,6 +219,21 @@ def run_scanner():
         r = send(m.port, attach("script.js", b"var a = 1;\n", "text/javascript"))
         t.eq(r[0], 250, "scanner: suspect extension only scores")
         t.like(tx_line(m), r"ATTACHMENT_SUSPECT\(", "scanner: ATTACHMENT_SUSPECT evidence")
+
+        # A heuristic: an encrypted zip (zip -P) is scored, not refused.
+        zd = tmpdir()
+        with open(os.path.join(zd, "secret.txt"), "w") as f:
+            f.write("secret\n" * 50)
+        if subprocess.run(["zip", "-q", "-j", "-P", "pw", os.path.join(zd, "e.zip"),
+                           os.path.join(zd, "secret.txt")]).returncode == 0:
+            with open(os.path.join(zd, "e.zip"), "rb") as f:
+                r = send(m.port, attach("locked.zip", f.read(), "application/zip"))
+            t.eq(r[0], 250, "scanner: an encrypted zip is accepted (scored only)")
+            t.like(tx_line(m), r"AV_ENCRYPTED\(antivirus:1\.00\)",
+                   "scanner: AV_ENCRYPTED evidence with its score")
+        else:
+            t.skip("scanner: encrypted zip", "zip not installed")
+            t.skip("scanner: AV_ENCRYPTED evidence", "zip not installed")
 
         # A scan limit: 2 MB of zeros compress to a few KB (max_filesize 1M).
         bomb = zipped([("zeros.bin", b"\0" * (2 * 1024 * 1024))])
