@@ -188,33 +188,24 @@ dnscache_answer(
 	a->rr = e->n > 0 ? e->rr : NULL;
 }
 
-int
-dnscache_put(struct dnscache *c, const char *name, int type,
-    const struct dns_answer *a, unsigned ttl, uint64_t now_ms)
+/*
+ * Keep a copy of a (checked, clamped) for key/type until expires_ms;
+ * the new entry, which only the cache references, or NULL if too big.
+ */
+static struct dnscache_entry *
+store(struct dnscache *c, const char *key, size_t len, uint32_t h, int type,
+    const struct dns_answer *a, uint64_t expires_ms)
 {
 	struct dnscache_entry *e, *old;
-	char		       key[NAME_MAX_LEN + 1], *p;
-	size_t		       len, size, i;
-	uint32_t	       h;
+	char		      *p;
+	size_t		       size, i;
 
-	if (c->max_bytes == 0 || ttl == 0 ||
-	    (a->status != DNS_OK && a->status != DNS_NXDOMAIN &&
-		a->status != DNS_NODATA) ||
-	    (a->status == DNS_OK && a->n == 0) ||
-	    (a->status != DNS_OK && a->n != 0) || a->n > DNS_MAX_RECORDS)
-		return -1;
-	if (ttl < c->min_ttl)
-		ttl = c->min_ttl;
-	if (ttl > c->max_ttl)
-		ttl = c->max_ttl;
-	len = key_name(name, key);
 	size = sizeof(*e) + len + 1 + a->n * sizeof(struct dns_record);
 	for (i = 0; i < a->n; i++)
 		size += a->rr[i].rdlen +
 		    (a->rr[i].text != NULL ? a->rr[i].textlen + 1 : 0);
 	if (size > c->max_bytes / 8)
-		return -1;
-	h = key_hash(key, len, type);
+		return NULL;
 	if ((old = find(c, key, h, type)) != NULL)
 		entry_unlink(c, old);
 	while (c->head != NULL &&
@@ -229,7 +220,7 @@ dnscache_put(struct dnscache *c, const char *name, int type,
 	e->refs = 1;
 	e->hash = h;
 	e->type = type;
-	e->expires_ms = now_ms + (uint64_t)ttl * 1000;
+	e->expires_ms = expires_ms;
 	e->size = size;
 	e->status = a->status;
 	e->rcode = a->rcode;
@@ -270,7 +261,48 @@ dnscache_put(struct dnscache *c, const char *name, int type,
 	c->st.entries++;
 	c->st.bytes += size;
 	c->st.stored++;
-	return 0;
+	return e;
+}
+
+int
+dnscache_put(struct dnscache *c, const char *name, int type,
+    const struct dns_answer *a, unsigned ttl, uint64_t now_ms)
+{
+	char   key[NAME_MAX_LEN + 1];
+	size_t len;
+
+	if (c->max_bytes == 0 || ttl == 0 ||
+	    (a->status != DNS_OK && a->status != DNS_NXDOMAIN &&
+		a->status != DNS_NODATA) ||
+	    (a->status == DNS_OK && a->n == 0) ||
+	    (a->status != DNS_OK && a->n != 0) || a->n > DNS_MAX_RECORDS)
+		return -1;
+	if (ttl < c->min_ttl)
+		ttl = c->min_ttl;
+	if (ttl > c->max_ttl)
+		ttl = c->max_ttl;
+	len = key_name(name, key);
+	return store(c, key, len, key_hash(key, len, type), type, a,
+		   now_ms + (uint64_t)ttl * 1000) != NULL
+	    ? 0
+	    : -1;
+}
+
+struct dnscache_entry *
+dnscache_copy(
+    struct dnscache *dst, const struct dnscache_entry *src, uint64_t now_ms)
+{
+	struct dnscache_entry *e;
+	struct dns_answer      a;
+
+	if (dst->max_bytes == 0 || now_ms >= src->expires_ms)
+		return NULL;
+	dnscache_answer(src, now_ms, &a);
+	e = store(dst, src->name, strlen(src->name), src->hash, src->type, &a,
+	    src->expires_ms);
+	if (e != NULL)
+		e->refs++;
+	return e;
 }
 
 void

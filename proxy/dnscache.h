@@ -22,7 +22,8 @@
  * cache (dnscache_free() only drops the cache's references).
  *
  * Pure code: no I/O, no clock (the caller passes now, in milliseconds of
- * a monotonic clock), no locks: one thread per cache.
+ * a monotonic clock), no locks: a cache is one thread's, or the caller
+ * locks it (resolver.c's shared second level).
  */
 #ifndef MOAT_DNSCACHE_H
 #define MOAT_DNSCACHE_H
@@ -70,6 +71,15 @@ void dnscache_unref(struct dnscache_entry *);
  */
 int dnscache_put(struct dnscache *, const char *name, int type,
     const struct dns_answer *, unsigned ttl, uint64_t now_ms);
+
+/*
+ * Keep a copy of another cache's live entry (same question, answer and
+ * expiry: no clamp again) in dst; the new entry, referenced, or NULL
+ * (expired, or too big for dst). The caller makes sure src's owner does
+ * not touch it meanwhile.
+ */
+struct dnscache_entry *dnscache_copy(
+    struct dnscache *dst, const struct dnscache_entry *src, uint64_t now_ms);
 
 void dnscache_stats(const struct dnscache *, struct dnscache_stats *);
 

@@ -13,7 +13,12 @@
  * In front of it, each loop thread keeps a small cache of the answers
  * it was given (dnscache.c, dns_thread_cache_size): a question asked
  * again while its answer lives is answered on the asking thread itself,
- * with no pipe, no other thread and no libunbound call. The answer is
+ * with no pipe, no other thread, no lock and no libunbound call. When a
+ * thread's own cache misses, a second level shared by the threads (one
+ * more table of that size, under a mutex: taken only on those misses,
+ * never on a hit) is asked before libunbound, and the answer copied into
+ * the thread's; so a domain one thread has seen is a hit for the others
+ * too. Every answer from libunbound goes into both levels. The answer is
  * still delivered later, from the loop (an event made active), never
  * from inside resolver_query(). Only answers and RFC 2308 negative
  * answers (with their SOA) are kept, for their TTL within the configured
@@ -23,6 +28,7 @@
  */
 #include <arpa/inet.h>
 #include <event2/event.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,8 +84,12 @@ static long		       timeout_ms;
 static size_t		       tcache_bytes;
 static unsigned		       tcache_min_ttl, tcache_max_ttl;
 static __thread struct tcache *tc;
+/* the second level, shared: only under shared_mtx */
+static struct dnscache *shared;
+static pthread_mutex_t	shared_mtx = PTHREAD_MUTEX_INITIALIZER;
 /* the threads' cache counters, added up as each thread ends */
 static atomic_ullong tc_hits, tc_misses, tc_stored, tc_evicted, tc_expired;
+static atomic_ullong shared_hits;
 
 static uint64_t
 now_ms(void)
@@ -185,9 +195,16 @@ out:
 		ttl = dns_answer_ttl(res->answer_packet,
 		    res->answer_len > 0 ? (size_t)res->answer_len : 0,
 		    a.status != DNS_OK);
-		if (ttl > 0)
-			dnscache_put(tc->dc, q->name, q->type, &a,
-			    (unsigned)ttl, now_ms());
+		if (ttl > 0) {
+			uint64_t now = now_ms();
+
+			dnscache_put(
+			    tc->dc, q->name, q->type, &a, (unsigned)ttl, now);
+			pthread_mutex_lock(&shared_mtx);
+			dnscache_put(
+			    shared, q->name, q->type, &a, (unsigned)ttl, now);
+			pthread_mutex_unlock(&shared_mtx);
+		}
 	}
 	q->done = 1;
 	q->cb(q->arg, &a);
@@ -289,6 +306,26 @@ hits_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/*
+ * The thread's cache missed: the shared level's entry, copied into the
+ * thread's and referenced there, or NULL.
+ */
+static struct dnscache_entry *
+shared_get(struct tcache *t, const char *name, int type, uint64_t now)
+{
+	struct dnscache_entry *se, *e = NULL;
+
+	pthread_mutex_lock(&shared_mtx);
+	if ((se = dnscache_get(shared, name, type, now)) != NULL) {
+		e = dnscache_copy(t->dc, se, now);
+		dnscache_unref(se);
+	}
+	pthread_mutex_unlock(&shared_mtx);
+	if (e != NULL)
+		atomic_fetch_add(&shared_hits, 1);
+	return e;
+}
+
 /* This thread's cache, made at its first question; NULL if disabled or
  * if the thread asks for another loop (not done). */
 static struct tcache *
@@ -353,7 +390,8 @@ resolver_query(struct loop *l, const char *name, int type, dns_cb cb, void *arg)
 	if (!dns_name_valid(name))
 		q->refused = "bad name";
 	else if ((t = tcache_get(l)) != NULL &&
-	    (q->hit = dnscache_get(t->dc, q->name, type, now_ms())) != NULL) {
+	    ((q->hit = dnscache_get(t->dc, q->name, type, now_ms())) != NULL ||
+		(q->hit = shared_get(t, q->name, type, now_ms())) != NULL)) {
 		*t->hits_tail = q;
 		t->hits_tail = &q->hnext;
 		event_active(t->ev, EV_TIMEOUT, 0);
@@ -473,6 +511,7 @@ resolver_init(
 	ub_event = event_new(loop_base(mainloop), ub_fd(ctx),
 	    EV_READ | EV_PERSIST, ub_readable, NULL);
 	event_add(ub_event, NULL);
+	shared = dnscache_new(tcache_bytes, tcache_min_ttl, tcache_max_ttl);
 	return 0;
 fail:
 	ub_ctx_delete(ctx);
@@ -495,12 +534,14 @@ resolver_log_stop(void)
 {
 	log_info("event=dns-stop thread_cache_hits=%llu "
 		 "thread_cache_misses=%llu thread_cache_stored=%llu "
-		 "thread_cache_evicted=%llu thread_cache_expired=%llu",
+		 "thread_cache_evicted=%llu thread_cache_expired=%llu "
+		 "shared_cache_hits=%llu",
 	    (unsigned long long)atomic_load(&tc_hits),
 	    (unsigned long long)atomic_load(&tc_misses),
 	    (unsigned long long)atomic_load(&tc_stored),
 	    (unsigned long long)atomic_load(&tc_evicted),
-	    (unsigned long long)atomic_load(&tc_expired));
+	    (unsigned long long)atomic_load(&tc_expired),
+	    (unsigned long long)atomic_load(&shared_hits));
 }
 
 void
@@ -513,4 +554,6 @@ resolver_shutdown(void)
 	if (ctx != NULL)
 		ub_ctx_delete(ctx);
 	ctx = NULL;
+	dnscache_free(shared);
+	shared = NULL;
 }

@@ -400,6 +400,32 @@ test_cache(void)
 	is_int(dnscache_put(c, "x.test", DNS_T_TXT, &a, 60, t0), -1,
 	    "size 0: keeps nothing");
 	dnscache_free(c);
+
+	/* Copies between caches (the resolver's shared level) */
+	{
+		struct dnscache *src = dnscache_new(64 * 1024, 0, 3600);
+		struct dnscache *dst = dnscache_new(64 * 1024, 600, 3600);
+
+		a = answer(DNS_OK, r, 3);
+		a.secure = 1;
+		dnscache_put(src, "Copy.Example.Test.", DNS_T_TXT, &a, 100, t0);
+		e = dnscache_get(src, "copy.example.test", DNS_T_TXT, t0);
+		e2 = dnscache_copy(dst, e, t0 + 40000);
+		ok(e2 != NULL, "copy: stored in the other cache, referenced");
+		dnscache_answer(e2, t0 + 40000, &got);
+		ok(same(&got, &a), "copy: the same answer");
+		is_int(got.ttl, 60,
+		    "copy: the source's expiry, no clamp again (min_ttl 600)");
+		dnscache_unref(e2);
+		ok(has(dst, "COPY.example.test", DNS_T_TXT, t0 + 99999) &&
+			!has(dst, "copy.example.test", DNS_T_TXT, t0 + 100000),
+		    "copy: found under the same key, gone at the same time");
+		ok(dnscache_copy(dst, e, t0 + 100000) == NULL,
+		    "copy: an expired entry is not copied");
+		dnscache_unref(e);
+		dnscache_free(src);
+		dnscache_free(dst);
+	}
 	(void)n;
 }
 
