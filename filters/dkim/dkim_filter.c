@@ -16,7 +16,7 @@
  * (OpenSSL 3's d2i_PUBKEY_bio, the costliest step of a verification) is
  * answered from dkim_keycache.c's per-thread table of parsed keys, keyed
  * by the key's exact octets, while this filter calls dkim_eoh() and
- * dkim_eom() (key_cache entries per thread, default 128; 0 = off). Every
+ * dkim_eom() (key_cache entries per thread, default 1024; 0 = off). Every
  * signature is still verified on every message.
  *
  * Bounds: at most max_signatures (default 5) signatures are verified, the
@@ -202,7 +202,7 @@ static int
 dkim_init_filter(const struct filter_conf *fc, void **ctx)
 {
 	struct dkim_conf *c = xcalloc(1, sizeof(*c));
-	double		  max = 5, bits = 1024, kcache = 128;
+	double		  max = 5, bits = 1024, kcache = 1024;
 	unsigned	  flags, minbits;
 	char		  key[64];
 	int		  bad = 0, i;
@@ -212,7 +212,7 @@ dkim_init_filter(const struct filter_conf *fc, void **ctx)
 	bad |= filter_opt_num(fc, "min_key_bits", 1024, 16384,
 	    "a number from 1024 to 16384", &bits);
 	bad |= filter_opt_num(
-	    fc, "key_cache", 0, 4096, "a number from 0 to 4096", &kcache);
+	    fc, "key_cache", 0, 100000, "a number from 0 to 100000", &kcache);
 	for (i = 0; i < 6; i++) {
 		c->score[i] = default_scores[i];
 		snprintf(key, sizeof(key), "score_%s", res_names[i]);

@@ -47,10 +47,11 @@ struct kc {
 	struct kc_entry		  *table[KC_BUCKETS];
 	struct kc_entry		  *head, *tail; /* head: most recent */
 	struct dkim_keycache_stats st;
+	size_t			   bytes; /* DER octets kept */
 };
 
 static d2i_pubkey_bio_fn   real_d2i;
-static size_t		   kc_max = 128;
+static size_t		   kc_max = 1024;
 static pthread_once_t	   kc_once = PTHREAD_ONCE_INIT;
 static pthread_key_t	   kc_key;
 static __thread struct kc *kc;
@@ -158,6 +159,7 @@ evict(struct kc *c, struct kc_entry *e)
 	*pp = e->hnext;
 	lru_unlink(c, e);
 	EVP_PKEY_free(e->pkey);
+	c->bytes -= e->len;
 	free(e);
 	c->st.entries--;
 }
@@ -237,7 +239,9 @@ d2i_PUBKEY_bio(BIO *bp, EVP_PKEY **a)
 	e->len = (size_t)len;
 	e->consumed = left >= 0 && left <= len ? (size_t)(len - left) : 0;
 	e->pkey = pk; /* the reference taken above */
-	while (c->st.entries >= kc_max && c->tail != NULL) {
+	while ((c->st.entries >= kc_max ||
+		   c->bytes + (size_t)len > DKIM_KEYCACHE_BYTES) &&
+	    c->tail != NULL) {
 		evict(c, c->tail);
 		c->st.evicted++;
 	}
@@ -245,6 +249,7 @@ d2i_PUBKEY_bio(BIO *bp, EVP_PKEY **a)
 	*bucket = e;
 	lru_push(c, e);
 	c->st.entries++;
+	c->bytes += e->len;
 	return pk;
 }
 

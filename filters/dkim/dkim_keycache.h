@@ -18,8 +18,10 @@
  * is a different entry, and nothing needs to expire; every signature is
  * still verified (RSA or Ed25519) on every message.
  *
- * Bounds: at most max entries per thread (the least recently used make
- * room), keys of at most DKIM_KEYCACHE_DER_MAX octets.
+ * Bounds: at most max entries per thread, and DKIM_KEYCACHE_BYTES of DER
+ * octets (the parsed key takes a few times its octets: about 2.5 KB for
+ * an RSA-2048 key, whose DER is 294 octets); the least recently used make
+ * room. Keys of more than DKIM_KEYCACHE_DER_MAX octets are not kept.
  *
  * Threading: each thread its own table (thread-local); a thread's table
  * is freed when the thread exits, or by dkim_keycache_thread_done().
@@ -30,6 +32,7 @@
 #include <stddef.h>
 
 #define DKIM_KEYCACHE_DER_MAX 4096 /* a 16384-bit RSA key is ~2.1 KB */
+#define DKIM_KEYCACHE_BYTES   (1024 * 1024)
 
 struct dkim_keycache_stats {
 	unsigned long long hits, misses, evicted;

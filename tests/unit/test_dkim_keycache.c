@@ -156,6 +156,27 @@ test_hook(EVP_PKEY *rsa, EVP_PKEY *rsa2)
 	EVP_PKEY_free(decode(der, len, &left));
 	ok(stats().misses == 4, "... the evicted one misses");
 	dkim_keycache_thread_done();
+	dkim_keycache_init(100000);
+	{
+		/* the same key followed by 3000 distinct octets: distinct
+		 * entries of ~3.3 KB, so the bytes bound comes first */
+		static unsigned char big[4096];
+		size_t		     most = 0;
+
+		memcpy(big, der, (size_t)len);
+		for (i = 0; i < 400; i++) {
+			memset(big + len, 0, 3000);
+			snprintf((char *)big + len, 16, "%d", i);
+			EVP_PKEY_free(decode(big, len + 3000, &left));
+			if (stats().entries > most)
+				most = stats().entries;
+		}
+		ok(most * (size_t)(len + 3000) <= DKIM_KEYCACHE_BYTES &&
+			most > 250 && stats().evicted > 0,
+		    "bytes bound: %zu entries of %d octets at most (1 MiB)",
+		    most, len + 3000);
+	}
+	dkim_keycache_thread_done();
 	dkim_keycache_init(0);
 	EVP_PKEY_free(decode(der, len, &left));
 	EVP_PKEY_free(decode(der, len, &left));
