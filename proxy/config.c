@@ -106,6 +106,15 @@ const struct limit_def limit_defs[LIM_COUNT] = {
 	    1000000, "DNS lookups in flight, whole process" },
 	[LIM_DNS_CACHE_SIZE] = { "dns_cache_size", UNIT_BYTES, 32 * MIB,
 	    1 * MIB, 4 * GIB, "DNS cache (messages and records)" },
+	[LIM_DNS_THREAD_CACHE_SIZE] = { "dns_thread_cache_size", UNIT_BYTES,
+	    4 * MIB, 0, 1 * GIB,
+	    "answers kept by each event-loop thread; 0 = none" },
+	[LIM_DNS_THREAD_CACHE_MIN_TTL] = { "dns_thread_cache_min_ttl",
+	    UNIT_SECONDS, 0, 0, 3600,
+	    "shortest time an answer is kept by a thread (its TTL raised)" },
+	[LIM_DNS_THREAD_CACHE_MAX_TTL] = { "dns_thread_cache_max_ttl",
+	    UNIT_SECONDS, 3600, 1, 86400,
+	    "longest time an answer is kept by a thread (its TTL lowered)" },
 };
 
 static int config_errors;

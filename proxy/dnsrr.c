@@ -189,3 +189,92 @@ dns_name_valid(const char *name)
 	}
 	return 1;
 }
+
+/* ----------------------------------------------------------- message TTLs */
+
+/* Skip a possibly compressed name at *i; 0, or -1 if it runs off. */
+static int
+skip_name(const unsigned char *m, size_t len, size_t *i)
+{
+	size_t hops = 0;
+
+	while (*i < len && hops++ < 128) {
+		unsigned l = m[*i];
+
+		if (l == 0) {
+			*i += 1;
+			return 0;
+		}
+		if ((l & 0xc0) == 0xc0) { /* a pointer ends the name here */
+			if (*i + 2 > len)
+				return -1;
+			*i += 2;
+			return 0;
+		}
+		if (l & 0xc0)
+			return -1; /* reserved label types */
+		*i += 1 + l;
+	}
+	return -1;
+}
+
+static unsigned long
+get32(const unsigned char *p)
+{
+	return (unsigned long)p[0] << 24 | (unsigned long)p[1] << 16 |
+	    (unsigned long)p[2] << 8 | p[3];
+}
+
+long
+dns_answer_ttl(const unsigned char *m, size_t len, int negative)
+{
+	size_t	      i = 12, k, qd, an, ns;
+	long	      best = -1;
+	unsigned long ttl;
+
+	if (m == NULL || len < 12)
+		return -1;
+	qd = (size_t)m[4] << 8 | m[5];
+	an = (size_t)m[6] << 8 | m[7];
+	ns = (size_t)m[8] << 8 | m[9];
+	for (k = 0; k < qd; k++) {
+		if (skip_name(m, len, &i) == -1 || i + 4 > len)
+			return -1;
+		i += 4;
+	}
+	for (k = 0; k < an + ns; k++) {
+		unsigned type;
+		size_t	 rdlen;
+
+		if (skip_name(m, len, &i) == -1 || i + 10 > len)
+			return -1;
+		type = (unsigned)m[i] << 8 | m[i + 1];
+		ttl = get32(m + i + 4);
+		rdlen = (size_t)m[i + 8] << 8 | m[i + 9];
+		i += 10;
+		if (i + rdlen > len)
+			return -1;
+		if (ttl > 0x7fffffffUL) /* RFC 2181 §8: treat as zero */
+			ttl = 0;
+		if (!negative && k < an) {
+			if (best == -1 || (long)ttl < best)
+				best = (long)ttl;
+		} else if (negative && k >= an && type == 6 /* SOA */) {
+			size_t	      j = i;
+			unsigned long min;
+
+			/* MNAME, RNAME, then five 32-bit fields; MINIMUM last
+			 */
+			if (skip_name(m, i + rdlen, &j) == -1 ||
+			    skip_name(m, i + rdlen, &j) == -1 ||
+			    j + 20 != i + rdlen)
+				return -1;
+			min = get32(m + j + 16);
+			if (min > 0x7fffffffUL)
+				min = 0;
+			return (long)(ttl < min ? ttl : min);
+		}
+		i += rdlen;
+	}
+	return negative ? -1 : best;
+}

@@ -54,4 +54,15 @@ int dns_reverse_name(const char *addr, char *out, size_t outlen);
  */
 int dns_name_valid(const char *name);
 
+/*
+ * How long an answer may be kept, in seconds, from its wire form (a DNS
+ * message, RFC 1035 §4.1, compression allowed): for an answer with
+ * records (negative == 0) the smallest TTL in the answer section (a CNAME
+ * chain's included); for NXDOMAIN or NODATA (negative == 1) RFC 2308 §5:
+ * the smaller of the TTL of the authority section's SOA and its MINIMUM
+ * field. -1 when the message is malformed, or negative and without SOA
+ * (RFC 2308: such an answer is not cached). Pure; any thread.
+ */
+long dns_answer_ttl(const unsigned char *msg, size_t len, int negative);
+
 #endif

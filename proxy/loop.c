@@ -16,6 +16,7 @@
 #include "config.h"
 #include "log.h"
 #include "loop.h"
+#include "resolver.h"
 #include "tls.h"
 #include "upstream.h"
 #include "util.h"
@@ -107,6 +108,7 @@ loop_main(void *arg)
 	 * with its session, the orphans just reaped) finish freeing in a
 	 * deferred callback: give it its turn before the base goes. */
 	event_base_loop(l->base, EVLOOP_NONBLOCK);
+	resolver_thread_done();
 	tls_client_thread_done();
 	log_thread_stop();
 	return NULL;

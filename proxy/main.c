@@ -377,6 +377,7 @@ main(int argc, char **argv)
 	probe_stop(the_probe);
 	the_probe = NULL;
 	upstream_reap_orphans(); /* the probe's, on this thread */
+	resolver_log_stop();
 	resolver_shutdown();
 	event_base_loop(
 	    loop_base(m.mainloop), EVLOOP_NONBLOCK); /* see loop.c */

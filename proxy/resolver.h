@@ -8,13 +8,17 @@
  * cache for the whole process, and bounded: a deadline per query
  * (dns_timeout), a cap on queries in flight (dns_max_queries), a cap on
  * the records of one answer (DNS_MAX_RECORDS), the cache's size
- * (dns_cache_size).
+ * (dns_cache_size). Each loop thread also keeps the answers it got in a
+ * small cache of its own (dnscache.h, dns_thread_cache_size), answered
+ * without leaving the thread.
  *
  * Threading: resolver_init() and resolver_shutdown() on the main thread,
  * which then runs libunbound's result pipe in its event loop.
  * resolver_query() and resolver_cancel() on any loop thread; the callback
  * runs on the loop thread that asked, exactly once unless the query was
- * cancelled first.
+ * cancelled first, and never from inside resolver_query() (a cached
+ * answer too comes from the loop). resolver_thread_done() on each loop
+ * thread as it ends (after its loop), before resolver_shutdown().
  */
 #ifndef MOAT_RESOLVER_H
 #define MOAT_RESOLVER_H
@@ -62,6 +66,11 @@ int resolver_init(
 void resolver_shutdown(void);
 /* One log line saying how it resolves (moatd's start). */
 void resolver_log_start(const struct config *);
+/* One log line of the thread caches' counters (moatd's stop, after the
+ * loop threads ended). */
+void resolver_log_stop(void);
+/* Free this thread's cache (its counters go to resolver_log_stop). */
+void resolver_thread_done(void);
 
 /*
  * Ask for name/type; cb(arg, answer) later on this loop's thread. NULL

@@ -12,6 +12,13 @@
  * re-entry point, LIBRARIES.md §3.3). The body (BODY) is hashed as it is
  * walked; dkim_eom() at EOM is CPU only.
  *
+ * Keys are decoded once per thread: libopendkim's decoding of each key
+ * (OpenSSL 3's d2i_PUBKEY_bio, the costliest step of a verification) is
+ * answered from dkim_keycache.c's per-thread table of parsed keys, keyed
+ * by the key's exact octets, while this filter calls dkim_eoh() and
+ * dkim_eom() (key_cache entries per thread, default 1024; 0 = off). Every
+ * signature is still verified on every message.
+ *
  * Bounds: at most max_signatures (default 5) signatures are verified, the
  * rest ignored before any key is asked for (the prescreen callback); RSA
  * keys under min_key_bits (1024, RFC 8301 §3.2) fail; each key lookup is
@@ -40,8 +47,10 @@
 
 #include <opendkim/dkim.h>
 
+#include "dkim_keycache.h"
 #include "filter_api.h"
 #include "filter_opts.h"
+#include "log.h"
 #include "resolver.h"
 #include "util.h"
 
@@ -100,8 +109,8 @@ struct dkim_msg {
 };
 
 static const char *const dkim_filter_options[] = { "max_signatures",
-	"min_key_bits", "score_pass", "score_fail", "score_neutral",
-	"score_temperror", "score_permerror", "score_none",
+	"min_key_bits", "key_cache", "score_pass", "score_fail",
+	"score_neutral", "score_temperror", "score_permerror", "score_none",
 	"score_partial_body", NULL };
 
 /* ---------------------------------------------------------- keys */
@@ -193,7 +202,7 @@ static int
 dkim_init_filter(const struct filter_conf *fc, void **ctx)
 {
 	struct dkim_conf *c = xcalloc(1, sizeof(*c));
-	double		  max = 5, bits = 1024;
+	double		  max = 5, bits = 1024, kcache = 1024;
 	unsigned	  flags, minbits;
 	char		  key[64];
 	int		  bad = 0, i;
@@ -202,6 +211,8 @@ dkim_init_filter(const struct filter_conf *fc, void **ctx)
 	    fc, "max_signatures", 1, 50, "a number from 1 to 50", &max);
 	bad |= filter_opt_num(fc, "min_key_bits", 1024, 16384,
 	    "a number from 1024 to 16384", &bits);
+	bad |= filter_opt_num(
+	    fc, "key_cache", 0, 100000, "a number from 0 to 100000", &kcache);
 	for (i = 0; i < 6; i++) {
 		c->score[i] = default_scores[i];
 		snprintf(key, sizeof(key), "score_%s", res_names[i]);
@@ -230,6 +241,9 @@ dkim_init_filter(const struct filter_conf *fc, void **ctx)
 	    sizeof(minbits));
 	dkim_set_key_lookup(c->lib, key_lookup);
 	dkim_set_prescreen(c->lib, prescreen);
+	if (dkim_keycache_init((size_t)kcache) == -1 && kcache > 0)
+		log_warn("event=dkim-key-cache state=off reason=\"cannot "
+			 "interpose d2i_PUBKEY_bio\"");
 	*ctx = c;
 	return 0;
 }
@@ -378,7 +392,10 @@ eoh_step(struct dkim_msg *m, struct loop *loop)
 	int rounds;
 
 	for (rounds = 0; rounds < DKIM_KEYS_MAX + 1; rounds++) {
+		int armed = dkim_keycache_arm(1);
+
 		m->eoh = dkim_eoh(m->d);
+		dkim_keycache_arm(armed);
 		if (m->eoh != DKIM_STAT_CBTRYAGAIN)
 			break;
 		if (ask_keys(m, loop) > 0)
@@ -573,8 +590,12 @@ dkim_stage(void *ctx, struct filter_call *fc, struct filter_reply *reply)
 			dkim_body(m->d, (u_char *)env->body, env->bodylen);
 		break;
 	case FILTER_STAGE_EOM:
-		if (m->active && !m->nosig)
+		if (m->active && !m->nosig) {
+			int armed = dkim_keycache_arm(1);
+
 			dkim_eom(m->d, NULL);
+			dkim_keycache_arm(armed);
+		}
 		report(m, &fc->token);
 		break;
 	default:

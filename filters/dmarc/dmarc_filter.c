@@ -436,8 +436,10 @@ finish(struct dmarc_msg *m, const struct filter_token *t,
 	}
 	ar = filter_auth_results(t, &nar);
 	dmarc_auth_read(ar, nar, &a);
-	dmarc_evaluate(
-	    m->from_domain, &rec, m->at_org, &a, arc4random_uniform(100), &o);
+	/* The pct sample (§6.6.4) matters only below 100: no random
+	 * number (a getrandom(2) call each) for the usual record. */
+	dmarc_evaluate(m->from_domain, &rec, m->at_org, &a,
+	    rec.pct < 100 ? arc4random_uniform(100) : 0, &o);
 	if (o.res == DMARC_RES_PASS)
 		filter_evidence(t, "DMARC_PASS", c->score[SC_PASS],
 		    "header.from=%s p=%s aligned=%s%s%s", m->from_domain,

@@ -6,7 +6,10 @@
  * names hold only printable characters and at most 253 of them; A/AAAA
  * decode only from 4/16 octets. The whole input, as a string, goes to
  * dns_name_valid and dns_reverse_name (whose output must be NUL-terminated
- * and end in ".arpa"). A broken invariant calls abort().
+ * and end in ".arpa"); the whole input, as a DNS message, to
+ * dns_answer_ttl (positive and negative), whose result must be -1 or a
+ * TTL of at most 2^31 - 1 (its reads are checked by ASan). A broken
+ * invariant calls abort().
  *
  *	clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
  *	    -Iproxy tests/fuzz/fuzz_dnsrr.c proxy/dnsrr.c -o fuzz_dnsrr
@@ -71,5 +74,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(l > 5 && strcmp(out + l - 5, ".arpa") == 0);
 	}
 	free(s);
+	n = dns_answer_ttl(data, size, 0);
+	CHECK(n >= -1 && n <= 0x7fffffffL);
+	n = dns_answer_ttl(data, size, 1);
+	CHECK(n >= -1 && n <= 0x7fffffffL);
 	return 0;
 }

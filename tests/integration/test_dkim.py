@@ -11,7 +11,10 @@ RSA key fails (RFC 8301); a key lookup that times out is temperror; l=
 that leaves part of the body unsigned is reported; unsigned mail is
 dkim=none; max_signatures bounds the work; a client leaving while keys
 are fetched; Authentication-Results and evidence of each; the RFC 8463
-example message (both its signatures); option errors.
+example message (both its signatures); option errors. All of it twice:
+with the per-thread cache of parsed keys (key_cache, the default; most
+messages here share one RSA key, so they verify with the cached one,
+the tampered ones too) and without it (key_cache = 0): the same results.
 """
 
 import os
@@ -90,18 +93,20 @@ def tx_line(m, tag):
     return lines[-1] if lines else ""
 
 
-def run(dns_lines, keys):
+def run(dns_lines, keys, key_cache=None):
     silent = SilentDns()
     dns = Dnsmasq(dns_lines + ["server=/slow.example.test/127.0.0.1#%d" % silent.port])
     sink = Sink()
     m = Moatd(sink.port, 'dns_forwarders = { "%s" }\ndns_timeout = 1s\n'
-              'filter "dkim" { max_signatures = "5" }\n' % dns.forwarder())
+              'filter "dkim" { max_signatures = "5" %s }\n'
+              % (dns.forwarder(), "" if key_cache is None else 'key_cache = "%s"' % key_cache))
     n = [0]
+    cache = "key_cache %s: " % ("default" if key_cache is None else key_cache)
 
     def deliver(data, name):
         r = send(m.port, data)
         n[0] += 1
-        t.eq(r[0], 250, "%s: delivered" % name)
+        t.eq(r[0], 250, "%s%s: delivered" % (cache, name))
         msgs = sink.messages(count=n[0])
         return msgs[-1] if len(msgs) >= n[0] else ""
 
@@ -172,6 +177,9 @@ def run(dns_lines, keys):
         time.sleep(1.5)
         deliver(sign(msg("16"), "rsa", rsa), "after a client left mid-lookup")
         t.ok(m.alive(), "moatd alive")
+        t.ok("dkim-key-cache" not in m.log(),
+             "%sno event=dkim-key-cache warning (moatd's d2i_PUBKEY_bio is the one "
+             "libopendkim calls)" % cache)
     finally:
         rc = m.stop()
         t.eq(rc, 0, "moatd exits cleanly (no sanitizer report)")
@@ -183,6 +191,8 @@ def config_errors():
     for opt, pat in (('max_signatures = "0"', r"max_signatures: \"0\" is not a number"),
                      ('min_key_bits = "512"', r"min_key_bits: \"512\" is not a number"),
                      ('score_fail = "x"', r"score_fail: \"x\" is not a number"),
+                     ('key_cache = "-1"', r"key_cache: \"-1\" is not a number"),
+                     ('key_cache = "100001"', r"key_cache: \"100001\" is not a number"),
                      ('size = "1"', r'unknown option "size"')):
         rc, out = moatd_check('filter "dkim" { %s }\n' % opt)
         t.ok(rc != 0 and re.search(pat, out), "moatd -t refuses %s" % opt, out)
@@ -237,6 +247,7 @@ def main():
              txt("small._domainkey.example.test", small_txt),
              txt("revoked._domainkey.example.test", "v=DKIM1; k=rsa; p=")]
     t.section(lambda: run(lines, {"rsa": rsa, "ed": ed, "small": small}))
+    t.section(lambda: run(lines, {"rsa": rsa, "ed": ed, "small": small}, key_cache=0))
     t.section(rfc8463)
     t.section(config_errors)
     t.done()

@@ -7,17 +7,28 @@ NXDOMAIN and NODATA, the deadline (dns_timeout) against a server that
 never answers, names refused before any query, an answer with more
 records than DNS_MAX_RECORDS, JSON output, and the configuration checks of
 moatd -t plus moatd's dns-start line.
+
+The answer cache of the loop threads (dns_thread_cache_size), through
+moatd and its spf filter against a dnsmasq authoritative for cache.test
+(with an SOA): a second message's two questions (the sender domain's
+TXT, and the HELO name's NXDOMAIN, kept for its SOA's TTL per RFC 2308)
+are answered from the cache (event=dns-stop counts them), and the
+Received-SPF and Authentication-Results fields of the cached and the
+uncached message are the same; an NXDOMAIN without SOA is not kept; an
+answer past dns_thread_cache_max_ttl is asked again; size 0 keeps
+nothing; moatd -t checks the new limits.
 """
 
 import json
+import re
 import os
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from moattest import (TAP, MOATD, Moatd, Sink, Dnsmasq, SilentDns,  # noqa: E402
-                      dnsmasq_usable, tmpdir, write_file as write)
+from moattest import (TAP, MOATD, Moatd, Sink, Client, Dnsmasq, SilentDns,  # noqa: E402
+                      dnsmasq_usable, moatd_check, tmpdir, write_file as write)
 
 MOAT = os.environ.get("MOAT", os.path.join(os.path.dirname(MOATD), "moat"))
 t = TAP()
@@ -52,6 +63,86 @@ def jdns(conf, *args):
         return rc, json.loads(out)
     except ValueError:
         return rc, {"unparsed": out}
+
+
+CACHE_LINES = [
+    "auth-zone=cache.test", "auth-server=ns.cache.test,127.0.0.1", "auth-ttl=600",
+    "auth-soa=2026112401,hostmaster.cache.test,1200,120,604800",
+    'txt-record=cache.test,"v=spf1 ip4:127.0.0.0/8 -all"',
+    "local=/nosoa.test/",  # NXDOMAIN without SOA: not to be cached
+]
+
+
+def spf_mail(port, helo, tag):
+    c = Client(port)
+    c.cmd("EHLO " + helo)
+    c.cmd("MAIL FROM:<a@cache.test>")
+    c.cmd("RCPT TO:<b@dest.test>")
+    c.cmd("DATA")
+    c.send("Subject: cache %s\r\nFrom: <a@cache.test>\r\n\r\nhello\r\n.\r\n" % tag)
+    r = c.reply()
+    c.cmd("QUIT")
+    c.close()
+    return r[0]
+
+
+def field(msg, name):
+    m = re.search(r"^%s: (.*(?:\r?\n[ \t].*)*)" % name, msg, re.M)
+    return re.sub(r"\r?\n[ \t]+", " ", m.group(1)) if m else None
+
+
+def cache_run(dm, extra, helo="nohelo.cache.test", pause=0.0):
+    """Two messages through a fresh moatd; (codes, [Received-SPF, A-R] of
+    each, the cache hits (thread's own + shared), the dns-stop line)."""
+    sink = Sink()
+    m = Moatd(sink.port, conf='dns_forwarders = { "%s" }\ndns_timeout = 2s\n%s'
+              'filter "spf" { check_loopback = yes receiver = "mx.moat.test" }\n'
+              % (dm.forwarder(), extra))
+    codes = [spf_mail(m.port, helo, "1")]
+    time.sleep(pause)
+    codes.append(spf_mail(m.port, helo, "2"))
+    msgs = sink.messages(count=2)
+    m.stop()
+    sink.stop()
+    fields = [[field(x, "Received-SPF"), field(x, "Authentication-Results")] for x in msgs]
+    stop = re.search(r"event=dns-stop .*", m.log())
+    line = stop.group(0) if stop else ""
+    hits = sum(int(x) for x in re.findall(r"(?:thread|shared)_cache_hits=(\d+)", line))
+    return codes, fields, hits, line
+
+
+def thread_cache():
+    dm = Dnsmasq(CACHE_LINES)
+    try:
+        codes, fields, hits, line = cache_run(dm, "")
+        t.eq(codes, [250, 250], "thread cache: two messages delivered")
+        t.ok(line != "", "thread cache: event=dns-stop at shutdown", line)
+        t.eq(hits, 2, "thread cache: the second message's TXT and its HELO's NXDOMAIN "
+             "(with SOA, RFC 2308) answered from the cache")
+        t.ok(len(fields) == 2 and fields[0] == fields[1] and None not in fields[0],
+             "thread cache: Received-SPF and Authentication-Results the same, cached "
+             "or not", fields)
+        t.like((fields[0] or ["", ""])[0] or "", r"^pass .*identity=mailfrom",
+               "thread cache: SPF pass")
+        codes, fields, hits, line = cache_run(dm, "", helo="nohelo.nosoa.test")
+        t.eq((codes, hits), ([250, 250], 1),
+             "thread cache: an NXDOMAIN without SOA is not kept (only the TXT hits)")
+        codes, fields, hits, line = cache_run(dm, "dns_thread_cache_max_ttl = 1s\n", pause=1.3)
+        t.eq((codes, hits), ([250, 250], 0),
+             "thread cache: past dns_thread_cache_max_ttl (1 s of the TTL 600) asked again")
+        codes, fields2, hits, line = cache_run(dm, "dns_thread_cache_size = 0\n")
+        t.eq((codes, hits), ([250, 250], 0), "thread cache: size 0 keeps nothing")
+        t.eq(fields2, fields, "thread cache: ... and the fields are the same")
+    finally:
+        dm.stop()
+    rc, out = moatd_check("dns_thread_cache_size = 2G\n")
+    t.ok(rc != 0 and "dns_thread_cache_size" in out and "out of range" in out,
+         "moatd -t refuses dns_thread_cache_size = 2G", out)
+    rc, out = moatd_check("dns_thread_cache_max_ttl = 0\n")
+    t.ok(rc != 0 and "dns_thread_cache_max_ttl" in out,
+         "moatd -t refuses dns_thread_cache_max_ttl = 0", out)
+    rc, out = moatd_check("dns_thread_cache_size = 0\ndns_thread_cache_min_ttl = 1m\n")
+    t.eq(rc, 0, "moatd -t accepts dns_thread_cache_size = 0, dns_thread_cache_min_ttl = 1m")
 
 
 def main():
@@ -138,6 +229,7 @@ def main():
     t.eq(m.stop(), 0, "moatd exits 0")
     sink.stop()
     dm.stop()
+    t.section(thread_cache)
     t.done()
 
 
