@@ -19,9 +19,10 @@
  * still verified (RSA or Ed25519) on every message.
  *
  * Bounds: at most max entries per thread, and DKIM_KEYCACHE_BYTES of DER
- * octets (the parsed key takes a few times its octets: about 2.5 KB for
- * an RSA-2048 key, whose DER is 294 octets); the least recently used make
- * room. Keys of more than DKIM_KEYCACHE_DER_MAX octets are not kept.
+ * octets (a parsed key takes about ten times its octets: some 3 KB for
+ * an RSA-2048 key, whose DER is 294 octets, once used); the least
+ * recently used make room. Keys of more than DKIM_KEYCACHE_DER_MAX octets
+ * are not kept.
  *
  * Threading: each thread its own table (thread-local); a thread's table
  * is freed when the thread exits, or by dkim_keycache_thread_done().
