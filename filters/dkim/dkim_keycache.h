@@ -44,8 +44,9 @@ struct dkim_keycache_stats {
  * 0, or -1 when OpenSSL's d2i_PUBKEY_bio cannot be found (then nothing
  * is ever cached) or the interposition is not in effect (libopendkim
  * would call OpenSSL directly; harmless, but the cache is useless).
- * max: entries per thread, 0 = cache nothing. Call once at start-up,
- * before the threads (the last call's max wins).
+ * max: entries per thread, 0 = cache nothing; each dkim filter's
+ * initialisation calls it (at start, and at a reload: the last call's max
+ * wins, tables above it shrink as they next take a key). Any thread.
  */
 int dkim_keycache_init(size_t max);
 
