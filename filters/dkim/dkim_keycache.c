@@ -15,11 +15,12 @@
  * BIO_new_mem_buf), no object to reuse (a == NULL), a successful decode.
  * Everything else goes to OpenSSL unchanged.
  *
- * Threading: thread-local tables; the settings are written once by
- * dkim_keycache_init() before the threads start.
+ * Threading: thread-local tables; the bound is an atomic that
+ * dkim_keycache_init() sets (at start, and again at a reload).
  */
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +52,7 @@ struct kc {
 };
 
 static d2i_pubkey_bio_fn   real_d2i;
-static size_t		   kc_max = 1024;
+static atomic_size_t	   kc_max = 1024; /* a reload may change it */
 static pthread_once_t	   kc_once = PTHREAD_ONCE_INIT;
 static pthread_key_t	   kc_key;
 static __thread struct kc *kc;
@@ -204,8 +205,9 @@ d2i_PUBKEY_bio(BIO *bp, EVP_PKEY **a)
 	long		 len, left;
 	uint32_t	 h;
 	EVP_PKEY	*pk;
+	size_t max = atomic_load_explicit(&kc_max, memory_order_relaxed);
 
-	if (!kc_armed || kc_max == 0 || a != NULL || bp == NULL ||
+	if (!kc_armed || max == 0 || a != NULL || bp == NULL ||
 	    BIO_method_type(bp) != BIO_TYPE_MEM)
 		return real(bp, a);
 	len = BIO_get_mem_data(bp, &data);
@@ -239,7 +241,7 @@ d2i_PUBKEY_bio(BIO *bp, EVP_PKEY **a)
 	e->len = (size_t)len;
 	e->consumed = left >= 0 && left <= len ? (size_t)(len - left) : 0;
 	e->pkey = pk; /* the reference taken above */
-	while ((c->st.entries >= kc_max ||
+	while ((c->st.entries >= max ||
 		   c->bytes + (size_t)len > DKIM_KEYCACHE_BYTES) &&
 	    c->tail != NULL) {
 		evict(c, c->tail);
@@ -256,7 +258,7 @@ d2i_PUBKEY_bio(BIO *bp, EVP_PKEY **a)
 int
 dkim_keycache_init(size_t max)
 {
-	kc_max = max;
+	atomic_store(&kc_max, max);
 	pthread_once(&kc_once, kc_setup);
 	if (real_d2i == NULL)
 		return -1;

@@ -19,9 +19,10 @@
  * still verified (RSA or Ed25519) on every message.
  *
  * Bounds: at most max entries per thread, and DKIM_KEYCACHE_BYTES of DER
- * octets (the parsed key takes a few times its octets: about 2.5 KB for
- * an RSA-2048 key, whose DER is 294 octets); the least recently used make
- * room. Keys of more than DKIM_KEYCACHE_DER_MAX octets are not kept.
+ * octets (a parsed key takes about ten times its octets: some 3 KB for
+ * an RSA-2048 key, whose DER is 294 octets, once used); the least
+ * recently used make room. Keys of more than DKIM_KEYCACHE_DER_MAX octets
+ * are not kept.
  *
  * Threading: each thread its own table (thread-local); a thread's table
  * is freed when the thread exits, or by dkim_keycache_thread_done().
@@ -43,8 +44,9 @@ struct dkim_keycache_stats {
  * 0, or -1 when OpenSSL's d2i_PUBKEY_bio cannot be found (then nothing
  * is ever cached) or the interposition is not in effect (libopendkim
  * would call OpenSSL directly; harmless, but the cache is useless).
- * max: entries per thread, 0 = cache nothing. Call once at start-up,
- * before the threads (the last call's max wins).
+ * max: entries per thread, 0 = cache nothing; each dkim filter's
+ * initialisation calls it (at start, and at a reload: the last call's max
+ * wins, tables above it shrink as they next take a key). Any thread.
  */
 int dkim_keycache_init(size_t max);
 
