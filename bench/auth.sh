@@ -147,21 +147,12 @@ for r in $(seq "$REPEAT"); do
 done
 
 # ------------------------------------------------------------ report
-python3 - "$R" "$RESULTS_AUTH" <<'PY'
-import re, statistics, sys
+python3 - "$R" "$RESULTS_AUTH" "$here" <<'PY'
+import statistics, sys
 res, out = sys.argv[1], sys.argv[2]
-info, runs, sample = {}, {}, ""
-for line in open(res):
-    if line.startswith("info "):
-        for kv in line.split()[1:]:
-            k, _, v = kv.partition("=")
-            info[k] = v
-    elif line.startswith("run "):
-        name = line.split()[1]
-        kv = dict(x.split("=", 1) for x in line.split()[2:] if "=" in x)
-        runs.setdefault(name, []).append(kv)
-    elif line.startswith("sample "):
-        sample = line[7:].strip()
+sys.path.insert(0, sys.argv[3])
+from report import read_runs  # bench/report.py
+info, runs, sample = read_runs(res)
 med = lambda name: statistics.median(float(k["rate"]) for k in runs[name])
 core, cold, warm = med("core"), med("auth_cold"), med("auth_warm")
 lc, la = runs["lat_core"][0], runs["lat_auth"][0]

@@ -177,19 +177,12 @@ info "scand_rss_kb=$(rss_kb "$SCAND_PID") moatd_rss_kb=$(rss_kb "$MOAT_PID") cla
 info "scanned=$(grep -c 'event=tx.*antivirus:' "$T/moat.log") virus=$(grep -c 'VIRUS(' "$T/moat.log")"
 
 # ------------------------------------------------------------ report
-python3 - "$R" "$RESULTS_AV" <<'PY'
+python3 - "$R" "$RESULTS_AV" "$here" <<'PY'
 import statistics, sys
 res, out = sys.argv[1], sys.argv[2]
-info, runs = {}, {}
-for line in open(res):
-    if line.startswith("info "):
-        for kv in line.split()[1:]:
-            k, _, v = kv.partition("=")
-            info[k] = v
-    elif line.startswith("run "):
-        name = line.split()[1]
-        kv = dict(x.split("=", 1) for x in line.split()[2:] if "=" in x)
-        runs.setdefault(name, []).append(kv)
+sys.path.insert(0, sys.argv[3])
+from report import read_runs  # bench/report.py
+info, runs, _ = read_runs(res)
 med = lambda name, k: statistics.median(float(r[k]) for r in runs[name])
 moat = med("moat", "rate")
 cs20, cs4 = med("clamsmtp", "rate"), med("clamsmtp_c4", "rate")

@@ -34,6 +34,26 @@ def parse(path):
     return info, tput, mem, lat
 
 
+def read_runs(path):
+    """The raw file of bench/auth.sh and bench/av.sh: "info k=v ..." lines
+    merged into one dict, "run NAME k=v ..." lines grouped by NAME, and the
+    last "sample TEXT" line. Returns (info, runs, sample)."""
+    info, runs, sample = {}, {}, ""
+    with open(path) as f:
+        for line in f:
+            if line.startswith("info "):
+                for kv in line.split()[1:]:
+                    k, _, v = kv.partition("=")
+                    info[k] = v
+            elif line.startswith("run "):
+                name = line.split()[1]
+                kv = dict(x.split("=", 1) for x in line.split()[2:] if "=" in x)
+                runs.setdefault(name, []).append(kv)
+            elif line.startswith("sample "):
+                sample = line[7:].strip()
+    return info, runs, sample
+
+
 def cpu_model():
     try:
         with open("/proc/cpuinfo") as f:

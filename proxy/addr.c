@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "addr.h"
+#include "util.h"
 
 int
 addr_parse(const char *spec, struct sockaddr_storage *ss, socklen_t *len,
@@ -226,10 +227,5 @@ addr_key(const struct sockaddr *sa, unsigned char key[16])
 uint32_t
 addr_key_hash(const unsigned char key[16])
 {
-	uint32_t h = 2166136261u;
-	int	 i;
-
-	for (i = 0; i < 16; i++)
-		h = (h ^ key[i]) * 16777619u;
-	return h;
+	return fnv1a(FNV1A_INIT, key, 16);
 }

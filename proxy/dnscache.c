@@ -12,6 +12,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include "dnscache.h"
 #include "util.h"
@@ -19,18 +20,18 @@
 #define NAME_MAX_LEN 256 /* a name the resolver accepts is shorter */
 
 struct dnscache_entry {
-	struct dnscache_entry *hnext;	    /* hash chain */
-	struct dnscache_entry *prev, *next; /* LRU: head is the newest */
-	unsigned	       refs;	    /* the cache's own included */
-	uint32_t	       hash;
-	int		       type;
-	uint64_t	       expires_ms;
-	size_t		       size;
-	enum dns_status	       status;
-	int		       rcode, secure;
-	size_t		       n;
-	struct dns_record     *rr;
-	char		      *name;
+	struct dnscache_entry *hnext;	 /* hash chain */
+	TAILQ_ENTRY(dnscache_entry) lru; /* first: the newest */
+	unsigned	   refs;	 /* the cache's own included */
+	uint32_t	   hash;
+	int		   type;
+	uint64_t	   expires_ms;
+	size_t		   size;
+	enum dns_status	   status;
+	int		   rcode, secure;
+	size_t		   n;
+	struct dns_record *rr;
+	char		  *name;
 };
 
 struct dnscache {
@@ -38,8 +39,8 @@ struct dnscache {
 	unsigned		min_ttl, max_ttl;
 	struct dnscache_entry **table;
 	size_t			nbuckets; /* a power of two */
-	struct dnscache_entry  *head, *tail;
-	struct dnscache_stats	st;
+	TAILQ_HEAD(dnscache_lru, dnscache_entry) lru;
+	struct dnscache_stats st;
 };
 
 /* The key: case folded, without a final dot (but "." stays). */
@@ -59,16 +60,9 @@ key_name(const char *name, char *out)
 static uint32_t
 key_hash(const char *key, size_t len, int type)
 {
-	uint32_t h = 2166136261u; /* FNV-1a */
-	size_t	 i;
+	uint16_t t = (uint16_t)type;
 
-	for (i = 0; i < len; i++) {
-		h ^= (unsigned char)key[i];
-		h *= 16777619u;
-	}
-	h ^= (uint32_t)type;
-	h *= 16777619u;
-	return h;
+	return fnv1a(fnv1a(FNV1A_INIT, key, len), &t, sizeof(t));
 }
 
 struct dnscache *
@@ -86,6 +80,7 @@ dnscache_new(size_t max_bytes, unsigned min_ttl, unsigned max_ttl)
 	while (c->nbuckets < want)
 		c->nbuckets <<= 1;
 	c->table = xcalloc(c->nbuckets, sizeof(*c->table));
+	TAILQ_INIT(&c->lru);
 	return c;
 }
 
@@ -97,14 +92,7 @@ entry_unlink(struct dnscache *c, struct dnscache_entry *e)
 	while (*pp != e)
 		pp = &(*pp)->hnext;
 	*pp = e->hnext;
-	if (e->prev != NULL)
-		e->prev->next = e->next;
-	else
-		c->head = e->next;
-	if (e->next != NULL)
-		e->next->prev = e->prev;
-	else
-		c->tail = e->prev;
+	TAILQ_REMOVE(&c->lru, e, lru);
 	c->st.entries--;
 	c->st.bytes -= e->size;
 	dnscache_unref(e); /* the cache's reference */
@@ -122,8 +110,8 @@ dnscache_free(struct dnscache *c)
 {
 	if (c == NULL)
 		return;
-	while (c->head != NULL)
-		entry_unlink(c, c->head);
+	while (!TAILQ_EMPTY(&c->lru))
+		entry_unlink(c, TAILQ_FIRST(&c->lru));
 	free(c->table);
 	free(c);
 }
@@ -158,16 +146,9 @@ dnscache_get(struct dnscache *c, const char *name, int type, uint64_t now_ms)
 		return NULL;
 	}
 	c->st.hits++;
-	if (e != c->head) { /* most recently used */
-		e->prev->next = e->next;
-		if (e->next != NULL)
-			e->next->prev = e->prev;
-		else
-			c->tail = e->prev;
-		e->prev = NULL;
-		e->next = c->head;
-		c->head->prev = e;
-		c->head = e;
+	if (e != TAILQ_FIRST(&c->lru)) { /* most recently used */
+		TAILQ_REMOVE(&c->lru, e, lru);
+		TAILQ_INSERT_HEAD(&c->lru, e, lru);
 	}
 	e->refs++;
 	return e;
@@ -208,10 +189,10 @@ store(struct dnscache *c, const char *key, size_t len, uint32_t h, int type,
 		return NULL;
 	if ((old = find(c, key, h, type)) != NULL)
 		entry_unlink(c, old);
-	while (c->head != NULL &&
+	while (!TAILQ_EMPTY(&c->lru) &&
 	    (c->st.bytes + size > c->max_bytes ||
 		c->st.entries >= DNSCACHE_MAX_ENTRIES)) {
-		entry_unlink(c, c->tail);
+		entry_unlink(c, TAILQ_LAST(&c->lru, dnscache_lru));
 		c->st.evicted++;
 	}
 
@@ -252,12 +233,7 @@ store(struct dnscache *c, const char *key, size_t len, uint32_t h, int type,
 
 	e->hnext = c->table[h & (c->nbuckets - 1)];
 	c->table[h & (c->nbuckets - 1)] = e;
-	e->next = c->head;
-	if (c->head != NULL)
-		c->head->prev = e;
-	c->head = e;
-	if (c->tail == NULL)
-		c->tail = e;
+	TAILQ_INSERT_HEAD(&c->lru, e, lru);
 	c->st.entries++;
 	c->st.bytes += size;
 	c->st.stored++;

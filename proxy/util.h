@@ -60,4 +60,16 @@ ascii_lower(int c)
 int ascii_strncasecmp(const char *, const char *, size_t);
 int ascii_strcasecmp(const char *, const char *);
 
+/* FNV-1a over n bytes, continuing from h (start with FNV1A_INIT). */
+#define FNV1A_INIT 2166136261u
+static inline uint32_t
+fnv1a(uint32_t h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+
+	while (n-- > 0)
+		h = (h ^ *b++) * 16777619u;
+	return h;
+}
+
 #endif

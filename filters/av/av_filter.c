@@ -74,7 +74,8 @@ struct wordlist {
 struct av_conf {
 	enum backend	  backend;
 	struct clamd_addr clamd;
-	unsigned	  timeout_ms;
+	unsigned	  timeout_ms;	   /* the filter's stage timeout */
+	unsigned	  scan_timeout_ms; /* a little less: the scan's own */
 	char		 *scanned_header;
 	struct wordlist	  block_ext, block_type, suspect_ext, suspect_type;
 	double		  score[SC_COUNT];
@@ -172,24 +173,76 @@ wordlist_has(const struct wordlist *l, const char *w)
 	return 0;
 }
 
-/* A limit option for moat-scand: checked here, passed on as key=value. */
 static int
-scanner_opt(const struct filter_conf *fc, const char *key, enum limit_unit u,
-    long min, long max, long def, char *out, size_t outlen, long *val)
+has_attachment_policy(const struct av_conf *c)
 {
-	const char *v = filter_conf_get(fc, key);
-	long	    n = def;
+	return c->block_ext.n + c->block_type.n + c->suspect_ext.n +
+	    c->suspect_type.n >
+	    0;
+}
 
-	if (v != NULL &&
-	    (limit_parse_value(u, v, &n) == -1 || n < min || n > max)) {
-		filter_conf_error(
-		    fc, "%s: \"%s\" is out of range or malformed", key, v);
-		return -1;
+/* The limits passed on to moat-scand as -o key=value, checked here. */
+static const struct scan_limit {
+	const char     *key;
+	enum limit_unit unit;
+	long		min, max, def; /* def < 0: from the filter's timeout */
+} scan_limits[] = {
+	{ "max_scantime", UNIT_MSEC, 100, 3600000, -1 },
+	{ "max_scansize", UNIT_BYTES, 1024, 4L << 30, 100L << 20 },
+	{ "max_filesize", UNIT_BYTES, 1024, 4L << 30, 50L << 20 },
+	{ "max_recursion", UNIT_COUNT, 1, 64, 16 },
+	{ "max_files", UNIT_COUNT, 1, 1000000, 10000 },
+	{ "queue_max", UNIT_COUNT, 1, 1000000, 1024 },
+};
+
+/* Every -o for moat-scand, into opt[]; the number of them, or -1. */
+static int
+scanner_opts(
+    const struct filter_conf *fc, const struct av_conf *c, char opt[][64])
+{
+	const struct scan_limit *l;
+	const char		*v;
+	long			 n;
+	size_t			 i;
+	int			 bad = 0, k = 0, b;
+
+	for (i = 0; i < nitems(scan_limits); i++) {
+		l = &scan_limits[i];
+		/* A scan must end (libclamav's limit) before the filter
+		 * times out. */
+		n = l->def >= 0 ? l->def : (long)c->timeout_ms * 2 / 3;
+		v = filter_conf_get(fc, l->key);
+		if (v != NULL &&
+		    (limit_parse_value(l->unit, v, &n) == -1 || n < l->min ||
+			n > l->max)) {
+			filter_conf_error(fc,
+			    "%s: \"%s\" is out of range or malformed", l->key,
+			    v);
+			bad = 1;
+		} else if (l->def < 0 && n + 1000 > (long)c->timeout_ms) {
+			filter_conf_error(fc,
+			    "%s (%ld ms) must be at least 1 s below the "
+			    "filter's timeout (%u ms)",
+			    l->key, n, c->timeout_ms);
+			bad = 1;
+		}
+		snprintf(opt[k++], 64, "%s=%ld", l->key, n);
 	}
-	snprintf(out, outlen, "%s=%ld", key, n);
-	if (val != NULL)
-		*val = n;
-	return 0;
+	bad |= filter_opt_bool(fc, "heuristics", 1, &b) != 0;
+	snprintf(opt[k++], 64, "heuristics=%s", b ? "yes" : "no");
+	if ((v = filter_conf_get(fc, "sandbox")) == NULL)
+		v = "yes";
+	if (strcmp(v, "yes") != 0 && strcmp(v, "no") != 0 &&
+	    strcmp(v, "log") != 0) {
+		filter_conf_error(
+		    fc, "sandbox: \"%s\" is not yes, no or log", v);
+		bad = 1;
+	}
+	snprintf(opt[k++], 64, "sandbox=%s", v);
+	/* Attachment policy needs the list of unpacked objects. */
+	snprintf(
+	    opt[k++], 64, "files=%s", has_attachment_policy(c) ? "yes" : "no");
+	return bad ? -1 : k;
 }
 
 static void av_fini_filter(void *ctx);
@@ -199,11 +252,9 @@ init_scanner(const struct filter_conf *fc, struct av_conf *c)
 {
 	char		    opt[12][64];
 	struct scanner_spec sp;
-	const char	   *v;
 	char		    err[256];
 	double		    threads = 0;
-	long		    scantime;
-	int		    bad = 0, k = 0, b;
+	int		    bad = 0, k, i;
 
 	memset(&sp, 0, sizeof(sp));
 	sp.path = filter_conf_get(fc, "scanner");
@@ -226,68 +277,11 @@ init_scanner(const struct filter_conf *fc, struct av_conf *c)
 	bad |= filter_opt_num(
 	    fc, "scan_threads", 0, 256, "a number of threads", &threads);
 	sp.threads = (unsigned)threads;
-	/* A scan must end (libclamav's limit) before the filter times out. */
-	bad |= scanner_opt(fc, "max_scantime", UNIT_MSEC, 100, 3600000,
-	    (long)c->timeout_ms * 2 / 3, opt[k], sizeof(opt[k]), &scantime);
-	if (!bad && scantime + 1000 > (long)c->timeout_ms) {
-		filter_conf_error(fc,
-		    "max_scantime (%ld ms) must be at least 1 s below the "
-		    "filter's timeout (%u ms)",
-		    scantime, c->timeout_ms);
-		bad = 1;
-	}
-	sp.opts[k] = opt[k];
-	k++;
-	bad |= scanner_opt(fc, "max_scansize", UNIT_BYTES, 1024,
-	    4L * 1024 * 1024 * 1024, 100L * 1024 * 1024, opt[k], sizeof(opt[k]),
-	    NULL);
-	sp.opts[k] = opt[k];
-	k++;
-	bad |= scanner_opt(fc, "max_filesize", UNIT_BYTES, 1024,
-	    4L * 1024 * 1024 * 1024, 50L * 1024 * 1024, opt[k], sizeof(opt[k]),
-	    NULL);
-	sp.opts[k] = opt[k];
-	k++;
-	bad |= scanner_opt(fc, "max_recursion", UNIT_COUNT, 1, 64, 16, opt[k],
-	    sizeof(opt[k]), NULL);
-	sp.opts[k] = opt[k];
-	k++;
-	bad |= scanner_opt(fc, "max_files", UNIT_COUNT, 1, 1000000, 10000,
-	    opt[k], sizeof(opt[k]), NULL);
-	sp.opts[k] = opt[k];
-	k++;
-	bad |= scanner_opt(fc, "queue_max", UNIT_COUNT, 1, 1000000, 1024,
-	    opt[k], sizeof(opt[k]), NULL);
-	sp.opts[k] = opt[k];
-	k++;
-	bad |= filter_opt_bool(fc, "heuristics", 1, &b);
-	snprintf(opt[k], sizeof(opt[k]), "heuristics=%s", b ? "yes" : "no");
-	sp.opts[k] = opt[k];
-	k++;
-	v = filter_conf_get(fc, "sandbox");
-	if (v == NULL)
-		v = "yes";
-	if (strcmp(v, "yes") != 0 && strcmp(v, "no") != 0 &&
-	    strcmp(v, "log") != 0) {
-		filter_conf_error(
-		    fc, "sandbox: \"%s\" is not yes, no or log", v);
-		bad = 1;
-	}
-	snprintf(opt[k], sizeof(opt[k]), "sandbox=%s", v);
-	sp.opts[k] = opt[k];
-	k++;
-	/* Attachment policy needs the list of unpacked objects. */
-	snprintf(opt[k], sizeof(opt[k]), "files=%s",
-	    c->block_ext.n + c->block_type.n + c->suspect_ext.n +
-			c->suspect_type.n >
-		    0
-		? "yes"
-		: "no");
-	sp.opts[k] = opt[k];
-	k++;
-	sp.opts[k] = NULL;
-	if (bad)
+	if ((k = scanner_opts(fc, c, opt)) == -1 || bad)
 		return -1;
+	for (i = 0; i < k; i++)
+		sp.opts[i] = opt[i];
+	sp.opts[k] = NULL;
 	if (scanner_config(&sp, err, sizeof(err)) == -1) {
 		filter_conf_error(fc, "%s", err);
 		return -1;
@@ -305,6 +299,10 @@ av_init_filter(const struct filter_conf *fc, void **ctx)
 
 	snprintf(c->name, sizeof(c->name), "%s", filter_conf_name(fc));
 	c->timeout_ms = fc->timeout_ms > 0 ? (unsigned)fc->timeout_ms : 30000;
+	/* Our timer fires first, so a hung scanner is seen as such (killed)
+	 * rather than as a cancelled call. */
+	c->scan_timeout_ms =
+	    c->timeout_ms > 2000 ? c->timeout_ms - 500 : c->timeout_ms;
 	if ((v = filter_conf_get(fc, "backend")) != NULL) {
 		if (strcmp(v, "clamd") == 0)
 			c->backend = BE_CLAMD;
@@ -334,9 +332,7 @@ av_init_filter(const struct filter_conf *fc, void **ctx)
 			filter_conf_error(fc, "clamd: %s", err);
 			bad = 1;
 		}
-		if (c->block_ext.n + c->block_type.n + c->suspect_ext.n +
-			c->suspect_type.n >
-		    0) {
+		if (has_attachment_policy(c)) {
 			filter_conf_error(fc,
 			    "the attachment policy (block_*, suspect_*) needs "
 			    "backend = scanner: clamd does not report what it "
@@ -537,13 +533,10 @@ av_stage(void *ctx, struct filter_call *call, struct filter_reply *reply)
 	s->token = call->token;
 	if (c->backend == BE_SCANNER)
 		s->sreq = scanner_scan(call->token.loop, fd, len,
-		    SCAN_F_DOTSTUFFED,
-		    c->timeout_ms > 2000 ? c->timeout_ms - 500 : c->timeout_ms,
-		    scan_done, s, &err);
+		    SCAN_F_DOTSTUFFED, c->scan_timeout_ms, scan_done, s, &err);
 	else
 		s->creq = clamd_scan(call->token.loop, &c->clamd, fd, len,
-		    c->timeout_ms > 2000 ? c->timeout_ms - 500 : c->timeout_ms,
-		    scan_done, s, &err);
+		    c->scan_timeout_ms, scan_done, s, &err);
 	if (s->sreq == NULL && s->creq == NULL) {
 		log_warn("event=av-failed filter=%s reason=\"%s\"", c->name,
 		    err != NULL ? err : "?");

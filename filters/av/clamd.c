@@ -36,7 +36,6 @@
 #define REPLY_MAX 4096
 
 struct clamd_req {
-	struct loop	   *loop;
 	struct bufferevent *bev;
 	struct event	   *timer;
 	int		    fd;
@@ -47,8 +46,6 @@ struct clamd_req {
 	char		   *block;
 	scanner_done_fn	    done;
 	void		   *arg;
-	struct event	   *later; /* an error found in clamd_scan() */
-	const char	   *why;
 };
 
 int
@@ -200,8 +197,6 @@ req_free(struct clamd_req *q)
 		bufferevent_free(q->bev);
 	if (q->timer != NULL)
 		event_free(q->timer);
-	if (q->later != NULL)
-		event_free(q->later);
 	if (q->fd != -1)
 		close(q->fd);
 	if (q->chunk != NULL)
@@ -349,7 +344,6 @@ clamd_scan(struct loop *l, const struct clamd_addr *a, int fd, size_t len,
 	struct clamd_req *q = xcalloc(1, sizeof(*q));
 	struct timeval	  tv;
 
-	q->loop = l;
 	q->fd = fd;
 	q->len = len;
 	q->done = done;

@@ -133,7 +133,6 @@ struct sconn {
 };
 
 struct sloop {
-	struct loop  *loop;
 	struct sconn *cur;
 	LIST_HEAD(, sconn) conns;
 	uint64_t	   next_id;
@@ -708,7 +707,6 @@ scanner_apply(
 		S.n = n;
 		S.sl = xcalloc(n, sizeof(*S.sl));
 		for (i = 0; i < n; i++) {
-			S.sl[i].loop = loops[i];
 			LIST_INIT(&S.sl[i].conns);
 			S.sl[i].pkt = xmalloc(SCAN_REPLY_MAX + 1);
 			S.sl[i].reply = xmalloc(sizeof(*S.sl[i].reply));

@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include <openssl/bio.h>
 #include <openssl/evp.h>
@@ -37,16 +38,17 @@
 typedef EVP_PKEY *(*d2i_pubkey_bio_fn)(BIO *, EVP_PKEY **);
 
 struct kc_entry {
-	struct kc_entry *hnext, *prev, *next;
-	uint32_t	 hash;
-	size_t		 len, consumed;
-	EVP_PKEY	*pkey;
-	unsigned char	 der[];
+	struct kc_entry *hnext;
+	TAILQ_ENTRY(kc_entry) lru;
+	uint32_t      hash;
+	size_t	      len, consumed;
+	EVP_PKEY     *pkey;
+	unsigned char der[];
 };
 
 struct kc {
-	struct kc_entry		  *table[KC_BUCKETS];
-	struct kc_entry		  *head, *tail; /* head: most recent */
+	struct kc_entry *table[KC_BUCKETS];
+	TAILQ_HEAD(kc_lru, kc_entry) lru; /* first: most recent */
 	struct dkim_keycache_stats st;
 	size_t			   bytes; /* DER octets kept */
 };
@@ -100,54 +102,16 @@ static void
 kc_free(void *arg)
 {
 	struct kc	*c = arg;
-	struct kc_entry *e, *next;
+	struct kc_entry *e;
 
 	if (c == NULL)
 		return;
-	for (e = c->head; e != NULL; e = next) {
-		next = e->next;
+	while ((e = TAILQ_FIRST(&c->lru)) != NULL) {
+		TAILQ_REMOVE(&c->lru, e, lru);
 		EVP_PKEY_free(e->pkey);
 		free(e);
 	}
 	free(c);
-}
-
-static uint32_t
-der_hash(const unsigned char *p, size_t len)
-{
-	uint32_t h = 2166136261u; /* FNV-1a */
-	size_t	 i;
-
-	for (i = 0; i < len; i++) {
-		h ^= p[i];
-		h *= 16777619u;
-	}
-	return h;
-}
-
-static void
-lru_unlink(struct kc *c, struct kc_entry *e)
-{
-	if (e->prev != NULL)
-		e->prev->next = e->next;
-	else
-		c->head = e->next;
-	if (e->next != NULL)
-		e->next->prev = e->prev;
-	else
-		c->tail = e->prev;
-}
-
-static void
-lru_push(struct kc *c, struct kc_entry *e)
-{
-	e->prev = NULL;
-	e->next = c->head;
-	if (c->head != NULL)
-		c->head->prev = e;
-	c->head = e;
-	if (c->tail == NULL)
-		c->tail = e;
 }
 
 static void
@@ -158,7 +122,7 @@ evict(struct kc *c, struct kc_entry *e)
 	while (*pp != e)
 		pp = &(*pp)->hnext;
 	*pp = e->hnext;
-	lru_unlink(c, e);
+	TAILQ_REMOVE(&c->lru, e, lru);
 	EVP_PKEY_free(e->pkey);
 	c->bytes -= e->len;
 	free(e);
@@ -171,6 +135,7 @@ table(void)
 	if (kc == NULL) {
 		pthread_once(&kc_once, kc_setup);
 		kc = xcalloc(1, sizeof(*kc));
+		TAILQ_INIT(&kc->lru);
 		pthread_setspecific(kc_key, kc); /* freed at thread exit */
 	}
 	return kc;
@@ -214,7 +179,7 @@ d2i_PUBKEY_bio(BIO *bp, EVP_PKEY **a)
 	if (len <= 0 || len > DKIM_KEYCACHE_DER_MAX)
 		return real(bp, a);
 	c = table();
-	h = der_hash((const unsigned char *)data, (size_t)len);
+	h = fnv1a(FNV1A_INIT, data, (size_t)len);
 	bucket = &c->table[h % KC_BUCKETS];
 	for (e = *bucket; e != NULL; e = e->hnext)
 		if (e->hash == h && e->len == (size_t)len &&
@@ -224,8 +189,8 @@ d2i_PUBKEY_bio(BIO *bp, EVP_PKEY **a)
 		if (EVP_PKEY_up_ref(e->pkey) != 1)
 			return real(bp, a);
 		c->st.hits++;
-		lru_unlink(c, e);
-		lru_push(c, e);
+		TAILQ_REMOVE(&c->lru, e, lru);
+		TAILQ_INSERT_HEAD(&c->lru, e, lru);
 		consume(bp, e->consumed);
 		return e->pkey;
 	}
@@ -243,13 +208,13 @@ d2i_PUBKEY_bio(BIO *bp, EVP_PKEY **a)
 	e->pkey = pk; /* the reference taken above */
 	while ((c->st.entries >= max ||
 		   c->bytes + (size_t)len > DKIM_KEYCACHE_BYTES) &&
-	    c->tail != NULL) {
-		evict(c, c->tail);
+	    !TAILQ_EMPTY(&c->lru)) {
+		evict(c, TAILQ_LAST(&c->lru, kc_lru));
 		c->st.evicted++;
 	}
 	e->hnext = *bucket;
 	*bucket = e;
-	lru_push(c, e);
+	TAILQ_INSERT_HEAD(&c->lru, e, lru);
 	c->st.entries++;
 	c->bytes += e->len;
 	return pk;
