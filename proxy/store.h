@@ -123,6 +123,12 @@ int store_get(struct store_table *, const void *const *keys,
 int store_apply(struct store *, const struct store_op *, size_t n, char *err,
     size_t errlen);
 
+/*
+ * Make every applied batch durable now (for stores opened with nosync).
+ * 0, or -1 with a reason in err.
+ */
+int store_sync(struct store *, char *err, size_t errlen);
+
 /* Records in a table (approximate for networked backends); -1 on error. */
 long long store_count(struct store_table *);
 

@@ -537,3 +537,18 @@ store_count(struct store_table *t)
 	txn_end(t->le, txn);
 	return rc == 0 ? (long long)ms.ms_entries : -1;
 }
+
+int
+store_sync(struct store *st, char *err, size_t errlen)
+{
+	int rc;
+
+	pthread_rwlock_rdlock(&st->le->resize);
+	rc = mdb_env_sync(st->le->env, 1);
+	pthread_rwlock_unlock(&st->le->resize);
+	if (rc != 0 && rc != EACCES && rc != EINVAL) {
+		seterr(err, errlen, "store sync", rc);
+		return -1;
+	}
+	return 0;
+}

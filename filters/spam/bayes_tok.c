@@ -71,7 +71,7 @@ emit2(struct tok *t, const char *pfx, const char *a, size_t alen)
 	char   tok[BAYES_TOKEN_MAX];
 	size_t pl = strlen(pfx);
 
-	if (t->stop)
+	if (t->stop || alen == 0) /* "!!!" stripped leaves nothing */
 		return;
 	if (t->left == 0) {
 		t->stop = 1;

@@ -263,6 +263,11 @@ test_tokenizer(void)
 	    "signature fields only as present");
 	toklist_free(&l);
 
+	mkview(&v, NULL, "!!! $$$ *** @@@ ,,, '''", NULL);
+	tokenize(&l, &v.mv, NULL);
+	ok(!has(&l, ""), "punctuation-only words give no empty token");
+	toklist_free(&l);
+
 	/* Without options nothing extra is ignored. */
 	tokenize(&l, &v.mv, NULL);
 	ok(has(&l, "HX-Custom:trackme"), "X-Custom tokenized without options");
