@@ -47,7 +47,7 @@ usage(FILE *f)
 	    "  scan [options] [file | -]        (see moat(1))\n"
 	    "  dns [--json] name [type] | -x address\n"
 	    "  learn --spam|--ham|--forget [--db location] file|dir ...\n"
-	    "  learn --stats [--db location]\n"
+	    "  learn --stats | --classify [--db location] [file|dir ...]\n"
 	    "  help\n"
 	    "\n"
 	    "-c file: configuration (default %s if it exists)\n",

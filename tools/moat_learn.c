@@ -4,6 +4,7 @@
  *
  *	moat learn --spam|--ham|--forget [--db LOCATION] FILE|DIR ...
  *	moat learn --stats [--db LOCATION]
+ *	moat learn --classify [--db LOCATION] FILE|DIR ...
  *
  * A FILE is one message, or an mbox (RFC 4155, mboxrd quoting) when it
  * starts with a "From " separator line, each message of it learned; a DIR
@@ -11,7 +12,9 @@
  * dot files skipped). Each message is decoded (msgview_new) and learned
  * once (bayes.h: relearning as the other class moves it, --forget removes
  * it). At the end one line of counts: learned, relearned, already known
- * (or forgotten, not known), failed.
+ * (or forgotten, not known), failed. --classify changes nothing: it
+ * prints each message's P(spam) (or "-" when the classifier does not
+ * vote) and how many fell below 0.1, between, and above 0.9.
  *
  * The store: --db LOCATION, else the option bayes_db of the configuration's
  * spam filter section (the first `filter` whose type is "spam"), else
@@ -48,14 +51,15 @@
 #define MESSAGE_MAX ((size_t)64 << 20)
 #define IGNORE_MAX  64
 
-enum mode { M_NONE = 0, M_SPAM, M_HAM, M_FORGET, M_STATS };
+enum mode { M_NONE = 0, M_SPAM, M_HAM, M_FORGET, M_STATS, M_CLASSIFY };
 
 struct learn {
 	enum mode     mode;
 	struct bayes *b;
 	unsigned long n[5]; /* by enum bayes_outcome */
 	unsigned long failed;
-	int	      verbose;
+	unsigned long low, mid, high, novote; /* --classify */
+	uint64_t      usec;		      /* time in the classifier */
 };
 
 static void
@@ -64,16 +68,19 @@ learn_usage(FILE *f)
 	fprintf(f,
 	    "usage: moat learn --spam|--ham|--forget [--db LOCATION] "
 	    "FILE|DIR ...\n"
-	    "       moat learn --stats [--db LOCATION]\n");
+	    "       moat learn --stats [--db LOCATION]\n"
+	    "       moat learn --classify [--db LOCATION] FILE|DIR ...\n");
 }
 
 /* One message: decode, learn or forget, count. */
 static void
 one(struct learn *l, const char *what, const char *msg, size_t len)
 {
-	struct msgview *mv;
-	char		err[256];
-	int		rc;
+	struct bayes_result res;
+	struct msgview	   *mv;
+	char		    err[256];
+	uint64_t	    t0;
+	int		    rc;
 
 	if (len > MESSAGE_MAX) {
 		fprintf(stderr, "moat: learn: %s: larger than %zu bytes\n",
@@ -86,12 +93,30 @@ one(struct learn *l, const char *what, const char *msg, size_t len)
 		l->failed++;
 		return;
 	}
-	if (l->mode == M_FORGET)
+	t0 = now_usec();
+	if (l->mode == M_CLASSIFY) {
+		rc = bayes_classify(l->b, mv, &res, err, sizeof(err));
+		if (rc == 0) {
+			if (!res.voted) {
+				l->novote++;
+				printf("%s -\n", what);
+			} else {
+				printf("%s %.4f\n", what, res.prob);
+				if (res.prob < 0.1)
+					l->low++;
+				else if (res.prob > 0.9)
+					l->high++;
+				else
+					l->mid++;
+			}
+		}
+	} else if (l->mode == M_FORGET)
 		rc = bayes_forget(l->b, mv, err, sizeof(err));
 	else
 		rc = bayes_learn(l->b, mv,
 		    l->mode == M_SPAM ? BAYES_SPAM : BAYES_HAM, err,
 		    sizeof(err));
+	l->usec += now_usec() - t0;
 	msgview_free(mv);
 	if (rc < 0 || rc >= (int)nitems(l->n)) {
 		fprintf(stderr, "moat: learn: %s: %s\n", what, err);
@@ -228,6 +253,7 @@ cmd_learn(const char *conffile, int argc, char **argv)
 		{ "ham", no_argument, NULL, 'h' },
 		{ "forget", no_argument, NULL, 'f' },
 		{ "stats", no_argument, NULL, 'S' },
+		{ "classify", no_argument, NULL, 'C' },
 		{ "db", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'H' },
 		{ NULL, 0, NULL, 0 },
@@ -261,6 +287,9 @@ cmd_learn(const char *conffile, int argc, char **argv)
 		case 'S':
 			m = M_STATS;
 			break;
+		case 'C':
+			m = M_CLASSIFY;
+			break;
 		case 'd':
 			db = optarg;
 			continue;
@@ -273,7 +302,7 @@ cmd_learn(const char *conffile, int argc, char **argv)
 		}
 		if (l.mode != M_NONE && l.mode != m) {
 			fprintf(stderr, "moat: learn: one of --spam, --ham, "
-					"--forget, --stats\n");
+					"--forget, --stats, --classify\n");
 			return MOAT_EXIT_USAGE;
 		}
 		l.mode = m;
@@ -304,8 +333,8 @@ cmd_learn(const char *conffile, int argc, char **argv)
 		bo.tok.local_hosts = local;
 		bo.tok.nlocal = 1;
 	}
-	/* Statistics never create a store. */
-	if (l.mode == M_STATS &&
+	/* Statistics and classification never create a store. */
+	if ((l.mode == M_STATS || l.mode == M_CLASSIFY) &&
 	    stat(strncmp(db, "lmdb:", 5) == 0 ? db + 5 : db, &sb) == -1) {
 		fprintf(stderr, "moat: learn: %s: %s\n", db, strerror(errno));
 		goto out;
@@ -332,7 +361,15 @@ cmd_learn(const char *conffile, int argc, char **argv)
 			fprintf(stderr, "moat: learn: %s\n", err);
 			l.failed++;
 		}
-		if (l.mode == M_FORGET)
+		if (l.mode == M_CLASSIFY)
+			printf("below 0.1: %lu, between: %lu, above 0.9: %lu, "
+			       "no vote: %lu, failed %lu (%.2f ms per "
+			       "message in the classifier)\n",
+			    l.low, l.mid, l.high, l.novote, l.failed,
+			    l.usec / 1000.0 /
+				(double)(l.low + l.mid + l.high + l.novote +
+				    (l.low + l.mid + l.high + l.novote == 0)));
+		else if (l.mode == M_FORGET)
 			printf("forgotten %lu, not known %lu, failed %lu\n",
 			    l.n[BAYES_FORGOTTEN], l.n[BAYES_UNKNOWN], l.failed);
 		else
