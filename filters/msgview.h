@@ -54,34 +54,33 @@ struct mv_header {
 };
 
 /* Flags of a part. */
-#define MV_PART_ATTACHMENT                                                     \
-	0x01u			  /* Content-Disposition attachment, or a      \
-				     file name on a non-text part */
-#define MV_PART_TEXT	    0x02u /* text/(*): has text below */
-#define MV_PART_HTML	    0x04u /* text/html: text is the rendering */
-#define MV_PART_BAD_CTE	    0x08u /* unknown or broken transfer encoding */
+#define MV_PART_ATTACHMENT 0x01u /* Content-Disposition attachment, or a
+				    file name on a non-text part */
+#define MV_PART_TEXT	   0x02u /* text/(*): has text below */
+#define MV_PART_HTML	   0x04u /* text/html: text is the rendering */
+#define MV_PART_BAD_CTE	   0x08u /* unknown or broken transfer encoding */
 #define MV_PART_BAD_CHARSET 0x10u /* unknown charset, decoded as Latin-1 */
-#define MV_PART_MULTIPART   0x20u /* a container (no body of its own) */
-#define MV_PART_MESSAGE	    0x40u /* message/rfc822 (its parts follow) */
+#define MV_PART_MULTIPART  0x20u /* a container (no body of its own) */
+#define MV_PART_MESSAGE	   0x40u /* message/rfc822 (its parts follow) */
 
 /*
  * A MIME part, in depth-first order; parts[0] is the message itself
  * (its headers are msgview.headers). Leaf text parts carry their text.
  */
 struct mv_part {
-	unsigned    depth;    /* 0 = the message */
-	unsigned    parent;   /* index in parts; parts[0].parent = 0 */
-	unsigned    flags;    /* MV_PART_* */
-	const char *type;     /* "text/plain", lower case, never NULL */
-	const char *charset;  /* as declared, lower case, or NULL */
-	const char *encoding; /* Content-Transfer-Encoding, lower
-			       case, or NULL */
-	const char *filename; /* RFC 2231/2047 decoded, UTF-8, or NULL */
+	unsigned	  depth;  /* 0 = the message */
+	unsigned	  parent; /* index in parts; parts[0].parent = 0 */
+	unsigned	  flags;  /* MV_PART_* */
+	const char	 *type;	  /* "text/plain", lower case, never NULL */
+	const char	 *charset;   /* as declared, lower case, or NULL */
+	const char	 *encoding;  /* Content-Transfer-Encoding, lower
+				      case, or NULL */
+	const char	 *filename;  /* RFC 2231/2047 decoded, UTF-8, or NULL */
 	const struct mv_header *headers; /* this part's MIME header */
-	size_t			nheaders;
-	size_t			rawsize; /* encoded body bytes in the message */
-	size_t			size; /* decoded body bytes (all of them, even
-					 past part_decoded) */
+	size_t		  nheaders;
+	size_t		  rawsize; /* encoded body bytes in the message */
+	size_t		  size;	   /* decoded body bytes (all of them, even
+				      past part_decoded) */
 	/*
 	 * Text parts only (else NULL/0): the decoded body converted to
 	 * UTF-8 (line ends LF), and for HTML the same text with the tags
@@ -117,28 +116,28 @@ struct mv_uri {
  * SpamAssassin's HTML eval tests read). Summed over all text/html parts.
  */
 struct mv_html {
-	unsigned parts;		    /* text/html parts */
-	unsigned tags;		    /* start tags */
-	unsigned bad_tags;	    /* names not in HTML 4/5 */
-	unsigned images;	    /* <img> */
-	uint64_t image_area;	    /* sum of width*height given on <img> */
-	unsigned scripts;	    /* <script> elements */
-	unsigned iframes;	    /* <iframe> */
-	unsigned forms;		    /* <form> */
-	unsigned embeds;	    /* <embed>, <object>, <applet> */
-	unsigned comments;	    /* comment count */
-	unsigned anchors;	    /* <a href> */
-	unsigned anchors_text_url;  /* anchors whose text looks like a URL of
-				       another host than the href (phishing) */
+	unsigned parts;	      /* text/html parts */
+	unsigned tags;	      /* start tags */
+	unsigned bad_tags;    /* names not in HTML 4/5 */
+	unsigned images;      /* <img> */
+	uint64_t image_area;  /* sum of width*height given on <img> */
+	unsigned scripts;     /* <script> elements */
+	unsigned iframes;     /* <iframe> */
+	unsigned forms;	      /* <form> */
+	unsigned embeds;      /* <embed>, <object>, <applet> */
+	unsigned comments;    /* comment count */
+	unsigned anchors;     /* <a href> */
+	unsigned anchors_text_url; /* anchors whose text looks like a URL of
+				      another host than the href (phishing) */
 	unsigned font_low_contrast; /* text runs whose font color is close
 				       to the background color */
-	unsigned font_tiny;	    /* text runs in a font size of 0/1 or tiny
-				       CSS font-size */
-	size_t	 text;		    /* rendered visible text bytes */
-	size_t	 raw;		    /* HTML bytes (decoded) */
-	unsigned title;		    /* has a <title> */
-	unsigned obfuscation;	    /* text with letters split by tags or
-				       entities (s<b></b>ex, &#118;iagra) */
+	unsigned font_tiny;   /* text runs in a font size of 0/1 or tiny
+				 CSS font-size */
+	size_t	 text;	      /* rendered visible text bytes */
+	size_t	 raw;	      /* HTML bytes (decoded) */
+	unsigned title;	      /* has a <title> */
+	unsigned obfuscation; /* text with letters split by tags or
+				 entities (s<b></b>ex, &#118;iagra) */
 };
 
 struct msgview {
@@ -154,11 +153,11 @@ struct msgview {
 
 	const struct mv_uri *uris; /* unique by uri string, first-found
 				      order */
-	size_t nuris;
+	size_t		     nuris;
 
 	struct mv_html html;
 
-	unsigned truncated;   /* MV_TRUNC_* */
+	unsigned truncated; /* MV_TRUNC_* */
 	unsigned mime_errors; /* structure problems: missing boundaries,
 				 unterminated multiparts, bad headers */
 };
