@@ -104,7 +104,7 @@ mbox_next(struct mbox_iter *it, const char **msg, size_t *len)
 		*msg = start;
 		*len = (size_t)(last_end - start);
 		/* The empty line before a separator belongs to the mbox. */
-		if (p < it->end && *len > 0 && start[*len - 1] == '\n') {
+		if (p<it->end && * len> 0 && start[*len - 1] == '\n') {
 			size_t k = *len - 1;
 
 			if (k > 0 && start[k - 1] == '\r')

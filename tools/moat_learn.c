@@ -301,8 +301,9 @@ cmd_learn(const char *conffile, int argc, char **argv)
 			return MOAT_EXIT_USAGE;
 		}
 		if (l.mode != M_NONE && l.mode != m) {
-			fprintf(stderr, "moat: learn: one of --spam, --ham, "
-					"--forget, --stats, --classify\n");
+			fprintf(stderr,
+			    "moat: learn: one of --spam, --ham, "
+			    "--forget, --stats, --classify\n");
 			return MOAT_EXIT_USAGE;
 		}
 		l.mode = m;

@@ -81,8 +81,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		mv.nuris = 1;
 	}
 	bayes_tokenize(&mv, &o, cb, &count);
-	CHECK(count <= BAYES_BODY_TOKENS + BAYES_URI_TOKENS +
-		BAYES_HEADER_TOKENS + 16);
+	CHECK(count <=
+	    BAYES_BODY_TOKENS + BAYES_URI_TOKENS + BAYES_HEADER_TOKENS + 16);
 	free(copy);
 	return 0;
 }

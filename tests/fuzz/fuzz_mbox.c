@@ -2,8 +2,9 @@
  * fuzz_mbox.c - libFuzzer target for tools/mbox.c.
  *
  * The input is an mbox: every message mbox_next() returns must lie inside
- * the input, after the previous one, and not be empty; mbox_unquote() must never make a message longer, and must leave
- * a message without ">From " as it is. A broken invariant calls abort().
+ * the input, after the previous one, and not be empty; mbox_unquote() must
+ *never make a message longer, and must leave a message without ">From " as it
+ *is. A broken invariant calls abort().
  *
  *	clang -g -O1 -fsanitize=fuzzer,address,undefined -Itools \
  *	    tests/fuzz/fuzz_mbox.c tools/mbox.c -o fuzz_mbox

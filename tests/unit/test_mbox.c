@@ -28,8 +28,8 @@ main(void)
 	char	    out[256];
 	const char *box;
 
-	ok(mbox_from_line("From alice@example.com Mon Jan  1 10:00:00 2024",
-	       47),
+	ok(mbox_from_line(
+	       "From alice@example.com Mon Jan  1 10:00:00 2024", 47),
 	    "asctime separator");
 	ok(mbox_from_line("From MAILER-DAEMON Fri Jul  8 12:08:34 2011", 43),
 	    "MAILER-DAEMON separator");
@@ -76,8 +76,8 @@ main(void)
 	    strlen("Subject: two\n\n>From quoted twice\n"),
 	    "unquote >>From by one level");
 	n = mbox_unquote(">Fromage\n>From\n", 15, out);
-	is_mem(out, n, ">Fromage\n>From\n", 15,
-	    "no unquoting without \"From \"");
+	is_mem(
+	    out, n, ">Fromage\n>From\n", 15, "no unquoting without \"From \"");
 
 	box = "From a@b Mon Jan  1 10:00:00 2024\r\n"
 	      "Subject: one\r\n\r\nx\r\n\r\n"
