@@ -15,11 +15,11 @@
  *  - font_low_contrast: a run of visible text whose colour (font color,
  *    CSS color, body text) is within COLOR_NEAR (sum of the RGB channel
  *    differences) of the background colour in effect (bgcolor, CSS
- *    background(-color), default white on black text);
+ *    background(-color); default black text on white);
  *  - obfuscation: a word split by inline tags or a comment with nothing
- *    between the letters ("v<b></b>iagra", "v<!-- -->iagra"), plus each
- *    numeric character reference that stands for an ASCII letter or
- *    digit ("&#118;iagra").
+ *    between two lower-case letters ("v<b></b>iagra", "v<!-- -->iagra"),
+ *    plus each numeric character reference that stands for an ASCII
+ *    letter or digit ("&#118;iagra").
  *
  * Bounded: the element stack keeps STACK_MAX levels (deeper ones are
  * counted, not tracked); anchor texts and hrefs are cut at fixed sizes;
@@ -390,7 +390,7 @@ render(struct hstate *h, const char *s, size_t n)
 		}
 		if (!visible) {
 			visible = 1;
-			if (h->split && h->last_alpha && is_letter(c) &&
+			if (h->split && h->last_alpha && c >= 'a' && c <= 'z' &&
 			    !h->pending_space && !h->pending_nl)
 				h->c->obfuscation++;
 		}
@@ -407,7 +407,7 @@ render(struct hstate *h, const char *s, size_t n)
 	}
 	o->p[o->len] = '\0';
 	if (visible) {
-		h->last_alpha = is_letter((unsigned char)s[n - 1]);
+		h->last_alpha = s[n - 1] >= 'a' && s[n - 1] <= 'z';
 		h->split = 0;
 		if (l->tiny)
 			h->c->font_tiny++;
