@@ -468,6 +468,68 @@ test_malformed(void)
 	msgview_free(v);
 }
 
+static void
+test_structure_more(void)
+{
+	struct msgview *v;
+	size_t		n = 3u << 20, o, i, l;
+	char	       *m;
+	uint64_t	t0;
+
+	/* multipart/digest: parts default to message/rfc822. */
+	v = mk("Content-Type: multipart/digest; boundary=d\n\n"
+	       "--d\n\nFrom: a@example.com\nSubject: one\n\nfirst\n"
+	       "--d\nContent-Type: message/global\n\nSubject: two\n\n"
+	       "second\n--d--\n");
+	is_int(v->nparts, 5, "structure: digest parts");
+	is_str(v->parts[1].type, "message/rfc822", "structure: digest default");
+	ok(v->parts[1].flags & MV_PART_MESSAGE, "structure: digest message");
+	is_str(v->parts[2].text, "first", "structure: digest inner text");
+	ok(v->parts[2].nheaders == 2 &&
+		strcmp(v->parts[2].headers[1].raw, "one") == 0,
+	    "structure: digest inner header");
+	ok(v->parts[3].flags & MV_PART_MESSAGE, "structure: message/global");
+	msgview_free(v);
+
+	/* Delimiters with padding, a part without its empty line. */
+	v = mk("Content-Type: multipart/mixed; boundary=\"a b\"\n\n"
+	       "preamble http://preamble.example/\n"
+	       "--a b  \t\nContent-Type: text/plain\n\npadded\n"
+	       "--a bc\nnot a delimiter\n"
+	       "--a b\nno header here\n"
+	       "--a b-- trailing\nepilogue\n");
+	is_int(v->nparts, 3, "structure: padded delimiters");
+	is_str(v->parts[1].text, "padded\n--a bc\nnot a delimiter",
+	    "structure: longer boundary is no delimiter");
+	is_str(v->parts[2].text, "no header here",
+	    "structure: part without an empty line");
+	ok(uri(v, "http://preamble.example/") == NULL,
+	    "structure: preamble not rendered");
+	msgview_free(v);
+
+	/* 250 nested multiparts, then 3 MiB of lines that look like
+	   delimiters: each byte is scanned a bounded number of times. */
+	l = 250 * 80 + n + 100;
+	m = xmalloc(l);
+	o = 0;
+	for (i = 0; i < 250; i++)
+		o += (size_t)snprintf(m + o, l - o,
+		    "Content-Type: multipart/mixed; boundary=b%zu\n\n--b%zu\n",
+		    i, i);
+	while (o + 10 < l) {
+		memcpy(m + o, "--zzzzzzz\n", 10);
+		o += 10;
+	}
+	t0 = now_usec();
+	v = msgview_new(m, o, NULL);
+	t0 = now_usec() - t0;
+	ok(t0 < 1000000, "structure: hostile nesting in %llu us",
+	    (unsigned long long)t0);
+	ok(v->truncated & MV_TRUNC_DEPTH, "structure: hostile nesting cut");
+	msgview_free(v);
+	free(m);
+}
+
 static char *
 nested_multiparts(int n)
 {
@@ -962,6 +1024,7 @@ main(void)
 	test_nul_in_text();
 	test_nested();
 	test_malformed();
+	test_structure_more();
 	test_limits();
 	test_huge_headers();
 	test_decoded_limits();
