@@ -5,8 +5,9 @@
  * is already UTF-8). What is rendered: character data outside script,
  * style and template and outside elements hidden by CSS (display:none,
  * visibility:hidden) or the hidden attribute; entities decoded by
- * libxml2; block elements (HTML Living Standard §15.3) become line
- * breaks, table cells a space; white space collapsed as a browser does.
+ * libxml2, U+00A0 as a space; block elements (HTML Living Standard §15.3)
+ * become line breaks, table cells a space; white space collapsed as a browser
+ * does.
  *
  * Also collected: URIs of link-bearing attributes (href, src, action,
  * background, data, formaction, poster, lowsrc, dynsrc, and meta refresh
@@ -380,8 +381,13 @@ render(struct hstate *h, const char *s, size_t n)
 	mv_buf_reserve(o, n + 2);
 	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
+		int	      nbsp =
+		    c == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] == 0xa0;
 
-		if (is_ws(c)) {
+		/* NBSP renders as a space; rules want it as one. */
+		if (nbsp)
+			i++;
+		if (nbsp || is_ws(c)) {
 			if (o->len > 0 && o->p[o->len - 1] != '\n')
 				h->pending_space = 1;
 			h->last_alpha = 0;

@@ -771,6 +771,10 @@ test_html_render(void)
 	ok(has(v->parts[0].text, "next"), "html: after bad tags");
 	msgview_free(v);
 
+	v = html("<p>a&nbsp;&nbsp;b\xc2\xa0" "c</p>");
+	is_str(v->parts[0].text, "a b c", "html: NBSP collapses as a space");
+	msgview_free(v);
+
 	/* A meta charset must not re-decode our UTF-8. */
 	v = html("<meta charset=\"iso-8859-1\"><p>caf\xc3\xa9</p>");
 	is_str(v->parts[0].text, "caf\xc3\xa9", "html: meta charset ignored");
