@@ -1,23 +1,30 @@
 /*
  * msgview.c - the decoded view of one message (see msgview.h): the MIME
- * walk. GMime 3's parser (persistent mode, over msgview_stream.c, so
- * nothing is copied) gives the structure of RFC 2045/2046 entities and
- * message/rfc822 parts, their Content-Type and Content-Disposition
- * parameters (RFC 2231, RFC 2047 in loose mode) and transfer encodings;
- * this file walks it depth-first within the limits, takes every header
- * field's raw value from the message bytes (at the offset GMime records),
- * decodes RFC 2047 words (RFC 2047 §6, GMime in loose mode), and hands
- * text leaves to msgview_text.c, msgview_html.c and msgview_uri.c.
+ * walk. Header blocks (RFC 5322 §2.2, §3.6) and multipart bodies
+ * (RFC 2046 §5.1.1: delimiter and close-delimiter lines) are split here,
+ * over the caller's bytes without copying; message/rfc822 bodies are
+ * walked as entities of their own (their header is their part's header).
+ * GMime 3 does what needs its knowledge: Content-Type and
+ * Content-Disposition parameters (RFC 2045 §5, RFC 2231 continuations
+ * and charsets, RFC 2047 words in loose mode), RFC 2047 header words
+ * (decode_header), transfer decoders and charset conversion
+ * (msgview_text.c). HTML goes to msgview_html.c, URIs to msgview_uri.c.
  *
- * GMime never parses an address header here: the top level is built with
- * g_mime_parser_construct_part() (no GMimeMessage), and header values are
- * read raw and decoded as unstructured text.
+ * Why not GMime's own parser: it checks every line that starts with "--"
+ * against its whole stack of open boundaries (up to 1024 levels), so a
+ * few MB of hostile nesting cost seconds; and for message/rfc822 it builds
+ * a GMimeMessage, which parses address headers (where GMime 3.2 leaks on
+ * malformed input). Here a multipart only looks for its own delimiters
+ * inside the range its parent already cut, and never deeper than
+ * limits.depth: a byte is scanned at most depth + 1 times.
  *
- * A part whose boundary never appears (a multipart with no children)
- * keeps its text: the body GMime saw as the preamble becomes a text/plain
- * child. Structure problems GMime reports (malformed multiparts, invalid
- * header names or content types, parts without headers or content,
- * nesting overflow) are counted in mime_errors.
+ * Lenient like the parsers mail is written for: a header ends at the
+ * first line that is no field (the body starts there), a multipart
+ * without its boundary is text, a missing close delimiter ends the last
+ * part at the end of its parent, and a multipart whose boundary never
+ * appears has its whole body kept as one text/plain part. Each of these,
+ * and the problems GMime reports in the fields it parses, count in
+ * mime_errors.
  *
  * Ownership and threading: a view owns one arena (msgview_arena.c) that
  * holds every string and array; GMime objects and scratch buffers live
@@ -32,7 +39,6 @@
 
 #include "msgview.h"
 #include "msgview_int.h"
-#include "msgview_stream.h"
 #include "util.h"
 
 #define DEPTH_CAP 200 /* whatever the caller asks, the walk recurses */
@@ -58,52 +64,40 @@ msgview_global_init(void)
 	pthread_once(&once, global_init);
 }
 
-/* ------------------------------------------------------------ headers */
+/* ------------------------------------------------------------ lines */
 
-/* End of the field that continues from line start s (folding kept). */
+/* The line at s[0..n): its content length (no CR LF) and full length. */
 static size_t
-field_end(const char *msg, size_t len, size_t s)
+line_at(const char *s, size_t n, size_t *full)
 {
-	const char *nl;
-	size_t	    e;
+	const char *nl = memchr(s, '\n', n);
+	size_t	    l = nl != NULL ? (size_t)(nl - s) : n;
 
-	for (;;) {
-		nl = memchr(msg + s, '\n', len - s);
-		if (nl == NULL)
-			return len;
-		e = (size_t)(nl - msg);
-		if (e + 1 < len && (msg[e + 1] == ' ' || msg[e + 1] == '\t')) {
-			s = e + 1;
-			continue;
-		}
-		return e > 0 && msg[e - 1] == '\r' ? e - 1 : e;
-	}
+	*full = nl != NULL ? l + 1 : n;
+	return l > 0 && s[l - 1] == '\r' ? l - 1 : l;
 }
 
-/* The raw value of a header GMime found at `off`, from the message. */
-static int
-raw_from_message(struct mv_build *b, gint64 off, const char *name,
-    const char **val, size_t *vlen)
-{
-	size_t nl = strlen(name), p, e;
+/* ------------------------------------------------------------ headers */
 
-	if (off < 0 || (uint64_t)off >= b->len || b->len - (size_t)off < nl + 1)
-		return -1;
-	p = (size_t)off;
-	if (memcmp(b->msg + p, name, nl) != 0)
-		return -1;
-	p += nl;
-	while (p < b->len && (b->msg[p] == ' ' || b->msg[p] == '\t'))
-		p++;
-	if (p >= b->len || b->msg[p] != ':')
-		return -1;
-	p++;
-	e = field_end(b->msg, b->len, p);
-	while (p < e && (b->msg[p] == ' ' || b->msg[p] == '\t'))
-		p++;
-	*val = b->msg + p;
-	*vlen = e - p;
-	return 0;
+/*
+ * A header field name (RFC 5322 §3.6.8: printable ASCII but ':'), then
+ * optional WSP and the colon; the value's offset, or 0 if not a field.
+ */
+static size_t
+field_name(const char *s, size_t l, size_t *namelen)
+{
+	size_t i = 0, n;
+
+	while (i < l && (unsigned char)s[i] > 32 && (unsigned char)s[i] < 127 &&
+	    s[i] != ':')
+		i++;
+	n = i;
+	while (i < l && (s[i] == ' ' || s[i] == '\t'))
+		i++;
+	if (n == 0 || i >= l || s[i] != ':')
+		return 0;
+	*namelen = n;
+	return i + 1;
 }
 
 static const char *
@@ -138,74 +132,122 @@ decode_header(struct mv_build *b, const char *raw, size_t n)
 	return mv_strndup(b->arena, b->utf.p, b->utf.len);
 }
 
-static gint64
-hdr_off(GMimeHeaderList *l, int i)
+/* The Content-* fields of one header block, as raw values. */
+struct content {
+	const char *type, *disp, *cte;
+	size_t	    typelen, displen, ctelen;
+};
+
+static int
+name_is(const char *s, size_t n, const char *name)
 {
-	return g_mime_header_get_offset(g_mime_header_list_get_header_at(l, i));
+	return strlen(name) == n && ascii_strncasecmp(s, name, n) == 0;
 }
 
 /*
- * Copy the fields of one or two header lists (a message/rfc822 part's
- * message and its top part share the header block) in message order.
+ * Parse the header block at s[0..n) (RFC 5322 §2.2, §3.6): fields with
+ * their folding, ended by an empty line, by the end, or by a line that is
+ * no field (then the body starts on it: RFC 5322 §3.5 requires the empty
+ * line, mail without it exists). Keeps at most limits.headers fields in
+ * the arena; the Content-* fields are found among all of them. Returns the
+ * offset of the body.
  */
-static void
-copy_headers(struct mv_build *b, GMimeHeaderList *l1, GMimeHeaderList *l2,
-    const struct mv_header **out, size_t *nout)
+static size_t
+header_block(struct mv_build *b, const char *s, size_t n,
+    const struct mv_header **out, size_t *nout, struct content *ct)
 {
-	int    n1 = l1 != NULL ? g_mime_header_list_get_count(l1) : 0;
-	int    n2 = l2 != NULL ? g_mime_header_list_get_count(l2) : 0;
-	int    i1 = 0, i2 = 0;
-	size_t n = (size_t)n1 + (size_t)n2, k = 0, vlen;
-	struct mv_header *h;
-	GMimeHeader	 *gh;
-	const char	 *name, *val;
+	size_t		  p = 0, full, l, e, vo, nl, kept = 0, cap = 0;
+	struct mv_header *h = NULL, *nh;
+	const char	 *val;
 
+	memset(ct, 0, sizeof(*ct));
 	*out = NULL;
 	*nout = 0;
-	if (n == 0)
-		return;
-	if (n > b->lim.headers) {
-		b->v->truncated |= MV_TRUNC_HEADERS;
-		n = b->lim.headers;
-	}
-	h = mv_alloc(b->arena, n * sizeof(*h));
-	for (k = 0; k < n; k++) {
-		if (i2 >= n2 || (i1 < n1 && hdr_off(l1, i1) <= hdr_off(l2, i2)))
-			gh = g_mime_header_list_get_header_at(l1, i1++);
-		else
-			gh = g_mime_header_list_get_header_at(l2, i2++);
-		name = g_mime_header_get_name(gh);
-		h[k].name = mv_strndup(b->arena, name, strlen(name));
-		if (raw_from_message(b, g_mime_header_get_offset(gh), name,
-			&val, &vlen) != 0) {
-			val = g_mime_header_get_raw_value(gh);
-			if (val == NULL)
-				val = "";
-			while (*val == ' ' || *val == '\t')
-				val++;
-			vlen = strlen(val);
-			while (vlen > 0 &&
-			    (val[vlen - 1] == '\n' || val[vlen - 1] == '\r'))
-				vlen--;
+	while (p < n) {
+		l = line_at(s + p, n - p, &full);
+		if (l == 0) {
+			p += full; /* the empty line */
+			break;
 		}
-		h[k].raw = mv_strndup(b->arena, val, vlen);
-		h[k].decoded = decode_header(b, h[k].raw, vlen);
+		if ((vo = field_name(s + p, l, &nl)) == 0) {
+			b->v->mime_errors++; /* no empty line before the body */
+			break;
+		}
+		/* The field runs on over lines that start with WSP. */
+		e = p + full;
+		while (e < n && (s[e] == ' ' || s[e] == '\t')) {
+			line_at(s + e, n - e, &full);
+			e += full;
+		}
+		val = s + p + vo;
+		while (val < s + e && (*val == ' ' || *val == '\t'))
+			val++;
+		l = (size_t)(s + e - val);
+		while (l > 0 && (val[l - 1] == '\n' || val[l - 1] == '\r'))
+			l--;
+		if (ct->type == NULL && name_is(s + p, nl, "Content-Type")) {
+			ct->type = val;
+			ct->typelen = l;
+		} else if (ct->disp == NULL &&
+		    name_is(s + p, nl, "Content-Disposition")) {
+			ct->disp = val;
+			ct->displen = l;
+		} else if (ct->cte == NULL &&
+		    name_is(s + p, nl, "Content-Transfer-Encoding")) {
+			ct->cte = val;
+			ct->ctelen = l;
+		}
+		if (kept < b->lim.headers) {
+			if (kept == cap) {
+				/* Arena arrays: doubling wastes at most 2x. */
+				cap = cap != 0 ? cap * 2 : 16;
+				if (cap > b->lim.headers)
+					cap = b->lim.headers;
+				nh = mv_alloc(b->arena, cap * sizeof(*nh));
+				if (kept > 0)
+					memcpy(nh, h, kept * sizeof(*nh));
+				h = nh;
+			}
+			h[kept].name = mv_strndup(b->arena, s + p, nl);
+			h[kept].raw = mv_strndup(b->arena, val, l);
+			h[kept].decoded = decode_header(b, h[kept].raw, l);
+			kept++;
+		} else
+			b->v->truncated |= MV_TRUNC_HEADERS;
+		p = e;
 	}
 	*out = h;
-	*nout = n;
+	*nout = kept;
+	return p < n ? p : n;
 }
 
 /* ------------------------------------------------------------ parts */
 
-static char *
-lower_dup(struct mv_build *b, const char *s)
+/* A raw header value, unfolded and NUL-terminated, in b->tmp. */
+static const char *
+unfolded(struct mv_build *b, const char *v, size_t n)
 {
-	size_t l, i;
+	size_t i;
+
+	b->tmp.len = 0;
+	mv_buf_reserve(&b->tmp, n);
+	for (i = 0; i < n; i++)
+		if (v[i] != '\r' && v[i] != '\n' && v[i] != '\0')
+			b->tmp.p[b->tmp.len++] = v[i];
+	b->tmp.p[b->tmp.len] = '\0';
+	return b->tmp.p;
+}
+
+static char *
+lower_dup(struct mv_build *b, const char *s, size_t l)
+{
+	size_t i;
 	char  *r;
 
-	while (*s == ' ' || *s == '\t')
+	while (l > 0 && (*s == ' ' || *s == '\t')) {
 		s++;
-	l = strlen(s);
+		l--;
+	}
 	while (l > 0 &&
 	    (s[l - 1] == ' ' || s[l - 1] == '\t' || s[l - 1] == '\r' ||
 		s[l - 1] == '\n'))
@@ -240,7 +282,6 @@ new_part(struct mv_build *b, unsigned depth, size_t parent)
 /*
  * The text of a text leaf (raw bytes still transfer-encoded): decoded
  * within the budgets, converted to UTF-8, HTML rendered, URIs found.
- * `idx` is the part's index: b->parts may move while HTML is rendered.
  */
 static void
 text_leaf(
@@ -249,7 +290,7 @@ text_leaf(
 	struct mv_part *p = &b->parts[idx];
 	size_t		keep, size;
 	int		cut, html = (p->flags & MV_PART_HTML) != 0;
-	const char     *cs = p->charset, *rt;
+	const char     *rt;
 	unsigned	flags;
 
 	keep = b->lim.decoded > b->decoded ? b->lim.decoded - b->decoded : 0;
@@ -259,7 +300,7 @@ text_leaf(
 	if (cut)
 		b->v->truncated |= MV_TRUNC_DECODED;
 	b->decoded += b->dec.len;
-	flags = mv_to_utf8(cs, b->dec.p, b->dec.len, &b->utf, &b->tmp);
+	flags = mv_to_utf8(p->charset, b->dec.p, b->dec.len, &b->utf, &b->tmp);
 	rt = mv_strndup(b->arena, b->utf.p, b->utf.len);
 	p->size = size;
 	p->flags |= flags | MV_PART_TEXT;
@@ -278,162 +319,205 @@ text_leaf(
 	mv_uri_scan_text(b, p->text, p->textlen, MV_URI_TEXT);
 }
 
+static void entity(
+    struct mv_build *, const char *, size_t, unsigned, size_t, const char *);
+
+/*
+ * A delimiter line of `bnd` (RFC 2046 §5.1.1): "--" boundary, then "--"
+ * for the close delimiter, then transport padding. 0 no, 1 delimiter,
+ * 2 close delimiter.
+ */
 static int
-is_text_type(const char *type)
+delimiter(const char *l, size_t n, const char *bnd, size_t bl)
 {
-	return strncmp(type, "text/", 5) == 0 ||
-	    /* a multipart GMime could not split: its body is all there is */
-	    strncmp(type, "multipart/", 10) == 0;
+	size_t i;
+
+	if (n < bl + 2 || l[0] != '-' || l[1] != '-' ||
+	    memcmp(l + 2, bnd, bl) != 0)
+		return 0;
+	i = bl + 2;
+	if (n - i >= 2 && l[i] == '-' && l[i + 1] == '-')
+		return 2;
+	for (; i < n; i++)
+		if (l[i] != ' ' && l[i] != '\t')
+			return 0;
+	return 1;
 }
 
+/* A child body part s[0..n) ending before the delimiter's line end. */
 static void
-leaf(struct mv_build *b, GMimeObject *o, size_t idx)
+child(struct mv_build *b, const char *s, const char *e, unsigned depth,
+    size_t parent, const char *deftype)
 {
-	GMimePart	 *part;
-	GMimeDataWrapper *w;
-	GMimeStream	 *s;
-	const char	 *raw;
-	size_t		  rawlen;
-	int		  enc;
-
-	if (!GMIME_IS_PART(o))
-		return;
-	part = (GMimePart *)o;
-	enc = (int)g_mime_part_get_content_encoding(part);
-	if (b->parts[idx].encoding != NULL &&
-	    enc == GMIME_CONTENT_ENCODING_DEFAULT)
-		b->parts[idx].flags |= MV_PART_BAD_CTE;
-	w = g_mime_part_get_content(part);
-	s = w != NULL ? g_mime_data_wrapper_get_stream(w) : NULL;
-	if (s == NULL || mv_stream_span(s, b->msg, &raw, &rawlen) != 0) {
-		/* Content GMime holds elsewhere (not expected): none. */
-		if (s != NULL)
-			b->v->mime_errors++;
-		raw = "";
-		rawlen = 0;
-	}
-	b->parts[idx].rawsize = rawlen;
-	if (!is_text_type(b->parts[idx].type)) {
-		b->parts[idx].size = mv_decoded_size(enc, raw, rawlen, &b->dec);
-		return;
-	}
-	text_leaf(b, idx, enc, raw, rawlen);
+	if (e > s && e[-1] == '\n')
+		e--;
+	if (e > s && e[-1] == '\r')
+		e--;
+	entity(b, s, e > s ? (size_t)(e - s) : 0, depth, parent, deftype);
 }
 
-static void walk(
-    struct mv_build *, GMimeObject *, GMimeHeaderList *, unsigned, size_t);
-
-/* A multipart whose boundary never came: its preamble as text/plain. */
+/*
+ * Split a multipart body (RFC 2046 §5.1.1) and walk its parts. Only
+ * this multipart's own delimiters are looked for: its range was already
+ * cut at the enclosing ones, so every byte is scanned once per level.
+ */
 static void
-orphan_text(
-    struct mv_build *b, GMimeMultipart *mp, unsigned depth, size_t parent)
+multipart(struct mv_build *b, size_t idx, const char *s, size_t n,
+    const char *bnd, unsigned depth, int digest)
 {
-	const char     *pro = g_mime_multipart_get_prologue(mp);
-	struct mv_part *p;
-	char	       *copy;
+	const char *deftype = digest ? "message/rfc822" : "text/plain";
+	const char *start = NULL;
+	size_t	    p = 0, l, full, bl = strlen(bnd), found = 0;
+	int	    d = 0;
 
-	if (pro == NULL || *pro == '\0')
-		return;
-	if (depth > b->lim.depth) {
+	if (depth + 1 > b->lim.depth) {
 		b->v->truncated |= MV_TRUNC_DEPTH;
 		return;
 	}
-	if ((p = new_part(b, depth, parent)) == NULL)
+	while (p < n && b->nparts < b->lim.parts) {
+		l = line_at(s + p, n - p, &full);
+		if (l >= bl + 2 && s[p] == '-' &&
+		    (d = delimiter(s + p, l, bnd, bl)) != 0) {
+			if (start != NULL)
+				child(b, start, s + p, depth + 1, idx, deftype);
+			found++;
+			start = s + p + full;
+			if (d == 2)
+				break;
+		}
+		p += full;
+	}
+	if (b->nparts >= b->lim.parts) {
+		if (p < n)
+			b->v->truncated |= MV_TRUNC_PARTS;
 		return;
-	p->rawsize = strlen(pro);
-	/* The prologue is GMime's copy; keep our own while decoding. */
-	copy = xstrndup(pro, p->rawsize);
-	text_leaf(
-	    b, b->nparts - 1, GMIME_CONTENT_ENCODING_8BIT, copy, p->rawsize);
-	free(copy);
+	}
+	if (found == 0) {
+		/* The boundary never came: the body is text. */
+		struct mv_part *c;
+
+		b->v->mime_errors++;
+		if ((c = new_part(b, depth + 1, idx)) != NULL) {
+			c->rawsize = n;
+			text_leaf(b, b->nparts - 1, GMIME_CONTENT_ENCODING_8BIT,
+			    s, n);
+		}
+		return;
+	}
+	if (d != 2) {
+		b->v->mime_errors++; /* no close delimiter */
+		if (start != NULL && start < s + n)
+			entity(b, start, (size_t)(s + n - start), depth + 1,
+			    idx, deftype);
+	}
 }
 
-static void
-walk(struct mv_build *b, GMimeObject *o, GMimeHeaderList *msghdr,
-    unsigned depth, size_t parent)
+static int
+is_text_type(const char *type)
 {
-	GMimeContentType	*ct = g_mime_object_get_content_type(o);
-	GMimeContentDisposition *cd;
+	/* multipart/(*) here is one we could not split: its body is text. */
+	return strncmp(type, "text/", 5) == 0 ||
+	    strncmp(type, "multipart/", 10) == 0;
+}
+
+/*
+ * One entity (RFC 2045 §2.4) at s[0..n): a header block and a body; the
+ * whole message, a body part, or an encapsulated message/rfc822.
+ */
+static void
+entity(struct mv_build *b, const char *s, size_t n, unsigned depth,
+    size_t parent, const char *deftype)
+{
+	GMimeContentType	*gct = NULL;
+	GMimeContentDisposition *gcd = NULL;
+	struct content		 ct;
 	struct mv_part		*p;
-	const char		*v, *mt, *st;
-	size_t			 idx, l1;
-	char			*type, *q;
-	int			 i, n;
+	const char		*v, *mt, *st, *body, *bnd = NULL;
+	size_t			 idx, off, bodylen, l1;
+	char			*type;
+	int			 enc = GMIME_CONTENT_ENCODING_DEFAULT;
 
 	if ((p = new_part(b, depth, parent)) == NULL)
 		return;
 	idx = b->nparts - 1;
-	if (ct != NULL) {
-		mt = g_mime_content_type_get_media_type(ct);
-		st = g_mime_content_type_get_media_subtype(ct);
-		mt = mt != NULL ? mt : "application";
-		st = st != NULL ? st : "octet-stream";
+	off = header_block(b, s, n, &p->headers, &p->nheaders, &ct);
+	if (depth == 0)
+		b->v->hdrsize = off;
+	body = s + off;
+	bodylen = n - off;
+	p->type = deftype;
+	if (ct.type != NULL) {
+		gct = g_mime_content_type_parse(
+		    b->gmime_opts, unfolded(b, ct.type, ct.typelen));
+		mt = g_mime_content_type_get_media_type(gct);
+		st = g_mime_content_type_get_media_subtype(gct);
+		mt = mt != NULL && *mt != '\0' ? mt : "application";
+		st = st != NULL && *st != '\0' ? st : "octet-stream";
 		l1 = strlen(mt);
 		type = mv_alloc(b->arena, l1 + strlen(st) + 2);
 		memcpy(type, mt, l1);
 		type[l1] = '/';
 		strcpy(type + l1 + 1, st);
-		for (q = type; *q != '\0'; q++)
-			*q = (char)ascii_lower((unsigned char)*q);
-		p->type = type;
-		if ((v = g_mime_content_type_get_parameter(ct, "charset")) !=
+		p->type = lower_dup(b, type, strlen(type));
+		if ((v = g_mime_content_type_get_parameter(gct, "charset")) !=
 		    NULL)
-			p->charset = lower_dup(b, v);
+			p->charset = lower_dup(b, v, strlen(v));
+		bnd = g_mime_content_type_get_parameter(gct, "boundary");
 	}
-	if ((v = g_mime_object_get_header(o, "Content-Transfer-Encoding")) !=
-	    NULL)
-		p->encoding = lower_dup(b, v);
-	if (strcmp(p->type, "text/html") == 0)
-		p->flags |= MV_PART_HTML;
-	if (GMIME_IS_PART(o) &&
-	    (v = g_mime_part_get_filename((GMimePart *)o)) != NULL) {
+	if (ct.cte != NULL) {
+		p->encoding = lower_dup(b, ct.cte, ct.ctelen);
+		enc = (int)g_mime_content_encoding_from_string(p->encoding);
+		if (enc == GMIME_CONTENT_ENCODING_DEFAULT)
+			p->flags |= MV_PART_BAD_CTE;
+	}
+	if (ct.disp != NULL) {
+		gcd = g_mime_content_disposition_parse(
+		    b->gmime_opts, unfolded(b, ct.disp, ct.displen));
+		if (g_mime_content_disposition_is_attachment(gcd))
+			p->flags |= MV_PART_ATTACHMENT;
+		v = g_mime_content_disposition_get_parameter(gcd, "filename");
+	} else
+		v = NULL;
+	if (v == NULL && gct != NULL)
+		v = g_mime_content_type_get_parameter(gct, "name");
+	if (v != NULL) {
 		b->utf.len = 0;
 		mv_utf8_clean(v, strlen(v), &b->utf, 1);
 		p->filename = mv_strndup(b->arena, b->utf.p, b->utf.len);
+		if (strncmp(p->type, "text/", 5) != 0)
+			p->flags |= MV_PART_ATTACHMENT;
 	}
-	cd = g_mime_object_get_content_disposition(o);
-	if ((cd != NULL && g_mime_content_disposition_is_attachment(cd)) ||
-	    (p->filename != NULL && strncmp(p->type, "text/", 5) != 0))
-		p->flags |= MV_PART_ATTACHMENT;
-	copy_headers(b,
-	    msghdr != NULL ? msghdr : g_mime_object_get_header_list(o),
-	    msghdr != NULL ? g_mime_object_get_header_list(o) : NULL,
-	    &p->headers, &p->nheaders);
+	if (strcmp(p->type, "text/html") == 0)
+		p->flags |= MV_PART_HTML;
 
-	if (GMIME_IS_MULTIPART(o)) {
-		GMimeMultipart *mp = (GMimeMultipart *)o;
-
+	if (strncmp(p->type, "multipart/", 10) == 0 && bnd != NULL &&
+	    *bnd != '\0') {
 		p->flags |= MV_PART_MULTIPART;
-		n = g_mime_multipart_get_count(mp);
-		if (n == 0) {
-			b->v->mime_errors++;
-			orphan_text(b, mp, depth + 1, idx);
-			return;
-		}
-		if (depth + 1 > b->lim.depth) {
-			b->v->truncated |= MV_TRUNC_DEPTH;
-			return;
-		}
-		for (i = 0; i < n; i++)
-			walk(b, g_mime_multipart_get_part(mp, i), NULL,
-			    depth + 1, idx);
-	} else if (GMIME_IS_MESSAGE_PART(o)) {
-		GMimeMessage *m;
-		GMimeObject  *top;
-
+		/* The boundary string lives in gct until it is unreferenced. */
+		multipart(b, idx, body, bodylen, bnd, depth,
+		    strcmp(p->type, "multipart/digest") == 0);
+	} else if (strcmp(p->type, "message/rfc822") == 0 ||
+	    strcmp(p->type, "message/global") == 0) {
 		p->flags |= MV_PART_MESSAGE;
-		m = g_mime_message_part_get_message((GMimeMessagePart *)o);
-		top = m != NULL ? g_mime_message_get_mime_part(m) : NULL;
-		if (top == NULL)
-			return;
-		if (depth + 1 > b->lim.depth) {
+		p->rawsize = bodylen;
+		p->size = bodylen;
+		if (depth + 1 > b->lim.depth)
 			b->v->truncated |= MV_TRUNC_DEPTH;
-			return;
-		}
-		walk(b, top, g_mime_object_get_header_list((GMimeObject *)m),
-		    depth + 1, idx);
-	} else
-		leaf(b, o, idx);
+		else
+			entity(b, body, bodylen, depth + 1, idx, "text/plain");
+	} else {
+		if (strncmp(p->type, "multipart/", 10) == 0)
+			b->v->mime_errors++; /* no boundary parameter */
+		p->rawsize = bodylen;
+		if (is_text_type(p->type))
+			text_leaf(b, idx, enc, body, bodylen);
+		else
+			p->size = mv_decoded_size(enc, body, bodylen, &b->dec);
+	}
+	if (gct != NULL)
+		g_object_unref(gct);
+	if (gcd != NULL)
+		g_object_unref(gcd);
 }
 
 /* ------------------------------------------------------------ view */
@@ -468,26 +552,6 @@ on_warning(
 	}
 }
 
-/* Bytes of the header with its empty line (all of it if none). */
-static size_t
-header_size(const char *msg, size_t len)
-{
-	size_t	    p = 0;
-	const char *nl;
-
-	while (p < len) {
-		if (msg[p] == '\n')
-			return p + 1;
-		if (msg[p] == '\r' && p + 1 < len && msg[p + 1] == '\n')
-			return p + 2;
-		nl = memchr(msg + p, '\n', len - p);
-		if (nl == NULL)
-			break;
-		p = (size_t)(nl - msg) + 1;
-	}
-	return len;
-}
-
 static void
 set_limits(struct msgview_limits *l, const struct msgview_limits *in)
 {
@@ -516,9 +580,6 @@ msgview_new(const char *msg, size_t len, const struct msgview_limits *limits)
 	struct msgview	   *v;
 	struct mv_build	    b;
 	GMimeParserOptions *opts;
-	GMimeStream	   *stream;
-	GMimeParser	   *parser;
-	GMimeObject	   *root;
 
 	msgview_global_init();
 	w = xcalloc(1, sizeof(*w));
@@ -530,7 +591,6 @@ msgview_new(const char *msg, size_t len, const struct msgview_limits *limits)
 	b.len = msg != NULL ? len : 0;
 	set_limits(&b.lim, limits);
 	v->size = b.len;
-	v->hdrsize = header_size(b.msg, b.len);
 
 	opts = g_mime_parser_options_new();
 	g_mime_parser_options_set_rfc2047_compliance_mode(
@@ -541,19 +601,7 @@ msgview_new(const char *msg, size_t len, const struct msgview_limits *limits)
 	g_mime_parser_options_set_warning_callback(opts, on_warning, &b);
 	b.gmime_opts = opts;
 
-	stream = mv_stream_new(b.msg, b.len);
-	parser = g_mime_parser_new_with_stream(stream);
-	g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
-	g_mime_parser_set_persist_stream(parser, TRUE);
-	root = g_mime_parser_construct_part(parser, opts);
-	if (root != NULL) {
-		walk(&b, root, NULL, 0, 0);
-		g_object_unref(root);
-	}
-	g_object_unref(parser);
-	g_object_unref(stream);
-	if (b.nparts == 0)
-		(void)new_part(&b, 0, 0); /* an empty message: one empty part */
+	entity(&b, b.msg, b.len, 0, 0, "text/plain");
 
 	v->nparts = b.nparts;
 	v->parts = mv_alloc(b.arena, b.nparts * sizeof(*b.parts));

@@ -5,8 +5,9 @@
  * is already UTF-8). What is rendered: character data outside script,
  * style and template and outside elements hidden by CSS (display:none,
  * visibility:hidden) or the hidden attribute; entities decoded by
- * libxml2; block elements (HTML Living Standard §15.3) become line
- * breaks, table cells a space; white space collapsed as a browser does.
+ * libxml2, U+00A0 as a space; block elements (HTML Living Standard §15.3)
+ * become line breaks, table cells a space; white space collapsed as a browser
+ * does.
  *
  * Also collected: URIs of link-bearing attributes (href, src, action,
  * background, data, formaction, poster, lowsrc, dynsrc, and meta refresh
@@ -15,11 +16,11 @@
  *  - font_low_contrast: a run of visible text whose colour (font color,
  *    CSS color, body text) is within COLOR_NEAR (sum of the RGB channel
  *    differences) of the background colour in effect (bgcolor, CSS
- *    background(-color), default white on black text);
+ *    background(-color); default black text on white);
  *  - obfuscation: a word split by inline tags or a comment with nothing
- *    between the letters ("v<b></b>iagra", "v<!-- -->iagra"), plus each
- *    numeric character reference that stands for an ASCII letter or
- *    digit ("&#118;iagra").
+ *    between two lower-case letters ("v<b></b>iagra", "v<!-- -->iagra"),
+ *    plus each numeric character reference that stands for an ASCII
+ *    letter or digit ("&#118;iagra").
  *
  * Bounded: the element stack keeps STACK_MAX levels (deeper ones are
  * counted, not tracked); anchor texts and hrefs are cut at fixed sizes;
@@ -380,8 +381,13 @@ render(struct hstate *h, const char *s, size_t n)
 	mv_buf_reserve(o, n + 2);
 	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
+		int	      nbsp =
+		    c == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] == 0xa0;
 
-		if (is_ws(c)) {
+		/* NBSP renders as a space; rules want it as one. */
+		if (nbsp)
+			i++;
+		if (nbsp || is_ws(c)) {
 			if (o->len > 0 && o->p[o->len - 1] != '\n')
 				h->pending_space = 1;
 			h->last_alpha = 0;
@@ -390,7 +396,7 @@ render(struct hstate *h, const char *s, size_t n)
 		}
 		if (!visible) {
 			visible = 1;
-			if (h->split && h->last_alpha && is_letter(c) &&
+			if (h->split && h->last_alpha && c >= 'a' && c <= 'z' &&
 			    !h->pending_space && !h->pending_nl)
 				h->c->obfuscation++;
 		}
@@ -407,7 +413,7 @@ render(struct hstate *h, const char *s, size_t n)
 	}
 	o->p[o->len] = '\0';
 	if (visible) {
-		h->last_alpha = is_letter((unsigned char)s[n - 1]);
+		h->last_alpha = s[n - 1] >= 'a' && s[n - 1] <= 'z';
 		h->split = 0;
 		if (l->tiny)
 			h->c->font_tiny++;

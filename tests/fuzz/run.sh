@@ -14,7 +14,9 @@ srcs="$top/proxy/smtp_parse.c $top/proxy/dataframe.c $top/proxy/headers.c
   $top/proxy/hdredit.c $top/proxy/sasl.c $top/proxy/dnsrr.c $top/policies/lists.c
   $top/proxy/util.c
   $top/proxy/log.c $top/filters/spf/spf_eval.c $top/filters/dmarc/dmarc_eval.c $top/proxy/from_field.c
-  $top/filters/av/scanproto.c $top/tools/mbox.c $top/filters/spam/bayes_tok.c"
+  $top/filters/av/scanproto.c $top/tools/mbox.c $top/filters/spam/bayes_tok.c
+  $top/filters/msgview.c $top/filters/msgview_arena.c $top/filters/msgview_text.c
+  $top/filters/msgview_html.c $top/filters/msgview_uri.c"
 passed=0
 failed=0
 for f in "$top"/tests/fuzz/fuzz_*.c; do
@@ -25,9 +27,9 @@ for f in "$top"/tests/fuzz/fuzz_*.c; do
 	    -fno-sanitize-recover=undefined -D_GNU_SOURCE -D_DEFAULT_SOURCE \
 	    -I"$top/proxy" -I"$top/policies" -I"$top/filters/spf" \
 	    -I"$top/filters/dmarc" -I"$top/filters/av" -I"$top/filters" \
-	    -I"$top/filters/spam" -I"$top/tools" $(pkg-config --cflags libidn2 libpsl) \
+	    -I"$top/filters/spam" -I"$top/tools" $(pkg-config --cflags libidn2 libpsl gmime-3.0 libxml-2.0) \
 	    "$f" $srcs -levent_core -lopendmarc \
-	    $(pkg-config --libs libidn2 libpsl) \
+	    $(pkg-config --libs libidn2 libpsl gmime-3.0 libxml-2.0) \
 	    -o "$bin" 2>"$out/$name.build.log"; then
 		echo "not ok - $name: build failed"
 		cat "$out/$name.build.log" | head -20
