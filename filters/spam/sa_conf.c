@@ -245,6 +245,9 @@ rule_undefine(struct sa_rule *r)
 	r->pattern = NULL;
 	free(r->orig);
 	r->orig = NULL;
+	free(r->inline_pat);
+	r->inline_pat = NULL;
+	r->pf = 0;
 	if (r->re != NULL)
 		pcre2_code_free(r->re);
 	r->re = NULL;
@@ -1527,7 +1530,8 @@ finish(struct loader *l, size_t nstrict_files)
 			    why, sizeof(why));
 			if (r->re == NULL && code == PCRE2_ERROR_PATTERN_TOO_LARGE &&
 			    r->orig != NULL) {
-				free(r->pattern);
+				free(r->inline_pat);
+				r->inline_pat = r->pattern;
 				r->pattern = replace_tags_subr(rs, r->orig);
 				r->re = sa_regex_compile(r->pattern, r->reopts,
 				    &code, why, sizeof(why));
@@ -1658,6 +1662,7 @@ finish(struct loader *l, size_t nstrict_files)
 		if (rs->rules[rs->order[SA_META][i]]->run)
 			rs->order[SA_META][k++] = rs->order[SA_META][i];
 	rs->norder[SA_META] = k;
+	sa_prefilter_build(rs);
 }
 
 static struct sa_ruleset *
@@ -1748,6 +1753,7 @@ sa_ruleset_free(struct sa_ruleset *rs)
 	}
 	free(rs->lists);
 	sa_net_free(rs);
+	sa_prefilter_free(rs);
 	for (i = 0; i < rs->nfiles; i++)
 		free(rs->files[i]);
 	free(rs->files);
@@ -1801,4 +1807,10 @@ sa_rule_info(const struct sa_ruleset *rs, const char *name,
 	if (score != NULL)
 		*score = r->sc;
 	return 0;
+}
+
+const char *
+sa_rule_name(const struct sa_ruleset *rs, size_t idx)
+{
+	return idx < rs->nrules ? rs->rules[idx]->name : NULL;
 }

@@ -24,6 +24,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sa_int.h"
 #include "sa_scratch.h"
@@ -100,6 +101,30 @@ span_add(struct sa_spans *sp, size_t off, size_t len)
 
 /* ----------------------------------------------------------- scratch */
 
+static uint64_t
+now_usec_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void
+sa_scratch_profile(struct sa_scratch *sc, int on)
+{
+	free(sc->prof);
+	sc->prof = on ? xcalloc(1, sizeof(*sc->prof)) : NULL;
+	sc->nprof = on ? 1 : 0;
+}
+
+const uint64_t *
+sa_scratch_profile_ns(const struct sa_scratch *sc, size_t *n)
+{
+	*n = sc->nprof;
+	return sc->prof;
+}
+
 struct sa_scratch *
 sa_scratch_new(void)
 {
@@ -141,6 +166,9 @@ sa_scratch_free(struct sa_scratch *sc)
 	free(sc->rawl.v);
 	free(sc->tmp.s);
 	free(sc->hcache);
+	free(sc->prof);
+	free(sc->cand);
+	sa_prefilter_scratch_free(sc);
 	free(sc);
 }
 
@@ -347,8 +375,9 @@ sa_get_header(struct sa_ctx *c, const char *name, unsigned mods, size_t *len)
 		e = &sc->hcache[(h + k) & (SA_HCACHE - 1)];
 		if (e->gen != sc->gen)
 			break;
+		/* exact: "MESSAGEID" and "ALL" are case-sensitive */
 		if (e->hash == h && e->mods == mods &&
-		    hname_eq(e->name, name)) {
+		    strcmp(e->name, name) == 0) {
 			*len = e->len;
 			return e->value;
 		}
@@ -726,6 +755,64 @@ run_uri(struct sa_ctx *c, const struct sa_rule *r)
 	return n;
 }
 
+/* -------------------------------------------------------- prefilter */
+
+/*
+ * Scan the texts of type t with the Hyperscan prefilter: 1 when the
+ * candidate bits in sc->cand are valid for the type's rules, else 0
+ * (every rule then runs with PCRE2).
+ */
+static int
+prefilter(struct sa_ctx *c, int t)
+{
+	const struct sa_ruleset *rs = c->rs;
+	struct sa_scratch	*sc = c->sc;
+	const struct sa_buf	*b = NULL;
+	const struct sa_spans	*sp = NULL;
+	size_t			 i;
+	char			 buf[4096];
+
+	if (!sa_prefilter_has(rs, t) || sa_prefilter_prepare(rs, sc) < 0)
+		return 0;
+	switch (t) {
+	case SA_BODY:
+		b = &sc->body;
+		sp = &sc->bodyl;
+		break;
+	case SA_RAWBODY:
+		b = &sc->raw;
+		sp = &sc->rawl;
+		break;
+	case SA_FULL:
+		return sa_prefilter_scan(rs, sc, t, c->raw, c->rawlen) == 0;
+	case SA_URI:
+		for (i = 0; i < c->mv->nuris; i++) {
+			const char *u = c->mv->uris[i].uri;
+			size_t	    ul = strlen(u);
+
+			if (sa_prefilter_scan(rs, sc, t, u, ul) < 0)
+				return 0;
+			if (strstr(u, "://") == NULL &&
+			    !(c->mv->uris[i].flags & MV_URI_MAILTO) &&
+			    ul + 8 < sizeof(buf)) {
+				memcpy(buf, "http://", 7);
+				memcpy(buf + 7, u, ul + 1);
+				if (sa_prefilter_scan(rs, sc, t, buf, ul + 7) <
+				    0)
+					return 0;
+			}
+		}
+		return 1;
+	default:
+		return 0;
+	}
+	for (i = 0; i < sp->n; i++)
+		if (sa_prefilter_scan(rs, sc, t, b->s + sp->v[i].off,
+			sp->v[i].len) < 0)
+			return 0;
+	return 1;
+}
+
 /* ---------------------------------------------------------------- eval */
 
 static void
@@ -759,6 +846,8 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 	size_t	      i, k;
 	unsigned      n, ran = 0;
 	double	      total = 0;
+	uint64_t      tprev;
+	int	      usepf;
 
 	memset(&c, 0, sizeof(c));
 	c.rs = rs;
@@ -782,6 +871,20 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 	}
 	sc->body_built = sc->raw_built = 0;
 	sc->nhits = 0;
+	if (sc->prof != NULL && sc->nprof < rs->nrules) {
+		free(sc->prof);
+		sc->prof = xcalloc(rs->nrules, sizeof(*sc->prof));
+		sc->nprof = rs->nrules;
+	}
+	tprev = sc->prof ? now_usec_ns() : 0;
+	if (rs->pf != NULL) {
+		if (sc->ncand < (rs->nrules + 7) / 8) {
+			free(sc->cand);
+			sc->ncand = (rs->nrules + 7) / 8;
+			sc->cand = xmalloc(sc->ncand);
+		}
+		memset(sc->cand, 0, (rs->nrules + 7) / 8);
+	}
 
 	for (k = 0; k < SA_NTYPES; k++) {
 		if (k == SA_META)
@@ -790,9 +893,16 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 			build_body(&c);
 		if (k == SA_RAWBODY && rs->norder[k] > 0)
 			build_rawbody(&c);
+		usepf = rs->norder[k] > 0 && prefilter(&c, (int)k);
 		for (i = 0; i < rs->norder[k]; i++) {
-			const struct sa_rule *r = rs->rules[rs->order[k][i]];
+			uint32_t	      ri = rs->order[k][i];
+			const struct sa_rule *r = rs->rules[ri];
 
+			if (usepf && r->pf &&
+			    !(sc->cand[ri >> 3] & (1u << (ri & 7)))) {
+				sc->values[ri] = 0;
+				continue;
+			}
 			switch (k) {
 			case SA_HEADER:
 				n = run_header(&c, r);
@@ -819,6 +929,12 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 			}
 			ran++;
 			sc->values[rs->order[k][i]] = n;
+			if (sc->prof != NULL) {
+				uint64_t now = now_usec_ns();
+
+				sc->prof[rs->order[k][i]] += now - tprev;
+				tprev = now;
+			}
 		}
 	}
 	for (i = 0; i < rs->nevals; i++) {

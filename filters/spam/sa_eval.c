@@ -326,14 +326,14 @@ static int
 eval_missing_to(struct sa_ctx *c, const struct sa_rule *r,
     const struct sa_evalargs *a)
 {
-	const char *to = header(c, "To", SA_HM_ADDR);
+	const char *to = header(c, "To", 0);
 
 	(void)r;
 	(void)a;
-	if (to != NULL && *to != '\0')
+	if (to != NULL && *to != '\0' && strcmp(to, "\n") != 0)
 		return 0;
-	to = header(c, "Apparently-To", SA_HM_ADDR);
-	return to == NULL || *to == '\0';
+	to = header(c, "Apparently-To", 0);
+	return to == NULL || *to == '\0' || strcmp(to, "\n") == 0;
 }
 
 /* HeaderEval check_header_count_range(header, min, max) */
@@ -481,7 +481,11 @@ eval_mime_html_only(struct sa_ctx *c, const struct sa_rule *r,
 	return eval_mime_html(c, r, a) && !has_part(c->mv, "text/plain");
 }
 
-/* HTMLEval html_test('html_message') and friends read mv.html */
+/*
+ * HTMLEval html_test(name): the HTML facts SpamAssassin's parser records
+ * that the view carries; other names (form_action_mailto, font_face_bad,
+ * font_invalid_color, ...) are not recorded by the view and never fire.
+ */
 static int
 eval_html_test(struct sa_ctx *c, const struct sa_rule *r,
     const struct sa_evalargs *a)
@@ -490,31 +494,18 @@ eval_html_test(struct sa_ctx *c, const struct sa_rule *r,
 	const char	     *t = a->s[0];
 
 	(void)r;
-	if (strcmp(t, "html_message") == 0)
+	if (strcmp(t, "html") == 0)
 		return h->parts > 0 && h->tags > 0;
-	if (strcmp(t, "title") == 0)
-		return h->title != 0;
-	if (strcmp(t, "script") == 0 || strcmp(t, "javascript") == 0)
-		return h->scripts > 0;
-	if (strcmp(t, "inline_js") == 0)
-		return 0;
+	if (strcmp(t, "embeds") == 0)
+		return h->embeds > 0;
 	if (strcmp(t, "font_low_contrast") == 0)
 		return h->font_low_contrast > 0;
 	if (strcmp(t, "tiny_font") == 0)
 		return h->font_tiny > 0;
-	if (strcmp(t, "obfuscation") == 0)
-		return h->obfuscation > 0;
-	if (strcmp(t, "bad_tag") == 0 || strcmp(t, "non_element") == 0)
-		return h->bad_tags > 0;
-	if (strcmp(t, "iframe") == 0)
-		return h->iframes > 0;
-	if (strcmp(t, "anchor_text_url") == 0 ||
-	    strcmp(t, "anchor_text") == 0)
-		return h->anchors_text_url > 0;
 	return 0;
 }
 
-/* html_image_only(min, max): images and rendered text bytes in range */
+/* HTMLEval html_image_only(min, max): <img> and HTML length in (min,max] */
 static int
 eval_html_image_only(struct sa_ctx *c, const struct sa_rule *r,
     const struct sa_evalargs *a)
@@ -522,11 +513,12 @@ eval_html_image_only(struct sa_ctx *c, const struct sa_rule *r,
 	const struct mv_html *h = &c->mv->html;
 
 	(void)r;
-	return h->images > 0 && (double)h->text > argnum(a, 0, 0) &&
-	    (double)h->text <= argnum(a, 1, 0);
+	return h->parts > 0 && h->images > 0 &&
+	    (double)h->raw > argnum(a, 0, 0) &&
+	    (double)h->raw <= argnum(a, 1, 0);
 }
 
-/* html_image_ratio(min, max): text bytes per image area */
+/* html_image_ratio(min, max): text bytes per pixel of image, (min,max] */
 static int
 eval_html_image_ratio(struct sa_ctx *c, const struct sa_rule *r,
     const struct sa_evalargs *a)
@@ -535,28 +527,93 @@ eval_html_image_ratio(struct sa_ctx *c, const struct sa_rule *r,
 	double		      ratio;
 
 	(void)r;
-	if (h->image_area == 0 || h->text == 0)
+	if (h->image_area == 0)
 		return 0;
 	ratio = (double)h->text / (double)h->image_area;
 	return ratio > argnum(a, 0, 0) && ratio <= argnum(a, 1, 0);
 }
 
-/* html_range(test, min, max) for the tests we have numbers for */
+/* The HTML.pm result named t, from the view; -1 if the view lacks it. */
+static double
+html_value(const struct mv_html *h, const char *t)
+{
+	if (h->parts == 0)
+		return -1;
+	if (strcmp(t, "length") == 0)
+		return (double)h->raw;
+	if (strcmp(t, "non_space_len") == 0)
+		return (double)h->text;
+	if (h->tags == 0)
+		return -1;
+	if (strcmp(t, "obfuscation_ratio") == 0)
+		return (double)h->obfuscation / h->tags;
+	if (strcmp(t, "bad_tag_ratio") == 0 ||
+	    strcmp(t, "non_element_ratio") == 0)
+		return (double)h->bad_tags / h->tags;
+	return -1;
+}
+
+static double
+bound(const struct sa_evalargs *a, unsigned i, double inf)
+{
+	if (i >= a->n || strcmp(a->s[i], "inf") == 0 ||
+	    strcmp(a->s[i], "undef") == 0)
+		return inf;
+	if (strcmp(a->s[i], "-inf") == 0)
+		return -inf;
+	return argnum(a, i, inf);
+}
+
+/* HTMLEval html_range(test, min, max): min < value <= max */
 static int
 eval_html_range(struct sa_ctx *c, const struct sa_rule *r,
     const struct sa_evalargs *a)
 {
-	const struct mv_html *h = &c->mv->html;
-	double		      v;
+	double v = html_value(&c->mv->html, a->s[0]);
 
 	(void)r;
-	if (a->n < 2)
+	if (v < 0)
 		return 0;
-	if (strcmp(a->s[0], "non_space_len") == 0)
-		v = (double)h->text;
-	else
+	return v > bound(a, 1, -1e300) && v <= bound(a, 2, 1e300);
+}
+
+/* HTMLEval html_eval(test, "< 384")-style comparisons */
+static int
+eval_html_eval(struct sa_ctx *c, const struct sa_rule *r,
+    const struct sa_evalargs *a)
+{
+	double	    v = html_value(&c->mv->html, a->s[0]), x;
+	const char *e = a->s[1];
+	char	   *end;
+
+	(void)r;
+	if (v < 0)
 		return 0;
-	return v > argnum(a, 1, 0) && (a->n < 3 || v <= argnum(a, 2, 0));
+	while (*e == ' ')
+		e++;
+	if (strncmp(e, "<=", 2) == 0 || strncmp(e, ">=", 2) == 0 ||
+	    strncmp(e, "==", 2) == 0 || strncmp(e, "!=", 2) == 0) {
+		x = strtod(e + 2, &end);
+		if (end == e + 2)
+			return 0;
+		switch (e[0]) {
+		case '<':
+			return v <= x;
+		case '>':
+			return v >= x;
+		case '=':
+			return v == x;
+		default:
+			return v != x;
+		}
+	}
+	if (*e == '<' || *e == '>') {
+		x = strtod(e + 1, &end);
+		if (end == e + 1)
+			return 0;
+		return *e == '<' ? v < x : v > x;
+	}
+	return 0;
 }
 
 /* MIMEEval check_mime_multipart_ratio(min, max): text/plain bytes over
@@ -659,7 +716,8 @@ static const struct sa_evaldef evals[] = {
 	{ "html_test", eval_html_test, 1, 1 },
 	{ "html_image_only", eval_html_image_only, 2, 2 },
 	{ "html_image_ratio", eval_html_image_ratio, 2, 2 },
-	{ "html_range", eval_html_range, 2, 3 },
+	{ "html_range", eval_html_range, 3, 3 },
+	{ "html_eval", eval_html_eval, 2, 2 },
 	{ "check_mime_multipart_ratio", eval_multipart_ratio, 2, 2 },
 	{ "check_stock_info", eval_stock_info, 1, 1 },
 	{ "check_body_length", eval_body_length, 1, 1 },

@@ -115,6 +115,9 @@ struct sa_rule {
 	/* regex rules */
 	char	       *pattern;  /* PCRE2 source after translation */
 	char	       *orig;	  /* before ReplaceTags, if it applied */
+	char	       *inline_pat; /* tags inline when `pattern` calls
+				       subroutines (for Hyperscan) */
+	int		pf;	  /* in the Hyperscan prefilter */
 	uint32_t	reopts;
 	pcre2_code     *re;
 
@@ -174,6 +177,8 @@ struct sa_ruleset {
 	size_t	      nreplace;
 	char	     *replace_start, *replace_end;
 
+	struct sa_pf *pf; /* Hyperscan databases, or NULL */
+
 	char **errors; /* "file:line: reason", the first SA_MAX_ERRORS */
 	size_t nerrors;
 
@@ -226,6 +231,16 @@ void sa_net_add_eval(struct sa_ruleset *, struct sa_rule *);
 void sa_net_add_directive(
     struct sa_ruleset *, const char *directive, const char *args);
 void sa_net_free(struct sa_ruleset *);
+
+/* sa_prefilter.c */
+struct sa_scratch;
+void sa_prefilter_build(struct sa_ruleset *);
+void sa_prefilter_free(struct sa_ruleset *);
+int  sa_prefilter_prepare(const struct sa_ruleset *, struct sa_scratch *);
+int  sa_prefilter_scan(const struct sa_ruleset *, struct sa_scratch *, int t,
+     const char *s, size_t n);
+int  sa_prefilter_has(const struct sa_ruleset *, int t);
+void sa_prefilter_scratch_free(struct sa_scratch *);
 
 /* sa_engine.c helpers for evals */
 const char *sa_get_header(struct sa_ctx *, const char *name, unsigned mods,

@@ -17,6 +17,7 @@
 #define MOAT_SA_RULES_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "msgview.h"
 
@@ -65,6 +66,8 @@ struct sa_stats {
 	unsigned regex_translated;  /* Perl-only syntax rewritten for PCRE2 */
 	unsigned zero_score;	    /* scored 0 in the chosen set: not run
 				       unless a meta needs them */
+	unsigned prefiltered;	    /* regexes behind the Hyperscan
+				       prefilter (body/rawbody/uri/full) */
 };
 
 /*
@@ -190,6 +193,15 @@ int sa_eval(const struct sa_ruleset *, struct sa_scratch *,
     const struct msgview *, const char *raw, size_t rawlen,
     const struct sa_facts *, const char *const *ext_hits, size_t next,
     struct sa_result *);
+
+/*
+ * Profiling (moat scan, benchmarks): when on, sa_eval() adds the time
+ * each regex rule took to a per-rule counter, indexed like
+ * sa_rule_name(); off by default (it costs a clock read per rule).
+ */
+void		sa_scratch_profile(struct sa_scratch *, int on);
+const uint64_t *sa_scratch_profile_ns(const struct sa_scratch *, size_t *n);
+const char     *sa_rule_name(const struct sa_ruleset *, size_t idx);
 
 /* A rule by name for `moat scan` (describe, score): -1 if unknown. */
 int sa_rule_info(const struct sa_ruleset *, const char *name,

@@ -62,6 +62,14 @@ struct sa_scratch {
 
 	struct sa_hcache *hcache;
 	unsigned	  gen;
+
+	void	      *hs; /* hs_scratch_t */
+	unsigned       hs_serial;
+	unsigned char *cand; /* prefilter: bit per rule that may match */
+	size_t	       ncand;
+
+	uint64_t *prof; /* per rule: nanoseconds spent (profiling on) */
+	size_t	  nprof;
 };
 
 /* The body text rules see (subject line first); built on demand. */
