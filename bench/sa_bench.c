@@ -1,0 +1,138 @@
+/*
+ * sa_bench.c - time the SpamAssassin-format rule engine (filters/spam/)
+ * over directories of raw messages: loads the given rule paths (default
+ * Debian's /usr/share/spamassassin), builds a crude view of each message
+ * (tests/unit/sa_testview.h: no MIME decoding) and reports the time
+ * sa_eval() takes per message, the mean score and how many messages
+ * reach 5 points. Not a test; single-threaded.
+ *
+ *	bench/sa_bench [-r rules]... dir...
+ */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "sa_rules.h"
+#include "util.h"
+#include "../tests/unit/sa_testview.h"
+
+static char *
+slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	long  n;
+
+	if (f == NULL)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = malloc((size_t)n + 1);
+	*len = fread(buf, 1, (size_t)n, f);
+	buf[*len] = '\0';
+	fclose(f);
+	return buf;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char	  *rules[16];
+	size_t		   nrules = 0, i;
+	int		   a;
+	char		   err[1024];
+	struct sa_load_opts o = { 2, 100 };
+	struct sa_ruleset *rs;
+	struct sa_scratch *sc;
+	uint64_t	   t0;
+
+	for (a = 1; a < argc && strcmp(argv[a], "-r") == 0 && a + 1 < argc;
+	     a += 2)
+		rules[nrules++] = argv[a + 1];
+	if (nrules == 0)
+		rules[nrules++] = "/usr/share/spamassassin";
+	t0 = now_usec();
+	rs = sa_ruleset_load(rules, nrules, &o, err, sizeof(err));
+	if (rs == NULL) {
+		fprintf(stderr, "refused: %s\n", err);
+		return 1;
+	}
+	printf("load: %.1f ms\n", (now_usec() - t0) / 1000.0);
+	sc = sa_scratch_new();
+	if (getenv("SA_BENCH_PROFILE"))
+		sa_scratch_profile(sc, 1);
+	for (; a < argc; a++) {
+		struct dirent **ents;
+		int		n = scandir(argv[a], &ents, NULL, alphasort);
+		uint64_t	teval = 0, tview = 0, worst = 0;
+		size_t		msgs = 0, spam = 0;
+		double		total = 0;
+
+		for (i = 0; i < (size_t)(n > 0 ? n : 0); i++) {
+			char		 path[4096];
+			char		*raw;
+			size_t		 len;
+			struct tv	*t = malloc(sizeof(*t));
+			struct sa_result res;
+			uint64_t	 t1, t2, t3;
+
+			snprintf(path, sizeof(path), "%s/%s", argv[a],
+			    ents[i]->d_name);
+			if (ents[i]->d_name[0] == '.' ||
+			    strstr(ents[i]->d_name, ".json") != NULL ||
+			    (raw = slurp(path, &len)) == NULL) {
+				free(t);
+				free(ents[i]);
+				continue;
+			}
+			t1 = now_usec();
+			tv_from_raw(t, raw, len);
+			t2 = now_usec();
+			sa_eval(rs, sc, &t->mv, raw, len, NULL, NULL, 0, &res);
+			t3 = now_usec();
+			tview += t2 - t1;
+			teval += t3 - t2;
+			if (t3 - t2 > worst)
+				worst = t3 - t2;
+			msgs++;
+			total += res.score;
+			spam += res.score >= 5;
+			if (getenv("SA_BENCH_VERBOSE")) {
+				size_t k;
+
+				printf("%s %.2f", ents[i]->d_name, res.score);
+				for (k = 0; k < res.nhits; k++)
+					printf(" %s", res.hits[k].name);
+				printf("\n");
+			}
+			tv_free(t);
+			free(t);
+			free(raw);
+			free(ents[i]);
+		}
+		free(ents);
+		if (msgs == 0)
+			continue;
+		printf("%s: %zu msgs, eval %.3f ms/msg (worst %.1f ms), "
+		       "%.0f msgs/s; view %.3f ms/msg; mean score %.2f, "
+		       ">= 5: %zu (%.1f%%)\n",
+		    argv[a], msgs, teval / 1000.0 / msgs, worst / 1000.0,
+		    msgs / (teval / 1e6), tview / 1000.0 / msgs, total / msgs,
+		    spam, 100.0 * spam / msgs);
+	}
+	if (getenv("SA_BENCH_PROFILE")) {
+		size_t		np;
+		const uint64_t *ns = sa_scratch_profile_ns(sc, &np);
+
+		for (i = 0; i < np; i++)
+			if (ns[i] > 0)
+				printf("prof %.3f ms %s\n", ns[i] / 1e6,
+				    sa_rule_name(rs, i));
+	}
+	sa_scratch_free(sc);
+	sa_ruleset_free(rs);
+	return 0;
+}

@@ -1,0 +1,982 @@
+/*
+ * sa_engine.c - runs a loaded SpamAssassin-format ruleset over one
+ * message, giving each rule type the text SpamAssassin 4.0 gives it
+ * (Mail::SpamAssassin::Message, PerMsgStatus, Plugin::Check):
+ *   header   the named header's instances, decoded and unfolded (":raw":
+ *            as received), each ending in "\n", joined; "ALL" every
+ *            field as "Name: value\n"; ToCc, MESSAGEID, EnvelopeFrom,
+ *            X-Spam-Relays-*; ":addr" ":name" ":first" ":last"; an absent
+ *            header is "" unless [if-unset: ...] says otherwise
+ *   mimeheader  each MIME part's header of that name
+ *   body     the decoded Subject, then the rendered text parts with
+ *            whitespace runs collapsed and blank lines as paragraph ends,
+ *            as lines of at most 2048 bytes (each regex line by line)
+ *   rawbody  the decoded text parts, tags kept, in 2-4 KiB chunks
+ *   full     the message as received
+ *   uri      each URI found, and "http://" + it when it had no scheme
+ * then the eval rules, the caller's external hits, and the metas in
+ * dependency order. "tflags multiple" counts every match (up to maxhits).
+ *
+ * Threading: the ruleset is only read; all per-message state is in the
+ * caller's scratch. Bounded: PCRE2 match and JIT stack limits make a
+ * pathological regex fail instead of running away; the texts are bounded
+ * by the view.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sa_int.h"
+#include "sa_scratch.h"
+#include "util.h"
+
+#define SA_LINE_MAX	  2048 /* SpamAssassin's MAX_BODY_LINE_LENGTH */
+#define SA_MATCH_LIMIT	  200000
+#define SA_JIT_STACK	  (512 * 1024)
+#define SA_HCACHE	  512	/* header values cached per message */
+
+/* ------------------------------------------------------------- arena */
+
+static void *
+arena_alloc(struct sa_scratch *sc, size_t n)
+{
+	struct sa_block *b = sc->blocks;
+	void		*p;
+
+	n = (n + 7) & ~(size_t)7;
+	if (b == NULL || b->used + n > b->size) {
+		size_t sz = n > 65536 ? n : 65536;
+
+		b = xmalloc(sizeof(*b) + sz);
+		b->size = sz;
+		b->used = 0;
+		b->next = sc->blocks;
+		sc->blocks = b;
+	}
+	p = b->data + b->used;
+	b->used += n;
+	return p;
+}
+
+static void
+arena_reset(struct sa_scratch *sc)
+{
+	struct sa_block *b, *next;
+
+	/* keep the newest block, drop the rest */
+	for (b = sc->blocks; b != NULL; b = next) {
+		next = b->next;
+		if (b != sc->blocks)
+			free(b);
+	}
+	if (sc->blocks != NULL) {
+		sc->blocks->next = NULL;
+		sc->blocks->used = 0;
+	}
+}
+
+static void
+buf_add(struct sa_buf *b, const char *s, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		b->cap = (b->len + n + 1) * 2;
+		b->s = xrealloc(b->s, b->cap);
+	}
+	memcpy(b->s + b->len, s, n);
+	b->len += n;
+	b->s[b->len] = '\0';
+}
+
+static void
+span_add(struct sa_spans *sp, size_t off, size_t len)
+{
+	if (sp->n == sp->cap) {
+		sp->cap = sp->cap ? sp->cap * 2 : 64;
+		sp->v = xrealloc(sp->v, sp->cap * sizeof(*sp->v));
+	}
+	sp->v[sp->n].off = off;
+	sp->v[sp->n].len = len;
+	sp->n++;
+}
+
+/* ----------------------------------------------------------- scratch */
+
+static uint64_t
+now_usec_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void
+sa_scratch_profile(struct sa_scratch *sc, int on)
+{
+	free(sc->prof);
+	sc->prof = on ? xcalloc(1, sizeof(*sc->prof)) : NULL;
+	sc->nprof = on ? 1 : 0;
+}
+
+const uint64_t *
+sa_scratch_profile_ns(const struct sa_scratch *sc, size_t *n)
+{
+	*n = sc->nprof;
+	return sc->prof;
+}
+
+struct sa_scratch *
+sa_scratch_new(void)
+{
+	struct sa_scratch *sc = xcalloc(1, sizeof(*sc));
+
+	sc->md = pcre2_match_data_create(32, NULL);
+	sc->mc = pcre2_match_context_create(NULL);
+	sc->js = pcre2_jit_stack_create(32 * 1024, SA_JIT_STACK, NULL);
+	if (sc->md == NULL || sc->mc == NULL)
+		fatal("pcre2: out of memory");
+	pcre2_set_match_limit(sc->mc, SA_MATCH_LIMIT);
+	pcre2_set_depth_limit(sc->mc, 10000);
+	if (sc->js != NULL)
+		pcre2_jit_stack_assign(sc->mc, NULL, sc->js);
+	sc->hcache = xcalloc(SA_HCACHE, sizeof(*sc->hcache));
+	return sc;
+}
+
+void
+sa_scratch_free(struct sa_scratch *sc)
+{
+	struct sa_block *b, *next;
+
+	if (sc == NULL)
+		return;
+	pcre2_match_data_free(sc->md);
+	pcre2_match_context_free(sc->mc);
+	if (sc->js != NULL)
+		pcre2_jit_stack_free(sc->js);
+	for (b = sc->blocks; b != NULL; b = next) {
+		next = b->next;
+		free(b);
+	}
+	free(sc->values);
+	free(sc->hits);
+	free(sc->body.s);
+	free(sc->bodyl.v);
+	free(sc->raw.s);
+	free(sc->rawl.v);
+	free(sc->tmp.s);
+	free(sc->hcache);
+	free(sc->prof);
+	free(sc->cand);
+	sa_prefilter_scratch_free(sc);
+	free(sc);
+}
+
+/* ----------------------------------------------------------- matching */
+
+/* Count matches of r in s[0..n) (1 at most unless "multiple"). */
+static unsigned
+match_count(struct sa_ctx *c, const struct sa_rule *r, const char *s,
+    size_t n, unsigned want)
+{
+	PCRE2_SIZE *ov;
+	size_t	    off = 0;
+	unsigned    hits = 0;
+	int	    rc;
+
+	while (hits < want && off <= n) {
+		rc = pcre2_match(r->re, (PCRE2_SPTR)s, n, off, 0, c->md,
+		    c->sc->mc);
+		if (rc < 0)
+			break;
+		hits++;
+		ov = pcre2_get_ovector_pointer(c->md);
+		off = ov[1] > ov[0] ? ov[1] : ov[0] + 1;
+	}
+	return hits;
+}
+
+static unsigned
+rule_want(const struct sa_rule *r)
+{
+	if (!(r->tflags & SA_TF_MULTIPLE))
+		return 1;
+	return r->maxhits ? r->maxhits : SA_MAXHITS_CAP;
+}
+
+/* ------------------------------------------------------------ headers */
+
+static void
+tmp_reset(struct sa_scratch *sc)
+{
+	sc->tmp.len = 0;
+	if (sc->tmp.s != NULL)
+		sc->tmp.s[0] = '\0';
+}
+
+/* Add one header value (+ "\n") to tmp. */
+static void
+add_value(struct sa_scratch *sc, const char *v)
+{
+	size_t n = strlen(v);
+
+	buf_add(&sc->tmp, v, n);
+	if (n == 0 || v[n - 1] != '\n')
+		buf_add(&sc->tmp, "\n", 1);
+}
+
+/*
+ * Addresses (or display names) of an address-list header value, one per
+ * line. A small RFC 5322 reader: comma-separated mailboxes, groups,
+ * quoted strings, comments, angle addresses.
+ */
+static void
+add_addrs(struct sa_scratch *sc, const char *v, int names)
+{
+	const char *p = v;
+
+	while (*p != '\0') {
+		const char *s = p, *lt = NULL, *gt = NULL, *e;
+		int	    q = 0, depth = 0;
+
+		/* one mailbox up to a comma outside quotes/comments/<> */
+		for (e = p; *e != '\0'; e++) {
+			if (*e == '\\' && e[1] != '\0') {
+				e++;
+				continue;
+			}
+			if (q) {
+				q = *e != '"';
+				continue;
+			}
+			if (*e == '"')
+				q = 1;
+			else if (*e == '(')
+				depth++;
+			else if (*e == ')' && depth > 0)
+				depth--;
+			else if (depth == 0 && *e == '<' && lt == NULL)
+				lt = e;
+			else if (depth == 0 && *e == '>' && lt != NULL &&
+			    gt == NULL)
+				gt = e;
+			else if (depth == 0 && (*e == ',' || *e == ';') &&
+			    (lt == NULL || gt != NULL))
+				break;
+			else if (depth == 0 && *e == ':' && lt == NULL)
+				s = e + 1; /* group name */
+		}
+		p = *e != '\0' ? e + 1 : e;
+		if (names) {
+			const char *a = s, *b = lt ? lt : e;
+			char	   *out = arena_alloc(sc, (size_t)(b - a) + 1);
+			size_t	    k = 0;
+
+			if (lt == NULL) {
+				/* "addr (Name)": the comment is the name */
+				const char *o = memchr(s, '(', (size_t)(e - s));
+				const char *cl = o ? memchr(o, ')',
+							 (size_t)(e - o)) :
+						     NULL;
+
+				if (o == NULL || cl == NULL)
+					continue;
+				a = o + 1;
+				b = cl;
+			}
+			for (; a < b; a++)
+				if (*a != '"' && *a != '\\' &&
+				    !(k == 0 && (*a == ' ' || *a == '\t')))
+					out[k++] = *a;
+			while (k > 0 && (out[k - 1] == ' ' ||
+					    out[k - 1] == '\t' ||
+					    out[k - 1] == '\n'))
+				k--;
+			if (k == 0)
+				continue;
+			if (sc->tmp.len > 0)
+				buf_add(&sc->tmp, "\n", 1);
+			buf_add(&sc->tmp, out, k);
+		} else {
+			const char *a, *b;
+
+			if (lt != NULL && gt != NULL) {
+				a = lt + 1;
+				b = gt;
+			} else {
+				a = s;
+				b = e;
+				/* drop a trailing comment */
+				const char *o = memchr(a, '(', (size_t)(b - a));
+				if (o != NULL)
+					b = o;
+			}
+			while (a < b && (*a == ' ' || *a == '\t' || *a == '\n'))
+				a++;
+			while (b > a && (b[-1] == ' ' || b[-1] == '\t' ||
+					    b[-1] == '\n' || b[-1] == '\r'))
+				b--;
+			if (b == a || memchr(a, '@', (size_t)(b - a)) == NULL)
+				if (b == a)
+					continue;
+			if (sc->tmp.len > 0)
+				buf_add(&sc->tmp, "\n", 1);
+			buf_add(&sc->tmp, a, (size_t)(b - a));
+		}
+	}
+}
+
+static int
+hname_eq(const char *a, const char *b)
+{
+	return ascii_strcasecmp(a, b) == 0;
+}
+
+/* Relay line as SpamAssassin's X-Spam-Relays-* pseudo-headers. */
+static void
+add_relay(struct sa_ctx *c)
+{
+	const struct sa_facts *f = c->facts;
+	char		       line[1024];
+
+	if (f == NULL || f->client_ip == NULL)
+		return;
+	strfmt(line, sizeof(line),
+	    "[ ip=%s rdns=%s helo=%s by= ident= envfrom=%s intl=0 id= "
+	    "auth=%s msa=0 ]",
+	    f->client_ip, f->client_rdns ? f->client_rdns : "",
+	    f->helo ? f->helo : "", f->mail_from ? f->mail_from : "",
+	    f->authenticated ? "ESMTPA" : "");
+	add_value(c->sc, line);
+}
+
+/*
+ * The value a header rule sees, or NULL when the header is absent.
+ * Cached per message by (name, modifiers).
+ */
+const char *
+sa_get_header(struct sa_ctx *c, const char *name, unsigned mods, size_t *len)
+{
+	struct sa_scratch     *sc = c->sc;
+	const struct msgview  *mv = c->mv;
+	struct sa_hcache      *e;
+	uint32_t	       h;
+	size_t		       i, k, first, last, found = 0;
+	int		       raw = (mods & SA_HM_RAW) != 0;
+	char		      *v;
+
+	h = fnv1a(FNV1A_INIT, &mods, sizeof(mods));
+	for (i = 0; name[i] != '\0'; i++) {
+		unsigned char ch = (unsigned char)ascii_lower(
+		    (unsigned char)name[i]);
+		h = fnv1a(h, &ch, 1);
+	}
+	for (k = 0; k < SA_HCACHE; k++) {
+		e = &sc->hcache[(h + k) & (SA_HCACHE - 1)];
+		if (e->gen != sc->gen)
+			break;
+		/* exact: "MESSAGEID" and "ALL" are case-sensitive */
+		if (e->hash == h && e->mods == mods &&
+		    strcmp(e->name, name) == 0) {
+			*len = e->len;
+			return e->value;
+		}
+	}
+	if (k == SA_HCACHE)
+		e = NULL;
+	tmp_reset(sc);
+	if (strcmp(name, "ALL") == 0) {
+		for (i = 0; i < mv->nheaders; i++) {
+			buf_add(&sc->tmp, mv->headers[i].name,
+			    strlen(mv->headers[i].name));
+			buf_add(&sc->tmp, ": ", 2);
+			add_value(sc, raw ? mv->headers[i].raw :
+					    mv->headers[i].decoded);
+		}
+		found = mv->nheaders;
+	} else if (hname_eq(name, "EnvelopeFrom")) {
+		if (c->facts != NULL && c->facts->mail_from != NULL) {
+			add_value(sc, c->facts->mail_from);
+			found = 1;
+		}
+	} else if (hname_eq(name, "X-Spam-Relays-Untrusted") ||
+	    hname_eq(name, "X-Spam-Relays-External")) {
+		add_relay(c);
+		found = sc->tmp.len > 0;
+	} else if (hname_eq(name, "X-Spam-Relays-Trusted") ||
+	    hname_eq(name, "X-Spam-Relays-Internal")) {
+		found = 0;
+	} else {
+		static const char *const msgid[] = { "X-Message-Id",
+			"Resent-Message-Id", "X-Original-Message-ID",
+			"Message-Id" };
+		static const char *const tocc[] = { "To", "Cc" };
+		const char *const	*names = &name;
+		size_t			 nnames = 1, j;
+		const char		*vals[1024];
+		size_t			 nv = 0;
+
+		if (strcmp(name, "MESSAGEID") == 0) {
+			names = msgid;
+			nnames = nitems(msgid);
+		} else if (hname_eq(name, "ToCc")) {
+			names = tocc;
+			nnames = nitems(tocc);
+		}
+		for (j = 0; j < nnames; j++)
+			for (i = 0; i < mv->nheaders && nv < nitems(vals); i++)
+				if (hname_eq(mv->headers[i].name, names[j])) {
+					const char *s = raw ||
+						(mods & (SA_HM_ADDR |
+							    SA_HM_NAME)) ?
+					    mv->headers[i].raw :
+					    mv->headers[i].decoded;
+
+					if (nnames > 1 && names == msgid &&
+					    *s == '\0')
+						continue;
+					vals[nv++] = s;
+				}
+		first = 0;
+		last = nv;
+		if (nv > 0 && (mods & SA_HM_FIRST))
+			last = 1;
+		else if (nv > 0 && (mods & SA_HM_LAST))
+			first = nv - 1;
+		for (i = first; i < last; i++) {
+			if (mods & (SA_HM_ADDR | SA_HM_NAME)) {
+				/* :addr/:name read the decoded value for
+				   names unless :raw, the raw for addresses */
+				const char *s = vals[i];
+
+				if ((mods & SA_HM_NAME) && !raw) {
+					const struct mv_header *hh;
+					size_t			idx;
+
+					for (idx = 0; idx < mv->nheaders;
+					     idx++) {
+						hh = &mv->headers[idx];
+						if (hh->raw == s) {
+							s = hh->decoded;
+							break;
+						}
+					}
+				}
+				add_addrs(sc, s, (mods & SA_HM_NAME) != 0);
+			} else
+				add_value(sc, vals[i]);
+		}
+		found = nv;
+		if (mods & (SA_HM_ADDR | SA_HM_NAME))
+			found = sc->tmp.len > 0;
+	}
+	if (!found) {
+		v = NULL;
+		*len = 0;
+	} else {
+		v = arena_alloc(sc, sc->tmp.len + 1);
+		memcpy(v, sc->tmp.s ? sc->tmp.s : "", sc->tmp.len);
+		v[sc->tmp.len] = '\0';
+		*len = sc->tmp.len;
+	}
+	if (e != NULL) {
+		size_t nl = strlen(name);
+		char  *nm = arena_alloc(sc, nl + 1);
+
+		memcpy(nm, name, nl + 1);
+		e->gen = sc->gen;
+		e->hash = h;
+		e->mods = mods;
+		e->name = nm;
+		e->value = v;
+		e->len = *len;
+	}
+	return v;
+}
+
+static unsigned
+run_header(struct sa_ctx *c, const struct sa_rule *r)
+{
+	const char *v;
+	size_t	    len;
+	unsigned    n;
+
+	v = sa_get_header(c, r->hdr, r->hmods, &len);
+	if (r->exists)
+		return v != NULL;
+	if (v == NULL) {
+		v = r->unset ? r->unset : "";
+		len = strlen(v);
+	}
+	n = match_count(c, r, v, len, r->neg ? 1 : rule_want(r));
+	return r->neg ? n == 0 : n;
+}
+
+static unsigned
+run_mimeheader(struct sa_ctx *c, const struct sa_rule *r)
+{
+	const struct msgview *mv = c->mv;
+	size_t		      i, j;
+	unsigned	      n = 0, want = rule_want(r);
+
+	for (i = 0; i < mv->nparts && n < want; i++) {
+		const struct mv_part *p = &mv->parts[i];
+
+		for (j = 0; j < p->nheaders; j++) {
+			const char *v;
+
+			if (!hname_eq(p->headers[j].name, r->hdr))
+				continue;
+			v = (r->hmods & SA_HM_RAW) ? p->headers[j].raw :
+						     p->headers[j].decoded;
+			n += match_count(c, r, v, strlen(v), want - n);
+			break;
+		}
+	}
+	if (r->neg)
+		return n == 0;
+	return n;
+}
+
+/* -------------------------------------------------------------- texts */
+
+/*
+ * Append t to the body text, collapsing whitespace as SpamAssassin does:
+ * a whitespace run holding two or more newlines is a paragraph end
+ * ("\n", with a space kept on a side that had other whitespace), any
+ * other run one space.
+ */
+static void
+body_append(struct sa_buf *b, const char *t, size_t n)
+{
+	size_t i = 0, j, nl, firstnl, lastnl;
+
+	while (i < n) {
+		if (!(t[i] == ' ' || t[i] == '\t' || t[i] == '\n' ||
+			t[i] == '\r' || t[i] == '\f' || t[i] == '\v')) {
+			j = i;
+			while (j < n && !(t[j] == ' ' || t[j] == '\t' ||
+					    t[j] == '\n' || t[j] == '\r' ||
+					    t[j] == '\f' || t[j] == '\v'))
+				j++;
+			buf_add(b, t + i, j - i);
+			i = j;
+			continue;
+		}
+		nl = 0;
+		firstnl = lastnl = 0;
+		for (j = i; j < n && (t[j] == ' ' || t[j] == '\t' ||
+					 t[j] == '\n' || t[j] == '\r' ||
+					 t[j] == '\f' || t[j] == '\v');
+		     j++)
+			if (t[j] == '\n') {
+				if (nl++ == 0)
+					firstnl = j;
+				lastnl = j;
+			}
+		if (nl >= 2) {
+			if (firstnl > i)
+				buf_add(b, " ", 1);
+			buf_add(b, "\n", 1);
+			if (lastnl + 1 < j)
+				buf_add(b, " ", 1);
+		} else
+			buf_add(b, " ", 1);
+		i = j;
+	}
+}
+
+/* Lines of s as split_into_array_of_short_lines: at "\n", <= 2048. */
+static void
+split_lines(struct sa_spans *sp, const char *s, size_t base, size_t n)
+{
+	size_t i = 0, e, len, k;
+
+	while (i < n) {
+		const char *nl = memchr(s + i, '\n', n - i);
+
+		e = nl ? (size_t)(nl - s) + 1 : n;
+		while (e - i > SA_LINE_MAX) {
+			/* last space within the first 2048 bytes + 1 */
+			len = 0;
+			for (k = i + SA_LINE_MAX; k > i; k--)
+				if (s[k] == ' ') {
+					len = k - i + 1;
+					break;
+				}
+			if (len == 0)
+				len = SA_LINE_MAX;
+			span_add(sp, base + i, len);
+			i += len;
+		}
+		span_add(sp, base + i, e - i);
+		i = e;
+	}
+}
+
+/* split_into_array_of_short_paragraphs: chunks of 2048..4096 bytes */
+static void
+split_paragraphs(struct sa_spans *sp, const char *s, size_t base, size_t n)
+{
+	size_t ofs = 0, j;
+
+	if (n <= SA_LINE_MAX) {
+		span_add(sp, base, n);
+		return;
+	}
+	for (; n - ofs > 2 * SA_LINE_MAX; ofs = j + 1) {
+		const char *q;
+		int	    found = 0;
+		const char  seps[] = "\n> ";
+		size_t	    si;
+
+		for (si = 0; si < 3 && !found; si++) {
+			q = memchr(s + ofs + SA_LINE_MAX, seps[si],
+			    n - ofs - SA_LINE_MAX);
+			if (q != NULL &&
+			    (size_t)(q - s) - ofs + 1 <= 2 * SA_LINE_MAX) {
+				j = (size_t)(q - s);
+				found = 1;
+			}
+		}
+		if (!found)
+			j = ofs + SA_LINE_MAX;
+		span_add(sp, base + ofs, j - ofs + 1);
+	}
+	if (ofs < n)
+		span_add(sp, base + ofs, n - ofs);
+}
+
+static void
+build_body(struct sa_ctx *c)
+{
+	struct sa_scratch    *sc = c->sc;
+	const struct msgview *mv = c->mv;
+	const struct mv_header *subj = NULL;
+	size_t		      i, subjlen;
+
+	sc->body.len = 0;
+	sc->bodyl.n = 0;
+	for (i = 0; i < mv->nheaders; i++)
+		if (hname_eq(mv->headers[i].name, "Subject")) {
+			subj = &mv->headers[i];
+			break;
+		}
+	if (subj != NULL && subj->decoded[0] != '\0') {
+		buf_add(&sc->body, subj->decoded, strlen(subj->decoded));
+		buf_add(&sc->body, "\n", 1);
+	} else
+		buf_add(&sc->body, "\n", 1);
+	subjlen = sc->body.len;
+	for (i = 0; i < mv->nparts; i++) {
+		const struct mv_part *p = &mv->parts[i];
+
+		if (p->text == NULL || (p->flags & MV_PART_MULTIPART))
+			continue;
+		if (sc->body.len > subjlen)
+			buf_add(&sc->body, "\n", 1);
+		body_append(&sc->body, p->text, p->textlen);
+	}
+	/* the subject is its own line(s), then the text */
+	split_lines(&sc->bodyl, sc->body.s, 0, subjlen);
+	sc->body_subject_lines = sc->bodyl.n;
+	split_lines(&sc->bodyl, sc->body.s + subjlen, subjlen,
+	    sc->body.len - subjlen);
+	sc->body_built = 1;
+}
+
+static void
+build_rawbody(struct sa_ctx *c)
+{
+	struct sa_scratch    *sc = c->sc;
+	const struct msgview *mv = c->mv;
+	size_t		      i, base;
+
+	sc->raw.len = 0;
+	sc->rawl.n = 0;
+	buf_add(&sc->raw, "", 0);
+	for (i = 0; i < mv->nparts; i++) {
+		const struct mv_part *p = &mv->parts[i];
+
+		if (p->raw_text == NULL || (p->flags & MV_PART_MULTIPART) ||
+		    strcmp(p->type, "text/calendar") == 0)
+			continue;
+		base = sc->raw.len;
+		buf_add(&sc->raw, p->raw_text, p->raw_textlen);
+		split_paragraphs(&sc->rawl, sc->raw.s + base, base,
+		    p->raw_textlen);
+	}
+	sc->raw_built = 1;
+}
+
+const char *
+sa_body_text(struct sa_ctx *c, size_t *len)
+{
+	if (!c->sc->body_built)
+		build_body(c);
+	*len = c->sc->body.len;
+	return c->sc->body.s;
+}
+
+static unsigned
+run_lines(struct sa_ctx *c, const struct sa_rule *r, const struct sa_buf *b,
+    const struct sa_spans *sp, size_t from)
+{
+	unsigned want = rule_want(r), n = 0;
+	size_t	 i;
+
+	for (i = from; i < sp->n && n < want; i++)
+		n += match_count(c, r, b->s + sp->v[i].off, sp->v[i].len,
+		    want - n);
+	return n;
+}
+
+static unsigned
+run_uri(struct sa_ctx *c, const struct sa_rule *r)
+{
+	const struct msgview *mv = c->mv;
+	unsigned	      want = rule_want(r), n = 0;
+	size_t		      i;
+	char		      buf[4096];
+
+	for (i = 0; i < mv->nuris && n < want; i++) {
+		const char *u = mv->uris[i].uri;
+		size_t	    ul = strlen(u);
+
+		n += match_count(c, r, u, ul, want - n);
+		if (n < want && strstr(u, "://") == NULL &&
+		    !(mv->uris[i].flags & MV_URI_MAILTO) &&
+		    ul + 8 < sizeof(buf)) {
+			memcpy(buf, "http://", 7);
+			memcpy(buf + 7, u, ul + 1);
+			n += match_count(c, r, buf, ul + 7, want - n);
+		}
+	}
+	return n;
+}
+
+/* -------------------------------------------------------- prefilter */
+
+/*
+ * Scan the texts of type t with the Hyperscan prefilter: 1 when the
+ * candidate bits in sc->cand are valid for the type's rules, else 0
+ * (every rule then runs with PCRE2).
+ */
+static int
+prefilter(struct sa_ctx *c, int t)
+{
+	const struct sa_ruleset *rs = c->rs;
+	struct sa_scratch	*sc = c->sc;
+	const struct sa_buf	*b = NULL;
+	const struct sa_spans	*sp = NULL;
+	size_t			 i;
+	char			 buf[4096];
+
+	if (!sa_prefilter_has(rs, t) || sa_prefilter_prepare(rs, sc) < 0)
+		return 0;
+	switch (t) {
+	case SA_BODY:
+		b = &sc->body;
+		sp = &sc->bodyl;
+		break;
+	case SA_RAWBODY:
+		b = &sc->raw;
+		sp = &sc->rawl;
+		break;
+	case SA_FULL:
+		return sa_prefilter_scan(rs, sc, t, c->raw, c->rawlen) == 0;
+	case SA_URI:
+		for (i = 0; i < c->mv->nuris; i++) {
+			const char *u = c->mv->uris[i].uri;
+			size_t	    ul = strlen(u);
+
+			if (sa_prefilter_scan(rs, sc, t, u, ul) < 0)
+				return 0;
+			if (strstr(u, "://") == NULL &&
+			    !(c->mv->uris[i].flags & MV_URI_MAILTO) &&
+			    ul + 8 < sizeof(buf)) {
+				memcpy(buf, "http://", 7);
+				memcpy(buf + 7, u, ul + 1);
+				if (sa_prefilter_scan(rs, sc, t, buf, ul + 7) <
+				    0)
+					return 0;
+			}
+		}
+		return 1;
+	default:
+		return 0;
+	}
+	for (i = 0; i < sp->n; i++)
+		if (sa_prefilter_scan(rs, sc, t, b->s + sp->v[i].off,
+			sp->v[i].len) < 0)
+			return 0;
+	return 1;
+}
+
+/* ---------------------------------------------------------------- eval */
+
+static void
+add_hit(struct sa_scratch *sc, const struct sa_rule *r, unsigned count)
+{
+	if (sc->nhits == sc->hitcap) {
+		sc->hitcap = sc->hitcap ? sc->hitcap * 2 : 32;
+		sc->hits = xrealloc(sc->hits, sc->hitcap * sizeof(*sc->hits));
+	}
+	sc->hits[sc->nhits].name = r->name;
+	sc->hits[sc->nhits].describe = r->describe ? r->describe : "";
+	sc->hits[sc->nhits].score = r->sc;
+	sc->hits[sc->nhits].count = count;
+	sc->nhits++;
+}
+
+static int
+cmp_hit(const void *a, const void *b)
+{
+	return strcmp(((const struct sa_hit *)a)->name,
+	    ((const struct sa_hit *)b)->name);
+}
+
+int
+sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
+    const struct msgview *mv, const char *raw, size_t rawlen,
+    const struct sa_facts *facts, const char *const *ext, size_t next,
+    struct sa_result *res)
+{
+	struct sa_ctx c;
+	size_t	      i, k;
+	unsigned      n, ran = 0;
+	double	      total = 0;
+	uint64_t      tprev;
+	int	      usepf;
+
+	memset(&c, 0, sizeof(c));
+	c.rs = rs;
+	c.sc = sc;
+	c.mv = mv;
+	c.raw = raw ? raw : "";
+	c.rawlen = raw ? rawlen : 0;
+	c.facts = facts;
+	c.md = sc->md;
+	if (sc->nvalues < rs->nrules) {
+		free(sc->values);
+		sc->values = xcalloc(rs->nrules, sizeof(*sc->values));
+		sc->nvalues = rs->nrules;
+	} else
+		memset(sc->values, 0, rs->nrules * sizeof(*sc->values));
+	arena_reset(sc);
+	sc->gen++;
+	if (sc->gen == 0) {
+		memset(sc->hcache, 0, SA_HCACHE * sizeof(*sc->hcache));
+		sc->gen = 1;
+	}
+	sc->body_built = sc->raw_built = 0;
+	sc->nhits = 0;
+	if (sc->prof != NULL && sc->nprof < rs->nrules) {
+		free(sc->prof);
+		sc->prof = xcalloc(rs->nrules, sizeof(*sc->prof));
+		sc->nprof = rs->nrules;
+	}
+	tprev = sc->prof ? now_usec_ns() : 0;
+	if (rs->pf != NULL) {
+		if (sc->ncand < (rs->nrules + 7) / 8) {
+			free(sc->cand);
+			sc->ncand = (rs->nrules + 7) / 8;
+			sc->cand = xmalloc(sc->ncand);
+		}
+		memset(sc->cand, 0, (rs->nrules + 7) / 8);
+	}
+
+	for (k = 0; k < SA_NTYPES; k++) {
+		if (k == SA_META)
+			continue;
+		if (k == SA_BODY && rs->norder[k] > 0)
+			build_body(&c);
+		if (k == SA_RAWBODY && rs->norder[k] > 0)
+			build_rawbody(&c);
+		usepf = rs->norder[k] > 0 && prefilter(&c, (int)k);
+		for (i = 0; i < rs->norder[k]; i++) {
+			uint32_t	      ri = rs->order[k][i];
+			const struct sa_rule *r = rs->rules[ri];
+
+			if (usepf && r->pf &&
+			    !(sc->cand[ri >> 3] & (1u << (ri & 7)))) {
+				sc->values[ri] = 0;
+				continue;
+			}
+			switch (k) {
+			case SA_HEADER:
+				n = run_header(&c, r);
+				break;
+			case SA_MIMEHEADER:
+				n = run_mimeheader(&c, r);
+				break;
+			case SA_BODY:
+				n = run_lines(&c, r, &sc->body, &sc->bodyl,
+				    (r->tflags & SA_TF_NOSUBJECT) ?
+					sc->body_subject_lines :
+					0);
+				break;
+			case SA_RAWBODY:
+				n = run_lines(&c, r, &sc->raw, &sc->rawl, 0);
+				break;
+			case SA_FULL:
+				n = match_count(&c, r, c.raw, c.rawlen,
+				    rule_want(r));
+				break;
+			default:
+				n = run_uri(&c, r);
+				break;
+			}
+			ran++;
+			sc->values[rs->order[k][i]] = n;
+			if (sc->prof != NULL) {
+				uint64_t now = now_usec_ns();
+
+				sc->prof[rs->order[k][i]] += now - tprev;
+				tprev = now;
+			}
+		}
+	}
+	for (i = 0; i < rs->nevals; i++) {
+		const struct sa_rule *r = rs->rules[rs->evals[i]];
+		int		      v = r->ev->fn(&c, r, &r->args);
+
+		ran++;
+		sc->values[rs->evals[i]] = v > 0 ? v : 0;
+	}
+	for (i = 0; i < next; i++) {
+		int idx = ext[i] ? sa_rule_index(rs, ext[i]) : -1;
+
+		if (idx >= 0 && rs->rules[idx]->defined &&
+		    sc->values[idx] == 0)
+			sc->values[idx] = 1;
+	}
+	for (i = 0; i < rs->norder[SA_META]; i++) {
+		uint32_t ri = rs->order[SA_META][i];
+
+		double	 v = sa_meta_value(rs->rules[ri], sc->values);
+
+		/* as got_hit(): a true value below 1 counts as 1 */
+		sc->values[ri] = v == 0 ? 0 : v > 0 ? v : 1;
+		ran++;
+	}
+	for (i = 0; i < rs->nrules; i++) {
+		const struct sa_rule *r = rs->rules[i];
+
+		if (sc->values[i] == 0 || r->sub || r->sc == 0 ||
+		    !r->defined)
+			continue;
+		add_hit(sc, r,
+		    sc->values[i] >= SA_MAXHITS_CAP ? SA_MAXHITS_CAP :
+		    sc->values[i] >= 1		    ? (unsigned)sc->values[i] :
+						      1);
+		total += r->sc;
+	}
+	if (sc->nhits > 1)
+		qsort(sc->hits, sc->nhits, sizeof(*sc->hits), cmp_hit);
+	res->hits = sc->hits;
+	res->nhits = sc->nhits;
+	res->score = total;
+	res->rules_run = ran;
+	return 0;
+}

@@ -1,0 +1,735 @@
+/*
+ * sa_eval.c - SpamAssassin's "eval:" rules that moat runs natively: one
+ * table from the eval's name to a C function (sa_evalfn in sa_int.h)
+ * with its arguments parsed at load. The authentication evals read
+ * moat's own SPF, DKIM, DMARC and Bayes results (struct sa_facts); the
+ * MIME and HTML ones read the message view; the header ones read header
+ * values as header rules see them (sa_get_header()).
+ *
+ * To add one: write `static int eval_x(struct sa_ctx *, const struct
+ * sa_rule *, const struct sa_evalargs *)` returning > 0 when the rule
+ * fires, and add a row {name, fn, min args, max args} to evals[] below
+ * (sorted by name is not required). Evals named in the table with a NULL
+ * function are network tests left to the DNSBL module (sa_net.c).
+ *
+ * The semantics follow the Perl of Mail::SpamAssassin 4.0.1's plugins
+ * (SPF.pm, DKIM.pm, DMARC.pm, Bayes.pm, HeaderEval.pm, MIMEEval.pm,
+ * HTMLEval.pm, BodyEval.pm, FreeMail.pm) as far as moat's view of the
+ * message carries the same facts; differences are noted per function.
+ *
+ * Thread-safe: functions only read the ruleset and the message, and
+ * write to the caller's scratch.
+ */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sa_int.h"
+#include "sa_scratch.h"
+#include "util.h"
+
+/* ------------------------------------------------------------ arguments */
+
+void
+sa_eval_args_free(struct sa_evalargs *a)
+{
+	unsigned i;
+
+	for (i = 0; i < a->n; i++)
+		free(a->s[i]);
+	a->n = 0;
+}
+
+/* "(arg, 'arg', "arg")" -> unquoted strings; 0 or -1 */
+int
+sa_eval_parse_args(
+    const char *s, struct sa_evalargs *a, char *why, size_t whylen)
+{
+	const char *p = s + 1, *st, *e;
+	char	    q;
+
+	a->n = 0;
+	for (;;) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == ')')
+			break;
+		if (*p == '\0') {
+			strfmt(why, whylen, "eval: arguments not closed");
+			goto bad;
+		}
+		if (a->n == SA_MAXARGS) {
+			strfmt(why, whylen, "eval: too many arguments");
+			goto bad;
+		}
+		if (*p == '\'' || *p == '"') {
+			q = *p++;
+			st = p;
+			while (*p != '\0' && *p != q) {
+				if (*p == '\\' && p[1] != '\0')
+					p++;
+				p++;
+			}
+			if (*p != q) {
+				strfmt(why, whylen, "eval: unclosed quote");
+				goto bad;
+			}
+			e = p++;
+		} else {
+			st = p;
+			while (*p != '\0' && *p != ',' && *p != ')')
+				p++;
+			e = p;
+			while (e > st && (e[-1] == ' ' || e[-1] == '\t'))
+				e--;
+		}
+		a->s[a->n++] = xstrndup(st, (size_t)(e - st));
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == ',')
+			p++;
+		else if (*p != ')') {
+			strfmt(why, whylen, "eval: ',' or ')' expected");
+			goto bad;
+		}
+	}
+	p++;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p != '\0') {
+		strfmt(why, whylen, "eval: text after the arguments");
+		goto bad;
+	}
+	return 0;
+bad:
+	sa_eval_args_free(a);
+	return -1;
+}
+
+/* -------------------------------------------------------------- helpers */
+
+static double
+argnum(const struct sa_evalargs *a, unsigned i, double def)
+{
+	char  *end;
+	double v;
+
+	if (i >= a->n)
+		return def;
+	v = strtod(a->s[i], &end);
+	return end == a->s[i] ? def : v;
+}
+
+static const struct sa_facts *
+facts(struct sa_ctx *c)
+{
+	static const struct sa_facts none;
+
+	return c->facts ? c->facts : &none;
+}
+
+static const char *
+header(struct sa_ctx *c, const char *name, unsigned mods)
+{
+	size_t len;
+
+	return sa_get_header(c, name, mods, &len);
+}
+
+static size_t
+header_count(struct sa_ctx *c, const char *name)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < c->mv->nheaders; i++)
+		if (ascii_strcasecmp(c->mv->headers[i].name, name) == 0)
+			n++;
+	return n;
+}
+
+/* domain part of the first address in s (lower case) into out */
+static int
+addr_domain(const char *s, char *out, size_t outlen)
+{
+	const char *at, *e;
+	size_t	    n, i;
+
+	if (s == NULL || (at = strrchr(s, '@')) == NULL)
+		return -1;
+	/* the first line only (one address per line from :addr) */
+	e = strchr(at, '\n');
+	n = e ? (size_t)(e - at - 1) : strlen(at + 1);
+	if (n == 0 || n >= outlen)
+		return -1;
+	for (i = 0; i < n; i++)
+		out[i] = (char)ascii_lower((unsigned char)at[1 + i]);
+	out[n] = '\0';
+	return 0;
+}
+
+/* ------------------------------------------------------ authentication */
+
+static int
+eval_spf(struct sa_ctx *c, const struct sa_rule *r, enum sa_authres want,
+    int helo)
+{
+	(void)r;
+	return (helo ? facts(c)->spf_helo : facts(c)->spf_mailfrom) == want;
+}
+
+#define SPF_EVAL(fn, res, helo)                                                \
+	static int fn(struct sa_ctx *c, const struct sa_rule *r,               \
+	    const struct sa_evalargs *a)                                       \
+	{                                                                      \
+		(void)a;                                                       \
+		return eval_spf(c, r, res, helo);                              \
+	}
+SPF_EVAL(eval_spf_pass, SA_AUTH_PASS, 0)
+SPF_EVAL(eval_spf_fail, SA_AUTH_FAIL, 0)
+SPF_EVAL(eval_spf_softfail, SA_AUTH_SOFTFAIL, 0)
+SPF_EVAL(eval_spf_neutral, SA_AUTH_NEUTRAL, 0)
+SPF_EVAL(eval_spf_permerror, SA_AUTH_PERMERROR, 0)
+SPF_EVAL(eval_spf_temperror, SA_AUTH_TEMPERROR, 0)
+SPF_EVAL(eval_spf_helo_pass, SA_AUTH_PASS, 1)
+SPF_EVAL(eval_spf_helo_fail, SA_AUTH_FAIL, 1)
+SPF_EVAL(eval_spf_helo_softfail, SA_AUTH_SOFTFAIL, 1)
+SPF_EVAL(eval_spf_helo_neutral, SA_AUTH_NEUTRAL, 1)
+SPF_EVAL(eval_spf_helo_permerror, SA_AUTH_PERMERROR, 1)
+SPF_EVAL(eval_spf_helo_temperror, SA_AUTH_TEMPERROR, 1)
+
+static int
+eval_spf_none(struct sa_ctx *c, const struct sa_rule *r,
+    const struct sa_evalargs *a)
+{
+	(void)r;
+	(void)a;
+	return c->facts != NULL && c->facts->spf_mailfrom == SA_AUTH_NONE &&
+	    c->facts->mail_from != NULL;
+}
+
+static int
+eval_spf_helo_none(struct sa_ctx *c, const struct sa_rule *r,
+    const struct sa_evalargs *a)
+{
+	(void)r;
+	(void)a;
+	return c->facts != NULL && c->facts->spf_helo == SA_AUTH_NONE &&
+	    c->facts->helo != NULL;
+}
+
+/* DKIM.pm check_dkim_signed/valid([domain...]): domains not supported:
+   with arguments the rule does not fire (we know no signing domains). */
+static int
+eval_dkim_signed(struct sa_ctx *c, const struct sa_rule *r,
+    const struct sa_evalargs *a)
+{
+	(void)r;
+	return a->n == 0 && facts(c)->dkim_signed;
+}
+
+static int
+eval_dkim_valid(struct sa_ctx *c, const struct sa_rule *r,
+    const struct sa_evalargs *a)
+{
+	(void)r;
+	return a->n == 0 && facts(c)->dkim_valid;
+}
+
+static int
+eval_dkim_valid_author(struct sa_ctx *c, const struct sa_rule *r,
+    const struct sa_evalargs *a)
+{
+	(void)r;
+	return a->n == 0 && facts(c)->dkim_valid_author;
+}
+
+static int
+eval_dkim_dependable(struct sa_ctx *c, const struct sa_rule *r,
+    const struct sa_evalargs *a)
+{
+	(void)r;
+	(void)a;
+	return c->facts != NULL;
+}
+
+/* DMARC.pm: check_dmarc_pass/reject/quarantine/none/missing */
+static int
+eval_dmarc_pass(struct sa_ctx *c, const struct sa_rule *r,
+    const struct sa_evalargs *a)
+{
+	(void)r;
+	(void)a;
+	return facts(c)->dmarc == SA_AUTH_PASS;
+}
+
+static int
+eval_dmarc_fail_policy(struct sa_ctx *c, enum sa_dmarc_policy p)
+{
+	return facts(c)->dmarc == SA_AUTH_FAIL && facts(c)->dmarc_policy == p;
+}
+
+static int
+eval_dmarc_reject(struct sa_ctx *c, const struct sa_rule *r,
+    const struct sa_evalargs *a)
+{
+	(void)r;
+	(void)a;
+	return eval_dmarc_fail_policy(c, SA_DMARC_POLICY_REJECT);
+}
+
+static int
+eval_dmarc_quarantine(struct sa_ctx *c, const struct sa_rule *r,
+    const struct sa_evalargs *a)
+{
+	(void)r;
+	(void)a;
+	return eval_dmarc_fail_policy(c, SA_DMARC_POLICY_QUARANTINE);
+}
+
+static int
+eval_dmarc_none(struct sa_ctx *c, const struct sa_rule *r,
+    const struct sa_evalargs *a)
+{
+	(void)r;
+	(void)a;
+	return eval_dmarc_fail_policy(c, SA_DMARC_POLICY_P_NONE);
+}
+
+static int
+eval_dmarc_missing(struct sa_ctx *c, const struct sa_rule *r,
+    const struct sa_evalargs *a)
+{
+	(void)r;
+	(void)a;
+	return c->facts != NULL &&
+	    c->facts->dmarc_policy == SA_DMARC_POLICY_NONE;
+}
+
+/* Bayes.pm check_bayes(min, max): min <= p < max (max 1.00 inclusive) */
+static int
+eval_bayes(struct sa_ctx *c, const struct sa_rule *r,
+    const struct sa_evalargs *a)
+{
+	double p, lo = argnum(a, 0, 0), hi = argnum(a, 1, 1);
+
+	(void)r;
+	if (!facts(c)->has_bayes)
+		return 0;
+	p = facts(c)->bayes;
+	return p >= lo && (p < hi || (hi >= 1 && p <= hi));
+}
+
+/* ------------------------------------------------------------- headers */
+
+/* HeaderEval check_for_missing_to_header: no To and no Apparently-To */
+static int
+eval_missing_to(struct sa_ctx *c, const struct sa_rule *r,
+    const struct sa_evalargs *a)
+{
+	const char *to = header(c, "To", 0);
+
+	(void)r;
+	(void)a;
+	if (to != NULL && *to != '\0' && strcmp(to, "\n") != 0)
+		return 0;
+	to = header(c, "Apparently-To", 0);
+	return to == NULL || *to == '\0' || strcmp(to, "\n") == 0;
+}
+
+/* HeaderEval check_header_count_range(header, min, max) */
+static int
+eval_header_count_range(struct sa_ctx *c, const struct sa_rule *r,
+    const struct sa_evalargs *a)
+{
+	size_t n = header_count(c, a->s[0]);
+
+	(void)r;
+	return (double)n >= argnum(a, 1, 0) && (double)n <= argnum(a, 2, 1e9);
+}
+
+/* HeaderEval check_illegal_chars(header, ratio, count) */
+static int
+eval_illegal_chars(struct sa_ctx *c, const struct sa_rule *r,
+    const struct sa_evalargs *a)
+{
+	const char   *v;
+	size_t	      len, i, bad = 0;
+	double	      ratio = argnum(a, 1, 0), count = argnum(a, 2, 0);
+	const char   *name = a->s[0];
+
+	(void)r;
+	if (strcmp(name, "ALL") == 0)
+		v = sa_get_header(c, "ALL", SA_HM_RAW, &len);
+	else
+		v = sa_get_header(c, name, SA_HM_RAW, &len);
+	if (v == NULL || len == 0)
+		return 0;
+	for (i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)v[i];
+
+		if (ch >= 0x80 || (ch < 0x20 && ch != '\t' && ch != '\n' &&
+				      ch != '\r'))
+			bad++;
+	}
+	return (double)bad / (double)len > ratio && (double)bad >= count;
+}
+
+/* HeaderEval check_for_unique_subject_id: not implemented (heuristic) */
+
+/* HeaderEval check_equal_from_domains: From and EnvelopeFrom domains
+   differ (by registrable domain: approximated as the last two labels) */
+static const char *
+last_labels(const char *d, int n)
+{
+	const char *p = d + strlen(d);
+	int	    dots = 0;
+
+	while (p > d) {
+		p--;
+		if (*p == '.' && ++dots == n)
+			return p + 1;
+	}
+	return d;
+}
+
+static int
+eval_equal_from_domains(struct sa_ctx *c, const struct sa_rule *r,
+    const struct sa_evalargs *a)
+{
+	char fd[256], ed[256];
+
+	(void)r;
+	(void)a;
+	if (addr_domain(header(c, "From", SA_HM_ADDR), fd, sizeof(fd)) < 0 ||
+	    addr_domain(header(c, "EnvelopeFrom", SA_HM_ADDR), ed,
+		sizeof(ed)) < 0)
+		return 0;
+	return strcmp(last_labels(fd, 2), last_labels(ed, 2)) != 0;
+}
+
+/* FreeMail check_freemail_from([regex]): From address in a freemail
+   domain (freemail_domains, "*" wildcards) */
+static int
+freemail_in(struct sa_ctx *c, const char *hdr)
+{
+	char d[256];
+
+	if (addr_domain(header(c, hdr, SA_HM_ADDR), d, sizeof(d)) < 0)
+		return 0;
+	return sa_list_has_domain(c->rs, "freemail_domains", d);
+}
+
+static int
+eval_freemail_from(struct sa_ctx *c, const struct sa_rule *r,
+    const struct sa_evalargs *a)
+{
+	(void)r;
+	return a->n == 0 && freemail_in(c, "From");
+}
+
+static int
+eval_freemail_replyto(struct sa_ctx *c, const struct sa_rule *r,
+    const struct sa_evalargs *a)
+{
+	char fd[256], rd[256];
+	int  f, rt;
+
+	(void)r;
+	/* check_freemail_replyto(['replyto'|'1']): Reply-To is freemail and
+	   differs from From (FreeMail.pm default "1": both freemail) */
+	if (addr_domain(header(c, "Reply-To", SA_HM_ADDR), rd, sizeof(rd)) <
+	    0)
+		return 0;
+	rt = sa_list_has_domain(c->rs, "freemail_domains", rd);
+	f = addr_domain(header(c, "From", SA_HM_ADDR), fd, sizeof(fd)) == 0 &&
+	    sa_list_has_domain(c->rs, "freemail_domains", fd);
+	if (a->n > 0 && strcmp(a->s[0], "replyto") == 0)
+		return rt && (!f || strcmp(fd, rd) != 0);
+	return rt && f && strcmp(fd, rd) != 0;
+}
+
+/* ---------------------------------------------------------- MIME/HTML */
+
+static int
+has_part(const struct msgview *mv, const char *type)
+{
+	size_t i;
+
+	for (i = 1; i < mv->nparts; i++)
+		if (strcmp(mv->parts[i].type, type) == 0)
+			return 1;
+	return mv->nparts > 0 && strcmp(mv->parts[0].type, type) == 0;
+}
+
+/* MIMEEval check_for_mime_html: a text/html part */
+static int
+eval_mime_html(struct sa_ctx *c, const struct sa_rule *r,
+    const struct sa_evalargs *a)
+{
+	(void)r;
+	(void)a;
+	return c->mv->html.parts > 0 || has_part(c->mv, "text/html");
+}
+
+/* check_for_mime_html_only: HTML and no text/plain alternative */
+static int
+eval_mime_html_only(struct sa_ctx *c, const struct sa_rule *r,
+    const struct sa_evalargs *a)
+{
+	(void)r;
+	(void)a;
+	return eval_mime_html(c, r, a) && !has_part(c->mv, "text/plain");
+}
+
+/*
+ * HTMLEval html_test(name): the HTML facts SpamAssassin's parser records
+ * that the view carries; other names (form_action_mailto, font_face_bad,
+ * font_invalid_color, ...) are not recorded by the view and never fire.
+ */
+static int
+eval_html_test(struct sa_ctx *c, const struct sa_rule *r,
+    const struct sa_evalargs *a)
+{
+	const struct mv_html *h = &c->mv->html;
+	const char	     *t = a->s[0];
+
+	(void)r;
+	if (strcmp(t, "html") == 0)
+		return h->parts > 0 && h->tags > 0;
+	if (strcmp(t, "embeds") == 0)
+		return h->embeds > 0;
+	if (strcmp(t, "font_low_contrast") == 0)
+		return h->font_low_contrast > 0;
+	if (strcmp(t, "tiny_font") == 0)
+		return h->font_tiny > 0;
+	return 0;
+}
+
+/* HTMLEval html_image_only(min, max): <img> and HTML length in (min,max] */
+static int
+eval_html_image_only(struct sa_ctx *c, const struct sa_rule *r,
+    const struct sa_evalargs *a)
+{
+	const struct mv_html *h = &c->mv->html;
+
+	(void)r;
+	return h->parts > 0 && h->images > 0 &&
+	    (double)h->raw > argnum(a, 0, 0) &&
+	    (double)h->raw <= argnum(a, 1, 0);
+}
+
+/* html_image_ratio(min, max): text bytes per pixel of image, (min,max] */
+static int
+eval_html_image_ratio(struct sa_ctx *c, const struct sa_rule *r,
+    const struct sa_evalargs *a)
+{
+	const struct mv_html *h = &c->mv->html;
+	double		      ratio;
+
+	(void)r;
+	if (h->image_area == 0)
+		return 0;
+	ratio = (double)h->text / (double)h->image_area;
+	return ratio > argnum(a, 0, 0) && ratio <= argnum(a, 1, 0);
+}
+
+/* The HTML.pm result named t, from the view; -1 if the view lacks it. */
+static double
+html_value(const struct mv_html *h, const char *t)
+{
+	if (h->parts == 0)
+		return -1;
+	if (strcmp(t, "length") == 0)
+		return (double)h->raw;
+	if (strcmp(t, "non_space_len") == 0)
+		return (double)h->text;
+	if (h->tags == 0)
+		return -1;
+	if (strcmp(t, "obfuscation_ratio") == 0)
+		return (double)h->obfuscation / h->tags;
+	if (strcmp(t, "bad_tag_ratio") == 0 ||
+	    strcmp(t, "non_element_ratio") == 0)
+		return (double)h->bad_tags / h->tags;
+	return -1;
+}
+
+static double
+bound(const struct sa_evalargs *a, unsigned i, double inf)
+{
+	if (i >= a->n || strcmp(a->s[i], "inf") == 0 ||
+	    strcmp(a->s[i], "undef") == 0)
+		return inf;
+	if (strcmp(a->s[i], "-inf") == 0)
+		return -inf;
+	return argnum(a, i, inf);
+}
+
+/* HTMLEval html_range(test, min, max): min < value <= max */
+static int
+eval_html_range(struct sa_ctx *c, const struct sa_rule *r,
+    const struct sa_evalargs *a)
+{
+	double v = html_value(&c->mv->html, a->s[0]);
+
+	(void)r;
+	if (v < 0)
+		return 0;
+	return v > bound(a, 1, -1e300) && v <= bound(a, 2, 1e300);
+}
+
+/* HTMLEval html_eval(test, "< 384")-style comparisons */
+static int
+eval_html_eval(struct sa_ctx *c, const struct sa_rule *r,
+    const struct sa_evalargs *a)
+{
+	double	    v = html_value(&c->mv->html, a->s[0]), x;
+	const char *e = a->s[1];
+	char	   *end;
+
+	(void)r;
+	if (v < 0)
+		return 0;
+	while (*e == ' ')
+		e++;
+	if (strncmp(e, "<=", 2) == 0 || strncmp(e, ">=", 2) == 0 ||
+	    strncmp(e, "==", 2) == 0 || strncmp(e, "!=", 2) == 0) {
+		x = strtod(e + 2, &end);
+		if (end == e + 2)
+			return 0;
+		switch (e[0]) {
+		case '<':
+			return v <= x;
+		case '>':
+			return v >= x;
+		case '=':
+			return v == x;
+		default:
+			return v != x;
+		}
+	}
+	if (*e == '<' || *e == '>') {
+		x = strtod(e + 1, &end);
+		if (end == e + 1)
+			return 0;
+		return *e == '<' ? v < x : v > x;
+	}
+	return 0;
+}
+
+/* MIMEEval check_mime_multipart_ratio(min, max): text/plain bytes over
+   text/html bytes of a multipart/alternative */
+static int
+eval_multipart_ratio(struct sa_ctx *c, const struct sa_rule *r,
+    const struct sa_evalargs *a)
+{
+	const struct msgview *mv = c->mv;
+	size_t		      i, plain = 0, html = 0;
+	double		      ratio;
+
+	(void)r;
+	if (!has_part(mv, "multipart/alternative"))
+		return 0;
+	for (i = 0; i < mv->nparts; i++) {
+		if (strcmp(mv->parts[i].type, "text/plain") == 0)
+			plain += mv->parts[i].textlen;
+		else if (strcmp(mv->parts[i].type, "text/html") == 0)
+			html += mv->parts[i].textlen;
+	}
+	if (html == 0)
+		return 0;
+	ratio = (double)plain / (double)html;
+	return ratio >= argnum(a, 0, 0) && ratio < argnum(a, 1, 0);
+}
+
+/* MIMEEval check_base64_length / check_for_faraway_charset: not here */
+
+/* BodyEval check_stock_info(min): stock-spam words in the body */
+static int
+eval_stock_info(struct sa_ctx *c, const struct sa_rule *r,
+    const struct sa_evalargs *a)
+{
+	static const char *const words[] = { "symbol:", "company:",
+		"price:", "target:", "recommendation:", "shares outstanding",
+		"current price", "long-term target", "short-term target" };
+	const char *body;
+	size_t	    len, i, n = 0;
+
+	(void)r;
+	body = sa_body_text(c, &len);
+	for (i = 0; i < nitems(words); i++)
+		if (memmem(body, len, words[i], strlen(words[i])) != NULL)
+			n++;
+	return (double)n >= argnum(a, 0, 3);
+}
+
+/* BodyEval check_body_length(max): rendered body shorter than max */
+static int
+eval_body_length(struct sa_ctx *c, const struct sa_rule *r,
+    const struct sa_evalargs *a)
+{
+	size_t len, i, nonspace = 0;
+	const char *b = sa_body_text(c, &len);
+
+	(void)r;
+	for (i = 0; i < len; i++)
+		if (!isspace((unsigned char)b[i]))
+			nonspace++;
+	return (double)nonspace < argnum(a, 0, 0);
+}
+
+/* ---------------------------------------------------------------- table */
+
+static const struct sa_evaldef evals[] = {
+	{ "check_bayes", eval_bayes, 2, 2 },
+	{ "check_for_spf_pass", eval_spf_pass, 0, 0 },
+	{ "check_for_spf_fail", eval_spf_fail, 0, 0 },
+	{ "check_for_spf_softfail", eval_spf_softfail, 0, 0 },
+	{ "check_for_spf_neutral", eval_spf_neutral, 0, 0 },
+	{ "check_for_spf_none", eval_spf_none, 0, 0 },
+	{ "check_for_spf_permerror", eval_spf_permerror, 0, 0 },
+	{ "check_for_spf_temperror", eval_spf_temperror, 0, 0 },
+	{ "check_for_spf_helo_pass", eval_spf_helo_pass, 0, 0 },
+	{ "check_for_spf_helo_fail", eval_spf_helo_fail, 0, 0 },
+	{ "check_for_spf_helo_softfail", eval_spf_helo_softfail, 0, 0 },
+	{ "check_for_spf_helo_neutral", eval_spf_helo_neutral, 0, 0 },
+	{ "check_for_spf_helo_none", eval_spf_helo_none, 0, 0 },
+	{ "check_for_spf_helo_permerror", eval_spf_helo_permerror, 0, 0 },
+	{ "check_for_spf_helo_temperror", eval_spf_helo_temperror, 0, 0 },
+	{ "check_dkim_signed", eval_dkim_signed, 0, SA_MAXARGS },
+	{ "check_dkim_valid", eval_dkim_valid, 0, SA_MAXARGS },
+	{ "check_dkim_valid_author_sig", eval_dkim_valid_author, 0,
+	    SA_MAXARGS },
+	{ "check_dkim_dependable", eval_dkim_dependable, 0, 0 },
+	{ "check_dmarc_pass", eval_dmarc_pass, 0, 0 },
+	{ "check_dmarc_reject", eval_dmarc_reject, 0, 0 },
+	{ "check_dmarc_quarantine", eval_dmarc_quarantine, 0, 0 },
+	{ "check_dmarc_none", eval_dmarc_none, 0, 0 },
+	{ "check_dmarc_missing", eval_dmarc_missing, 0, 0 },
+	{ "check_for_missing_to_header", eval_missing_to, 0, 0 },
+	{ "check_header_count_range", eval_header_count_range, 3, 3 },
+	{ "check_illegal_chars", eval_illegal_chars, 3, 3 },
+	{ "check_equal_from_domains", eval_equal_from_domains, 0, 0 },
+	{ "check_freemail_from", eval_freemail_from, 0, 1 },
+	{ "check_freemail_replyto", eval_freemail_replyto, 0, 1 },
+	{ "check_for_mime_html", eval_mime_html, 0, 0 },
+	{ "check_for_mime_html_only", eval_mime_html_only, 0, 0 },
+	{ "html_test", eval_html_test, 1, 1 },
+	{ "html_image_only", eval_html_image_only, 2, 2 },
+	{ "html_image_ratio", eval_html_image_ratio, 2, 2 },
+	{ "html_range", eval_html_range, 3, 3 },
+	{ "html_eval", eval_html_eval, 2, 2 },
+	{ "check_mime_multipart_ratio", eval_multipart_ratio, 2, 2 },
+	{ "check_stock_info", eval_stock_info, 1, 1 },
+	{ "check_body_length", eval_body_length, 1, 1 },
+};
+
+const struct sa_evaldef *
+sa_eval_lookup(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < nitems(evals); i++)
+		if (strcmp(evals[i].name, name) == 0)
+			return &evals[i];
+	return NULL;
+}

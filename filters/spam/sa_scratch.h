@@ -1,0 +1,78 @@
+/*
+ * sa_scratch.h - the per-thread evaluation state of the SpamAssassin-
+ * format rule engine (sa_engine.c, read by eval functions through
+ * struct sa_ctx). Owned by one thread at a time; reused across messages
+ * (buffers keep their capacity, the arena keeps one block).
+ */
+#ifndef MOAT_SA_SCRATCH_H
+#define MOAT_SA_SCRATCH_H
+
+#include "sa_int.h"
+
+struct sa_block {
+	struct sa_block *next;
+	size_t		 size, used;
+	char		 data[];
+};
+
+struct sa_buf {
+	char  *s;
+	size_t len, cap;
+};
+
+struct sa_span {
+	size_t off, len;
+};
+
+struct sa_spans {
+	struct sa_span *v;
+	size_t		n, cap;
+};
+
+struct sa_hcache {
+	unsigned    gen; /* valid when == scratch gen */
+	uint32_t    hash;
+	unsigned    mods;
+	const char *name;
+	const char *value; /* NULL: header absent */
+	size_t	    len;
+};
+
+struct sa_scratch {
+	pcre2_match_data    *md;
+	pcre2_match_context *mc;
+	pcre2_jit_stack	    *js;
+
+	double *values; /* per rule: hit count / meta value */
+	size_t	nvalues;
+
+	struct sa_hit *hits;
+	size_t	       nhits, hitcap;
+
+	struct sa_block *blocks; /* per-message arena */
+	struct sa_buf	 tmp;
+
+	struct sa_buf	body; /* subject + rendered text, collapsed */
+	struct sa_spans bodyl;
+	size_t		body_subject_lines;
+	int		body_built;
+	struct sa_buf	raw; /* decoded text parts, tags kept */
+	struct sa_spans rawl;
+	int		raw_built;
+
+	struct sa_hcache *hcache;
+	unsigned	  gen;
+
+	void	      *hs; /* hs_scratch_t */
+	unsigned       hs_serial;
+	unsigned char *cand; /* prefilter: bit per rule that may match */
+	size_t	       ncand;
+
+	uint64_t *prof; /* per rule: nanoseconds spent (profiling on) */
+	size_t	  nprof;
+};
+
+/* The body text rules see (subject line first); built on demand. */
+const char *sa_body_text(struct sa_ctx *, size_t *len);
+
+#endif
