@@ -75,7 +75,8 @@ chain_set_lookup(chain_lookup_fn fn)
 /* ------------------------------------------------- configuration */
 
 static const struct filter_ops *const builtin[] = { &testfilter_ops,
-	&spffilter_ops, &dkimfilter_ops, &dmarcfilter_ops, &avfilter_ops };
+	&spffilter_ops, &dkimfilter_ops, &dmarcfilter_ops, &avfilter_ops,
+	&spamfilter_ops };
 
 static const struct filter_ops *
 filter_load(const struct filter_conf *fc, void **dl)

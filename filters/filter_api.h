@@ -270,5 +270,6 @@ extern const struct filter_ops spffilter_ops;
 extern const struct filter_ops dkimfilter_ops;
 extern const struct filter_ops dmarcfilter_ops;
 extern const struct filter_ops avfilter_ops;
+extern const struct filter_ops spamfilter_ops;
 
 #endif

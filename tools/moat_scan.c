@@ -27,6 +27,7 @@
 
 #include "chain.h"
 #include "config.h"
+#include "dataframe.h"
 #include "evidence.h"
 #include "hdredit.h"
 #include "headers.h"
@@ -34,6 +35,7 @@
 #include "moat.h"
 #include "policy.h"
 #include "runtime.h"
+#include "spool.h"
 #include "scanner.h"
 #include "util.h"
 #include "workers.h"
@@ -72,6 +74,8 @@ struct scan {
 	const struct policy_group *group, *rgroup;
 
 	/* The message, canonical (CRLF), as the client would send it. */
+	struct spool  spool; /* the same in wire form (dot-stuffed), for
+				filter_message_fd() */
 	char	     *msg;
 	size_t	      len, hdrlen;
 	struct field *fields;
@@ -123,6 +127,12 @@ field_cb(void *arg, const char *name, size_t namelen, const char *value,
 	    sc->rt->cf, &sc->seen, name, namelen, value, valuelen);
 }
 
+static void
+scan_spool_emit(void *arg, const char *p, size_t n)
+{
+	(void)spool_write(arg, p, n);
+}
+
 /* Read the file; bare LF line ends become CRLF, as a client sends them. */
 static int
 read_message(struct scan *sc, const char *path)
@@ -134,6 +144,7 @@ read_message(struct scan *sc, const char *path)
 	int		 cr = 0;
 	char		*hbuf;
 	struct hdrparse	 hp;
+	struct dotstuff	 ds;
 
 	if (f == NULL) {
 		fprintf(stderr, "moat: scan: %s: %s\n", path, strerror(errno));
@@ -182,6 +193,17 @@ read_message(struct scan *sc, const char *path)
 			sc->len -= (size_t)(eol + 1 - sc->msg);
 			memmove(sc->msg, eol + 1, sc->len + 1);
 		}
+	}
+
+	/* The wire form, as moatd spools it (memory only). */
+	spool_init(&sc->spool, NULL, (size_t)-1);
+	dotstuff_init(&ds, scan_spool_emit, &sc->spool);
+	dotstuff_feed(&ds, sc->msg, sc->len);
+	dotstuff_end(&ds);
+	if (sc->spool.error != 0) {
+		fprintf(stderr, "moat: scan: %s: spooling: %s\n", path,
+		    strerror(sc->spool.error));
+		return -1;
 	}
 
 	hbuf = xmalloc((size_t)LIMIT(sc->rt->cf, MAX_HEADER_SIZE));
@@ -323,6 +345,7 @@ scan_stage(struct scan *sc, enum filter_stage st)
 	sc->run.sink.edits = st == FILTER_STAGE_EOM ? &sc->edits : NULL;
 	sc->run.sink.ar = sc->ar;
 	sc->run.sink.nar = &sc->nar;
+	sc->run.sink.spool = st == FILTER_STAGE_EOM ? &sc->spool : NULL;
 	sc->ev_from = sc->ev.n;
 	v = chain_run_stage(&sc->run, st, &sc->env, scan_done_cb, sc);
 	if (v == FILTER_PENDING) {
@@ -671,6 +694,7 @@ scan_free(struct scan *sc)
 	}
 	free(sc->fields);
 	free(sc->seen.subject);
+	spool_free(&sc->spool);
 	free(sc->msg);
 	free(sc->rr);
 	free(sc->accepted);

@@ -44,6 +44,7 @@
 #include "evidence.h"
 #include "filter_api.h"
 #include "filter_opts.h"
+#include "from_field.h"
 #include "log.h"
 #include "msgview.h"
 #include "sa_rules.h"

@@ -208,7 +208,7 @@ def bayes_section():
     for cls, src in (("--spam", spam_dir), ("--ham", ham_dir)):
         p = subprocess.run([MOAT, "-c", conf, "learn", cls, src], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, timeout=60)
-        t.eq(p.returncode, 0, "moat learn %s: %s" % (cls, p.stdout.decode()[-200:]))
+        t.eq(p.returncode, 0, "moat learn %s: %s" % (cls, " ".join(p.stdout.decode().split())[-120:]))
     probe = os.path.join(d, "probe")
     os.mkdir(probe)
     write(os.path.join(probe, "1-spam"), msg(
