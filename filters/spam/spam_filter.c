@@ -35,6 +35,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "bayes.h"
 #include "chain.h"
 #include "dataframe.h"
@@ -58,6 +59,7 @@
 #define SPAM_PATHS_MAX	 64
 #define SPAM_EXT_MAX	 256 /* DNS list hits passed to the rules */
 #define SPAM_DETAIL_MAX	 200
+#define SPAM_TRUSTED_MAX 64
 
 struct spam_conf {
 	_Atomic unsigned      refs;
@@ -71,13 +73,16 @@ struct spam_conf {
 	size_t		      dns_max_queries;
 	int		      autolearn;
 	double		      autolearn_spam, autolearn_ham;
+	struct cidr	      trusted[SPAM_TRUSTED_MAX];
+	size_t		      ntrusted;
 };
 
 static const char *const spam_options[] = { "rules", "sa_rules",
 	"default_rules", "bayes", "bayes_db", "bayes_min_spam",
 	"bayes_min_ham", "autolearn", "autolearn_spam", "autolearn_ham",
 	"dns_lists", "dns_budget", "dns_max_queries", "max_size",
-	"max_parts", "max_depth", "max_decoded", "max_uris", NULL };
+	"max_parts", "max_depth", "max_decoded", "max_uris",
+	"trusted_networks", NULL };
 
 /* A rule that fired, copied out of the scratch for the loop thread. */
 struct spam_hit {
@@ -107,6 +112,7 @@ struct spam_job {
 	char	      **rcpts;
 	size_t		nrcpts;
 	int		scored_auth[3]; /* spf, dkim, dmarc filters reported */
+	int		trusted;	/* the client is this site's */
 
 	/* Work. */
 	struct msgview	   *view;
@@ -285,6 +291,55 @@ opt_size(const struct filter_conf *fc, const char *key, double lo,
 	return 0;
 }
 
+/*
+ * trusted_networks: clients that are this site's own (local injection,
+ * internal relays). The relay rules (HELO, reverse DNS) and the IP lists
+ * judge the client that handed the message to this site, which is
+ * unknown for these: they are left out. Default: loopback.
+ */
+static int
+trusted_parse(const struct filter_conf *fc, struct spam_conf *c)
+{
+	char  *list[SPAM_PATHS_MAX];
+	size_t n = 0, i;
+	int    bad = 0;
+	const char *v = filter_conf_get(fc, "trusted_networks");
+
+	if (split_paths(fc, "trusted_networks",
+		v != NULL ? v : "127.0.0.0/8 ::1", list, &n) == -1)
+		return 1;
+	for (i = 0; i < n; i++) {
+		if (c->ntrusted == SPAM_TRUSTED_MAX) {
+			filter_conf_error(fc, "trusted_networks: more than %d",
+			    SPAM_TRUSTED_MAX);
+			bad = 1;
+		} else if (cidr_parse(list[i], &c->trusted[c->ntrusted]) ==
+		    -1) {
+			filter_conf_error(fc,
+			    "trusted_networks: \"%s\" is not an address or "
+			    "CIDR block",
+			    list[i]);
+			bad = 1;
+		} else
+			c->ntrusted++;
+		free(list[i]);
+	}
+	return bad;
+}
+
+static int
+client_trusted(const struct spam_conf *c, const struct filter_env *env)
+{
+	size_t i;
+
+	if (env->auth != NULL)
+		return 1;
+	for (i = 0; env->client_sa != NULL && i < c->ntrusted; i++)
+		if (cidr_match(&c->trusted[i], env->client_sa))
+			return 1;
+	return 0;
+}
+
 static int
 spam_init(const struct filter_conf *fc, void **ctx)
 {
@@ -337,6 +392,7 @@ spam_init(const struct filter_conf *fc, void **ctx)
 	bad |= opt_size(fc, "max_decoded", 1024, 1024.0 * 1024 * 1024,
 	    &c->limits.decoded);
 	bad |= opt_size(fc, "max_uris", 1, 100000, &c->limits.uris);
+	bad |= trusted_parse(fc, c);
 	if (bad)
 		goto fail;
 
@@ -659,8 +715,10 @@ start_lists(struct spam_job *j)
 
 	j->dns = dnsbl_run_new(j->token.loop, j->c->dnsbl, j->c->dns_budget_ms,
 	    j->c->dns_max_queries);
-	dnsbl_run_add(j->dns, DNSBL_CLIENT_IP, j->client_ip);
-	dnsbl_run_add(j->dns, DNSBL_HELO, j->helo);
+	if (!j->trusted) {
+		dnsbl_run_add(j->dns, DNSBL_CLIENT_IP, j->client_ip);
+		dnsbl_run_add(j->dns, DNSBL_HELO, j->helo);
+	}
 	if (j->mail_from != NULL && (at = strrchr(j->mail_from, '@')) != NULL)
 		dnsbl_run_add(j->dns, DNSBL_ENVFROM, at + 1);
 	for (i = 0; (h = msgview_header(j->view, "From", i)) != NULL && i < 4;
@@ -756,9 +814,12 @@ job_facts(struct spam_job *j, const struct filter_call *call)
 		j->rcpts[i] = xstrdup(env->rcpts[i]);
 	j->nrcpts = env->nrcpts;
 	j->facts.mail_from = j->mail_from;
-	j->facts.helo = j->helo;
-	j->facts.client_ip = j->client_ip;
-	j->facts.client_rdns = j->client_rdns;
+	if (!client_trusted(j->c, env)) {
+		j->facts.helo = j->helo;
+		j->facts.client_ip = j->client_ip;
+		j->facts.client_rdns = j->client_rdns;
+	} else
+		j->trusted = 1;
 	j->facts.rcpts = (const char *const *)j->rcpts;
 	j->facts.nrcpts = j->nrcpts;
 	j->facts.authenticated = env->auth != NULL;

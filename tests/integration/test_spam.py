@@ -123,7 +123,7 @@ def main_section(dns):
     write(os.path.join(WORK, "local.cf"), LOCAL_CF)
     conf = ('dns_forwarders = { "127.0.0.1@%d" }\ndns_timeout = 5s\n'
             'filter "spam" {\n default_rules = "no"\n rules = "%s %s"\n'
-            ' bayes = "no"\n dns_lists = "yes"\n dns_budget = 1.5\n}\n'
+            ' bayes = "no"\n dns_lists = "yes"\n dns_budget = 1.5\n trusted_networks = "192.0.2.1"\n}\n'
             'group "default" { add_header_score = 5 reject_score = 15 }\n'
             % (dns.port, SPAM_CF, os.path.join(WORK, "local.cf")))
     m = Moatd(sink.port, conf=conf)
