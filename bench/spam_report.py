@@ -21,31 +21,37 @@ TARGET = (95.0, 0.5, 10.0, 500)
 BEGIN, END = "<!-- spam-accuracy -->", "<!-- /spam-accuracy -->"
 
 
-def load(run, group):
-    out = []
-    with open(os.path.join(run, group + ".json"), errors="replace") as f:
+def load(run):
+    """The scan's JSON lines by group (the directory of their file)."""
+    out = collections.defaultdict(list)
+    with open(os.path.join(run, "scan.json"), errors="replace") as f:
         for line in f:
             line = line.strip()
             if line.startswith("{"):
                 try:
-                    out.append(json.loads(line))
+                    j = json.loads(line)
                 except ValueError:
-                    pass
+                    continue
+                out[os.path.basename(os.path.dirname(j.get("file", "")))].append(j)
     return out
 
 
 def main():
     run, threshold, out_md, results_md = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
-    info, secs = [], {}
+    info, startup, wall = [], 0.0, 0.0
     with open(os.path.join(run, "results")) as f:
         for line in f:
             info.append(line.rstrip("\n"))
-            m = re.match(r"scan group=(\S+) seconds=([\d.]+)", line)
+            m = re.match(r"startup seconds=([\d.]+)", line)
             if m:
-                secs[m.group(1)] = float(m.group(2))
+                startup = float(m.group(1))
+            m = re.match(r"scan groups=\d+ seconds=([\d.]+)", line)
+            if m:
+                wall = float(m.group(1))
     groups = {}
+    scanned = load(run)
     for g in ("spam-2", "easy-ham-2", "hard-ham-1"):
-        msgs = load(run, g)
+        msgs = scanned[g]
         n = len([x for x in os.listdir(os.path.join(run, g))])
         flagged = sum(1 for m in msgs if m.get("score", 0) >= threshold)
         hits = collections.Counter()
@@ -53,11 +59,12 @@ def main():
             for e in m.get("evidence", []):
                 hits[e.get("symbol")] += 1
         groups[g] = dict(n=n, scanned=len(msgs), flagged=flagged,
-                         pct=100.0 * flagged / n if n else 0.0,
-                         secs=secs.get(g, 0.0), hits=hits)
+                         pct=100.0 * flagged / n if n else 0.0, hits=hits)
     total = sum(v["scanned"] for v in groups.values())
-    tsecs = sum(v["secs"] for v in groups.values())
-    rate = total / tsecs if tsecs else 0.0
+    # Steady state: the run's time less one start-up (one process, one
+    # message at a time: one core).
+    rate = total / (wall - startup) if wall > startup else 0.0
+    rate_wall = total / wall if wall else 0.0
     s2, e2, h1 = groups["spam-2"], groups["easy-ham-2"], groups["hard-ham-1"]
     ok = (s2["pct"] >= TARGET[0] and e2["pct"] <= TARGET[1] and h1["pct"] <= TARGET[2]
           and rate >= TARGET[3])
@@ -71,8 +78,12 @@ def main():
     for name, a, b, c, d in REFERENCE:
         lines.append("| %s (reference) | %.1f%% | %.1f%% | %.1f%% | %d |" % (name, a, b, c, d))
     lines.append("| target | >= %.0f%% | <= %.1f%% | <= %.0f%% | >= %d per core |" % TARGET)
-    summary = "\n".join(lines) + "\n\nTarget %s. Messages scanned: %d of %d.\n" % (
-        "met" if ok else "NOT met", total, s2["n"] + e2["n"] + h1["n"])
+    summary = "\n".join(lines) + (
+        "\n\nTarget %s. Messages scanned: %d of %d. msgs/s is the steady state of one "
+        "`moat scan` process (%.1f s for all, less its %.1f s start-up: loading and "
+        "compiling the rules); with the start-up counted, %.0f msgs/s.\n" % (
+            "met" if ok else "NOT met", total, s2["n"] + e2["n"] + h1["n"],
+            wall, startup, rate_wall))
     body = ["# Spam accuracy (bench/spam-accuracy)", "",
             "Trained on spam-1 + easy-ham-1 with `moat learn`; scored with `moat scan`"
             " (one process, messages one after another: one core), default rules plus"
