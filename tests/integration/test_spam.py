@@ -183,6 +183,26 @@ def main_section(dns):
         sink.stop()
 
 
+def trusted_section(dns):
+    """Default trusted_networks (loopback): a local client is not asked
+    about, an authenticated one neither."""
+    sink = Sink()
+    conf = ('dns_forwarders = { "127.0.0.1@%d" }\n'
+            'filter "spam" {\n default_rules = "no"\n rules = "%s %s"\n'
+            ' bayes = "no"\n dns_lists = "yes"\n dns_budget = 1.5\n}\n'
+            % (dns.port, SPAM_CF, os.path.join(WORK, "local.cf")))
+    m = Moatd(sink.port, conf=conf)
+    try:
+        r = send(m.port, msg("hi", "from a trusted client\r\n"), source="127.0.0.2")
+        t.eq(r[0], 250, "trusted client: accepted")
+        t.ok("RCVD_IN_TESTBL" not in evidence_of(m) and
+             not re.search(r"spam-list-hit .*RCVD_IN_TESTBL", m.log()),
+             "a client in trusted_networks (loopback by default) is not looked up")
+    finally:
+        t.eq(m.stop(), 0, "moatd exits cleanly")
+        sink.stop()
+
+
 def bayes_section():
     d = tmpdir()
     os.chmod(d, 0o755)
@@ -274,6 +294,7 @@ def main():
         ])
         try:
             t.section(lambda: main_section(dns))
+            t.section(lambda: trusted_section(dns))
         finally:
             dns.stop()
     t.section(bayes_section)
