@@ -13,9 +13,22 @@ use strict;
 use warnings;
 use Mail::SpamAssassin;
 
-my ($dir, $tspam, $tham, $test, $min) = @ARGV;
-die "usage: $0 DIR TRAIN_SPAM TRAIN_HAM TEST [MIN_NUM]\n" unless defined $test;
+my ($dir, $tspam, $tham, $test, $min, $rules) = @ARGV;
+die "usage: $0 DIR TRAIN_SPAM TRAIN_HAM TEST [MIN_NUM [SA_RULES]]\n"
+    unless defined $test;
 $min //= 200;
+$rules //= '/usr/share/spamassassin';
+
+# From the distribution's ruleset, what Bayes depends on: the TLD lists
+# (URI parsing) and bayes_ignore_header, as SA would run with it.
+my $extra = '';
+for my $f (sort glob("$rules/*.cf")) {
+	open(my $r, '<', $f) or next;
+	while (<$r>) {
+		$extra .= $_ if /^\s*(?:util_rb_\w+|bayes_ignore_header)\s/;
+	}
+	close($r);
+}
 mkdir "$dir/cf";
 open(my $cf, '>', "$dir/cf/bayes.cf") or die "$dir/cf/bayes.cf: $!\n";
 print $cf <<"CF";
@@ -31,6 +44,7 @@ bayes_min_spam_num $min
 bayes_min_ham_num $min
 body BAYES_ANY eval:check_bayes('0.00', '1.00')
 score BAYES_ANY 0.001
+$extra
 CF
 close($cf);
 open(my $up, '>', "$dir/cf/user_prefs") or die;
