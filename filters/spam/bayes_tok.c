@@ -375,7 +375,7 @@ static const char *const ignored_exact[] = { "Sender", "X-Sender",
 	"X-OriginalArrivalTime", "Status", "X-Status", "X-Flags", "X-Keywords",
 	"Replied", "Forwarded", "Lines", "Content-Length", "X-UID", "X-UIDL",
 	"X-IMAPbase", "X-Gnus-Mail-Source", "Xref", "Authentication-Results",
-	"Return-Path" /* added by the final MTA, from the envelope */ };
+	};
 static const char *const ignored_prefix[] = { "List-", "X-List-", "X-SpamCop-",
 	"X-Bugzilla-", "X-VM-", "X-DCC-", "X-Moat-" };
 static const char *const presence_only[] = { "X-Face", "X-PGP-Fingerprint",
@@ -776,6 +776,63 @@ header(struct tok *t, const char *name, const char *value)
 		line(t, "H*UA:", v, strlen(v), REGION_HDR);
 }
 
+/*
+ * The relay a Received field describes, as SpamAssassin's parsed relays
+ * (X-Spam-Relays-*): "from" name (HELO), the names and IPv4 addresses in
+ * the comment after it (reverse DNS, address), "by" name; tokens
+ * "H*RU:word". Every hop counts, not only the last two: the list servers
+ * and gateways a message passed are good evidence.
+ */
+static void
+relay(struct tok *t, const char *v)
+{
+	const char *p = v, *w, *we, *semi = strrchr(v, ';');
+	const char *end = semi != NULL ? semi : v + strlen(v);
+	size_t	    o = 0;
+	int	    want = 0; /* 1: the word after from/by */
+	int	    depth = 0;
+
+	vput(t, &o, "", 0);
+	while (p < end) {
+		while (p < end && (*p == ' ' || *p == '\t' || *p == '\n'))
+			p++;
+		w = p;
+		while (p < end && *p != ' ' && *p != '\t' && *p != '\n')
+			p++;
+		we = p;
+		if (we == w)
+			break;
+		if (*w == '(')
+			depth++;
+		if (depth == 0 && !want && ((we - w == 4 &&
+			memcmp(w, "from", 4) == 0) || (we - w == 2 &&
+			memcmp(w, "by", 2) == 0))) {
+			want = 1;
+			continue;
+		}
+		if (want || depth > 0) {
+			const char *a = w, *b = we, *q;
+			int	    dot = 0;
+
+			while (a < b && strchr("([<", *a) != NULL)
+				a++;
+			while (b > a && strchr(")]>,", b[-1]) != NULL)
+				b--;
+			for (q = a; q < b; q++)
+				dot |= *q == '.';
+			/* Host names and addresses, not "with ESMTP id X". */
+			if (want || (dot && b > a && strchr(a, '@') != a)) {
+				vput(t, &o, " ", 1);
+				vput(t, &o, a, (size_t)(b - a));
+			}
+			want = 0;
+		}
+		if (we[-1] == ')' && depth > 0)
+			depth--;
+	}
+	line(t, "H*RU:", t->val, o, REGION_HDR);
+}
+
 static void
 headers(struct tok *t, const struct msgview *mv)
 {
@@ -792,8 +849,11 @@ headers(struct tok *t, const struct msgview *mv)
 	for (i = 0; i < mv->nheaders && !t->stop; i++) {
 		const struct mv_header *h = &mv->headers[i];
 
-		if (ascii_strcasecmp(h->name, "Received") == 0)
+		if (ascii_strcasecmp(h->name, "Received") == 0) {
+			if (!ignored(t, "Received") && !received_local(t, h->decoded))
+				relay(t, h->decoded);
 			continue;
+		}
 		if (ignored(t, h->name))
 			continue;
 		header(t, h->name, h->decoded);
