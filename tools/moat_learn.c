@@ -122,7 +122,8 @@ one(struct learn *l, const char *what, const char *msg, size_t len)
 	t0 = now_usec();
 	if (l->mode == M_EXPLAIN) {
 		printf("%s\n", what);
-		rc = bayes_explain(l->b, mv, explain_cb, NULL, err, sizeof(err));
+		rc =
+		    bayes_explain(l->b, mv, explain_cb, NULL, err, sizeof(err));
 		if (rc == 0) {
 			rc = bayes_classify(l->b, mv, &res, err, sizeof(err));
 			if (rc == 0 && res.voted)

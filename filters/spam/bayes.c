@@ -548,8 +548,8 @@ done:
 /* ------------------------------------------------------ explaining */
 
 struct named {
-	struct toks t;		/* the hashes, as tokens() makes them */
-	char	  **str;	/* the first string seen per hash */
+	struct toks t;	 /* the hashes, as tokens() makes them */
+	char	  **str; /* the first string seen per hash */
 	uint64_t   *h;
 	size_t	    n, cap;
 };
@@ -580,7 +580,7 @@ named_cb(void *arg, const char *tok, size_t len)
 }
 
 int
-bayes_explain(struct bayes *b, const struct msgview *mv,
+bayes_explain(struct bayes *b, const struct msgview		       *mv,
     void (*cb)(void *, const char *, uint64_t, uint64_t, double), void *arg,
     char *err, size_t errlen)
 {
@@ -607,12 +607,12 @@ bayes_explain(struct bayes *b, const struct msgview *mv,
 	    store_get(b->tok, keys, lens, nm.n, recs, err, errlen) == -1)
 		goto done;
 	for (i = 0; i < nm.n; i++) {
-		uint64_t s = recs[i].found && recs[i].v[0] > 0 ?
-		    (uint64_t)recs[i].v[0] :
-		    0;
-		uint64_t h = recs[i].found && recs[i].v[1] > 0 ?
-		    (uint64_t)recs[i].v[1] :
-		    0;
+		uint64_t s = recs[i].found && recs[i].v[0] > 0
+		    ? (uint64_t)recs[i].v[0]
+		    : 0;
+		uint64_t h = recs[i].found && recs[i].v[1] > 0
+		    ? (uint64_t)recs[i].v[1]
+		    : 0;
 
 		cb(arg, nm.str[i], s, h, bayes_token_prob(s, h, ns, nh));
 	}

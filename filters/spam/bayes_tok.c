@@ -372,28 +372,90 @@ text(struct tok *t, const char *pfx, const char *s, size_t n, int region)
 /* ------------------------------------------------------ header fields */
 
 /* Fields that say nothing about the sender, or that a list/site adds. */
-static const char *const ignored_exact[] = { "Sender", "X-Sender",
-	"Delivered-To", "Delivery-Date", "Envelope-To", "X-Envelope-To",
-	"X-MIME-Autoconverted", "X-Converted-To-Plain-Text", "Subject", "Date",
-	"X-List", "Mailing-List", "X-Mailing-List", "X-Unsub", "X-Unsubscribe",
-	"X-Mailman-Version", "X-BeenThere", "X-Loop", "Mail-Followup-To",
-	"X-eGroups-Return", "X-eGroups-From", "X-MDMailing-List",
-	"X-XEmacs-List", "X-Sympa-To", "Resent-From", "Resent-To",
-	"Resent-Date", "X-Resent-From", "X-Resent-To", "X-Resent-Date",
-	"Original-From", "Original-To", "Original-Date", "X-Original-From",
-	"X-Original-To", "X-Original-Date", "X-MailScanner",
-	"X-MailScanner-SpamCheck", "X-Spam", "X-Spam-Status", "X-Spam-Level",
-	"X-Spam-Flag", "X-Spam-Report", "X-Spam-Hits", "X-Spam-Score",
-	"X-Spam-Checker-Version", "X-Antispam", "X-RBL-Warning",
-	"X-MDaemon-Deliver-To", "X-Virus-Scanned", "X-Mass-Check-Id", "X-Pyzor",
-	"X-Filtered-By", "X-Scanned-By", "X-Scanner", "X-AP-Spam-Score",
-	"X-AP-Spam-Status", "X-RIPE-Spam-Status", "X-SMTPD",
-	"Spam-Apparently-To", "X-Spam-Apparently-To", "SPAM", "X-Perlmx-Spam",
-	"X-Bogosity", "Content-Class", "Thread-Index", "Thread-Topic",
-	"X-OriginalArrivalTime", "Status", "X-Status", "X-Flags", "X-Keywords",
-	"Replied", "Forwarded", "Lines", "Content-Length", "X-UID", "X-UIDL",
-	"X-IMAPbase", "X-Gnus-Mail-Source", "Xref", "Authentication-Results",
-	};
+static const char *const ignored_exact[] = {
+	"Sender",
+	"X-Sender",
+	"Delivered-To",
+	"Delivery-Date",
+	"Envelope-To",
+	"X-Envelope-To",
+	"X-MIME-Autoconverted",
+	"X-Converted-To-Plain-Text",
+	"Subject",
+	"Date",
+	"X-List",
+	"Mailing-List",
+	"X-Mailing-List",
+	"X-Unsub",
+	"X-Unsubscribe",
+	"X-Mailman-Version",
+	"X-BeenThere",
+	"X-Loop",
+	"Mail-Followup-To",
+	"X-eGroups-Return",
+	"X-eGroups-From",
+	"X-MDMailing-List",
+	"X-XEmacs-List",
+	"X-Sympa-To",
+	"Resent-From",
+	"Resent-To",
+	"Resent-Date",
+	"X-Resent-From",
+	"X-Resent-To",
+	"X-Resent-Date",
+	"Original-From",
+	"Original-To",
+	"Original-Date",
+	"X-Original-From",
+	"X-Original-To",
+	"X-Original-Date",
+	"X-MailScanner",
+	"X-MailScanner-SpamCheck",
+	"X-Spam",
+	"X-Spam-Status",
+	"X-Spam-Level",
+	"X-Spam-Flag",
+	"X-Spam-Report",
+	"X-Spam-Hits",
+	"X-Spam-Score",
+	"X-Spam-Checker-Version",
+	"X-Antispam",
+	"X-RBL-Warning",
+	"X-MDaemon-Deliver-To",
+	"X-Virus-Scanned",
+	"X-Mass-Check-Id",
+	"X-Pyzor",
+	"X-Filtered-By",
+	"X-Scanned-By",
+	"X-Scanner",
+	"X-AP-Spam-Score",
+	"X-AP-Spam-Status",
+	"X-RIPE-Spam-Status",
+	"X-SMTPD",
+	"Spam-Apparently-To",
+	"X-Spam-Apparently-To",
+	"SPAM",
+	"X-Perlmx-Spam",
+	"X-Bogosity",
+	"Content-Class",
+	"Thread-Index",
+	"Thread-Topic",
+	"X-OriginalArrivalTime",
+	"Status",
+	"X-Status",
+	"X-Flags",
+	"X-Keywords",
+	"Replied",
+	"Forwarded",
+	"Lines",
+	"Content-Length",
+	"X-UID",
+	"X-UIDL",
+	"X-IMAPbase",
+	"X-Gnus-Mail-Source",
+	"Xref",
+	"Authentication-Results",
+};
 static const char *const ignored_prefix[] = { "List-", "X-List-", "X-SpamCop-",
 	"X-Bugzilla-", "X-VM-", "X-DCC-", "X-Moat-" };
 static const char *const presence_only[] = { "X-Face", "X-PGP-Fingerprint",
@@ -696,7 +758,8 @@ chew_msgid(struct tok *t, const char *v)
 			v = NULL;
 		} else if (len == 17 && id[7] == '-' && id[14] == '-' &&
 		    id[15] == '0' && all_of(id, 7, is_alnum) &&
-		    all_of(id + 8, 6, is_alnum) && is_alnum((unsigned char)id[16])) {
+		    all_of(id + 8, 6, is_alnum) &&
+		    is_alnum((unsigned char)id[16])) {
 			vput(t, &o, v, (size_t)(lt - v));
 			vput(t, &o, at + 1, strlen(at + 1));
 			v = NULL;
@@ -864,7 +927,8 @@ header(struct tok *t, const char *name, const char *value)
  * (X-Spam-Relays-*): "from" name (HELO), the names and IPv4 addresses in
  * the comment after it (reverse DNS, address), "by" name; tokens
  * "H*RU:word". Every hop counts, not only the last two: the list servers
- * and gateways a message passed are good evidence.
+ * and gateways a message passed are good evidence. This site's own
+ * hops are in every message, so they weigh nothing.
  */
 static void
 relay(struct tok *t, const char *v)
@@ -887,9 +951,9 @@ relay(struct tok *t, const char *v)
 			break;
 		if (*w == '(')
 			depth++;
-		if (depth == 0 && !want && ((we - w == 4 &&
-			memcmp(w, "from", 4) == 0) || (we - w == 2 &&
-			memcmp(w, "by", 2) == 0))) {
+		if (depth == 0 && !want &&
+		    ((we - w == 4 && memcmp(w, "from", 4) == 0) ||
+			(we - w == 2 && memcmp(w, "by", 2) == 0))) {
 			want = 1;
 			continue;
 		}
@@ -933,7 +997,9 @@ headers(struct tok *t, const struct msgview *mv)
 		const struct mv_header *h = &mv->headers[i];
 
 		if (ascii_strcasecmp(h->name, "Received") == 0) {
-			if (!ignored(t, "Received") && !received_local(t, h->decoded))
+			/* All hops: the one into this site names the
+			   client, the most trustworthy of them. */
+			if (!ignored(t, "Received"))
 				relay(t, h->decoded);
 			continue;
 		}
