@@ -5,6 +5,7 @@
  *	moat learn --spam|--ham|--forget [--db LOCATION] FILE|DIR ...
  *	moat learn --stats [--db LOCATION]
  *	moat learn --classify [--db LOCATION] FILE|DIR ...
+ *	moat learn --explain [--db LOCATION] FILE|DIR ...
  *
  * A FILE is one message, or an mbox (RFC 4155, mboxrd quoting) when it
  * starts with a "From " separator line, each message of it learned; a DIR
@@ -14,7 +15,9 @@
  * it). At the end one line of counts: learned, relearned, already known
  * (or forgotten, not known), failed. --classify changes nothing: it
  * prints each message's P(spam) (or "-" when the classifier does not
- * vote) and how many fell below 0.1, between, and above 0.9.
+ * vote) and how many fell below 0.1, between, and above 0.9. --explain
+ * prints each token of each message with its spam and ham counts and
+ * f(w), '*' before those strong enough to count, then P(spam).
  *
  * The store: --db LOCATION, else the option bayes_db of the configuration's
  * spam filter section (the first `filter` whose type is "spam"), else
@@ -32,6 +35,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,9 +53,17 @@
 #define DEFAULT_DB  "/var/lib/moat/bayes.lmdb"
 #define FILE_MAX    ((off_t)4 << 30) /* an mbox may be big */
 #define MESSAGE_MAX ((size_t)64 << 20)
-#define IGNORE_MAX  64
+#define IGNORE_MAX  1024
 
-enum mode { M_NONE = 0, M_SPAM, M_HAM, M_FORGET, M_STATS, M_CLASSIFY };
+enum mode {
+	M_NONE = 0,
+	M_SPAM,
+	M_HAM,
+	M_FORGET,
+	M_STATS,
+	M_CLASSIFY,
+	M_EXPLAIN
+};
 
 struct learn {
 	enum mode     mode;
@@ -69,7 +81,21 @@ learn_usage(FILE *f)
 	    "usage: moat learn --spam|--ham|--forget [--db LOCATION] "
 	    "FILE|DIR ...\n"
 	    "       moat learn --stats [--db LOCATION]\n"
-	    "       moat learn --classify [--db LOCATION] FILE|DIR ...\n");
+	    "       moat learn --classify [--db LOCATION] FILE|DIR ...\n"
+	    "       moat learn --explain [--db LOCATION] FILE|DIR ...\n");
+}
+
+/* --explain: one token a line, the significant ones marked. */
+static void
+explain_cb(void *arg, const char *tok, uint64_t s, uint64_t h, double p)
+{
+	(void)arg;
+	if (p < 0)
+		printf("  -      %6s %6s  %s\n", "", "", tok);
+	else
+		printf("  %c%.3f %6llu %6llu  %s\n",
+		    fabs(p - 0.5) >= BAYES_MIN_PROB_STRENGTH ? '*' : ' ', p,
+		    (unsigned long long)s, (unsigned long long)h, tok);
 }
 
 /* One message: decode, learn or forget, count. */
@@ -94,7 +120,21 @@ one(struct learn *l, const char *what, const char *msg, size_t len)
 		return;
 	}
 	t0 = now_usec();
-	if (l->mode == M_CLASSIFY) {
+	if (l->mode == M_EXPLAIN) {
+		printf("%s\n", what);
+		rc =
+		    bayes_explain(l->b, mv, explain_cb, NULL, err, sizeof(err));
+		if (rc == 0) {
+			rc = bayes_classify(l->b, mv, &res, err, sizeof(err));
+			if (rc == 0 && res.voted)
+				printf("  P(spam) %.4f from %u tokens of %u "
+				       "(%u known)\n",
+				    res.prob, res.nused, res.ntokens,
+				    res.nknown);
+			else if (rc == 0)
+				printf("  no vote\n");
+		}
+	} else if (l->mode == M_CLASSIFY) {
 		rc = bayes_classify(l->b, mv, &res, err, sizeof(err));
 		if (rc == 0) {
 			if (!res.voted) {
@@ -254,6 +294,7 @@ cmd_learn(const char *conffile, int argc, char **argv)
 		{ "forget", no_argument, NULL, 'f' },
 		{ "stats", no_argument, NULL, 'S' },
 		{ "classify", no_argument, NULL, 'C' },
+		{ "explain", no_argument, NULL, 'E' },
 		{ "db", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'H' },
 		{ NULL, 0, NULL, 0 },
@@ -290,6 +331,9 @@ cmd_learn(const char *conffile, int argc, char **argv)
 		case 'C':
 			m = M_CLASSIFY;
 			break;
+		case 'E':
+			m = M_EXPLAIN;
+			break;
 		case 'd':
 			db = optarg;
 			continue;
@@ -303,7 +347,7 @@ cmd_learn(const char *conffile, int argc, char **argv)
 		if (l.mode != M_NONE && l.mode != m) {
 			fprintf(stderr,
 			    "moat: learn: one of --spam, --ham, "
-			    "--forget, --stats, --classify\n");
+			    "--forget, --stats, --classify, --explain\n");
 			return MOAT_EXIT_USAGE;
 		}
 		l.mode = m;
@@ -335,7 +379,8 @@ cmd_learn(const char *conffile, int argc, char **argv)
 		bo.tok.nlocal = 1;
 	}
 	/* Statistics and classification never create a store. */
-	if ((l.mode == M_STATS || l.mode == M_CLASSIFY) &&
+	if ((l.mode == M_STATS || l.mode == M_CLASSIFY ||
+		l.mode == M_EXPLAIN) &&
 	    stat(strncmp(db, "lmdb:", 5) == 0 ? db + 5 : db, &sb) == -1) {
 		fprintf(stderr, "moat: learn: %s: %s\n", db, strerror(errno));
 		goto out;
@@ -370,6 +415,8 @@ cmd_learn(const char *conffile, int argc, char **argv)
 			    l.usec / 1000.0 /
 				(double)(l.low + l.mid + l.high + l.novote +
 				    (l.low + l.mid + l.high + l.novote == 0)));
+		else if (l.mode == M_EXPLAIN)
+			;
 		else if (l.mode == M_FORGET)
 			printf("forgotten %lu, not known %lu, failed %lu\n",
 			    l.n[BAYES_FORGOTTEN], l.n[BAYES_UNKNOWN], l.failed);

@@ -545,6 +545,90 @@ done:
 	return rc;
 }
 
+/* ------------------------------------------------------ explaining */
+
+struct named {
+	struct toks t;	 /* the hashes, as tokens() makes them */
+	char	  **str; /* the first string seen per hash */
+	uint64_t   *h;
+	size_t	    n, cap;
+};
+
+static int
+named_cb(void *arg, const char *tok, size_t len)
+{
+	struct named *nm = arg;
+	uint64_t      h = siphash24(&nm->t.b->key, tok, len);
+	size_t	      before = nm->t.n;
+	int	      rc;
+
+	if (h == 0)
+		h = 1;
+	rc = tok_cb(&nm->t, tok, len);
+	if (nm->t.n > before) { /* a new token */
+		if (nm->n == nm->cap) {
+			nm->cap = nm->cap ? nm->cap * 2 : 256;
+			nm->str = xrealloc(nm->str, nm->cap * sizeof(*nm->str));
+			nm->h = xrealloc(nm->h, nm->cap * sizeof(*nm->h));
+		}
+		nm->str[nm->n] = xmalloc(len + 1);
+		memcpy(nm->str[nm->n], tok, len);
+		nm->str[nm->n][len] = '\0';
+		nm->h[nm->n++] = h;
+	}
+	return rc;
+}
+
+int
+bayes_explain(struct bayes *b, const struct msgview		       *mv,
+    void (*cb)(void *, const char *, uint64_t, uint64_t, double), void *arg,
+    char *err, size_t errlen)
+{
+	struct named	  nm;
+	struct store_rec *recs;
+	const void	**keys;
+	size_t		 *lens, i;
+	uint64_t	  ns, nh;
+	int		  rc = -1;
+
+	if (totals(b, &ns, &nh, err, errlen) == -1)
+		return -1;
+	memset(&nm, 0, sizeof(nm));
+	nm.t.b = b;
+	bayes_tokenize(mv, &b->tok_opts, named_cb, &nm);
+	keys = xcalloc(nm.n + 1, sizeof(*keys));
+	lens = xcalloc(nm.n + 1, sizeof(*lens));
+	recs = xcalloc(nm.n + 1, sizeof(*recs));
+	for (i = 0; i < nm.n; i++) {
+		keys[i] = &nm.h[i];
+		lens[i] = sizeof(nm.h[i]);
+	}
+	if (nm.n > 0 &&
+	    store_get(b->tok, keys, lens, nm.n, recs, err, errlen) == -1)
+		goto done;
+	for (i = 0; i < nm.n; i++) {
+		uint64_t s = recs[i].found && recs[i].v[0] > 0
+		    ? (uint64_t)recs[i].v[0]
+		    : 0;
+		uint64_t h = recs[i].found && recs[i].v[1] > 0
+		    ? (uint64_t)recs[i].v[1]
+		    : 0;
+
+		cb(arg, nm.str[i], s, h, bayes_token_prob(s, h, ns, nh));
+	}
+	rc = 0;
+done:
+	for (i = 0; i < nm.n; i++)
+		free(nm.str[i]);
+	free(nm.str);
+	free(nm.h);
+	free(nm.t.slot);
+	free(keys);
+	free(lens);
+	free(recs);
+	return rc;
+}
+
 int
 bayes_stats(struct bayes *b, uint64_t *ns, uint64_t *nh, uint64_t *ntok,
     char *err, size_t errlen)

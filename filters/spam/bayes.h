@@ -117,6 +117,16 @@ int bayes_forget(
 int bayes_classify(struct bayes *, const struct msgview *,
     struct bayes_result *, char *err, size_t errlen);
 
+/*
+ * What the classifier knows of each unique token of the message: cb(arg,
+ * token, spam count, ham count, f(w) or -1 when unknown), in the order the
+ * tokenizer found them. For people (moat learn --explain), not for speed.
+ * 0 or -1 (err).
+ */
+int bayes_explain(struct bayes *, const struct msgview *,
+    void (*cb)(void *arg, const char *tok, uint64_t s, uint64_t h, double p),
+    void *arg, char *err, size_t errlen);
+
 /* Messages learned and distinct tokens stored; 0 or -1 (err). */
 int bayes_stats(struct bayes *, uint64_t *nspam, uint64_t *nham,
     uint64_t *ntokens, char *err, size_t errlen);

@@ -258,13 +258,13 @@ scratch(char **b, size_t *sz, size_t need)
  * One line (or value) of text: normalise the bytes, split, and hand each
  * word to word(). Line ends inside are spaces.
  */
-static void
-line(struct tok *t, const char *pfx, const char *s, size_t n, int region)
+static int
+line_sol(struct tok *t, const char *pfx, const char *s, size_t n, int region,
+    int sol)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	char		    *b;
 	size_t		     i, o, l, st, k;
-	int		     sol;
 
 	scratch(&t->buf, &t->bufsz, 3 * n + 2);
 	b = t->buf;
@@ -307,8 +307,8 @@ line(struct tok *t, const char *pfx, const char *s, size_t n, int region)
 			}
 		}
 	}
-	/* Words; Title case at the start of a line or sentence lowered. */
-	sol = 1;
+	/* Words; Title case at the start of a paragraph or sentence
+	   lowered. */
 	for (i = 0; i < o && !t->stop;) {
 		while (i < o && (b[i] == ' ' || b[i] == '\n' || b[i] == '\t')) {
 			if (b[i] == '\n')
@@ -331,19 +331,37 @@ line(struct tok *t, const char *pfx, const char *s, size_t n, int region)
 		sol = b[i - 1] == '.';
 		word(t, pfx, b + st, i - st, region);
 	}
+	return sol;
 }
 
-/* Text with line ends: line by line (the Title-case rule is per line). */
+static void
+line(struct tok *t, const char *pfx, const char *s, size_t n, int region)
+{
+	(void)line_sol(t, pfx, s, n, region, 1);
+}
+
+/*
+ * Text with line ends, line by line. As SpamAssassin (which joins the
+ * lines of a paragraph), a line continues its paragraph: the Title-case
+ * rule applies at a paragraph's start (after an empty line) or a
+ * sentence's, not at every line wrapped.
+ */
 static void
 text(struct tok *t, const char *pfx, const char *s, size_t n, int region)
 {
-	const char *e;
+	const char *e, *q;
+	int	    sol = 1, blank;
 
 	while (n > 0 && !t->stop) {
 		e = memchr(s, '\n', n);
 		if (e == NULL)
 			e = s + n;
-		line(t, pfx, s, (size_t)(e - s), region);
+		for (q = s, blank = 1; q < e && blank; q++)
+			blank = *q == ' ' || *q == '\t' || *q == '\r';
+		if (blank)
+			sol = 1;
+		else
+			sol = line_sol(t, pfx, s, (size_t)(e - s), region, sol);
 		if (e == s + n)
 			break;
 		n -= (size_t)(e - s) + 1;
@@ -354,28 +372,90 @@ text(struct tok *t, const char *pfx, const char *s, size_t n, int region)
 /* ------------------------------------------------------ header fields */
 
 /* Fields that say nothing about the sender, or that a list/site adds. */
-static const char *const ignored_exact[] = { "Sender", "X-Sender",
-	"Delivered-To", "Delivery-Date", "Envelope-To", "X-Envelope-To",
-	"X-MIME-Autoconverted", "X-Converted-To-Plain-Text", "Subject", "Date",
-	"X-List", "Mailing-List", "X-Mailing-List", "X-Unsub", "X-Unsubscribe",
-	"X-Mailman-Version", "X-BeenThere", "X-Loop", "Mail-Followup-To",
-	"X-eGroups-Return", "X-eGroups-From", "X-MDMailing-List",
-	"X-XEmacs-List", "X-Sympa-To", "Resent-From", "Resent-To",
-	"Resent-Date", "X-Resent-From", "X-Resent-To", "X-Resent-Date",
-	"Original-From", "Original-To", "Original-Date", "X-Original-From",
-	"X-Original-To", "X-Original-Date", "X-MailScanner",
-	"X-MailScanner-SpamCheck", "X-Spam", "X-Spam-Status", "X-Spam-Level",
-	"X-Spam-Flag", "X-Spam-Report", "X-Spam-Hits", "X-Spam-Score",
-	"X-Spam-Checker-Version", "X-Antispam", "X-RBL-Warning",
-	"X-MDaemon-Deliver-To", "X-Virus-Scanned", "X-Mass-Check-Id", "X-Pyzor",
-	"X-Filtered-By", "X-Scanned-By", "X-Scanner", "X-AP-Spam-Score",
-	"X-AP-Spam-Status", "X-RIPE-Spam-Status", "X-SMTPD",
-	"Spam-Apparently-To", "X-Spam-Apparently-To", "SPAM", "X-Perlmx-Spam",
-	"X-Bogosity", "Content-Class", "Thread-Index", "Thread-Topic",
-	"X-OriginalArrivalTime", "Status", "X-Status", "X-Flags", "X-Keywords",
-	"Replied", "Forwarded", "Lines", "Content-Length", "X-UID", "X-UIDL",
-	"X-IMAPbase", "X-Gnus-Mail-Source", "Xref", "Authentication-Results",
-	"Return-Path" /* added by the final MTA, from the envelope */ };
+static const char *const ignored_exact[] = {
+	"Sender",
+	"X-Sender",
+	"Delivered-To",
+	"Delivery-Date",
+	"Envelope-To",
+	"X-Envelope-To",
+	"X-MIME-Autoconverted",
+	"X-Converted-To-Plain-Text",
+	"Subject",
+	"Date",
+	"X-List",
+	"Mailing-List",
+	"X-Mailing-List",
+	"X-Unsub",
+	"X-Unsubscribe",
+	"X-Mailman-Version",
+	"X-BeenThere",
+	"X-Loop",
+	"Mail-Followup-To",
+	"X-eGroups-Return",
+	"X-eGroups-From",
+	"X-MDMailing-List",
+	"X-XEmacs-List",
+	"X-Sympa-To",
+	"Resent-From",
+	"Resent-To",
+	"Resent-Date",
+	"X-Resent-From",
+	"X-Resent-To",
+	"X-Resent-Date",
+	"Original-From",
+	"Original-To",
+	"Original-Date",
+	"X-Original-From",
+	"X-Original-To",
+	"X-Original-Date",
+	"X-MailScanner",
+	"X-MailScanner-SpamCheck",
+	"X-Spam",
+	"X-Spam-Status",
+	"X-Spam-Level",
+	"X-Spam-Flag",
+	"X-Spam-Report",
+	"X-Spam-Hits",
+	"X-Spam-Score",
+	"X-Spam-Checker-Version",
+	"X-Antispam",
+	"X-RBL-Warning",
+	"X-MDaemon-Deliver-To",
+	"X-Virus-Scanned",
+	"X-Mass-Check-Id",
+	"X-Pyzor",
+	"X-Filtered-By",
+	"X-Scanned-By",
+	"X-Scanner",
+	"X-AP-Spam-Score",
+	"X-AP-Spam-Status",
+	"X-RIPE-Spam-Status",
+	"X-SMTPD",
+	"Spam-Apparently-To",
+	"X-Spam-Apparently-To",
+	"SPAM",
+	"X-Perlmx-Spam",
+	"X-Bogosity",
+	"Content-Class",
+	"Thread-Index",
+	"Thread-Topic",
+	"X-OriginalArrivalTime",
+	"Status",
+	"X-Status",
+	"X-Flags",
+	"X-Keywords",
+	"Replied",
+	"Forwarded",
+	"Lines",
+	"Content-Length",
+	"X-UID",
+	"X-UIDL",
+	"X-IMAPbase",
+	"X-Gnus-Mail-Source",
+	"Xref",
+	"Authentication-Results",
+};
 static const char *const ignored_prefix[] = { "List-", "X-List-", "X-SpamCop-",
 	"X-Bugzilla-", "X-VM-", "X-DCC-", "X-Moat-" };
 static const char *const presence_only[] = { "X-Face", "X-PGP-Fingerprint",
@@ -620,13 +700,79 @@ chew_received(struct tok *t, const char *v)
 	}
 }
 
-/* Message-ID and friends: split on everything but [_A-Za-z0-9]. */
+static int
+is_uhex(int c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F');
+}
+
+static int
+is_lhex(int c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
+static int
+all_of(const char *s, size_t n, int (*f)(int))
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!f((unsigned char)s[i]))
+			return 0;
+	return 1;
+}
+
+static int
+is_alnum(int c)
+{
+	return is_word(c) && c != '_';
+}
+
+/*
+ * Message-ID and friends: the mailer's format where it is a known one,
+ * then split on everything but [_A-Za-z0-9]. Outlook Express
+ * <XXXXxxxxxxxx$YYYYxxxx$ZZZZZZZZ@host> keeps its stable pieces as
+ * OEAxxxx OEBxxxx OECxxxxxxxx; Exim's <xxxxxxx-xxxxxx-0x@ and Sendmail's
+ * <YYYYMMDDhhmmss.HEX@ unique parts are dropped (one-off tokens).
+ */
 static void
 chew_msgid(struct tok *t, const char *v)
 {
-	size_t o = 0, i, n = strlen(v);
+	size_t	    o = 0, i, n = strlen(v);
+	const char *lt = strchr(v, '<'), *at;
+	char	    oe[64];
 
-	vput(t, &o, v, n);
+	if (lt != NULL && (at = strchr(lt, '@')) != NULL) {
+		const char *id = lt + 1;
+		size_t	    len = (size_t)(at - id);
+
+		if (len == 30 && id[12] == '$' && id[21] == '$' &&
+		    all_of(id, 12, is_lhex) && all_of(id + 13, 8, is_lhex) &&
+		    all_of(id + 22, 8, is_lhex)) {
+			strfmt(oe, sizeof(oe), " OEA%.4s OEB%.4s OEC%.8s ", id,
+			    id + 13, id + 22);
+			vput(t, &o, v, (size_t)(lt - v));
+			vput(t, &o, oe, strlen(oe));
+			vput(t, &o, at + 1, strlen(at + 1));
+			v = NULL;
+		} else if (len == 17 && id[7] == '-' && id[14] == '-' &&
+		    id[15] == '0' && all_of(id, 7, is_alnum) &&
+		    all_of(id + 8, 6, is_alnum) &&
+		    is_alnum((unsigned char)id[16])) {
+			vput(t, &o, v, (size_t)(lt - v));
+			vput(t, &o, at + 1, strlen(at + 1));
+			v = NULL;
+		} else if (len >= 25 && len <= 27 && id[0] == '2' &&
+		    id[1] == '0' && id[14] == '.' && all_of(id, 14, is_digit) &&
+		    all_of(id + 15, len - 15, is_uhex)) {
+			vput(t, &o, v, (size_t)(lt - v));
+			vput(t, &o, at + 1, strlen(at + 1));
+			v = NULL;
+		}
+	}
+	if (v != NULL)
+		vput(t, &o, v, n);
 	for (i = 0; i < o; i++)
 		if (!is_word((unsigned char)t->val[i]))
 			t->val[i] = ' ';
@@ -776,6 +922,64 @@ header(struct tok *t, const char *name, const char *value)
 		line(t, "H*UA:", v, strlen(v), REGION_HDR);
 }
 
+/*
+ * The relay a Received field describes, as SpamAssassin's parsed relays
+ * (X-Spam-Relays-*): "from" name (HELO), the names and IPv4 addresses in
+ * the comment after it (reverse DNS, address), "by" name; tokens
+ * "H*RU:word". Every hop counts, not only the last two: the list servers
+ * and gateways a message passed are good evidence. This site's own
+ * hops are in every message, so they weigh nothing.
+ */
+static void
+relay(struct tok *t, const char *v)
+{
+	const char *p = v, *w, *we, *semi = strrchr(v, ';');
+	const char *end = semi != NULL ? semi : v + strlen(v);
+	size_t	    o = 0;
+	int	    want = 0; /* 1: the word after from/by */
+	int	    depth = 0;
+
+	vput(t, &o, "", 0);
+	while (p < end) {
+		while (p < end && (*p == ' ' || *p == '\t' || *p == '\n'))
+			p++;
+		w = p;
+		while (p < end && *p != ' ' && *p != '\t' && *p != '\n')
+			p++;
+		we = p;
+		if (we == w)
+			break;
+		if (*w == '(')
+			depth++;
+		if (depth == 0 && !want &&
+		    ((we - w == 4 && memcmp(w, "from", 4) == 0) ||
+			(we - w == 2 && memcmp(w, "by", 2) == 0))) {
+			want = 1;
+			continue;
+		}
+		if (want || depth > 0) {
+			const char *a = w, *b = we, *q;
+			int	    dot = 0;
+
+			while (a < b && strchr("([<", *a) != NULL)
+				a++;
+			while (b > a && strchr(")]>,", b[-1]) != NULL)
+				b--;
+			for (q = a; q < b; q++)
+				dot |= *q == '.';
+			/* Host names and addresses, not "with ESMTP id X". */
+			if (want || (dot && b > a && strchr(a, '@') != a)) {
+				vput(t, &o, " ", 1);
+				vput(t, &o, a, (size_t)(b - a));
+			}
+			want = 0;
+		}
+		if (we[-1] == ')' && depth > 0)
+			depth--;
+	}
+	line(t, "H*RU:", t->val, o, REGION_HDR);
+}
+
 static void
 headers(struct tok *t, const struct msgview *mv)
 {
@@ -792,8 +996,13 @@ headers(struct tok *t, const struct msgview *mv)
 	for (i = 0; i < mv->nheaders && !t->stop; i++) {
 		const struct mv_header *h = &mv->headers[i];
 
-		if (ascii_strcasecmp(h->name, "Received") == 0)
+		if (ascii_strcasecmp(h->name, "Received") == 0) {
+			/* All hops: the one into this site names the
+			   client, the most trustworthy of them. */
+			if (!ignored(t, "Received"))
+				relay(t, h->decoded);
 			continue;
+		}
 		if (ignored(t, h->name))
 			continue;
 		header(t, h->name, h->decoded);

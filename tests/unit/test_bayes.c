@@ -270,6 +270,54 @@ test_tokenizer(void)
 	    "Received used without local hosts");
 	toklist_free(&l);
 
+	/* Relays, Return-Path, Message-ID formats, paragraphs. */
+	{
+		static const char *const h2[] = { "Return-Path",
+			"<bounce@lists.example.org>", "Message-ID",
+			"<000c84d37aae$7338a0a4$3ab55ec5@pc01>", "Received",
+			"from mx.local.test by mx.local.test; Mon, 1 Jan 2024",
+			"Received",
+			"from lists.example.org (lists.example.org "
+			"[198.51.100.9]) by mx.local.test; Mon, 1 Jan 2024",
+			"Received",
+			"from list-relay (hub.example.org [198.51.100.2]) "
+			"by lists.example.org; Mon, 1 Jan 2024",
+			"Received",
+			"from pc01 ([203.0.113.5]) by hub.example.org with "
+			"ESMTP id ABCDEFGH; Mon, 1 Jan 2024",
+			NULL };
+
+		mkview(&v, h2,
+		    "first line of a paragraph\n"
+		    "Wrapped continues it. Sentence starts\n"
+		    "\n"
+		    "Paragraph starts here\n",
+		    NULL);
+		tokenize(&l, &v.mv, &o);
+		ok(has(&l, "H*p:U*bounce") && has(&l, "H*p:D*example.org"),
+		    "Return-Path (the envelope sender) tokenized");
+		ok(has(&l, "H*M:OEA000c") && has(&l, "H*M:OEB7338") &&
+			has(&l, "H*M:OEC3ab55ec5") && has(&l, "H*M:pc01") &&
+			!has(&l, "H*M:000c84d37aae"),
+		    "Outlook Express Message-ID: its stable pieces");
+		ok(has(&l, "H*RU:sk:lists.e") && has(&l, "H*RU:198.51.100.9") &&
+			has(&l, "H*RU:list-relay") &&
+			has(&l, "H*RU:hub.example.org") &&
+			has(&l, "H*RU:198.51.100.2") && has(&l, "H*RU:pc01") &&
+			has(&l, "H*RU:203.0.113.5"),
+		    "every hop's HELO, reverse DNS, address as H*RU: (long "
+		    "ones as sk:)");
+		ok(!has(&l, "H*RU:ESMTP") && !has(&l, "H*RU:ABCDEFGH") &&
+			!has(&l, "H*RU:2024"),
+		    "relay tokens without protocol, id, date");
+		ok(has(&l, "Wrapped"),
+		    "a wrapped line's Title-case word is kept as written");
+		ok(has(&l, "sentence") && has(&l, "paragraph"),
+		    "Title case lowered after a full stop and at a "
+		    "paragraph's start");
+		toklist_free(&l);
+	}
+
 	mkview(&v, NULL, "!!! $$$ *** @@@ ,,, '''", NULL);
 	tokenize(&l, &v.mv, NULL);
 	ok(!has(&l, ""), "punctuation-only words give no empty token");
