@@ -74,8 +74,8 @@ struct scan {
 	const struct policy_group *group, *rgroup;
 
 	/* The message, canonical (CRLF), as the client would send it. */
-	struct spool  spool; /* the same in wire form (dot-stuffed), for
-				filter_message_fd() */
+	struct spool spool; /* the same in wire form (dot-stuffed), for
+			       filter_message_fd() */
 	char	     *msg;
 	size_t	      len, hdrlen;
 	struct field *fields;
@@ -710,7 +710,32 @@ struct scan_opts {
 	size_t			nrcpts;
 	int			json;
 	int			many; /* several messages: name each */
+	int			from_given;
 };
+
+/*
+ * The address of the message's first Return-Path field (RFC 5321
+ * §4.4: the envelope sender, written at delivery), "" for <>; 0, or -1
+ * if there is none.
+ */
+static int
+return_path(const struct scan *sc, char *out, size_t len)
+{
+	const char *v, *lt, *gt;
+	size_t	    i;
+
+	for (i = 0; i < sc->nfields; i++) {
+		if (ascii_strcasecmp(sc->fields[i].name, "Return-Path") != 0)
+			continue;
+		v = sc->fields[i].value;
+		if ((lt = strchr(v, '<')) == NULL ||
+		    (gt = strchr(lt, '>')) == NULL || (size_t)(gt - lt) >= len)
+			return -1;
+		snprintf(out, len, "%.*s", (int)(gt - lt - 1), lt + 1);
+		return strpbrk(out, " \t\r\n<>") == NULL ? 0 : -1;
+	}
+	return -1;
+}
 
 /* One message: its exit status (the action), or -1 if it was not read. */
 static int
@@ -719,6 +744,7 @@ scan_message(const struct scan_opts *o, const char *path)
 	struct scan sc;
 	char	   *hdrs;
 	int	    rc;
+	char	    rp[1024];
 
 	memset(&sc, 0, sizeof(sc));
 	sc.rt = o->rt;
@@ -742,6 +768,8 @@ scan_message(const struct scan_opts *o, const char *path)
 	sc.env.helo = o->helo;
 	sc.env.auth = o->auth;
 	sc.env.mail_from = o->from;
+	if (o->from_given == 0 && return_path(&sc, rp, sizeof(rp)) == 0)
+		sc.env.mail_from = rp; /* a delivered message's envelope */
 	sc.stage = FILTER_STAGE_CONNECT;
 
 	scan_next(&sc);
@@ -885,6 +913,7 @@ cmd_scan(const char *conffile, int argc, char **argv)
 		free(o.rcpts);
 		return MOAT_EXIT_USAGE;
 	}
+	o.from_given = o.from != NULL;
 	if (o.from == NULL)
 		o.from = "";
 	else if (*o.from == '<') { /* accept <a@b> as well */
