@@ -6,7 +6,11 @@
  * sa_eval() takes per message, the mean score and how many messages
  * reach 5 points. Not a test; single-threaded.
  *
- *	bench/sa_bench [-r rules]... dir...
+ *	bench/sa_bench [-n] [-c] [-r rules]... dir...
+ *
+ * -n: without the Hyperscan prefilter; -c: also load the rules without
+ * it and check every message gets the same hits both ways (the
+ * prefilter must never lose a match).
  */
 #include <dirent.h>
 #include <stdio.h>
@@ -44,14 +48,27 @@ main(int argc, char **argv)
 	size_t		   nrules = 0, i;
 	int		   a;
 	char		   err[1024];
-	struct sa_load_opts o = { 2, 100 };
+	struct sa_load_opts o = { .scoreset = 2, .strict_from = 100 };
 	struct sa_ruleset *rs;
 	struct sa_scratch *sc;
 	uint64_t	   t0;
 
-	for (a = 1; a < argc && strcmp(argv[a], "-r") == 0 && a + 1 < argc;
-	     a += 2)
-		rules[nrules++] = argv[a + 1];
+	struct sa_ruleset *ref = NULL;
+	struct sa_scratch *rsc = NULL;
+	int		   compare = 0;
+	size_t		   mismatches = 0;
+
+	for (a = 1; a < argc; a++) {
+		if (strcmp(argv[a], "-n") == 0)
+			o.no_prefilter = 1;
+		else if (strcmp(argv[a], "-c") == 0)
+			compare = 1;
+		else if (strcmp(argv[a], "-r") == 0 && a + 1 < argc &&
+		    nrules < 16)
+			rules[nrules++] = argv[++a];
+		else
+			break;
+	}
 	if (nrules == 0)
 		rules[nrules++] = "/usr/share/spamassassin";
 	t0 = now_usec();
@@ -61,6 +78,15 @@ main(int argc, char **argv)
 		return 1;
 	}
 	printf("load: %.1f ms\n", (now_usec() - t0) / 1000.0);
+	if (compare) {
+		struct sa_load_opts o2 = o;
+
+		o2.no_prefilter = 1;
+		ref = sa_ruleset_load(rules, nrules, &o2, err, sizeof(err));
+		rsc = sa_scratch_new();
+		if (ref == NULL)
+			return 1;
+	}
 	sc = sa_scratch_new();
 	if (getenv("SA_BENCH_PROFILE"))
 		sa_scratch_profile(sc, 1);
@@ -98,6 +124,24 @@ main(int argc, char **argv)
 			if (t3 - t2 > worst)
 				worst = t3 - t2;
 			msgs++;
+			if (ref != NULL) {
+				struct sa_result r2;
+				size_t		 k;
+				int		 same;
+
+				sa_eval(ref, rsc, &t->mv, raw, len, NULL, NULL,
+				    0, &r2);
+				same = r2.nhits == res.nhits;
+				for (k = 0; same && k < res.nhits; k++)
+					same = strcmp(r2.hits[k].name,
+						   res.hits[k].name) == 0 &&
+					    r2.hits[k].count ==
+						res.hits[k].count;
+				if (!same) {
+					mismatches++;
+					printf("MISMATCH %s\n", path);
+				}
+			}
 			total += res.score;
 			spam += res.score >= 5;
 			if (getenv("SA_BENCH_VERBOSE")) {
@@ -132,7 +176,12 @@ main(int argc, char **argv)
 				printf("prof %.3f ms %s\n", ns[i] / 1e6,
 				    sa_rule_name(rs, i));
 	}
+	if (ref != NULL) {
+		printf("prefilter check: %zu mismatches\n", mismatches);
+		sa_scratch_free(rsc);
+		sa_ruleset_free(ref);
+	}
 	sa_scratch_free(sc);
 	sa_ruleset_free(rs);
-	return 0;
+	return mismatches != 0;
 }

@@ -106,6 +106,7 @@ struct loader {
 	int		   refused;
 	char		  *err;
 	size_t		   errlen;
+	int		   no_prefilter;
 	int		   cond[SA_MAX_COND]; /* is this level active */
 	int		   ncond;
 };
@@ -706,10 +707,9 @@ define_regex_rule(struct loader *l, enum sa_rtype type, char *rest)
 
 	if (r == NULL)
 		return;
-	if (r->defined) {
+	if (r->defined)
 		l->rs->stats.redefined++;
-		rule_undefine(r);
-	}
+	rule_undefine(r); /* also what a failed definition left */
 	r->type = type;
 	r->file = l->file;
 	r->line = l->line | (l->strict ? SA_LINE_STRICT : 0);
@@ -745,10 +745,9 @@ define_header_rule(struct loader *l, enum sa_rtype type, char *rest)
 
 	if (r == NULL)
 		return;
-	if (r->defined) {
+	if (r->defined)
 		l->rs->stats.redefined++;
-		rule_undefine(r);
-	}
+	rule_undefine(r); /* also what a failed definition left */
 	r->type = type;
 	r->file = l->file;
 	r->line = l->line | (l->strict ? SA_LINE_STRICT : 0);
@@ -839,10 +838,9 @@ define_meta(struct loader *l, char *rest)
 
 	if (r == NULL)
 		return;
-	if (r->defined) {
+	if (r->defined)
 		l->rs->stats.redefined++;
-		rule_undefine(r);
-	}
+	rule_undefine(r); /* also what a failed definition left */
 	if (*rest == '\0') {
 		lerror(l, "%s", "empty meta expression");
 		return;
@@ -1106,10 +1104,9 @@ directive(struct loader *l, char *line)
 		strfmt(buf, sizeof(buf), "%s", rest);
 		if ((r = named_rule(l, &tmp)) == NULL)
 			return;
-		if (r->defined) {
+		if (r->defined)
 			rs->stats.redefined++;
-			rule_undefine(r);
-		}
+		rule_undefine(r);
 		r->type = d[0] == 'a' ? SA_HEADER : SA_URI;
 		r->file = l->file;
 		r->line = l->line | (l->strict ? SA_LINE_STRICT : 0);
@@ -1282,11 +1279,19 @@ load_path(struct loader *l, const char *path)
 struct sbuf {
 	char  *s;
 	size_t n, cap;
+	int    over; /* SA_MAX_EXPAND reached: the text is cut */
 };
+
+/* A pattern after ReplaceTags is at most this long (Debian's: 224 KB). */
+#define SA_MAX_EXPAND (4u << 20)
 
 static void
 sb_add(struct sbuf *b, const char *s, size_t n)
 {
+	if (b->n + n > SA_MAX_EXPAND) {
+		b->over = 1;
+		return;
+	}
 	if (b->n + n + 1 > b->cap) {
 		b->cap = (b->n + n + 1) * 2;
 		b->s = xrealloc(b->s, b->cap);
@@ -1304,19 +1309,20 @@ static char *
 take_directive(char *re, const char *word_, const char *st, const char *en)
 {
 	size_t sl = strlen(st), el = strlen(en), wl = strlen(word_);
-	char  *p, *e, *name;
+	char   key[64], *p, *e, *name;
 
-	for (p = re; (p = strstr(p, st)) != NULL; p++) {
-		if (strncmp(p + sl, word_, wl) != 0 || p[sl + wl] != ' ')
-			continue;
-		e = strstr(p + sl + wl + 1, en);
-		if (e == NULL || e == p + sl + wl + 1)
-			continue;
-		name = xstrndup(p + sl + wl + 1, (size_t)(e - (p + sl + wl + 1)));
-		memmove(p, e + el, strlen(e + el) + 1);
-		return name;
-	}
-	return NULL;
+	/* Perl's s/<pre (.+?)>//: the first "<pre " with an end after at
+	   least one character; if the first has none, no later one has */
+	if (sl + wl + 1 >= sizeof(key))
+		return NULL;
+	strfmt(key, sizeof(key), "%s%s ", st, word_);
+	if ((p = strstr(re, key)) == NULL || p[sl + wl + 1] == '\0')
+		return NULL;
+	if ((e = strstr(p + sl + wl + 2, en)) == NULL)
+		return NULL;
+	name = xstrndup(p + sl + wl + 1, (size_t)(e - (p + sl + wl + 1)));
+	memmove(p, e + el, strlen(e + el) + 1);
+	return name;
 }
 
 /*
@@ -1342,7 +1348,7 @@ replace_tags(const struct sa_ruleset *rs, const char *pattern,
 	for (pass = 0; pass < 6; pass++) {
 		char	   *pre_n, *post_n, *inter_n;
 		const char *pre, *post, *inter, *p, *q;
-		struct sbuf out = { NULL, 0, 0 };
+		struct sbuf out = { NULL, 0, 0, 0 };
 
 		again = 0;
 		pre_n = take_directive(re, "pre", st, en);
@@ -1426,7 +1432,11 @@ replace_tags(const struct sa_ruleset *rs, const char *pattern,
 		free(inter_n);
 		free(re);
 		re = out.s;
-		if (!again || out.n > 1000000)
+		if (out.over) {
+			free(re);
+			return NULL;
+		}
+		if (!again)
 			break;
 	}
 	return re;
@@ -1438,12 +1448,17 @@ replace_tags_subr(const struct sa_ruleset *rs, const char *pattern)
 {
 	unsigned char *used = xcalloc(rs->ntags + 1, 1);
 	unsigned char *done = xcalloc(rs->ntags + 1, 1);
-	struct sbuf    def = { NULL, 0, 0 };
+	struct sbuf    def = { NULL, 0, 0, 0 };
 	char	      *body, *v, name[40];
 	size_t	       i;
 	int	       more = 1;
 
 	body = replace_tags(rs, pattern, used);
+	if (body == NULL) {
+		free(used);
+		free(done);
+		return NULL;
+	}
 	sb_add(&def, "(?(DEFINE)", 10);
 	while (more) {
 		more = 0;
@@ -1456,7 +1471,10 @@ replace_tags_subr(const struct sa_ruleset *rs, const char *pattern)
 			v = replace_tags(rs, rs->tags[i].v, used);
 			strfmt(name, sizeof(name), "(?<sat%zu>", i);
 			sb_add(&def, name, strlen(name));
-			sb_add(&def, v, strlen(v));
+			if (v != NULL)
+				sb_add(&def, v, strlen(v));
+			else
+				def.over = 1;
 			sb_add(&def, ")", 1);
 			free(v);
 		}
@@ -1466,6 +1484,10 @@ replace_tags_subr(const struct sa_ruleset *rs, const char *pattern)
 	free(body);
 	free(used);
 	free(done);
+	if (def.over) {
+		free(def.s);
+		return NULL;
+	}
 	return def.s;
 }
 
@@ -1499,10 +1521,17 @@ finish(struct loader *l, size_t nstrict_files)
 		struct sa_rule *r = sa_rule_find(rs, rs->replace_rules[i]);
 		char	       *n;
 
-		if (r == NULL || !r->defined || r->pattern == NULL)
+		/* once per rule, however often replace_rules names it */
+		if (r == NULL || !r->defined || r->pattern == NULL ||
+		    r->orig != NULL)
 			continue;
 		n = replace_tags(rs, r->pattern, NULL);
-		free(r->orig);
+		if (n == NULL) {
+			rerror(l, r, r->line & SA_LINE_STRICT,
+			    "ReplaceTags: expansion too large");
+			r->defined = 0;
+			continue;
+		}
 		r->orig = r->pattern;
 		r->pattern = n;
 	}
@@ -1530,13 +1559,17 @@ finish(struct loader *l, size_t nstrict_files)
 			    why, sizeof(why));
 			if (r->re == NULL && code == PCRE2_ERROR_PATTERN_TOO_LARGE &&
 			    r->orig != NULL) {
-				free(r->inline_pat);
-				r->inline_pat = r->pattern;
-				r->pattern = replace_tags_subr(rs, r->orig);
-				r->re = sa_regex_compile(r->pattern, r->reopts,
-				    &code, why, sizeof(why));
-				if (r->re != NULL)
-					rs->stats.regex_translated++;
+				char *sp = replace_tags_subr(rs, r->orig);
+
+				if (sp != NULL) {
+					free(r->inline_pat);
+					r->inline_pat = r->pattern;
+					r->pattern = sp;
+					r->re = sa_regex_compile(r->pattern,
+					    r->reopts, &code, why, sizeof(why));
+					if (r->re != NULL)
+						rs->stats.regex_translated++;
+				}
 			}
 			if (r->re == NULL) {
 				rerror(l, r, r->line & SA_LINE_STRICT, why);
@@ -1662,7 +1695,8 @@ finish(struct loader *l, size_t nstrict_files)
 		if (rs->rules[rs->order[SA_META][i]]->run)
 			rs->order[SA_META][k++] = rs->order[SA_META][i];
 	rs->norder[SA_META] = k;
-	sa_prefilter_build(rs);
+	if (!l->no_prefilter)
+		sa_prefilter_build(rs);
 }
 
 static struct sa_ruleset *
@@ -1700,6 +1734,7 @@ sa_ruleset_load(const char *const *paths, size_t n,
 
 	memset(&l, 0, sizeof(l));
 	l.rs = ruleset_new(opts);
+	l.no_prefilter = opts != NULL && opts->no_prefilter;
 	l.err = err;
 	l.errlen = errlen;
 	if (err != NULL && errlen > 0)
@@ -1720,6 +1755,7 @@ sa_ruleset_load_string(const char *text, size_t len, const char *name,
 
 	memset(&l, 0, sizeof(l));
 	l.rs = ruleset_new(opts);
+	l.no_prefilter = opts != NULL && opts->no_prefilter;
 	l.err = err;
 	l.errlen = errlen;
 	if (err != NULL && errlen > 0)

@@ -861,7 +861,7 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 		free(sc->values);
 		sc->values = xcalloc(rs->nrules, sizeof(*sc->values));
 		sc->nvalues = rs->nrules;
-	} else
+	} else if (rs->nrules > 0)
 		memset(sc->values, 0, rs->nrules * sizeof(*sc->values));
 	arena_reset(sc);
 	sc->gen++;

@@ -257,7 +257,7 @@ sa_prefilter_build(struct sa_ruleset *rs)
 	struct sa_pf *pf;
 	int	      t;
 
-	if (hs_valid_platform() != HS_SUCCESS || getenv("SA_NO_PF"))
+	if (hs_valid_platform() != HS_SUCCESS)
 		return;
 	pf = xcalloc(1, sizeof(*pf));
 	pf->serial = __atomic_add_fetch(&pf_serial, 1, __ATOMIC_RELAXED);

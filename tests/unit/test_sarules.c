@@ -30,7 +30,7 @@ static char errbuf[1024];
 static struct sa_ruleset *
 load(const char *text, int strict)
 {
-	struct sa_load_opts o = { 2, 0 };
+	struct sa_load_opts o = { .scoreset = 2 };
 
 	return sa_ruleset_load_string(text, strlen(text), "t.cf", &o, strict,
 	    errbuf, sizeof(errbuf));
@@ -39,7 +39,7 @@ load(const char *text, int strict)
 static struct sa_ruleset *
 load_set(const char *text, int set)
 {
-	struct sa_load_opts o = { set, 0 };
+	struct sa_load_opts o = { .scoreset = set };
 
 	return sa_ruleset_load_string(text, strlen(text), "t.cf", &o, 1,
 	    errbuf, sizeof(errbuf));
@@ -719,7 +719,7 @@ test_files(void)
 	char		   dir[] = "/tmp/test_sarules.XXXXXX", path[256];
 	const char	  *paths[2];
 	struct sa_ruleset *rs;
-	struct sa_load_opts o = { 2, 1 };
+	struct sa_load_opts o = { .scoreset = 2, .strict_from = 1 };
 	FILE		  *f;
 	double		   s;
 
@@ -778,7 +778,7 @@ static void
 test_debian(void)
 {
 	const char	      *paths[] = { "/usr/share/spamassassin" };
-	struct sa_load_opts    o = { 2, 1 };
+	struct sa_load_opts    o = { .scoreset = 2, .strict_from = 1 };
 	struct sa_ruleset     *rs;
 	const struct sa_stats *st;
 	const char *const     *errs;
