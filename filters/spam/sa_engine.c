@@ -943,6 +943,12 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 
 		ran++;
 		sc->values[rs->evals[i]] = v > 0 ? v : 0;
+		if (sc->prof != NULL) {
+			uint64_t now = now_usec_ns();
+
+			sc->prof[rs->evals[i]] += now - tprev;
+			tprev = now;
+		}
 	}
 	for (i = 0; i < next; i++) {
 		int idx = ext[i] ? sa_rule_index(rs, ext[i]) : -1;
