@@ -44,14 +44,14 @@ slurp(const char *path, size_t *len)
 int
 main(int argc, char **argv)
 {
-	const char	  *rules[16];
-	size_t		   nrules = 0, i;
-	int		   a;
-	char		   err[1024];
+	const char	   *rules[16];
+	size_t		    nrules = 0, i;
+	int		    a;
+	char		    err[1024];
 	struct sa_load_opts o = { .scoreset = 2, .strict_from = 100 };
-	struct sa_ruleset *rs;
-	struct sa_scratch *sc;
-	uint64_t	   t0;
+	struct sa_ruleset  *rs;
+	struct sa_scratch  *sc;
+	uint64_t	    t0;
 
 	struct sa_ruleset *ref = NULL;
 	struct sa_scratch *rsc = NULL;

@@ -30,13 +30,13 @@
 #include "sa_int.h"
 #include "util.h"
 
-#define SA_MAX_FILE  (32u << 20)
-#define SA_MAX_LINE  65536u
-#define SA_MAX_RULES 200000u
-#define SA_MAX_COND  64
+#define SA_MAX_FILE   (32u << 20)
+#define SA_MAX_LINE   65536u
+#define SA_MAX_RULES  200000u
+#define SA_MAX_COND   64
 #define SA_MAX_ERRORS 100
-#define SA_MAX_LIST  1000000u
-#define SA_VERSION   4.000001 /* the SpamAssassin version we read for */
+#define SA_MAX_LIST   1000000u
+#define SA_VERSION    4.000001 /* the SpamAssassin version we read for */
 /* bit 31 of a rule's line: defined in a strict (user's own) file */
 #define SA_LINE_STRICT 0x80000000u
 
@@ -50,9 +50,24 @@
  * so "if !plugin(...)" fallbacks apply.
  */
 static const char *const plugins[] = {
-	"Check", "ReplaceTags", "MIMEHeader", "Bayes", "SPF", "DKIM", "DMARC",
-	"FreeMail", "HeaderEval", "MIMEEval", "HTMLEval", "BodyEval",
-	"RelayEval", "URIEval", "WLBLEval", "DNSEval", "URIDNSBL", "AskDNS",
+	"Check",
+	"ReplaceTags",
+	"MIMEHeader",
+	"Bayes",
+	"SPF",
+	"DKIM",
+	"DMARC",
+	"FreeMail",
+	"HeaderEval",
+	"MIMEEval",
+	"HTMLEval",
+	"BodyEval",
+	"RelayEval",
+	"URIEval",
+	"WLBLEval",
+	"DNSEval",
+	"URIDNSBL",
+	"AskDNS",
 };
 
 /* can() features: Conf's feature_* moat honours (not capture_rules). */
@@ -83,19 +98,44 @@ static const char *const features[] = {
 
 /* Directives whose arguments are kept as named lists. */
 static const char *const listdirs[] = {
-	"freemail_domains", "freemail_whitelist", "freemail_welcomelist",
-	"freemail_import_whitelist_auth", "util_rb_tld", "util_rb_2tld",
-	"util_rb_3tld", "url_shortener", "bayes_ignore_header",
-	"bayes_ignore_from", "bayes_ignore_to", "uridnsbl_skip_domain",
-	"redirector_pattern", "originating_ip_headers", "trusted_networks",
-	"internal_networks", "msa_networks", "welcomelist_from",
-	"whitelist_from", "blocklist_from", "blacklist_from",
-	"def_welcomelist_auth", "def_whitelist_auth", "welcomelist_auth",
-	"whitelist_auth", "def_welcomelist_from_dkim",
-	"def_whitelist_from_dkim", "def_welcomelist_from_spf",
-	"def_whitelist_from_spf", "welcomelist_to", "whitelist_to",
-	"more_spam_to", "all_spam_to", "adsp_override", "dns_block_rule",
-	"uridnsbl_skip_domains", "ok_locales", "ok_languages",
+	"freemail_domains",
+	"freemail_whitelist",
+	"freemail_welcomelist",
+	"freemail_import_whitelist_auth",
+	"util_rb_tld",
+	"util_rb_2tld",
+	"util_rb_3tld",
+	"url_shortener",
+	"bayes_ignore_header",
+	"bayes_ignore_from",
+	"bayes_ignore_to",
+	"uridnsbl_skip_domain",
+	"redirector_pattern",
+	"originating_ip_headers",
+	"trusted_networks",
+	"internal_networks",
+	"msa_networks",
+	"welcomelist_from",
+	"whitelist_from",
+	"blocklist_from",
+	"blacklist_from",
+	"def_welcomelist_auth",
+	"def_whitelist_auth",
+	"welcomelist_auth",
+	"whitelist_auth",
+	"def_welcomelist_from_dkim",
+	"def_whitelist_from_dkim",
+	"def_welcomelist_from_spf",
+	"def_whitelist_from_spf",
+	"welcomelist_to",
+	"whitelist_to",
+	"more_spam_to",
+	"all_spam_to",
+	"adsp_override",
+	"dns_block_rule",
+	"uridnsbl_skip_domains",
+	"ok_locales",
+	"ok_languages",
 };
 
 struct loader {
@@ -176,8 +216,8 @@ sa_rule_index(const struct sa_ruleset *rs, const char *name)
 
 	if (rs->hashcap == 0)
 		return -1;
-	for (i = hname(name) & (rs->hashcap - 1);; i = (i + 1) &
-	     (rs->hashcap - 1)) {
+	for (i = hname(name) & (rs->hashcap - 1);;
+	     i = (i + 1) & (rs->hashcap - 1)) {
 		v = rs->hash[i];
 		if (v == 0)
 			return -1;
@@ -719,8 +759,8 @@ define_regex_rule(struct loader *l, enum sa_rtype type, char *rest)
 		return;
 	}
 	p = rest;
-	if (sa_regex_parse(&p, &r->pattern, &r->reopts, NULL, why,
-		sizeof(why)) < 0) {
+	if (sa_regex_parse(
+		&p, &r->pattern, &r->reopts, NULL, why, sizeof(why)) < 0) {
 		lerror(l, "%s", why);
 		return;
 	}
@@ -799,8 +839,8 @@ define_header_rule(struct loader *l, enum sa_rtype type, char *rest)
 	}
 	r->hdr = xstrdup(h);
 	p = rest;
-	if (sa_regex_parse(&p, &r->pattern, &r->reopts, NULL, why,
-		sizeof(why)) < 0) {
+	if (sa_regex_parse(
+		&p, &r->pattern, &r->reopts, NULL, why, sizeof(why)) < 0) {
 		lerror(l, "%s", why);
 		return;
 	}
@@ -942,7 +982,7 @@ is_listdir(const char *d)
 static void
 add_list_words(struct loader *l, const char *dir, char *rest)
 {
-	int   lower = strcmp(dir, "redirector_pattern") != 0 &&
+	int lower = strcmp(dir, "redirector_pattern") != 0 &&
 	    strncmp(dir, "bayes_stopword_", 15) != 0;
 	char *w;
 
@@ -1001,7 +1041,8 @@ directive(struct loader *l, char *line)
 		    strcmp(d, "rawbody") == 0 || strcmp(d, "full") == 0 ||
 		    strcmp(d, "uri") == 0 || strcmp(d, "meta") == 0 ||
 		    strcmp(d, "mimeheader") == 0 || strcmp(d, "askdns") == 0 ||
-		    strncmp(d, "urirhs", 6) == 0 || strncmp(d, "uridns", 6) == 0)
+		    strncmp(d, "urirhs", 6) == 0 ||
+		    strncmp(d, "uridns", 6) == 0)
 			rs->stats.plugin_disabled++;
 		return;
 	}
@@ -1079,7 +1120,7 @@ directive(struct loader *l, char *line)
 		*t = xstrdup(rest);
 	} else if (strcmp(d, "enlist_uri_host") == 0 ||
 	    strcmp(d, "enlist_addrlist") == 0) {
-		char  name[160], *close;
+		char name[160], *close;
 
 		if (rest[0] != '(' || (close = strchr(rest, ')')) == NULL ||
 		    (size_t)(close - rest) > 100) {
@@ -1143,8 +1184,8 @@ clean_line(char *s)
 	while (*s == ' ' || *s == '\t' || *s == '\r')
 		s++;
 	e = s + strlen(s);
-	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' ||
-			    e[-1] == '\n'))
+	while (e > s &&
+	    (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
 		*--e = '\0';
 	return s;
 }
@@ -1337,8 +1378,8 @@ take_directive(char *re, const char *word_, const char *st, const char *en)
  * (64 KiB with Debian's link size) still compile; used[N] marks tags.
  */
 static char *
-replace_tags(const struct sa_ruleset *rs, const char *pattern,
-    unsigned char *used)
+replace_tags(
+    const struct sa_ruleset *rs, const char *pattern, unsigned char *used)
 {
 	const char *st = rs->replace_start ? rs->replace_start : "<";
 	const char *en = rs->replace_end ? rs->replace_end : ">";
@@ -1369,11 +1410,13 @@ replace_tags(const struct sa_ruleset *rs, const char *pattern,
 				if (strncmp(q, st, strlen(st)) != 0)
 					continue;
 				c = q + strlen(st);
-				while (*c != '\0' && strncmp(c, en, strlen(en))
-				    != 0 && strncmp(c, st, strlen(st)) != 0)
+				while (*c != '\0' &&
+				    strncmp(c, en, strlen(en)) != 0 &&
+				    strncmp(c, st, strlen(st)) != 0)
 					c++;
-				if (*c != '\0' && strncmp(c, en, strlen(en)) ==
-				    0 && c > q + strlen(st)) {
+				if (*c != '\0' &&
+				    strncmp(c, en, strlen(en)) == 0 &&
+				    c > q + strlen(st)) {
 					t = q;
 					te = c + strlen(en);
 					break;
@@ -1397,8 +1440,8 @@ replace_tags(const struct sa_ruleset *rs, const char *pattern,
 			if ((size_t)(te - t) - strlen(st) - strlen(en) <
 			    sizeof(tag)) {
 				const char *rep;
-				size_t	    tl = (size_t)(te - t) - strlen(st) -
-				    strlen(en);
+				size_t	    tl =
+				    (size_t)(te - t) - strlen(st) - strlen(en);
 
 				memcpy(tag, t + strlen(st), tl);
 				tag[tl] = '\0';
@@ -1407,8 +1450,8 @@ replace_tags(const struct sa_ruleset *rs, const char *pattern,
 					char   call[32];
 					size_t ti;
 
-					for (ti = 0; strcmp(rs->tags[ti].k,
-							 tag) != 0;
+					for (ti = 0;
+					     strcmp(rs->tags[ti].k, tag) != 0;
 					     ti++)
 						;
 					used[ti] = 1;
@@ -1555,9 +1598,10 @@ finish(struct loader *l, size_t nstrict_files)
 		if (r->pattern != NULL) {
 			int code;
 
-			r->re = sa_regex_compile(r->pattern, r->reopts, &code,
-			    why, sizeof(why));
-			if (r->re == NULL && code == PCRE2_ERROR_PATTERN_TOO_LARGE &&
+			r->re = sa_regex_compile(
+			    r->pattern, r->reopts, &code, why, sizeof(why));
+			if (r->re == NULL &&
+			    code == PCRE2_ERROR_PATTERN_TOO_LARGE &&
 			    r->orig != NULL) {
 				char *sp = replace_tags_subr(rs, r->orig);
 
@@ -1628,9 +1672,9 @@ finish(struct loader *l, size_t nstrict_files)
 	for (i = 0; i < rs->nrules; i++) {
 		struct sa_rule *r = rs->rules[i];
 		int		usable = r->defined && !r->is_net &&
-		    (r->type == SA_META ? r->code != NULL :
-				 (r->re != NULL || r->ev != NULL ||
-				     r->exists));
+		    (r->type == SA_META
+			    ? r->code != NULL
+			    : (r->re != NULL || r->ev != NULL || r->exists));
 
 		r->run = usable && (r->sc != 0 || (r->sub && !r->scored));
 		if (r->defined && r->sc == 0 && !r->sub)
@@ -1649,9 +1693,10 @@ finish(struct loader *l, size_t nstrict_files)
 			d = rs->rules[m->code[k].arg];
 			if (d->run || d->is_net || !d->defined)
 				continue;
-			if (d->type == SA_META ? d->code == NULL :
-						 (d->re == NULL && d->ev ==
-						     NULL && !d->exists))
+			if (d->type == SA_META
+				? d->code == NULL
+				: (d->re == NULL && d->ev == NULL &&
+				      !d->exists))
 				continue;
 			d->run = 1;
 			if (d->type == SA_META)
@@ -1664,8 +1709,8 @@ finish(struct loader *l, size_t nstrict_files)
 	for (k = 0; k < SA_NTYPES; k++) {
 		if (k == SA_META)
 			continue;
-		rs->order[k] = xcalloc(rs->nrules ? rs->nrules : 1,
-		    sizeof(uint32_t));
+		rs->order[k] =
+		    xcalloc(rs->nrules ? rs->nrules : 1, sizeof(uint32_t));
 		rs->norder[k] = 0;
 	}
 	rs->evals = xcalloc(rs->nrules ? rs->nrules : 1, sizeof(uint32_t));
@@ -1704,9 +1749,9 @@ ruleset_new(const struct sa_load_opts *opts)
 {
 	struct sa_ruleset *rs = xcalloc(1, sizeof(*rs));
 
-	rs->scoreset = opts && opts->scoreset >= 0 && opts->scoreset <= 3 ?
-	    opts->scoreset :
-	    2;
+	rs->scoreset = opts && opts->scoreset >= 0 && opts->scoreset <= 3
+	    ? opts->scoreset
+	    : 2;
 	return rs;
 }
 

@@ -30,10 +30,10 @@
 #include "sa_scratch.h"
 #include "util.h"
 
-#define SA_LINE_MAX	  2048 /* SpamAssassin's MAX_BODY_LINE_LENGTH */
-#define SA_MATCH_LIMIT	  200000
-#define SA_JIT_STACK	  (512 * 1024)
-#define SA_HCACHE	  512	/* header values cached per message */
+#define SA_LINE_MAX    2048 /* SpamAssassin's MAX_BODY_LINE_LENGTH */
+#define SA_MATCH_LIMIT 200000
+#define SA_JIT_STACK   (512 * 1024)
+#define SA_HCACHE      512 /* header values cached per message */
 
 /* ------------------------------------------------------------- arena */
 
@@ -176,8 +176,8 @@ sa_scratch_free(struct sa_scratch *sc)
 
 /* Count matches of r in s[0..n) (1 at most unless "multiple"). */
 static unsigned
-match_count(struct sa_ctx *c, const struct sa_rule *r, const char *s,
-    size_t n, unsigned want)
+match_count(struct sa_ctx *c, const struct sa_rule *r, const char *s, size_t n,
+    unsigned want)
 {
 	PCRE2_SIZE *ov;
 	size_t	    off = 0;
@@ -185,8 +185,8 @@ match_count(struct sa_ctx *c, const struct sa_rule *r, const char *s,
 	int	    rc;
 
 	while (hits < want && off <= n) {
-		rc = pcre2_match(r->re, (PCRE2_SPTR)s, n, off, 0, c->md,
-		    c->sc->mc);
+		rc = pcre2_match(
+		    r->re, (PCRE2_SPTR)s, n, off, 0, c->md, c->sc->mc);
 		if (rc < 0)
 			break;
 		hits++;
@@ -275,9 +275,8 @@ add_addrs(struct sa_scratch *sc, const char *v, int names)
 			if (lt == NULL) {
 				/* "addr (Name)": the comment is the name */
 				const char *o = memchr(s, '(', (size_t)(e - s));
-				const char *cl = o ? memchr(o, ')',
-							 (size_t)(e - o)) :
-						     NULL;
+				const char *cl =
+				    o ? memchr(o, ')', (size_t)(e - o)) : NULL;
 
 				if (o == NULL || cl == NULL)
 					continue;
@@ -288,9 +287,9 @@ add_addrs(struct sa_scratch *sc, const char *v, int names)
 				if (*a != '"' && *a != '\\' &&
 				    !(k == 0 && (*a == ' ' || *a == '\t')))
 					out[k++] = *a;
-			while (k > 0 && (out[k - 1] == ' ' ||
-					    out[k - 1] == '\t' ||
-					    out[k - 1] == '\n'))
+			while (k > 0 &&
+			    (out[k - 1] == ' ' || out[k - 1] == '\t' ||
+				out[k - 1] == '\n'))
 				k--;
 			if (k == 0)
 				continue;
@@ -313,8 +312,9 @@ add_addrs(struct sa_scratch *sc, const char *v, int names)
 			}
 			while (a < b && (*a == ' ' || *a == '\t' || *a == '\n'))
 				a++;
-			while (b > a && (b[-1] == ' ' || b[-1] == '\t' ||
-					    b[-1] == '\n' || b[-1] == '\r'))
+			while (b > a &&
+			    (b[-1] == ' ' || b[-1] == '\t' || b[-1] == '\n' ||
+				b[-1] == '\r'))
 				b--;
 			if (b == a || memchr(a, '@', (size_t)(b - a)) == NULL)
 				if (b == a)
@@ -357,18 +357,18 @@ add_relay(struct sa_ctx *c)
 const char *
 sa_get_header(struct sa_ctx *c, const char *name, unsigned mods, size_t *len)
 {
-	struct sa_scratch     *sc = c->sc;
-	const struct msgview  *mv = c->mv;
-	struct sa_hcache      *e;
-	uint32_t	       h;
-	size_t		       i, k, first, last, found = 0;
-	int		       raw = (mods & SA_HM_RAW) != 0;
-	char		      *v;
+	struct sa_scratch    *sc = c->sc;
+	const struct msgview *mv = c->mv;
+	struct sa_hcache     *e;
+	uint32_t	      h;
+	size_t		      i, k, first, last, found = 0;
+	int		      raw = (mods & SA_HM_RAW) != 0;
+	char		     *v;
 
 	h = fnv1a(FNV1A_INIT, &mods, sizeof(mods));
 	for (i = 0; name[i] != '\0'; i++) {
-		unsigned char ch = (unsigned char)ascii_lower(
-		    (unsigned char)name[i]);
+		unsigned char ch =
+		    (unsigned char)ascii_lower((unsigned char)name[i]);
 		h = fnv1a(h, &ch, 1);
 	}
 	for (k = 0; k < SA_HCACHE; k++) {
@@ -390,8 +390,8 @@ sa_get_header(struct sa_ctx *c, const char *name, unsigned mods, size_t *len)
 			buf_add(&sc->tmp, mv->headers[i].name,
 			    strlen(mv->headers[i].name));
 			buf_add(&sc->tmp, ": ", 2);
-			add_value(sc, raw ? mv->headers[i].raw :
-					    mv->headers[i].decoded);
+			add_value(sc,
+			    raw ? mv->headers[i].raw : mv->headers[i].decoded);
 		}
 		found = mv->nheaders;
 	} else if (hname_eq(name, "EnvelopeFrom")) {
@@ -427,10 +427,10 @@ sa_get_header(struct sa_ctx *c, const char *name, unsigned mods, size_t *len)
 			for (i = 0; i < mv->nheaders && nv < nitems(vals); i++)
 				if (hname_eq(mv->headers[i].name, names[j])) {
 					const char *s = raw ||
-						(mods & (SA_HM_ADDR |
-							    SA_HM_NAME)) ?
-					    mv->headers[i].raw :
-					    mv->headers[i].decoded;
+						(mods &
+						    (SA_HM_ADDR | SA_HM_NAME))
+					    ? mv->headers[i].raw
+					    : mv->headers[i].decoded;
 
 					if (nnames > 1 && names == msgid &&
 					    *s == '\0')
@@ -527,8 +527,8 @@ run_mimeheader(struct sa_ctx *c, const struct sa_rule *r)
 
 			if (!hname_eq(p->headers[j].name, r->hdr))
 				continue;
-			v = (r->hmods & SA_HM_RAW) ? p->headers[j].raw :
-						     p->headers[j].decoded;
+			v = (r->hmods & SA_HM_RAW) ? p->headers[j].raw
+						   : p->headers[j].decoded;
 			n += match_count(c, r, v, strlen(v), want - n);
 			break;
 		}
@@ -555,9 +555,9 @@ body_append(struct sa_buf *b, const char *t, size_t n)
 		if (!(t[i] == ' ' || t[i] == '\t' || t[i] == '\n' ||
 			t[i] == '\r' || t[i] == '\f' || t[i] == '\v')) {
 			j = i;
-			while (j < n && !(t[j] == ' ' || t[j] == '\t' ||
-					    t[j] == '\n' || t[j] == '\r' ||
-					    t[j] == '\f' || t[j] == '\v'))
+			while (j < n &&
+			    !(t[j] == ' ' || t[j] == '\t' || t[j] == '\n' ||
+				t[j] == '\r' || t[j] == '\f' || t[j] == '\v'))
 				j++;
 			buf_add(b, t + i, j - i);
 			i = j;
@@ -565,9 +565,9 @@ body_append(struct sa_buf *b, const char *t, size_t n)
 		}
 		nl = 0;
 		firstnl = lastnl = 0;
-		for (j = i; j < n && (t[j] == ' ' || t[j] == '\t' ||
-					 t[j] == '\n' || t[j] == '\r' ||
-					 t[j] == '\f' || t[j] == '\v');
+		for (j = i; j < n &&
+		     (t[j] == ' ' || t[j] == '\t' || t[j] == '\n' ||
+			 t[j] == '\r' || t[j] == '\f' || t[j] == '\v');
 		     j++)
 			if (t[j] == '\n') {
 				if (nl++ == 0)
@@ -650,10 +650,10 @@ split_paragraphs(struct sa_spans *sp, const char *s, size_t base, size_t n)
 static void
 build_body(struct sa_ctx *c)
 {
-	struct sa_scratch    *sc = c->sc;
-	const struct msgview *mv = c->mv;
+	struct sa_scratch      *sc = c->sc;
+	const struct msgview   *mv = c->mv;
 	const struct mv_header *subj = NULL;
-	size_t		      i, subjlen;
+	size_t			i, subjlen;
 
 	sc->body.len = 0;
 	sc->bodyl.n = 0;
@@ -680,8 +680,8 @@ build_body(struct sa_ctx *c)
 	/* the subject is its own line(s), then the text */
 	split_lines(&sc->bodyl, sc->body.s, 0, subjlen);
 	sc->body_subject_lines = sc->bodyl.n;
-	split_lines(&sc->bodyl, sc->body.s + subjlen, subjlen,
-	    sc->body.len - subjlen);
+	split_lines(
+	    &sc->bodyl, sc->body.s + subjlen, subjlen, sc->body.len - subjlen);
 	sc->body_built = 1;
 }
 
@@ -703,8 +703,8 @@ build_rawbody(struct sa_ctx *c)
 			continue;
 		base = sc->raw.len;
 		buf_add(&sc->raw, p->raw_text, p->raw_textlen);
-		split_paragraphs(&sc->rawl, sc->raw.s + base, base,
-		    p->raw_textlen);
+		split_paragraphs(
+		    &sc->rawl, sc->raw.s + base, base, p->raw_textlen);
 	}
 	sc->raw_built = 1;
 }
@@ -726,8 +726,8 @@ run_lines(struct sa_ctx *c, const struct sa_rule *r, const struct sa_buf *b,
 	size_t	 i;
 
 	for (i = from; i < sp->n && n < want; i++)
-		n += match_count(c, r, b->s + sp->v[i].off, sp->v[i].len,
-		    want - n);
+		n += match_count(
+		    c, r, b->s + sp->v[i].off, sp->v[i].len, want - n);
 	return n;
 }
 
@@ -807,8 +807,8 @@ prefilter(struct sa_ctx *c, int t)
 		return 0;
 	}
 	for (i = 0; i < sp->n; i++)
-		if (sa_prefilter_scan(rs, sc, t, b->s + sp->v[i].off,
-			sp->v[i].len) < 0)
+		if (sa_prefilter_scan(
+			rs, sc, t, b->s + sp->v[i].off, sp->v[i].len) < 0)
 			return 0;
 	return 1;
 }
@@ -832,8 +832,8 @@ add_hit(struct sa_scratch *sc, const struct sa_rule *r, unsigned count)
 static int
 cmp_hit(const void *a, const void *b)
 {
-	return strcmp(((const struct sa_hit *)a)->name,
-	    ((const struct sa_hit *)b)->name);
+	return strcmp(
+	    ((const struct sa_hit *)a)->name, ((const struct sa_hit *)b)->name);
 }
 
 int
@@ -912,16 +912,16 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 				break;
 			case SA_BODY:
 				n = run_lines(&c, r, &sc->body, &sc->bodyl,
-				    (r->tflags & SA_TF_NOSUBJECT) ?
-					sc->body_subject_lines :
-					0);
+				    (r->tflags & SA_TF_NOSUBJECT)
+					? sc->body_subject_lines
+					: 0);
 				break;
 			case SA_RAWBODY:
 				n = run_lines(&c, r, &sc->raw, &sc->rawl, 0);
 				break;
 			case SA_FULL:
-				n = match_count(&c, r, c.raw, c.rawlen,
-				    rule_want(r));
+				n = match_count(
+				    &c, r, c.raw, c.rawlen, rule_want(r));
 				break;
 			default:
 				n = run_uri(&c, r);
@@ -953,14 +953,13 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 	for (i = 0; i < next; i++) {
 		int idx = ext[i] ? sa_rule_index(rs, ext[i]) : -1;
 
-		if (idx >= 0 && rs->rules[idx]->defined &&
-		    sc->values[idx] == 0)
+		if (idx >= 0 && rs->rules[idx]->defined && sc->values[idx] == 0)
 			sc->values[idx] = 1;
 	}
 	for (i = 0; i < rs->norder[SA_META]; i++) {
 		uint32_t ri = rs->order[SA_META][i];
 
-		double	 v = sa_meta_value(rs->rules[ri], sc->values);
+		double v = sa_meta_value(rs->rules[ri], sc->values);
 
 		/* as got_hit(): a true value below 1 counts as 1 */
 		sc->values[ri] = v == 0 ? 0 : v > 0 ? v : 1;
@@ -969,13 +968,12 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 	for (i = 0; i < rs->nrules; i++) {
 		const struct sa_rule *r = rs->rules[i];
 
-		if (sc->values[i] == 0 || r->sub || r->sc == 0 ||
-		    !r->defined)
+		if (sc->values[i] == 0 || r->sub || r->sc == 0 || !r->defined)
 			continue;
 		add_hit(sc, r,
-		    sc->values[i] >= SA_MAXHITS_CAP ? SA_MAXHITS_CAP :
-		    sc->values[i] >= 1		    ? (unsigned)sc->values[i] :
-						      1);
+		    sc->values[i] >= SA_MAXHITS_CAP ? SA_MAXHITS_CAP
+			: sc->values[i] >= 1	    ? (unsigned)sc->values[i]
+						    : 1);
 		total += r->sc;
 	}
 	if (sc->nhits > 1)

@@ -172,8 +172,8 @@ addr_domain(const char *s, char *out, size_t outlen)
 /* ------------------------------------------------------ authentication */
 
 static int
-eval_spf(struct sa_ctx *c, const struct sa_rule *r, enum sa_authres want,
-    int helo)
+eval_spf(
+    struct sa_ctx *c, const struct sa_rule *r, enum sa_authres want, int helo)
 {
 	(void)r;
 	return (helo ? facts(c)->spf_helo : facts(c)->spf_mailfrom) == want;
@@ -200,8 +200,8 @@ SPF_EVAL(eval_spf_helo_permerror, SA_AUTH_PERMERROR, 1)
 SPF_EVAL(eval_spf_helo_temperror, SA_AUTH_TEMPERROR, 1)
 
 static int
-eval_spf_none(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_spf_none(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	(void)a;
@@ -210,8 +210,8 @@ eval_spf_none(struct sa_ctx *c, const struct sa_rule *r,
 }
 
 static int
-eval_spf_helo_none(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_spf_helo_none(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	(void)a;
@@ -222,32 +222,32 @@ eval_spf_helo_none(struct sa_ctx *c, const struct sa_rule *r,
 /* DKIM.pm check_dkim_signed/valid([domain...]): domains not supported:
    with arguments the rule does not fire (we know no signing domains). */
 static int
-eval_dkim_signed(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_dkim_signed(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	return a->n == 0 && facts(c)->dkim_signed;
 }
 
 static int
-eval_dkim_valid(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_dkim_valid(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	return a->n == 0 && facts(c)->dkim_valid;
 }
 
 static int
-eval_dkim_valid_author(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_dkim_valid_author(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	return a->n == 0 && facts(c)->dkim_valid_author;
 }
 
 static int
-eval_dkim_dependable(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_dkim_dependable(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	(void)a;
@@ -256,8 +256,8 @@ eval_dkim_dependable(struct sa_ctx *c, const struct sa_rule *r,
 
 /* DMARC.pm: check_dmarc_pass/reject/quarantine/none/missing */
 static int
-eval_dmarc_pass(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_dmarc_pass(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	(void)a;
@@ -271,8 +271,8 @@ eval_dmarc_fail_policy(struct sa_ctx *c, enum sa_dmarc_policy p)
 }
 
 static int
-eval_dmarc_reject(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_dmarc_reject(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	(void)a;
@@ -280,8 +280,8 @@ eval_dmarc_reject(struct sa_ctx *c, const struct sa_rule *r,
 }
 
 static int
-eval_dmarc_quarantine(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_dmarc_quarantine(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	(void)a;
@@ -289,8 +289,8 @@ eval_dmarc_quarantine(struct sa_ctx *c, const struct sa_rule *r,
 }
 
 static int
-eval_dmarc_none(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_dmarc_none(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	(void)a;
@@ -298,8 +298,8 @@ eval_dmarc_none(struct sa_ctx *c, const struct sa_rule *r,
 }
 
 static int
-eval_dmarc_missing(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_dmarc_missing(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	(void)a;
@@ -309,8 +309,8 @@ eval_dmarc_missing(struct sa_ctx *c, const struct sa_rule *r,
 
 /* Bayes.pm check_bayes(min, max): min <= p < max (max 1.00 inclusive) */
 static int
-eval_bayes(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_bayes(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	double p, lo = argnum(a, 0, 0), hi = argnum(a, 1, 1);
 
@@ -325,8 +325,8 @@ eval_bayes(struct sa_ctx *c, const struct sa_rule *r,
 
 /* HeaderEval check_for_missing_to_header: no To and no Apparently-To */
 static int
-eval_missing_to(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_missing_to(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	const char *to = header(c, "To", 0);
 
@@ -340,8 +340,8 @@ eval_missing_to(struct sa_ctx *c, const struct sa_rule *r,
 
 /* HeaderEval check_header_count_range(header, min, max) */
 static int
-eval_header_count_range(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_header_count_range(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	size_t n = header_count(c, a->s[0]);
 
@@ -351,13 +351,13 @@ eval_header_count_range(struct sa_ctx *c, const struct sa_rule *r,
 
 /* HeaderEval check_illegal_chars(header, ratio, count) */
 static int
-eval_illegal_chars(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_illegal_chars(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
-	const char   *v;
-	size_t	      len, i, bad = 0;
-	double	      ratio = argnum(a, 1, 0), count = argnum(a, 2, 0);
-	const char   *name = a->s[0];
+	const char *v;
+	size_t	    len, i, bad = 0;
+	double	    ratio = argnum(a, 1, 0), count = argnum(a, 2, 0);
+	const char *name = a->s[0];
 
 	(void)r;
 	if (strcmp(name, "ALL") == 0)
@@ -369,8 +369,8 @@ eval_illegal_chars(struct sa_ctx *c, const struct sa_rule *r,
 	for (i = 0; i < len; i++) {
 		unsigned char ch = (unsigned char)v[i];
 
-		if (ch >= 0x80 || (ch < 0x20 && ch != '\t' && ch != '\n' &&
-				      ch != '\r'))
+		if (ch >= 0x80 ||
+		    (ch < 0x20 && ch != '\t' && ch != '\n' && ch != '\r'))
 			bad++;
 	}
 	return (double)bad / (double)len > ratio && (double)bad >= count;
@@ -395,16 +395,16 @@ last_labels(const char *d, int n)
 }
 
 static int
-eval_equal_from_domains(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_equal_from_domains(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	char fd[256], ed[256];
 
 	(void)r;
 	(void)a;
 	if (addr_domain(header(c, "From", SA_HM_ADDR), fd, sizeof(fd)) < 0 ||
-	    addr_domain(header(c, "EnvelopeFrom", SA_HM_ADDR), ed,
-		sizeof(ed)) < 0)
+	    addr_domain(header(c, "EnvelopeFrom", SA_HM_ADDR), ed, sizeof(ed)) <
+		0)
 		return 0;
 	return strcmp(last_labels(fd, 2), last_labels(ed, 2)) != 0;
 }
@@ -422,16 +422,16 @@ freemail_in(struct sa_ctx *c, const char *hdr)
 }
 
 static int
-eval_freemail_from(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_freemail_from(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	return a->n == 0 && freemail_in(c, "From");
 }
 
 static int
-eval_freemail_replyto(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_freemail_replyto(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	char fd[256], rd[256];
 	int  f, rt;
@@ -439,8 +439,7 @@ eval_freemail_replyto(struct sa_ctx *c, const struct sa_rule *r,
 	(void)r;
 	/* check_freemail_replyto(['replyto'|'1']): Reply-To is freemail and
 	   differs from From (FreeMail.pm default "1": both freemail) */
-	if (addr_domain(header(c, "Reply-To", SA_HM_ADDR), rd, sizeof(rd)) <
-	    0)
+	if (addr_domain(header(c, "Reply-To", SA_HM_ADDR), rd, sizeof(rd)) < 0)
 		return 0;
 	rt = sa_list_has_domain(c->rs, "freemail_domains", rd);
 	f = addr_domain(header(c, "From", SA_HM_ADDR), fd, sizeof(fd)) == 0 &&
@@ -465,8 +464,8 @@ has_part(const struct msgview *mv, const char *type)
 
 /* MIMEEval check_for_mime_html: a text/html part */
 static int
-eval_mime_html(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_mime_html(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	(void)a;
@@ -475,8 +474,8 @@ eval_mime_html(struct sa_ctx *c, const struct sa_rule *r,
 
 /* check_for_mime_html_only: HTML and no text/plain alternative */
 static int
-eval_mime_html_only(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_mime_html_only(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	(void)a;
@@ -489,8 +488,8 @@ eval_mime_html_only(struct sa_ctx *c, const struct sa_rule *r,
  * font_invalid_color, ...) are not recorded by the view and never fire.
  */
 static int
-eval_html_test(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_html_test(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	const struct mv_html *h = &c->mv->html;
 	const char	     *t = a->s[0];
@@ -509,8 +508,8 @@ eval_html_test(struct sa_ctx *c, const struct sa_rule *r,
 
 /* HTMLEval html_image_only(min, max): <img> and HTML length in (min,max] */
 static int
-eval_html_image_only(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_html_image_only(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	const struct mv_html *h = &c->mv->html;
 
@@ -522,8 +521,8 @@ eval_html_image_only(struct sa_ctx *c, const struct sa_rule *r,
 
 /* html_image_ratio(min, max): text bytes per pixel of image, (min,max] */
 static int
-eval_html_image_ratio(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_html_image_ratio(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	const struct mv_html *h = &c->mv->html;
 	double		      ratio;
@@ -568,8 +567,8 @@ bound(const struct sa_evalargs *a, unsigned i, double inf)
 
 /* HTMLEval html_range(test, min, max): min < value <= max */
 static int
-eval_html_range(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_html_range(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	double v = html_value(&c->mv->html, a->s[0]);
 
@@ -581,8 +580,8 @@ eval_html_range(struct sa_ctx *c, const struct sa_rule *r,
 
 /* HTMLEval html_eval(test, "< 384")-style comparisons */
 static int
-eval_html_eval(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_html_eval(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	double	    v = html_value(&c->mv->html, a->s[0]), x;
 	const char *e = a->s[1];
@@ -621,8 +620,8 @@ eval_html_eval(struct sa_ctx *c, const struct sa_rule *r,
 /* MIMEEval check_mime_multipart_ratio(min, max): text/plain bytes over
    text/html bytes of a multipart/alternative */
 static int
-eval_multipart_ratio(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_multipart_ratio(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	const struct msgview *mv = c->mv;
 	size_t		      i, plain = 0, html = 0;
@@ -647,14 +646,14 @@ eval_multipart_ratio(struct sa_ctx *c, const struct sa_rule *r,
 
 /* BodyEval check_stock_info(min): stock-spam words in the body */
 static int
-eval_stock_info(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_stock_info(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
-	static const char *const words[] = { "symbol:", "company:",
-		"price:", "target:", "recommendation:", "shares outstanding",
+	static const char *const words[] = { "symbol:", "company:", "price:",
+		"target:", "recommendation:", "shares outstanding",
 		"current price", "long-term target", "short-term target" };
-	const char *body;
-	size_t	    len, i, n = 0;
+	const char		*body;
+	size_t			 len, i, n = 0;
 
 	(void)r;
 	body = sa_body_text(c, &len);
@@ -666,10 +665,10 @@ eval_stock_info(struct sa_ctx *c, const struct sa_rule *r,
 
 /* BodyEval check_body_length(max): rendered body shorter than max */
 static int
-eval_body_length(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_body_length(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
-	size_t len, i, nonspace = 0;
+	size_t	    len, i, nonspace = 0;
 	const char *b = sa_body_text(c, &len);
 
 	(void)r;
@@ -678,7 +677,6 @@ eval_body_length(struct sa_ctx *c, const struct sa_rule *r,
 			nonspace++;
 	return (double)nonspace < argnum(a, 0, 0);
 }
-
 
 /* ---------------------------------------------------------- more headers */
 
@@ -690,8 +688,8 @@ compile_once(const char *pat, uint32_t opts)
 	int	   err;
 	PCRE2_SIZE off;
 
-	return pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts,
-	    &err, &off, NULL);
+	return pcre2_compile(
+	    (PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, &err, &off, NULL);
 }
 
 /* RFC 5322 date (tolerant, as Mail::SpamAssassin::Util::parse_rfc822_date
@@ -809,8 +807,8 @@ date_diff(struct sa_ctx *c)
 
 /* HeaderEval check_for_shifted_date(min_hours|'undef', max|'undef') */
 static int
-eval_shifted_date(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_shifted_date(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	long long d = date_diff(c);
 
@@ -823,14 +821,14 @@ eval_shifted_date(struct sa_ctx *c, const struct sa_rule *r,
 
 /* HeaderEval subject_is_all_caps */
 static int
-eval_subject_all_caps(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_subject_all_caps(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	static const char *const prefixes[] = { "re:", "fwd:", "fw:", "aw:",
 		"antwort:", "wg:", "sv:", "vb:", "vs:", "vl:" };
-	const char *s = header(c, "Subject", 0), *e, *raw;
-	size_t	    i, len;
-	int	    again = 1, space = 0, lower = 0;
+	const char		*s = header(c, "Subject", 0), *e, *raw;
+	size_t			 i, len;
+	int			 again = 1, space = 0, lower = 0;
 
 	(void)r;
 	(void)a;
@@ -869,7 +867,7 @@ eval_subject_all_caps(struct sa_ctx *c, const struct sa_rule *r,
 		static const char *const fp[] = { "koi", "jp", "jis", "euc",
 			"gb", "big5", "isoir", "cp1251", "windows-1251",
 			"georgianps", "pt154", "tis" };
-		char lc[512];
+		char			 lc[512];
 
 		for (i = 0; raw[i] != '\0' && i < sizeof(lc) - 1; i++)
 			lc[i] = (char)ascii_lower((unsigned char)raw[i]);
@@ -883,8 +881,8 @@ eval_subject_all_caps(struct sa_ctx *c, const struct sa_rule *r,
 
 /* HeaderEval check_for_to_in_subject('user'|'address') */
 static int
-eval_to_in_subject(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_to_in_subject(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	const char *to = header(c, "To", SA_HM_ADDR), *subj, *at, *nl;
 	char	    user[128], pat[600];
@@ -893,8 +891,8 @@ eval_to_in_subject(struct sa_ctx *c, const struct sa_rule *r,
 	int	    rc;
 
 	(void)r;
-	if (to == NULL || *to == '\0' || (subj = header(c, "Subject", 0)) ==
-	    NULL)
+	if (to == NULL || *to == '\0' ||
+	    (subj = header(c, "Subject", 0)) == NULL)
 		return 0;
 	nl = strchr(to, '\n');
 	ul = nl ? (size_t)(nl - to) : strlen(to);
@@ -922,23 +920,22 @@ eval_to_in_subject(struct sa_ctx *c, const struct sa_rule *r,
 		return 0;
 	if ((re = compile_once(pat, PCRE2_CASELESS)) == NULL)
 		return 0;
-	rc = pcre2_match(re, (PCRE2_SPTR)subj, strlen(subj), 0, 0, c->md,
-	    NULL);
+	rc = pcre2_match(re, (PCRE2_SPTR)subj, strlen(subj), 0, 0, c->md, NULL);
 	pcre2_code_free(re);
 	return rc >= 0;
 }
 
 /* HeaderEval check_unresolved_template: a %TEMPLATE tag left in a header */
 static int
-eval_unresolved_template(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_unresolved_template(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	static const char *const skip[] = { "X-VMS-To", "X-UIDL", "X-Face",
 		"To", "Cc", "From", "Subject", "References", "In-Reply-To",
 		"Message-Id", "X-Message-Id", "Resent-Message-Id",
 		"X-Original-Message-Id" };
-	const struct msgview *mv = c->mv;
-	size_t		      i, j;
+	const struct msgview	*mv = c->mv;
+	size_t			 i, j;
 
 	(void)r;
 	(void)a;
@@ -1016,8 +1013,8 @@ addrs_in_list(struct sa_ctx *c, const char *v, const char *name)
 
 /* WLBLEval check_from_in_list(LIST) / check_replyto_in_list(LIST) */
 static int
-eval_from_in_list(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_from_in_list(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	char name[160];
 
@@ -1027,8 +1024,8 @@ eval_from_in_list(struct sa_ctx *c, const struct sa_rule *r,
 }
 
 static int
-eval_replyto_in_list(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_replyto_in_list(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	char name[160];
 
@@ -1039,8 +1036,8 @@ eval_replyto_in_list(struct sa_ctx *c, const struct sa_rule *r,
 
 /* WLBLEval check_to_in_all_spam / check_to_in_more_spam */
 static int
-eval_to_in_all_spam(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_to_in_all_spam(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	(void)a;
@@ -1048,21 +1045,20 @@ eval_to_in_all_spam(struct sa_ctx *c, const struct sa_rule *r,
 }
 
 static int
-eval_to_in_more_spam(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_to_in_more_spam(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	(void)a;
-	return addrs_in_list(c, header(c, "ToCc", SA_HM_ADDR),
-	    "more_spam_to");
+	return addrs_in_list(c, header(c, "ToCc", SA_HM_ADDR), "more_spam_to");
 }
 
 /* RelayEval check_all_trusted: no untrusted relay; for moat that means
    the client authenticated (moat's own trusted networks are not known
    here) */
 static int
-eval_all_trusted(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_all_trusted(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	(void)a;
@@ -1071,8 +1067,8 @@ eval_all_trusted(struct sa_ctx *c, const struct sa_rule *r,
 
 /* RelayEval helo_ip_mismatch: HELO an IPv4 literal not the client's /16 */
 static int
-eval_helo_ip_mismatch(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_helo_ip_mismatch(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	const struct sa_facts *f = c->facts;
 	unsigned	       h[4], ip[4];
@@ -1099,8 +1095,8 @@ eval_helo_ip_mismatch(struct sa_ctx *c, const struct sa_rule *r,
 /* FreeMail check_freemail_header(header[, regex]): an address in the
    header's value in a freemail domain (and matching regex) */
 static int
-eval_freemail_header(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_freemail_header(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	char	    hname[128], *mod;
 	const char *v, *p;
@@ -1124,8 +1120,9 @@ eval_freemail_header(struct sa_ctx *c, const struct sa_rule *r,
 		char	    dom[256], addr[320];
 		size_t	    dl = 0;
 
-		while (s > v && (isalnum((unsigned char)s[-1]) ||
-				    strchr("._+-=", s[-1]) != NULL))
+		while (s > v &&
+		    (isalnum((unsigned char)s[-1]) ||
+			strchr("._+-=", s[-1]) != NULL))
 			s--;
 		while ((isalnum((unsigned char)*e) || *e == '.' || *e == '-') &&
 		    dl < sizeof(dom) - 1)
@@ -1162,8 +1159,8 @@ eval_freemail_header(struct sa_ctx *c, const struct sa_rule *r,
  * mime_qp_count, mime_bad_iso_charset, mimepart_limit_exceeded.
  */
 static int
-eval_check_for_mime(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_check_for_mime(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	const struct msgview *mv = c->mv;
 	const char	     *t = a->s[0];
@@ -1175,8 +1172,8 @@ eval_check_for_mime(struct sa_ctx *c, const struct sa_rule *r,
 		return (mv->truncated & MV_TRUNC_PARTS) != 0;
 	for (i = 0; i < mv->nparts; i++) {
 		const struct mv_part *p = &mv->parts[i];
-		int		      b64 = p->encoding != NULL &&
-		    strcmp(p->encoding, "base64") == 0;
+		int		      b64 =
+		    p->encoding != NULL && strcmp(p->encoding, "base64") == 0;
 
 		if (p->flags & MV_PART_MULTIPART)
 			continue;
@@ -1203,8 +1200,8 @@ eval_check_for_mime(struct sa_ctx *c, const struct sa_rule *r,
 /* MIMEEval check_for_uppercase(min, max): % capitals in body lines with
    an inner space, if there are 200 such bytes */
 static int
-eval_uppercase(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_uppercase(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	const struct sa_scratch *sc;
 	size_t			 len, i, k, total = 0, upper = 0, lower = 0;

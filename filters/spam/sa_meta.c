@@ -96,7 +96,7 @@ parse_primary(struct mparse *m)
 		return;
 	}
 	if ((*m->p >= '0' && *m->p <= '9') || *m->p == '.') {
-		char *end;
+		char  *end;
 		double v = strtod(m->p, &end);
 
 		if (end == m->p) {
@@ -424,8 +424,8 @@ sa_meta_value(const struct sa_rule *r, const double *values)
  * not runnable; the first one is returned in *bad with the reason.
  */
 size_t
-sa_meta_order(struct sa_ruleset *rs, char *why, size_t whylen,
-    struct sa_rule **bad)
+sa_meta_order(
+    struct sa_ruleset *rs, char *why, size_t whylen, struct sa_rule **bad)
 {
 	unsigned char *color; /* 0 white, 1 grey, 2 black */
 	uint32_t      *stack, *pos, *out;
@@ -479,8 +479,7 @@ sa_meta_order(struct sa_ruleset *rs, char *why, size_t whylen,
 				for (k = 0; k < sp && stack[k] != dep; k++)
 					;
 				for (; k < sp; k++) {
-					struct sa_rule *c =
-					    rs->rules[stack[k]];
+					struct sa_rule *c = rs->rules[stack[k]];
 
 					if (c->run) {
 						c->run = 0;

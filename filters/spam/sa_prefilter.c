@@ -112,13 +112,13 @@ loosen_repeats(const char *src)
 		}
 		if (c == '{' && i + 1 < n && src[i + 1] >= '0' &&
 		    src[i + 1] <= '9') {
-			size_t j = i + 1;
+			size_t	      j = i + 1;
 			unsigned long m = 0;
 
 			while (j < n && src[j] >= '0' && src[j] <= '9') {
 				if (m < 100000)
-					m = m * 10 + (unsigned long)(src[j] -
-								   '0');
+					m = m * 10 +
+					    (unsigned long)(src[j] - '0');
 				j++;
 			}
 			if (j < n && src[j] == ',') {

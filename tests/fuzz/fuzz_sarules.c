@@ -29,7 +29,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const struct mv_header hdrs[] = {
 	{ "From", "\"A\" <a@example.com>", "\"A\" <a@example.com>" },
-	{ "To", "b@example.org, c@example.net", "b@example.org, c@example.net" },
+	{ "To", "b@example.org, c@example.net",
+	    "b@example.org, c@example.net" },
 	{ "Subject", "=?utf-8?q?hi?=", "hi" },
 	{ "Received", "from x by y", "from x by y" },
 	{ "Content-Type", "text/html", "text/html" },
