@@ -349,31 +349,84 @@ eval_header_count_range(
 	return (double)n >= argnum(a, 1, 0) && (double)n <= argnum(a, 2, 1e9);
 }
 
-/* HeaderEval check_illegal_chars(header, ratio, count) */
+/* strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF) */
+static int
+valid_utf8(const unsigned char *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		unsigned c = s[i], need, cp, k;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			need = 1, cp = c & 0x1f;
+		else if (c >= 0xe0 && c <= 0xef)
+			need = 2, cp = c & 0x0f;
+		else if (c >= 0xf0 && c <= 0xf4)
+			need = 3, cp = c & 0x07;
+		else
+			return 0;
+		for (k = 1; k <= need; k++) {
+			if (i + k >= n || (s[i + k] & 0xc0) != 0x80)
+				return 0;
+			cp = (cp << 6) | (s[i + k] & 0x3f);
+		}
+		if ((need == 2 &&
+			(cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+		    (need == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+			return 0;
+		i += need + 1;
+	}
+	return 1;
+}
+
+/*
+ * HeaderEval check_illegal_chars(header, ratio, count) on the raw value:
+ * control and 8-bit bytes, unless the value is valid UTF-8 without
+ * controls; one of the Subject's cent/pound/(R) signs is exempt.
+ */
 static int
 eval_illegal_chars(
     struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
-	const char *v;
-	size_t	    len, i, bad = 0;
-	double	    ratio = argnum(a, 1, 0), count = argnum(a, 2, 0);
-	const char *name = a->s[0];
+	const unsigned char *v;
+	size_t		     len, i, bad = 0, high = 0, ctl = 0, exempt = 0;
+	int		     subj = ascii_strcasecmp(a->s[0], "Subject") == 0;
 
 	(void)r;
-	if (strcmp(name, "ALL") == 0)
-		v = sa_get_header(c, "ALL", SA_HM_RAW, &len);
-	else
-		v = sa_get_header(c, name, SA_HM_RAW, &len);
+	v = (const unsigned char *)sa_get_header(c, a->s[0], SA_HM_RAW, &len);
 	if (v == NULL || len == 0)
 		return 0;
+	for (i = 0; i < len &&
+	     (v[i] == ' ' || v[i] == '\t' || v[i] == '\n' || v[i] == '\r');
+	     i++)
+		;
+	if (i == len)
+		return 0;
 	for (i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)v[i];
+		unsigned char ch = v[i];
 
-		if (ch >= 0x80 ||
-		    (ch < 0x20 && ch != '\t' && ch != '\n' && ch != '\r'))
+		if (ch >= 0x80)
+			high++;
+		if ((ch < 0x20 && ch != '\t' && ch != '\n' && ch != '\r') ||
+		    ch == 0x7f)
+			ctl++;
+		if (ch <= 0x08 || ch == 0x0b || ch == 0x0c ||
+		    (ch >= 0x0e && ch <= 0x1f) || ch >= 0x7f)
 			bad++;
+		if (ch == 0xa2 || ch == 0xa3 || ch == 0xae)
+			exempt++;
 	}
-	return (double)bad / (double)len > ratio && (double)bad >= count;
+	if (high > 0 && ctl == 0 && valid_utf8(v, len))
+		return 0;
+	if (bad > 0 && subj && exempt == 1)
+		bad--;
+	return (double)bad / (double)len >= argnum(a, 1, 0) &&
+	    (double)bad >= argnum(a, 2, 0);
 }
 
 /* HeaderEval check_for_unique_subject_id: not implemented (heuristic) */
@@ -1053,6 +1106,33 @@ eval_to_in_more_spam(
 	return addrs_in_list(c, header(c, "ToCc", SA_HM_ADDR), "more_spam_to");
 }
 
+/* first line of v (address from :addr), lower case, into out */
+static void
+first_addr_lc(const char *v, char *out, size_t outlen)
+{
+	size_t i;
+
+	for (i = 0; v != NULL && v[i] != '\0' && v[i] != '\n' && i + 1 < outlen;
+	     i++)
+		out[i] = (char)ascii_lower((unsigned char)v[i]);
+	out[i] = '\0';
+}
+
+/* HeaderEval check_for_matching_env_and_hdr_from: the envelope sender is
+   the From address (two empty ones match, as in SpamAssassin) */
+static int
+eval_env_hdr_from(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	char e[320], f[320];
+
+	(void)r;
+	(void)a;
+	first_addr_lc(header(c, "EnvelopeFrom", SA_HM_ADDR), e, sizeof(e));
+	first_addr_lc(header(c, "From", SA_HM_ADDR), f, sizeof(f));
+	return strcmp(e, f) == 0;
+}
+
 /* RelayEval check_all_trusted: no untrusted relay; for moat that means
    the client authenticated (moat's own trusted networks are not known
    here) */
@@ -1288,6 +1368,7 @@ static const struct sa_evaldef evals[] = {
 	{ "check_to_in_all_spam", eval_to_in_all_spam, 0, 0 },
 	{ "check_to_in_more_spam", eval_to_in_more_spam, 0, 0 },
 	{ "check_all_trusted", eval_all_trusted, 0, 0 },
+	{ "check_for_matching_env_and_hdr_from", eval_env_hdr_from, 0, 0 },
 	{ "helo_ip_mismatch", eval_helo_ip_mismatch, 0, 0 },
 	{ "check_freemail_header", eval_freemail_header, 1, 2 },
 	{ "check_for_mime", eval_check_for_mime, 1, 1 },

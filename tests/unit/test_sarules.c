@@ -742,7 +742,8 @@ test_more_evals(void)
 	    "body B64TEXT eval:check_for_mime('mime_base64_encoded_text')\n"
 	    "body QPCOUNT eval:check_for_mime('mime_qp_count')\n"
 	    "body ATTACH eval:check_for_mime('mime_attachment')\n"
-	    "body UPPER eval:check_for_uppercase('75', '100')\n",
+	    "body UPPER eval:check_for_uppercase('75', '100')\n"
+	    "header ENVHDR eval:check_for_matching_env_and_hdr_from()\n",
 	    1);
 	ok(rs != NULL, "more eval rules load (%s)", errbuf);
 	if (rs == NULL)
@@ -784,9 +785,12 @@ test_more_evals(void)
 	ok(hit("QPCOUNT"), "check_for_mime qp count");
 	ok(!hit("ATTACH"), "no attachment");
 	ok(hit("UPPER"), "check_for_uppercase 75-100");
+	ok(!hit("ENVHDR"), "envelope sender is not the From address");
 	f.authenticated = 1;
+	f.mail_from = "INFO@my.bank.example";
 	run(rs, &t, NULL, &f, NULL, 0);
 	ok(hit("TRUSTED"), "authenticated: all trusted");
+	ok(hit("ENVHDR"), "envelope sender is the From address");
 	tv_free(&t);
 	sa_ruleset_free(rs);
 }
