@@ -246,6 +246,15 @@ def main():
                   "(moat relays with XFORWARD, logs every transaction at info level)")
     header.append("")
     text = "\n".join(header + lines)
+    # Keep the sections other scripts own (bench/spam-accuracy's).
+    try:
+        with open(out_md) as f:
+            old = f.read()
+    except OSError:
+        old = ""
+    for begin, end in (("<!-- spam-accuracy -->", "<!-- /spam-accuracy -->"),):
+        if begin in old and end in old:
+            text = text.rstrip("\n") + "\n\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"
     with open(out_md, "w") as f:
         f.write(text)
     print()

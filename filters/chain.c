@@ -634,6 +634,14 @@ filter_auth_result(const struct filter_token *t, const char *clause)
 	return 0;
 }
 
+const struct evidence_set *
+chain_evidence(const struct filter_token *t)
+{
+	struct chain_run *r = run_of(t);
+
+	return r != NULL ? r->sink.ev : NULL;
+}
+
 const char *const *
 filter_auth_results(const struct filter_token *t, size_t *n)
 {

@@ -107,4 +107,11 @@ void chain_run_free(struct chain_run *);
 typedef struct chain_run *(*chain_lookup_fn)(struct loop *, uint64_t sid);
 void chain_set_lookup(chain_lookup_fn);
 
+/*
+ * For built-in filters only (not part of the filter ABI): the evidence
+ * of the transaction so far, during a call (the loop thread); NULL
+ * outside one. The spam filter reads what the other filters found.
+ */
+const struct evidence_set *chain_evidence(const struct filter_token *);
+
 #endif

@@ -11,16 +11,20 @@
  * "X-Moat-Test: SYMBOL=score ..." field of the message), add_header
  * ("Name: value", added at EOM), echo_client_name = yes (what the CONNECT
  * stage saw of the client's reverse DNS, added at EOM as
- * "X-Moat-Test-Client: status=... name=... ptr=...").
+ * "X-Moat-Test-Client: status=... name=... ptr=..."), work_ms (at
+ * delay_stage, hold a worker of the pool that long instead of a timer:
+ * fills the pool for the tests of its full-queue paths).
  *
  * Threading: ctx is read-only after init; each pending delay is a timer on
  * the calling session's loop, owned by that call (freed on completion or
  * cancel).
  */
+#include <errno.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "chain.h"
 #include "config.h"
@@ -36,6 +40,7 @@ struct tf_evidence {
 struct testfilter {
 	int		   delay_stage; /* -1: none */
 	long		   delay_ms;
+	long		   work_ms; /* delay_stage on the worker pool */
 	int		   tempfail_stage;
 	int		   reject_stage;
 	int		   error_stage;
@@ -54,7 +59,8 @@ struct tf_pending {
 
 static const char *const tf_options[] = { "delay_stage", "delay_ms",
 	"reject_rcpt", "tempfail_stage", "reject_stage", "error_stage",
-	"evidence", "add_header", "header_evidence", "echo_client_name", NULL };
+	"evidence", "add_header", "header_evidence", "echo_client_name",
+	"work_ms", NULL };
 
 static int
 stage_by_name(const char *s)
@@ -123,6 +129,8 @@ tf_init(const struct filter_conf *fc, void **ctx)
 	bad |= tf_stage_opt(fc, "error_stage", &tf->error_stage);
 	v = filter_conf_get(fc, "delay_ms");
 	tf->delay_ms = v != NULL ? atol(v) : 0;
+	v = filter_conf_get(fc, "work_ms");
+	tf->work_ms = v != NULL ? atol(v) : 0;
 	v = filter_conf_get(fc, "reject_rcpt");
 	tf->reject_rcpt = xstrdup(v != NULL ? v : "");
 	v = filter_conf_get(fc, "add_header");
@@ -215,6 +223,34 @@ tf_delay_done(evutil_socket_t fd, short what, void *arg)
 	filter_complete(&t, FILTER_CONTINUE, NULL);
 }
 
+/* A job holding a worker; its call's cancel makes it end early. */
+struct tf_job {
+	_Atomic int cancelled;
+	long	    ms;
+};
+
+static void
+tf_work(void *arg)
+{
+	struct tf_job  *j = arg;
+	struct timespec ts = { 0, 10 * 1000000L };
+	long		left;
+
+	for (left = j->ms; left > 0 && !j->cancelled; left -= 10)
+		nanosleep(&ts, NULL);
+}
+
+static void
+tf_work_done(const struct filter_token *t, void *arg)
+{
+	struct tf_job *j = arg;
+	int	       cancelled = j->cancelled;
+
+	free(j);
+	if (!cancelled)
+		filter_complete(t, FILTER_CONTINUE, NULL);
+}
+
 static enum filter_verdict
 tf_stage(void *ctx, struct filter_call *call, struct filter_reply *reply)
 {
@@ -266,6 +302,17 @@ tf_stage(void *ctx, struct filter_call *call, struct filter_reply *reply)
 		strcpy(reply->text, "Recipient refused by test filter");
 		return FILTER_REJECT;
 	}
+	if ((int)call->stage == tf->delay_stage && tf->work_ms > 0) {
+		struct tf_job *j = xcalloc(1, sizeof(*j));
+
+		j->ms = tf->work_ms;
+		if (filter_work(&call->token, tf_work, tf_work_done, j) == 0) {
+			call->cookie = j;
+			return FILTER_PENDING;
+		}
+		free(j);
+		return FILTER_ERROR; /* the pool is full */
+	}
 	if ((int)call->stage == tf->delay_stage) {
 		p = xcalloc(1, sizeof(*p));
 		p->token = call->token;
@@ -282,10 +329,15 @@ tf_stage(void *ctx, struct filter_call *call, struct filter_reply *reply)
 static void
 tf_cancel(void *ctx, void *cookie)
 {
+	struct testfilter *tf = ctx;
 	struct tf_pending *p = cookie;
 
 	if (p == NULL)
 		return;
+	if (tf->work_ms > 0) { /* a tf_job: done frees it */
+		((struct tf_job *)cookie)->cancelled = 1;
+		return;
+	}
 	event_free(p->ev);
 	free(p);
 }

@@ -17,7 +17,7 @@
 
 #include <stddef.h>
 
-#define EVIDENCE_MAX	    64
+#define EVIDENCE_MAX	    256
 #define EVIDENCE_SYMBOL_MAX 64
 #define EVIDENCE_DETAIL_MAX 256
 

@@ -390,3 +390,38 @@ dotstuff_end(struct dotstuff *ds)
 	ds->bol = 1;
 	ds->cr = 0;
 }
+
+/* In-place unstuffing: the framer's output is written at w. */
+struct unstuff {
+	char  *base;
+	size_t w;
+};
+
+static void
+unstuff_emit(void *arg, const char *p, size_t n)
+{
+	struct unstuff *u = arg;
+
+	memmove(u->base + u->w, p, n);
+	u->w += n;
+}
+
+/*
+ * Undo SMTP dot-stuffing of [p, p+len) in place and drop the final
+ * ".\r\n". Returns the content length, or -1 when the content does not end
+ * with exactly one end-of-data line.
+ */
+long long
+dataframe_unstuff(char *p, size_t len)
+{
+	struct dataframe df;
+	struct unstuff	 u = { p, 0 };
+	size_t		 used;
+
+	dataframe_init(
+	    &df, DF_MODE_DATA, DF_REJECT, DF_REJECT, unstuff_emit, &u);
+	used = dataframe_feed(&df, p, len);
+	if (!df.done || used != len)
+		return -1;
+	return (long long)u.w;
+}

@@ -82,6 +82,13 @@ struct dotstuff {
 	void	  *arg;
 };
 
+/*
+ * Undo SMTP dot-stuffing of [p, p+len) in place (RFC 5321 §4.5.2) and drop
+ * the final ".\r\n". Returns the content length, or -1 when the content
+ * does not end with exactly one end-of-data line. Any thread.
+ */
+long long dataframe_unstuff(char *p, size_t len);
+
 void dotstuff_init(struct dotstuff *, df_emit_fn emit, void *arg);
 void dotstuff_feed(struct dotstuff *, const char *p, size_t n);
 void dotstuff_end(struct dotstuff *);

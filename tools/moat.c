@@ -30,6 +30,7 @@ static const struct command {
 	{ "quarantine", run_quarantine },
 	{ "scan", cmd_scan },
 	{ "dns", cmd_dns },
+	{ "learn", cmd_learn },
 	{ "help", cmd_help },
 };
 
@@ -45,6 +46,8 @@ usage(FILE *f)
 	    "  quarantine delete ID ...\n"
 	    "  scan [options] [file | -]        (see moat(1))\n"
 	    "  dns [--json] name [type] | -x address\n"
+	    "  learn --spam|--ham|--forget [--db location] file|dir ...\n"
+	    "  learn --stats | --classify [--db location] [file|dir ...]\n"
 	    "  help\n"
 	    "\n"
 	    "-c file: configuration (default %s if it exists)\n",

@@ -45,4 +45,10 @@ int cmd_scan(const char *conffile, int argc, char **argv);
 /* moat dns (moat_dns.c): one lookup through moat's resolver. */
 int cmd_dns(const char *conffile, int argc, char **argv);
 
+/*
+ * moat learn (moat_learn.c): train the Bayesian classifier, or --stats.
+ * conffile as for cmd_scan.
+ */
+int cmd_learn(const char *conffile, int argc, char **argv);
+
 #endif

@@ -16,6 +16,8 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <sys/stat.h>
 #include <errno.h>
 #include <getopt.h>
 #include <netinet/in.h>
@@ -172,6 +174,15 @@ read_message(struct scan *sc, const char *path)
 	evbuffer_remove(b, sc->msg, sc->len);
 	sc->msg[sc->len] = '\0';
 	evbuffer_free(b);
+	/* A file cut from an mbox may begin with its "From " line. */
+	if (sc->len > 5 && memcmp(sc->msg, "From ", 5) == 0) {
+		char *eol = memchr(sc->msg, '\n', sc->len);
+
+		if (eol != NULL) {
+			sc->len -= (size_t)(eol + 1 - sc->msg);
+			memmove(sc->msg, eol + 1, sc->len + 1);
+		}
+	}
 
 	hbuf = xmalloc((size_t)LIMIT(sc->rt->cf, MAX_HEADER_SIZE));
 	hdrparse_init(&hp, hbuf, (size_t)LIMIT(sc->rt->cf, MAX_HEADER_SIZE),
@@ -558,11 +569,17 @@ print_text(struct scan *sc, const char *hdrs)
 }
 
 static void
-print_json(struct scan *sc, const char *hdrs)
+print_json(struct scan *sc, const char *hdrs, const char *file)
 {
 	size_t i;
 
-	printf("{\"envelope\":{\"client\":");
+	printf("{");
+	if (file != NULL) {
+		printf("\"file\":");
+		json_str(stdout, file);
+		printf(",");
+	}
+	printf("\"envelope\":{\"client\":");
 	json_str(stdout, sc->env.client_addr);
 	printf(",\"helo\":");
 	json_str(stdout, sc->env.helo);
@@ -631,9 +648,11 @@ scan_usage(void)
 {
 	fprintf(stderr,
 	    "usage: moat scan [--ip ADDR] [--helo NAME] [--from ADDR] "
-	    "--rcpt ADDR [--rcpt ADDR]... [--auth ID] [--json] [FILE|-]\n"
+	    "--rcpt ADDR [--rcpt ADDR]... [--auth ID] [--json] "
+	    "[FILE|DIR|-]...\n"
 	    "exit: 0 accept, 3 tempfail, 4 reject, 5 discard, 6 quarantine, "
-	    "7 add_header, 1 error, 2 usage\n");
+	    "7 add_header, 1 error, 2 usage (several messages: 0 all "
+	    "scanned, 1 not)\n");
 }
 
 static void
@@ -653,9 +672,134 @@ scan_free(struct scan *sc)
 	free(sc->fields);
 	free(sc->seen.subject);
 	free(sc->msg);
-	free(sc->rcpts);
 	free(sc->rr);
 	free(sc->accepted);
+}
+
+/* What every message of one run shares. */
+struct scan_opts {
+	struct runtime	       *rt;
+	struct loop	       *loop;
+	struct sockaddr_storage ss;
+	const char	       *ip, *helo, *from, *auth;
+	const char	      **rcpts;
+	size_t			nrcpts;
+	int			json;
+	int			many; /* several messages: name each */
+};
+
+/* One message: its exit status (the action), or -1 if it was not read. */
+static int
+scan_message(const struct scan_opts *o, const char *path)
+{
+	struct scan sc;
+	char	   *hdrs;
+	int	    rc;
+
+	memset(&sc, 0, sizeof(sc));
+	sc.rt = o->rt;
+	sc.loop = o->loop;
+	sc.ss = o->ss;
+	sc.rcpts = o->rcpts;
+	sc.nrcpts = o->nrcpts;
+	if (read_message(&sc, path) == -1) {
+		scan_free(&sc);
+		return -1;
+	}
+	the_scan = &sc;
+	chain_run_init(&sc.run, sc.rt->chain, sc.loop, SCAN_SID);
+	evidence_init(&sc.ev);
+	hdr_edits_init(&sc.edits);
+	sc.rr = xcalloc(sc.nrcpts, sizeof(*sc.rr));
+	sc.accepted = xcalloc(sc.nrcpts, sizeof(char *));
+	sc.env.sid = SCAN_SID;
+	sc.env.client_addr = o->ip;
+	sc.env.client_sa = (const struct sockaddr *)&sc.ss;
+	sc.env.helo = o->helo;
+	sc.env.auth = o->auth;
+	sc.env.mail_from = o->from;
+	sc.stage = FILTER_STAGE_CONNECT;
+
+	scan_next(&sc);
+	while (!sc.done && !sc.decided)
+		event_base_loop(loop_base(sc.loop), EVLOOP_ONCE);
+
+	if (!sc.decided && sc.d.action != ACT_DISCARD) {
+		policy_final(sc.rt->policy,
+		    sc.group ? sc.group
+			     : policy_group_for(
+				   sc.rt->policy, NULL, o->auth != NULL),
+		    &sc.ev, &sc.d);
+		if (sc.allow) /* as moatd's sp_eom */
+			sc.d.action = ACT_ACCEPT;
+	}
+	if (!sc.decided && sc.d.action != ACT_REJECT &&
+	    sc.d.action != ACT_TEMPFAIL && sc.d.action != ACT_DISCARD)
+		policy_headers(sc.rt->cf,
+		    sc.group ? sc.group
+			     : policy_group_for(
+				   sc.rt->policy, NULL, o->auth != NULL),
+		    &sc.d, &sc.ev, (const char *const *)sc.ar, sc.nar, &sc.seen,
+		    &sc.edits);
+	hdrs = header_changes(&sc);
+	if (o->json)
+		print_json(&sc, hdrs, o->many ? path : NULL);
+	else {
+		if (o->many)
+			printf("== %s\n", path);
+		print_text(&sc, hdrs);
+	}
+	fflush(stdout);
+	free(hdrs);
+	rc = exit_for(sc.d.action);
+	scan_free(&sc);
+	the_scan = NULL;
+	return rc;
+}
+
+static int
+name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * The messages a path names: itself, or a directory's regular files
+ * (not dot files), sorted by name. Appended to *v; *dir set for a
+ * directory.
+ */
+static int
+expand_path(const char *path, char ***v, size_t *n, int *dir)
+{
+	struct stat    st;
+	DIR	      *d;
+	struct dirent *e;
+	size_t	       first = *n;
+	char	       buf[4096];
+
+	if (strcmp(path, "-") == 0 || stat(path, &st) == -1 ||
+	    !S_ISDIR(st.st_mode)) {
+		*v = xrealloc(*v, (*n + 1) * sizeof(**v));
+		(*v)[(*n)++] = xstrdup(path);
+		return 0;
+	}
+	*dir = 1;
+	if ((d = opendir(path)) == NULL) {
+		fprintf(stderr, "moat: scan: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(buf, sizeof(buf), "%s/%s", path, e->d_name);
+		if (stat(buf, &st) == -1 || !S_ISREG(st.st_mode))
+			continue;
+		*v = xrealloc(*v, (*n + 1) * sizeof(**v));
+		(*v)[(*n)++] = xstrdup(buf);
+	}
+	closedir(d);
+	qsort(*v + first, *n - first, sizeof(**v), name_cmp);
+	return 0;
 }
 
 int
@@ -671,151 +815,122 @@ cmd_scan(const char *conffile, int argc, char **argv)
 		{ "help", no_argument, NULL, 'H' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct scan	sc;
-	struct config  *cf;
-	const char     *ip = "127.0.0.1", *helo = "localhost", *from = NULL;
-	const char     *auth = NULL, *path = "-";
-	char	       *hdrs;
-	int		ch, json = 0, rc;
-	struct in_addr	a4;
-	struct in6_addr a6;
+	struct scan_opts o;
+	struct config	*cf;
+	char	       **paths = NULL;
+	size_t		 npaths = 0, i, failed = 0;
+	int		 ch, rc = 0, r;
+	struct in_addr	 a4;
+	struct in6_addr	 a6;
+	static char	 f[1024];
 
-	memset(&sc, 0, sizeof(sc));
+	memset(&o, 0, sizeof(o));
+	o.ip = "127.0.0.1";
+	o.helo = "localhost";
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'i':
-			ip = optarg;
+			o.ip = optarg;
 			break;
 		case 'h':
-			helo = optarg;
+			o.helo = optarg;
 			break;
 		case 'f':
-			from = optarg;
+			o.from = optarg;
 			break;
 		case 'r':
-			sc.rcpts = xrealloc(
-			    sc.rcpts, (sc.nrcpts + 1) * sizeof(char *));
-			sc.rcpts[sc.nrcpts++] = optarg;
+			o.rcpts =
+			    xrealloc(o.rcpts, (o.nrcpts + 1) * sizeof(char *));
+			o.rcpts[o.nrcpts++] = optarg;
 			break;
 		case 'a':
-			auth = optarg;
+			o.auth = optarg;
 			break;
 		case 'j':
-			json = 1;
+			o.json = 1;
 			break;
 		default:
 			scan_usage();
-			free(sc.rcpts);
+			free(o.rcpts);
 			return MOAT_EXIT_USAGE;
 		}
 	}
-	if (optind < argc)
-		path = argv[optind++];
-	if (optind != argc || sc.nrcpts == 0) {
+	if (o.nrcpts == 0) {
 		scan_usage();
-		free(sc.rcpts);
+		free(o.rcpts);
 		return MOAT_EXIT_USAGE;
 	}
-	if (from == NULL)
-		from = "";
-	else if (*from == '<') { /* accept <a@b> as well */
-		static char f[1024];
-		const char *in = from + 1;
+	if (o.from == NULL)
+		o.from = "";
+	else if (*o.from == '<') { /* accept <a@b> as well */
+		const char *in = o.from + 1;
 
 		snprintf(f, sizeof(f), "%.*s", (int)strcspn(in, ">"), in);
-		from = f;
+		o.from = f;
 	}
-	memset(&sc.ss, 0, sizeof(sc.ss));
-	if (inet_pton(AF_INET, ip, &a4) == 1) {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)&sc.ss;
+	if (inet_pton(AF_INET, o.ip, &a4) == 1) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&o.ss;
 
 		s4->sin_family = AF_INET;
 		s4->sin_addr = a4;
-	} else if (inet_pton(AF_INET6, ip, &a6) == 1) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&sc.ss;
+	} else if (inet_pton(AF_INET6, o.ip, &a6) == 1) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&o.ss;
 
 		s6->sin6_family = AF_INET6;
 		s6->sin6_addr = a6;
 	} else {
-		fprintf(stderr, "moat: scan: --ip %s is not an address\n", ip);
-		free(sc.rcpts);
+		fprintf(
+		    stderr, "moat: scan: --ip %s is not an address\n", o.ip);
+		free(o.rcpts);
 		return MOAT_EXIT_USAGE;
 	}
+	if (optind == argc)
+		expand_path("-", &paths, &npaths, &o.many);
+	o.many |= argc - optind > 1;
+	for (; optind < argc; optind++)
+		if (expand_path(argv[optind], &paths, &npaths, &o.many) == -1)
+			failed++;
 
 	if ((cf = config_load(conffile, NULL)) == NULL) {
-		free(sc.rcpts);
-		return MOAT_EXIT_FAIL;
+		rc = MOAT_EXIT_FAIL;
+		goto out;
 	}
-	if ((sc.rt = runtime_build(cf)) == NULL) {
+	if ((o.rt = runtime_build(cf)) == NULL) {
 		config_free(cf);
-		free(sc.rcpts);
-		return MOAT_EXIT_FAIL;
-	}
-	if (read_message(&sc, path) == -1) {
-		scan_free(&sc);
-		runtime_release(sc.rt);
-		scanner_shutdown();
-		return MOAT_EXIT_FAIL;
+		rc = MOAT_EXIT_FAIL;
+		goto out;
 	}
 	if (workers_start((unsigned)LIMIT(cf, WORKER_THREADS),
 		(size_t)LIMIT(cf, WORKER_QUEUE)) == -1) {
 		fprintf(stderr, "moat: scan: cannot start worker threads\n");
-		scan_free(&sc);
-		runtime_release(sc.rt);
+		runtime_release(o.rt);
 		scanner_shutdown();
-		return MOAT_EXIT_FAIL;
+		rc = MOAT_EXIT_FAIL;
+		goto out;
 	}
-	sc.loop = loop_new(0, cf);
-	the_scan = &sc;
+	o.loop = loop_new(0, cf);
 	chain_set_lookup(scan_lookup);
-	chain_run_init(&sc.run, sc.rt->chain, sc.loop, SCAN_SID);
-	evidence_init(&sc.ev);
-	hdr_edits_init(&sc.edits);
-	sc.rr = xcalloc(sc.nrcpts, sizeof(*sc.rr));
-	sc.accepted = xcalloc(sc.nrcpts, sizeof(char *));
-	sc.env.sid = SCAN_SID;
-	sc.env.client_addr = ip;
-	sc.env.client_sa = (const struct sockaddr *)&sc.ss;
-	sc.env.helo = helo;
-	sc.env.auth = auth;
-	sc.env.mail_from = from;
-	sc.stage = FILTER_STAGE_CONNECT;
-
-	scan_next(&sc);
-	while (!sc.done && !sc.decided)
-		event_base_loop(loop_base(sc.loop), EVLOOP_ONCE);
-
-	if (!sc.decided && sc.d.action != ACT_DISCARD) {
-		policy_final(sc.rt->policy,
-		    sc.group
-			? sc.group
-			: policy_group_for(sc.rt->policy, NULL, auth != NULL),
-		    &sc.ev, &sc.d);
-		if (sc.allow) /* as moatd's sp_eom */
-			sc.d.action = ACT_ACCEPT;
+	for (i = 0; i < npaths; i++) {
+		r = scan_message(&o, paths[i]);
+		if (r == -1)
+			failed++;
+		else
+			rc = r;
 	}
-	if (!sc.decided && sc.d.action != ACT_REJECT &&
-	    sc.d.action != ACT_TEMPFAIL && sc.d.action != ACT_DISCARD)
-		policy_headers(cf,
-		    sc.group
-			? sc.group
-			: policy_group_for(sc.rt->policy, NULL, auth != NULL),
-		    &sc.d, &sc.ev, (const char *const *)sc.ar, sc.nar, &sc.seen,
-		    &sc.edits);
-	hdrs = header_changes(&sc);
-	if (json)
-		print_json(&sc, hdrs);
-	else
-		print_text(&sc, hdrs);
-	free(hdrs);
-	rc = exit_for(sc.d.action);
-
-	scan_free(&sc);
+	/* Several messages: 0 when every one was scanned, else 1. */
+	if (o.many)
+		rc = failed > 0 ? MOAT_EXIT_FAIL : 0;
+	else if (failed > 0)
+		rc = MOAT_EXIT_FAIL;
 	workers_stop();
-	the_scan = NULL;
-	loop_free(sc.loop);
-	runtime_release(sc.rt);
+	loop_free(o.loop);
+	runtime_release(o.rt);
 	scanner_shutdown();
+out:
+	for (i = 0; i < npaths; i++)
+		free(paths[i]);
+	free(paths);
+	free(o.rcpts);
 	return rc;
 }

@@ -152,41 +152,6 @@ scan_setup_engine(struct cl_engine *e)
 	cl_engine_set_clcb_file_inspection(e, cb_file);
 }
 
-/* In-place unstuffing: the framer's output is written at w. */
-struct unstuff {
-	char  *base;
-	size_t w;
-};
-
-static void
-unstuff_emit(void *arg, const char *p, size_t n)
-{
-	struct unstuff *u = arg;
-
-	memmove(u->base + u->w, p, n);
-	u->w += n;
-}
-
-/*
- * Undo SMTP dot-stuffing of [p, p+len) in place and drop the final
- * ".\r\n". Returns the content length, or -1 when the content does not end
- * with exactly one end-of-data line.
- */
-static long long
-unstuff(char *p, size_t len)
-{
-	struct dataframe df;
-	struct unstuff	 u = { p, 0 };
-	size_t		 used;
-
-	dataframe_init(
-	    &df, DF_MODE_DATA, DF_REJECT, DF_REJECT, unstuff_emit, &u);
-	used = dataframe_feed(&df, p, len);
-	if (!df.done || used != len)
-		return -1;
-	return (long long)u.w;
-}
-
 static uint64_t
 usec_since(const struct timespec *t0)
 {
@@ -249,7 +214,7 @@ scan_message(int fd, const struct scan_request *req, struct scan_reply *r)
 	}
 	n = (long long)req->length;
 	if ((req->flags & SCAN_F_DOTSTUFFED) &&
-	    (n = unstuff(p, req->length)) < 0) {
+	    (n = dataframe_unstuff(p, req->length)) < 0) {
 		fail(r, SCAN_ERROR, "%s",
 		    "dot-stuffed content without a proper end of data");
 		munmap(p, req->length);

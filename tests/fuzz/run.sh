@@ -14,7 +14,7 @@ srcs="$top/proxy/smtp_parse.c $top/proxy/dataframe.c $top/proxy/headers.c
   $top/proxy/hdredit.c $top/proxy/sasl.c $top/proxy/dnsrr.c $top/policies/lists.c
   $top/proxy/util.c
   $top/proxy/log.c $top/filters/spf/spf_eval.c $top/filters/dmarc/dmarc_eval.c $top/proxy/from_field.c
-  $top/filters/av/scanproto.c
+  $top/filters/av/scanproto.c $top/tools/mbox.c $top/filters/spam/bayes_tok.c
   $top/filters/spam/sa_conf.c $top/filters/spam/sa_regex.c
   $top/filters/spam/sa_meta.c $top/filters/spam/sa_net.c
   $top/filters/spam/sa_eval.c $top/filters/spam/sa_engine.c
@@ -29,7 +29,7 @@ for f in "$top"/tests/fuzz/fuzz_*.c; do
 	    -fno-sanitize-recover=undefined -D_GNU_SOURCE -D_DEFAULT_SOURCE \
 	    -I"$top/proxy" -I"$top/policies" -I"$top/filters/spf" \
 	    -I"$top/filters/dmarc" -I"$top/filters/av" -I"$top/filters" \
-	    -I"$top/filters/spam" $(pkg-config --cflags libidn2 libpsl libpcre2-8) \
+	    -I"$top/filters/spam" -I"$top/tools" $(pkg-config --cflags libidn2 libpsl libpcre2-8) \
 	    "$f" $srcs -levent_core -lopendmarc -lpcre2-8 \
 	    $(pkg-config --libs libidn2 libpsl) \
 	    -o "$bin" 2>"$out/$name.build.log"; then

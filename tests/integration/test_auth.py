@@ -24,7 +24,12 @@ What is checked:
   sending on an unauthenticated one, responses up to RFC 4954's 12288
   octets pass and longer ones are refused, the credentials appear in no
   log line, the policy sees the session as authenticated (group with
-  authenticated = true).
+  authenticated = true);
+- DKIM signing after the real upstream: an authenticated message signed
+  by moat (RSA key from opendkim-genkey, Ed25519 from openssl) goes
+  through Postfix into a Maildir, where opendkim-testmsg (libopendkim's
+  own verifier, its DNS answered by a dnsmasq inside a private network
+  namespace) verifies each signature; tampered copies fail.
 Edge cases of the exchange itself (exact bytes relayed, an upstream that
 closes mid-exchange, answers oddly) use a recording fake upstream.
 """
@@ -43,7 +48,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from moattest import (TAP, Sink, Moatd, Client, Recorder, Postfix,  # noqa: E402
                       postfix_usable, tmpdir, free_port, spawn, stop, on_cleanup,
-                      write_file as write, sink_headers)
+                      write_file as write, sink_headers, dns_txt)
 
 t = TAP()
 WORK = tmpdir()
@@ -648,13 +653,166 @@ def sec_fake_upstream():
         rec.stop()
 
 
+# --------------------------------------------- DKIM signing through Postfix
+
+ODK_VERIFY = """\
+ip link set lo up || exit 90
+mount --bind "$1/resolv.conf" /etc/resolv.conf || exit 91
+dnsmasq --keep-in-foreground --conf-file="$1/dnsmasq.conf" --pid-file= &
+pid=$!
+for i in $(seq 100); do grep -q ':0035 ' /proc/net/udp && break; sleep 0.05; done
+opendkim-testmsg < "$2"
+rc=$?
+kill $pid
+wait $pid
+exit $rc
+"""
+
+
+def opendkim_verify(raw, records):
+    """opendkim-testmsg (opendkim-tools: libopendkim with its own DNS
+    code, through libresolv) on raw; the key records served by a dnsmasq
+    on port 53 inside a network and mount namespace of its own, where
+    /etc/resolv.conf points at it. (exit status, stderr); 0 = verified."""
+    d = tmpdir()
+    os.chmod(d, 0o755)
+    write(os.path.join(d, "resolv.conf"), "nameserver 127.0.0.1\n")
+    write(os.path.join(d, "dnsmasq.conf"), "\n".join(
+        ["port=53", "listen-address=127.0.0.1", "bind-interfaces", "no-resolv",
+         "no-hosts", "user=root"] + [dns_txt(n, v) for n, v in records.items()]) + "\n")
+    path = os.path.join(d, "msg.eml")
+    with open(path, "wb") as f:
+        f.write(raw)
+    p = subprocess.run(["unshare", "-n", "-m", "sh", "-c", ODK_VERIFY, "sh", d, path],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    return p.returncode, p.stderr.decode("latin-1").strip()
+
+
+def genkey_record(txt):
+    """The TXT value of an opendkim-genkey zone-file stub."""
+    return "".join(re.findall(r'"([^"]*)"', txt))
+
+
+def only_signature(raw, keep):
+    """raw with every DKIM-Signature field but the keep-th removed (each
+    signature is verified on its own; opendkim-testmsg reports one)."""
+    head, sep, body = raw.partition(b"\n\n")
+    fields = re.split(rb"\n(?=[^ \t])", head)
+    n, out = 0, []
+    for f in fields:
+        if f.lower().startswith(b"dkim-signature:"):
+            n += 1
+            if n - 1 != keep:
+                continue
+        out.append(f)
+    return b"\n".join(out) + sep + body
+
+
+def sec_dkim_sign_postfix():
+    """moat signs authenticated mail; the message goes through the real
+    Postfix to a Maildir and is verified there by opendkim-testmsg."""
+    why = None
+    if shutil.which("opendkim-genkey") is None or shutil.which("opendkim-testmsg") is None:
+        why = "opendkim-tools not installed"
+    elif shutil.which("unshare") is None or shutil.which("dnsmasq") is None:
+        why = "unshare or dnsmasq missing"
+    elif subprocess.run(["unshare", "-n", "-m", "true"]).returncode != 0:
+        why = "no network namespaces here"
+    if why:
+        t.skip("DKIM signing verified after Postfix", why)
+        return
+    kd = tmpdir()
+    subprocess.run(["opendkim-genkey", "-b", "2048", "-d", "example.test", "-s", "pf2026",
+                    "-D", kd], check=True)
+    rsa = os.path.join(kd, "pf2026.private")
+    os.chmod(rsa, 0o600)
+    with open(os.path.join(kd, "pf2026.txt")) as f:
+        rsa_rec = genkey_record(f.read())
+    ed = os.path.join(kd, "ed.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", ed], check=True)
+    os.chmod(ed, 0o600)
+    der = subprocess.run(["openssl", "pkey", "-in", ed, "-pubout", "-outform", "DER"],
+                         stdout=subprocess.PIPE, check=True).stdout
+    ed_rec = "v=DKIM1; k=ed25519; p=" + base64.b64encode(der[-32:]).decode()
+    records = {"pf2026._domainkey.example.test": rsa_rec,
+               "ed2026._domainkey.example.test": ed_rec}
+    m, ports = start_moat({"mx": ""}, (
+        'dkim_sign "example.test" { selector = "pf2026" key = "%s" }\n'
+        'dkim_sign "example.test ed" { domain = "example.test" selector = "ed2026"'
+        ' key = "%s" }\n' % (rsa, ed)))
+    pf = ENV["postfix"]
+    maildir = os.path.join(pf.vmail, "bob", "Maildir", "new")
+    try:
+        c = tls_client(ports["mx"])
+        t.eq(sasl_plain(c, "alice", USERS["alice"])[-1][0], 235, "dkim: authenticated")
+        body = ("Hello Bob,\r\n"
+                "..a line that began with a dot (dot-stuffed on the wire)\r\n"
+                "trailing spaces   \r\n"
+                "\t tab and spaces\r\n"
+                + "x" * 990 + "\r\n"
+                "\r\n\r\n")
+        data = ("From: Alice <alice@example.test>\r\n"
+                "To: Bob <bob@example.test>\r\n"
+                "Subject: signed by moat,\r\n folded\r\n"
+                "Date: Tue, 24 Nov 2026 10:00:00 +0000\r\n"
+                "Message-ID: <dkim-postfix@example.test>\r\n"
+                "MIME-Version: 1.0\r\n"
+                "Content-Type: text/plain; charset=us-ascii\r\n"
+                "\r\n" + body + ".\r\n")
+        t.eq(c.cmd("MAIL FROM:<alice@example.test>")[0], 250, "dkim: MAIL")
+        t.eq(c.cmd("RCPT TO:<bob@example.test>")[0], 250, "dkim: RCPT")
+        t.eq(c.cmd("DATA")[0], 354, "dkim: DATA")
+        c.send(data)
+        t.eq(c.reply()[0], 250, "dkim: accepted through moat and Postfix")
+        c.cmd("QUIT")
+        c.close()
+        files = []
+        end = time.time() + 20
+        while time.time() < end:
+            files = os.listdir(maildir) if os.path.isdir(maildir) else []
+            if files:
+                break
+            time.sleep(0.1)
+        t.eq(len(files), 1, "dkim: Postfix delivered it to the Maildir")
+        if not files:
+            t.diag(pf.log())
+            return
+        with open(os.path.join(maildir, files[0]), "rb") as f:
+            raw = f.read()
+        t.ok(raw.startswith(b"Return-Path: ") and b"\nReceived: from " in raw,
+             "dkim: Postfix added its own fields (Return-Path, Received)")
+        t.ok(b"\n.a line that began" in raw, "dkim: the dot-stuffing was undone by Postfix")
+        sigs = [s for s in re.split(rb"\n(?=[^ \t])", raw.partition(b"\n\n")[0])
+                if s.lower().startswith(b"dkim-signature:")]
+        algs = sorted(re.search(rb"a=([\w-]+)", s).group(1).decode() for s in sigs)
+        t.eq(algs, ["ed25519-sha256", "rsa-sha256"], "dkim: two signatures (RSA, Ed25519)")
+        for i in range(len(sigs)):
+            one = only_signature(raw, i)
+            alg = re.search(rb"DKIM-Signature:[^\n]*(?:\n[ \t][^\n]*)*", one)
+            alg = re.search(rb"a=([\w-]+)", alg.group(0)).group(1).decode()
+            rc, err = opendkim_verify(one, records)
+            t.eq(rc, 0, "dkim: opendkim-testmsg verifies the %s signature after Postfix"
+                 % alg)
+            if rc:
+                t.diag(err)
+            bad = one.replace(b"Hello Bob", b"Hello Bib")
+            rc, err = opendkim_verify(bad, records)
+            t.ok(rc != 0 and "signature" in err.lower(),
+                 "dkim: a tampered body fails opendkim-testmsg (%s): %s" % (alg, err))
+        bad = only_signature(raw, 0).replace(b"Subject: signed by moat", b"Subject: signed by mole")
+        rc, err = opendkim_verify(bad, records)
+        t.ok(rc != 0, "dkim: a tampered Subject fails too: %s" % err)
+    finally:
+        m.stop()
+
+
 def main():
     why = setup()
     if why:
         t.skip("AUTH relay against Postfix + Dovecot", why)
     else:
         for sec in (sec_advertising, sec_mechanisms, sec_refusals, sec_failures,
-                    sec_isolation):
+                    sec_isolation, sec_dkim_sign_postfix):
             t.section(sec)
     t.section(sec_fake_upstream)
     t.done()

@@ -20,7 +20,10 @@ From fields and no From are not signed; one log line per signature and
 the transaction's dkim_signed=; moatd -t refuses a missing key file, a
 512-bit RSA key and a file that is no key, with file:line, and warns
 about a key readable by others; a client that leaves while its message
-is being signed does not hurt moatd.
+is being signed does not hurt moatd; with the worker pool full, a message
+to be signed gets 451 4.3.0 and is not forwarded unsigned.
+(test_auth.py verifies signatures with opendkim-testmsg after a real
+Postfix delivered the message.)
 """
 
 import base64
@@ -357,6 +360,50 @@ def edits_section(keys, dns):
         rec.stop()
 
 
+def pool_full_section(keys, dns):
+    """The worker pool is full when a message is to be signed: 451, never
+    forwarded unsigned. One worker, the smallest queue (16); seventeen
+    messages to the "busy" group, whose test filter holds a worker for
+    a while at EOM, fill it."""
+    rec = Recorder(ehlo_caps=["PIPELINING", "SIZE 10240000", "8BITMIME",
+                              "ENHANCEDSTATUSCODES", "AUTH PLAIN"],
+                   sasl=["235 2.7.0 ok"])
+    port = free_port()
+    conf = ('listen "127.0.0.1:%d" { tls = "off" auth = "always" }\n'
+            'worker_threads = 1\nworker_queue = 16\n'
+            'filter "test" { delay_stage = "eom" work_ms = 20000 timeout = "60s" }\n'
+            'group "busy" { recipients = {"busy.test"} }\n'
+            'group "default" { filters = {} }\n'
+            'dkim_sign "rsa.test" {\n selector = "r2026"\n key = "%s"\n}\n'
+            % (port, keys["rsa"]))
+    m = Moatd(rec.port, conf=conf, listen=port)
+    busy = []
+    try:
+        for i in range(17):
+            c, _ = session(m.port, auth=False)
+            c.cmd("MAIL FROM:<x@other.test>")
+            c.cmd("RCPT TO:<y@busy.test>")
+            if c.cmd("DATA")[0] == 354:
+                c.send("Subject: busy %d\r\n\r\nx\r\n.\r\n" % i)
+            busy.append(c)
+        time.sleep(1.0)
+        before = len(rec.messages)
+        r = send(m.port, msg("alice@rsa.test", "full"))
+        t.like("%d %s" % r, r"^451 4\.3\.0 ", "signing with the worker pool full: 451 (the client retries)")
+        t.ok(m.wait_log(r'event=dkim-sign-failed sid=\w+ error="worker queue full"', 5),
+             "log: event=dkim-sign-failed error=\"worker queue full\"")
+        time.sleep(0.3)
+        t.eq(len(rec.messages), before, "nothing was forwarded unsigned")
+        for c in busy:
+            c.close()
+        busy = []
+    finally:
+        for c in busy:
+            c.close()
+        t.eq(m.stop(), 0, "pool full: moatd exits cleanly")
+        rec.stop()
+
+
 def config_section(keys):
     small, _ = rsa_key("small", 512)
     notkey = os.path.join(WORK, "notkey.pem")
@@ -407,6 +454,7 @@ def main():
     try:
         t.section(lambda: main_section(keys, dns))
         t.section(lambda: edits_section(keys, dns))
+        t.section(lambda: pool_full_section(keys, dns))
         t.section(lambda: config_section(keys))
     finally:
         dns.stop()
