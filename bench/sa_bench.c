@@ -8,6 +8,8 @@
  *
  *	bench/sa_bench [-n] [-c] [-r rules]... dir...
  *
+ * -m: real views (msgview_new(), the MIME walk) instead of the crude
+ * test view; the view time is then the MIME walk's.
  * -n: without the Hyperscan prefilter; -c: also load the rules without
  * it and check every message gets the same hits both ways (the
  * prefilter must never lose a match).
@@ -55,7 +57,7 @@ main(int argc, char **argv)
 
 	struct sa_ruleset *ref = NULL;
 	struct sa_scratch *rsc = NULL;
-	int		   compare = 0;
+	int		   compare = 0, real = 0;
 	size_t		   mismatches = 0;
 
 	for (a = 1; a < argc; a++) {
@@ -63,6 +65,8 @@ main(int argc, char **argv)
 			o.no_prefilter = 1;
 		else if (strcmp(argv[a], "-c") == 0)
 			compare = 1;
+		else if (strcmp(argv[a], "-m") == 0)
+			real = 1;
 		else if (strcmp(argv[a], "-r") == 0 && a + 1 < argc &&
 		    nrules < 16)
 			rules[nrules++] = argv[++a];
@@ -87,6 +91,7 @@ main(int argc, char **argv)
 		if (ref == NULL)
 			return 1;
 	}
+	msgview_global_init();
 	sc = sa_scratch_new();
 	if (getenv("SA_BENCH_PROFILE"))
 		sa_scratch_profile(sc, 1);
@@ -98,12 +103,13 @@ main(int argc, char **argv)
 		double		total = 0;
 
 		for (i = 0; i < (size_t)(n > 0 ? n : 0); i++) {
-			char		 path[4096];
-			char		*raw;
-			size_t		 len;
-			struct tv	*t = malloc(sizeof(*t));
-			struct sa_result res;
-			uint64_t	 t1, t2, t3;
+			char		      path[4096];
+			char		     *raw;
+			size_t		      len;
+			struct tv	     *t = malloc(sizeof(*t));
+			struct sa_result      res;
+			uint64_t	      t1, t2, t3;
+			const struct msgview *mv;
 
 			snprintf(path, sizeof(path), "%s/%s", argv[a],
 			    ents[i]->d_name);
@@ -115,9 +121,26 @@ main(int argc, char **argv)
 				continue;
 			}
 			t1 = now_usec();
-			tv_from_raw(t, raw, len);
+			if (real) {
+				const char *b = raw;
+				size_t	    bl = len;
+
+				/* an mbox From_ line is not part of it */
+				if (bl > 5 && memcmp(b, "From ", 5) == 0) {
+					const char *nl = memchr(b, '\n', bl);
+
+					if (nl != NULL) {
+						bl -= (size_t)(nl + 1 - b);
+						b = nl + 1;
+					}
+				}
+				mv = msgview_new(b, bl, NULL);
+			} else {
+				tv_from_raw(t, raw, len);
+				mv = &t->mv;
+			}
 			t2 = now_usec();
-			sa_eval(rs, sc, &t->mv, raw, len, NULL, NULL, 0, &res);
+			sa_eval(rs, sc, mv, raw, len, NULL, NULL, 0, &res);
 			t3 = now_usec();
 			tview += t2 - t1;
 			teval += t3 - t2;
@@ -129,8 +152,8 @@ main(int argc, char **argv)
 				size_t		 k;
 				int		 same;
 
-				sa_eval(ref, rsc, &t->mv, raw, len, NULL, NULL,
-				    0, &r2);
+				sa_eval(
+				    ref, rsc, mv, raw, len, NULL, NULL, 0, &r2);
 				same = r2.nhits == res.nhits;
 				for (k = 0; same && k < res.nhits; k++)
 					same = strcmp(r2.hits[k].name,
@@ -152,7 +175,10 @@ main(int argc, char **argv)
 					printf(" %s", res.hits[k].name);
 				printf("\n");
 			}
-			tv_free(t);
+			if (real)
+				msgview_free((struct msgview *)mv);
+			else
+				tv_free(t);
 			free(t);
 			free(raw);
 			free(ents[i]);
