@@ -111,6 +111,12 @@ now_usec_ns(void)
 }
 
 void
+sa_scratch_set_budget(struct sa_scratch *sc, unsigned long usec)
+{
+	sc->budget = usec;
+}
+
+void
 sa_scratch_profile(struct sa_scratch *sc, int on)
 {
 	free(sc->prof);
@@ -140,6 +146,7 @@ sa_scratch_new(void)
 	if (sc->js != NULL)
 		pcre2_jit_stack_assign(sc->mc, NULL, sc->js);
 	sc->hcache = xcalloc(SA_HCACHE, sizeof(*sc->hcache));
+	sc->budget = SA_EVAL_BUDGET_USEC;
 	return sc;
 }
 
@@ -846,8 +853,8 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 	size_t	      i, k;
 	unsigned      n, ran = 0;
 	double	      total = 0;
-	uint64_t      tprev;
-	int	      usepf;
+	uint64_t      tprev, deadline = 0;
+	int	      usepf, timed_out = 0;
 
 	memset(&c, 0, sizeof(c));
 	c.rs = rs;
@@ -871,6 +878,8 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 	}
 	sc->body_built = sc->raw_built = 0;
 	sc->nhits = 0;
+	if (sc->budget != 0)
+		deadline = now_usec() + sc->budget;
 	if (sc->prof != NULL && sc->nprof < rs->nrules) {
 		free(sc->prof);
 		sc->prof = xcalloc(rs->nrules, sizeof(*sc->prof));
@@ -886,7 +895,7 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 		memset(sc->cand, 0, (rs->nrules + 7) / 8);
 	}
 
-	for (k = 0; k < SA_NTYPES; k++) {
+	for (k = 0; k < SA_NTYPES && !timed_out; k++) {
 		if (k == SA_META)
 			continue;
 		if (k == SA_BODY && rs->norder[k] > 0)
@@ -894,10 +903,16 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 		if (k == SA_RAWBODY && rs->norder[k] > 0)
 			build_rawbody(&c);
 		usepf = rs->norder[k] > 0 && prefilter(&c, (int)k);
-		for (i = 0; i < rs->norder[k]; i++) {
+		for (i = 0; i < rs->norder[k] && !timed_out; i++) {
 			uint32_t	      ri = rs->order[k][i];
 			const struct sa_rule *r = rs->rules[ri];
 
+			/* a clock read every 16 rules */
+			if (deadline != 0 && (i & 15) == 0 &&
+			    now_usec() > deadline) {
+				timed_out = 1;
+				break;
+			}
 			if (usepf && r->pf &&
 			    !(sc->cand[ri >> 3] & (1u << (ri & 7)))) {
 				sc->values[ri] = 0;
@@ -937,7 +952,7 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 			}
 		}
 	}
-	for (i = 0; i < rs->nevals; i++) {
+	for (i = 0; i < rs->nevals && !timed_out; i++) {
 		const struct sa_rule *r = rs->rules[rs->evals[i]];
 		int		      v = r->ev->fn(&c, r, &r->args);
 
@@ -982,5 +997,6 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 	res->nhits = sc->nhits;
 	res->score = total;
 	res->rules_run = ran;
+	res->timed_out = timed_out;
 	return 0;
 }

@@ -182,10 +182,21 @@ struct sa_result {
 	size_t		     nhits;
 	double		     score;
 	unsigned	     rules_run; /* rules evaluated (for timing) */
+	int		     timed_out; /* the budget ran out: the rules
+					    not run yet counted as no hit */
 };
 
 struct sa_scratch *sa_scratch_new(void);
 void		   sa_scratch_free(struct sa_scratch *);
+
+/*
+ * Time budget of one sa_eval() in microseconds (default
+ * SA_EVAL_BUDGET_USEC; 0 = none). Checked between rules: past it, the
+ * remaining regex and eval rules count as no hit, metas still run, and
+ * the result says timed_out.
+ */
+#define SA_EVAL_BUDGET_USEC 1000000u
+void sa_scratch_set_budget(struct sa_scratch *, unsigned long usec);
 
 /*
  * Run the ruleset over one message: its view, its raw bytes (for `full`

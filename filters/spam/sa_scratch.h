@@ -68,6 +68,8 @@ struct sa_scratch {
 	unsigned char *cand; /* prefilter: bit per rule that may match */
 	size_t	       ncand;
 
+	unsigned long budget; /* usec per sa_eval(), 0 = none */
+
 	uint64_t *prof; /* per rule: nanoseconds spent (profiling on) */
 	size_t	  nprof;
 };

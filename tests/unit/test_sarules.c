@@ -796,6 +796,39 @@ test_more_evals(void)
 }
 
 static void
+test_budget(void)
+{
+	struct sa_ruleset *rs;
+	struct tv	   t;
+	char		  *text, rules[8192], *p = rules;
+	size_t		   i;
+
+	for (i = 0; i < 100; i++)
+		p += sprintf(p, "body R%zu /(?:a|b)+c%zu/\n", i, i);
+	sprintf(p, "meta M !R99\n");
+	rs = load(rules, 1);
+	ok(rs != NULL, "100 rules load");
+	if (rs == NULL)
+		return;
+	text = malloc(200001);
+	memset(text, 'a', 200000);
+	text[200000] = '\0';
+	tv_init(&t);
+	tv_part(&t, "text/plain", text, NULL, 1);
+	sa_scratch_set_budget(sc, 1);
+	run(rs, &t, NULL, NULL, NULL, 0);
+	ok(res.timed_out == 1, "a 1 us budget runs out");
+	ok(hit("M") == 1, "metas still run after the budget");
+	sa_scratch_set_budget(sc, SA_EVAL_BUDGET_USEC);
+	tv_part(&t, "text/plain", "ac5\n", NULL, 1);
+	run(rs, &t, NULL, NULL, NULL, 0);
+	ok(res.timed_out == 0 && hit("R5") == 1, "default budget");
+	tv_free(&t);
+	free(text);
+	sa_ruleset_free(rs);
+}
+
+static void
 test_files(void)
 {
 	char		    dir[] = "/tmp/test_sarules.XXXXXX", path[256];
@@ -923,6 +956,7 @@ main(void)
 	test_texts();
 	test_evals();
 	test_more_evals();
+	test_budget();
 	test_files();
 	test_debian();
 	sa_scratch_free(sc);
