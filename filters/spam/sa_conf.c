@@ -147,6 +147,7 @@ struct loader {
 	char		  *err;
 	size_t		   errlen;
 	int		   no_prefilter;
+	int		   no_lazy;
 	int		   cond[SA_MAX_COND]; /* is this level active */
 	int		   ncond;
 };
@@ -1742,6 +1743,22 @@ finish(struct loader *l, size_t nstrict_files)
 	rs->norder[SA_META] = k;
 	if (!l->no_prefilter)
 		sa_prefilter_build(rs);
+	/*
+	 * Lazy: body and rawbody regexes outside the prefilter (the costly
+	 * ones) whose only effect is through metas (never reported).
+	 */
+	rs->lazy = xcalloc(rs->nrules ? rs->nrules : 1, sizeof(uint32_t));
+	for (k = SA_BODY; k <= SA_RAWBODY; k++)
+		for (i = 0; i < rs->norder[k]; i++) {
+			struct sa_rule *r = rs->rules[rs->order[k][i]];
+
+			if (r->re != NULL && !r->pf && (r->sub || r->sc == 0) &&
+			    !l->no_lazy) {
+				r->lazy = 1;
+				rs->lazy[rs->nlazy++] = rs->order[k][i];
+			}
+		}
+	rs->stats.lazy = (unsigned)rs->nlazy;
 }
 
 static struct sa_ruleset *
@@ -1780,6 +1797,7 @@ sa_ruleset_load(const char *const *paths, size_t n,
 	memset(&l, 0, sizeof(l));
 	l.rs = ruleset_new(opts);
 	l.no_prefilter = opts != NULL && opts->no_prefilter;
+	l.no_lazy = opts != NULL && opts->no_lazy;
 	l.err = err;
 	l.errlen = errlen;
 	if (err != NULL && errlen > 0)
@@ -1801,6 +1819,7 @@ sa_ruleset_load_string(const char *text, size_t len, const char *name,
 	memset(&l, 0, sizeof(l));
 	l.rs = ruleset_new(opts);
 	l.no_prefilter = opts != NULL && opts->no_prefilter;
+	l.no_lazy = opts != NULL && opts->no_lazy;
 	l.err = err;
 	l.errlen = errlen;
 	if (err != NULL && errlen > 0)
@@ -1826,6 +1845,7 @@ sa_ruleset_free(struct sa_ruleset *rs)
 	for (k = 0; k < SA_NTYPES; k++)
 		free(rs->order[k]);
 	free(rs->evals);
+	free(rs->lazy);
 	for (i = 0; i < rs->nlists; i++) {
 		for (k = 0; k < rs->lists[i].n; k++)
 			free(rs->lists[i].v[k]);

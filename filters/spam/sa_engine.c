@@ -175,6 +175,9 @@ sa_scratch_free(struct sa_scratch *sc)
 	free(sc->hcache);
 	free(sc->prof);
 	free(sc->cand);
+	free(sc->lo);
+	free(sc->hi);
+	free(sc->need);
 	sa_prefilter_scratch_free(sc);
 	free(sc);
 }
@@ -820,6 +823,112 @@ prefilter(struct sa_ctx *c, int t)
 	return 1;
 }
 
+/* -------------------------------------------------------- lazy rules */
+
+static unsigned
+run_regex_rule(struct sa_ctx *c, const struct sa_rule *r)
+{
+	struct sa_scratch *sc = c->sc;
+
+	if (r->type == SA_BODY)
+		return run_lines(c, r, &sc->body, &sc->bodyl,
+		    (r->tflags & SA_TF_NOSUBJECT) ? sc->body_subject_lines : 0);
+	return run_lines(c, r, &sc->raw, &sc->rawl, 0);
+}
+
+/*
+ * The lazy rules (costly regexes only metas read) run only where a
+ * reported meta's outcome depends on them: the metas are first evaluated
+ * over intervals, each unknown rule anywhere in [0, its most hits]; a
+ * reported meta whose truth is then undecided asks for the exact values
+ * of its inputs, down the dependency order. A rule nobody asked for stays
+ * 0, which lies inside every interval used, so every reported meta comes
+ * out as if all rules had run. Returns the rules run.
+ */
+static unsigned
+run_lazy(struct sa_ctx *c, uint64_t deadline, int *timed_out)
+{
+	const struct sa_ruleset *rs = c->rs;
+	struct sa_scratch	*sc = c->sc;
+	double			*lo, *hi;
+	unsigned char		*need;
+	size_t			 i, k, n = rs->nrules;
+	unsigned		 ran = 0;
+
+	if (sc->nlazybuf < n) {
+		free(sc->lo);
+		free(sc->hi);
+		free(sc->need);
+		sc->lo = xcalloc(n, sizeof(*sc->lo));
+		sc->hi = xcalloc(n, sizeof(*sc->hi));
+		sc->need = xcalloc(n, 1);
+		sc->nlazybuf = n;
+	}
+	lo = sc->lo;
+	hi = sc->hi;
+	need = sc->need;
+	memcpy(lo, sc->values, n * sizeof(*lo));
+	memcpy(hi, sc->values, n * sizeof(*hi));
+	memset(need, 0, n);
+	for (i = 0; i < rs->nlazy; i++)
+		hi[rs->lazy[i]] = rule_want(rs->rules[rs->lazy[i]]);
+	for (i = 0; i < rs->norder[SA_META]; i++) {
+		uint32_t m = rs->order[SA_META][i];
+		double	 l, h;
+
+		sa_meta_interval(rs->rules[m], lo, hi, &l, &h);
+		/* got_hit(): a true value below 1 counts as 1 */
+		if (l > 0) {
+			lo[m] = l;
+			hi[m] = h;
+		} else if (h < 0)
+			lo[m] = hi[m] = 1;
+		else if (l == 0 && h == 0)
+			lo[m] = hi[m] = 0;
+		else {
+			lo[m] = 0;
+			hi[m] = h > 1 ? h : 1;
+		}
+	}
+	for (i = rs->norder[SA_META]; i-- > 0;) {
+		uint32_t	      m = rs->order[SA_META][i];
+		const struct sa_rule *r = rs->rules[m];
+
+		if (!r->sub && r->sc != 0 && !(lo[m] > 0 || hi[m] == 0))
+			need[m] = 1;
+		if (!need[m])
+			continue;
+		for (k = 0; k < r->ncode; k++) {
+			uint32_t	      d;
+			const struct sa_rule *dr;
+
+			if (r->code[k].op != MOP_RULE)
+				continue;
+			d = r->code[k].arg;
+			dr = rs->rules[d];
+			if (lo[d] == hi[d] || need[d])
+				continue;
+			need[d] = 1;
+			if (!dr->lazy || *timed_out)
+				continue;
+			if (deadline != 0 && now_usec() > deadline) {
+				*timed_out = 1;
+				continue;
+			}
+			{
+				uint64_t t0 = sc->prof ? now_usec_ns() : 0;
+
+				sc->values[d] = run_regex_rule(c, dr);
+				if (sc->prof != NULL)
+					sc->prof[d] += now_usec_ns() - t0;
+			}
+			lo[d] = hi[d] = sc->values[d];
+			ran++;
+		}
+	}
+	return ran;
+}
+
 /* ---------------------------------------------------------------- eval */
 
 static void
@@ -918,6 +1027,8 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 				sc->values[ri] = 0;
 				continue;
 			}
+			if (r->lazy) /* later, if a meta needs it */
+				continue;
 			switch (k) {
 			case SA_HEADER:
 				n = run_header(&c, r);
@@ -971,6 +1082,8 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 		if (idx >= 0 && rs->rules[idx]->defined && sc->values[idx] == 0)
 			sc->values[idx] = 1;
 	}
+	if (rs->nlazy > 0 && !timed_out)
+		ran += run_lazy(&c, deadline, &timed_out);
 	for (i = 0; i < rs->norder[SA_META]; i++) {
 		uint32_t ri = rs->order[SA_META][i];
 

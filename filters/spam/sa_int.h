@@ -117,7 +117,9 @@ struct sa_rule {
 	char *orig;	  /* before ReplaceTags, if it applied */
 	char *inline_pat; /* tags inline when `pattern` calls
 			     subroutines (for Hyperscan) */
-	int	    pf;	  /* in the Hyperscan prefilter */
+	int pf;		  /* in the Hyperscan prefilter */
+	int lazy;	  /* costly, read only by metas: run only when a
+			     meta's outcome depends on it */
 	uint32_t    reopts;
 	pcre2_code *re;
 
@@ -160,6 +162,8 @@ struct sa_ruleset {
 	size_t	  norder[SA_NTYPES];
 	uint32_t *evals; /* eval rules of any type, run after regexes */
 	size_t	  nevals;
+	uint32_t *lazy; /* regex rules run only when a meta needs them */
+	size_t	  nlazy;
 
 	struct sa_list *lists;
 	size_t		nlists;
@@ -218,6 +222,8 @@ int sa_meta_compile(
 size_t sa_meta_order(
     struct sa_ruleset *, char *why, size_t whylen, struct sa_rule **bad);
 double sa_meta_value(const struct sa_rule *, const double *values);
+void   sa_meta_interval(const struct sa_rule *, const double *lo,
+      const double *hi, double *rlo, double *rhi);
 
 /* sa_eval.c */
 const struct sa_evaldef *sa_eval_lookup(const char *name);

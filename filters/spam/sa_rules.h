@@ -55,6 +55,12 @@ struct sa_load_opts {
 	 * much faster load: compiling Debian's set for it takes ~2 s).
 	 */
 	int no_prefilter;
+	/*
+	 * 1 = run every rule (by default the costly body/rawbody regexes
+	 * that only metas read run only when a meta's outcome depends on
+	 * them; the results are the same).
+	 */
+	int no_lazy;
 };
 
 /* What a load found, for `moatd -t`. */
@@ -73,6 +79,8 @@ struct sa_stats {
 				      unless a meta needs them */
 	unsigned prefiltered;	   /* regexes behind the Hyperscan
 				      prefilter (body/rawbody/uri/full) */
+	unsigned lazy;		   /* regexes run only when a meta needs
+				      them */
 };
 
 /*

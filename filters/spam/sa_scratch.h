@@ -70,6 +70,10 @@ struct sa_scratch {
 
 	unsigned long budget; /* usec per sa_eval(), 0 = none */
 
+	double	      *lo, *hi; /* lazy rules: meta value intervals */
+	unsigned char *need;
+	size_t	       nlazybuf;
+
 	uint64_t *prof; /* per rule: nanoseconds spent (profiling on) */
 	size_t	  nprof;
 };

@@ -54,9 +54,9 @@
 #define MOAT_SPAM_RULES "/usr/local/share/moat/spam.cf"
 #endif
 
-#define SPAM_PATHS_MAX	 64
-#define SPAM_EXT_MAX	 256 /* DNS list hits passed to the rules */
-#define SPAM_DETAIL_MAX	 200
+#define SPAM_PATHS_MAX	64
+#define SPAM_EXT_MAX	256 /* DNS list hits passed to the rules */
+#define SPAM_DETAIL_MAX 200
 
 struct spam_conf {
 	_Atomic unsigned      refs;
@@ -73,10 +73,10 @@ struct spam_conf {
 };
 
 static const char *const spam_options[] = { "rules", "sa_rules",
-	"default_rules", "bayes", "bayes_db", "bayes_min_spam",
-	"bayes_min_ham", "autolearn", "autolearn_spam", "autolearn_ham",
-	"dns_lists", "dns_budget", "dns_max_queries", "max_size",
-	"max_parts", "max_depth", "max_decoded", "max_uris", NULL };
+	"default_rules", "bayes", "bayes_db", "bayes_min_spam", "bayes_min_ham",
+	"autolearn", "autolearn_spam", "autolearn_ham", "dns_lists",
+	"dns_budget", "dns_max_queries", "max_size", "max_parts", "max_depth",
+	"max_decoded", "max_uris", NULL };
 
 /* A rule that fired, copied out of the scratch for the loop thread. */
 struct spam_hit {
@@ -95,12 +95,12 @@ struct spam_job {
 	enum job_phase	    phase;
 
 	/* In: the message and what the session knows. */
-	int	    fd;
-	size_t	    len;
-	char	   *map; /* MAP_PRIVATE, un-stuffed in place */
-	size_t	    maplen;
-	const char *raw;
-	size_t	    rawlen;
+	int		fd;
+	size_t		len;
+	char	       *map; /* MAP_PRIVATE, un-stuffed in place */
+	size_t		maplen;
+	const char     *raw;
+	size_t		rawlen;
 	struct sa_facts facts;
 	char	       *mail_from, *helo, *client_ip, *client_rdns;
 	char	      **rcpts;
@@ -191,8 +191,8 @@ split_paths(const struct filter_conf *fc, const char *key, const char *v,
 		     e++)
 			;
 		if (*n == SPAM_PATHS_MAX) {
-			filter_conf_error(fc, "%s: more than %d paths", key,
-			    SPAM_PATHS_MAX);
+			filter_conf_error(
+			    fc, "%s: more than %d paths", key, SPAM_PATHS_MAX);
 			return -1;
 		}
 		out[(*n)++] = xstrndup(p, (size_t)(e - p));
@@ -216,8 +216,8 @@ load_lists(const struct filter_conf *fc, struct spam_conf *c)
 	for (i = 0; i < n; i++) {
 		enum dnsbl_source src;
 
-		qtype = nr[i].type != NULL && ascii_strcasecmp(nr[i].type,
-						  "TXT") == 0
+		qtype = nr[i].type != NULL &&
+			ascii_strcasecmp(nr[i].type, "TXT") == 0
 		    ? DNS_T_TXT
 		    : DNS_T_A;
 		switch (nr[i].kind) {
@@ -245,8 +245,7 @@ load_lists(const struct filter_conf *fc, struct spam_conf *c)
 				continue;
 			if (dnsbl_add_sub(c->dnsbl, nr[i].rule, nr[i].set,
 				nr[i].subtest, err, sizeof(err)) == -1) {
-				filter_conf_error(fc, "DNS list rule %s",
-				    err);
+				filter_conf_error(fc, "DNS list rule %s", err);
 				return -1;
 			}
 			continue;
@@ -258,8 +257,8 @@ load_lists(const struct filter_conf *fc, struct spam_conf *c)
 			continue;
 		if (ascii_strcasecmp(nr[i].eval, "check_rbl_helo") == 0)
 			src = DNSBL_HELO;
-		rc = dnsbl_add(c->dnsbl, nr[i].rule, src, nr[i].set,
-		    nr[i].zone, qtype, nr[i].subtest, err, sizeof(err));
+		rc = dnsbl_add(c->dnsbl, nr[i].rule, src, nr[i].set, nr[i].zone,
+		    qtype, nr[i].subtest, err, sizeof(err));
 		if (rc == -1) {
 			filter_conf_error(fc, "DNS list rule %s", err);
 			return -1;
@@ -273,8 +272,8 @@ load_lists(const struct filter_conf *fc, struct spam_conf *c)
 }
 
 static int
-opt_size(const struct filter_conf *fc, const char *key, double lo,
-    double hi, size_t *out)
+opt_size(const struct filter_conf *fc, const char *key, double lo, double hi,
+    size_t *out)
 {
 	double v = (double)*out;
 
@@ -305,8 +304,8 @@ spam_init(const struct filter_conf *fc, void **ctx)
 
 	/* The distribution's rulesets first (lenient), then ours, then the
 	 * site's (strict: an error refuses the configuration). */
-	bad |= split_paths(fc, "sa_rules", filter_conf_get(fc, "sa_rules"),
-	    paths, &np);
+	bad |= split_paths(
+	    fc, "sa_rules", filter_conf_get(fc, "sa_rules"), paths, &np);
 	strict_from = np;
 	v = filter_conf_get(fc, "default_rules");
 	if (v == NULL || strcmp(v, "yes") == 0 || strcmp(v, "true") == 0)
@@ -315,26 +314,26 @@ spam_init(const struct filter_conf *fc, void **ctx)
 		filter_conf_error(fc, "default_rules: yes or no");
 		bad = 1;
 	}
-	bad |= split_paths(fc, "rules", filter_conf_get(fc, "rules"), paths,
-	    &np);
+	bad |=
+	    split_paths(fc, "rules", filter_conf_get(fc, "rules"), paths, &np);
 	bad |= filter_opt_bool(fc, "bayes", 1, &bayes_on) != 0;
 	bad |= filter_opt_bool(fc, "dns_lists", 0, &dns) != 0;
 	bad |= filter_opt_bool(fc, "autolearn", 0, &c->autolearn) != 0;
 	bad |= filter_opt_num(fc, "autolearn_spam", -1000, 1000, "a score",
-	    &c->autolearn_spam) != 0;
+		   &c->autolearn_spam) != 0;
 	bad |= filter_opt_num(fc, "autolearn_ham", -1000, 1000, "a score",
-	    &c->autolearn_ham) != 0;
+		   &c->autolearn_ham) != 0;
 	d = c->dns_budget_ms / 1000.0;
-	bad |= filter_opt_num(fc, "dns_budget", 0.1, 60, "seconds (0.1-60)",
-	    &d) != 0;
+	bad |= filter_opt_num(
+		   fc, "dns_budget", 0.1, 60, "seconds (0.1-60)", &d) != 0;
 	c->dns_budget_ms = (unsigned)(d * 1000);
 	bad |= opt_size(fc, "dns_max_queries", 1, 1000, &c->dns_max_queries);
-	bad |= opt_size(fc, "max_size", 1024, 1024.0 * 1024 * 1024,
-	    &c->max_size);
+	bad |=
+	    opt_size(fc, "max_size", 1024, 1024.0 * 1024 * 1024, &c->max_size);
 	bad |= opt_size(fc, "max_parts", 1, 100000, &c->limits.parts);
 	bad |= opt_size(fc, "max_depth", 1, 100, &c->limits.depth);
-	bad |= opt_size(fc, "max_decoded", 1024, 1024.0 * 1024 * 1024,
-	    &c->limits.decoded);
+	bad |= opt_size(
+	    fc, "max_decoded", 1024, 1024.0 * 1024 * 1024, &c->limits.decoded);
 	bad |= opt_size(fc, "max_uris", 1, 100000, &c->limits.uris);
 	if (bad)
 		goto fail;
@@ -367,7 +366,7 @@ spam_init(const struct filter_conf *fc, void **ctx)
 		goto fail;
 
 	if (bayes_on) {
-		struct bayes_opts bo;
+		struct bayes_opts  bo;
 		const char *const *ign;
 		size_t		   nign;
 		double		   ms = BAYES_MIN_SPAM, mh = BAYES_MIN_HAM;
@@ -380,10 +379,10 @@ spam_init(const struct filter_conf *fc, void **ctx)
 			filter_conf_error(fc, "bayes_db %s: %s", v, err);
 			goto fail;
 		}
-		bad |= filter_opt_num(fc, "bayes_min_spam", 1, 1e9,
-		    "a number", &ms) != 0;
-		bad |= filter_opt_num(fc, "bayes_min_ham", 1, 1e9, "a number",
-		    &mh) != 0;
+		bad |= filter_opt_num(
+			   fc, "bayes_min_spam", 1, 1e9, "a number", &ms) != 0;
+		bad |= filter_opt_num(
+			   fc, "bayes_min_ham", 1, 1e9, "a number", &mh) != 0;
 		if (bad)
 			goto fail;
 		memset(&bo, 0, sizeof(bo));
@@ -461,8 +460,8 @@ job_view(void *arg)
 	if (j->cancelled)
 		return;
 	j->maplen = j->len;
-	j->map = mmap(NULL, j->maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE,
-	    j->fd, 0);
+	j->map = mmap(
+	    NULL, j->maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE, j->fd, 0);
 	if (j->map == MAP_FAILED) {
 		j->map = NULL;
 		j->failed = 1;
@@ -478,8 +477,7 @@ job_view(void *arg)
 	}
 	j->raw = j->map;
 	j->rawlen = (size_t)n;
-	if ((j->view = msgview_new(j->raw, j->rawlen, &j->c->limits)) ==
-	    NULL) {
+	if ((j->view = msgview_new(j->raw, j->rawlen, &j->c->limits)) == NULL) {
 		j->failed = 1;
 		strfmt(j->err, sizeof(j->err), "out of memory");
 		return;
@@ -490,8 +488,8 @@ job_view(void *arg)
 		if (bayes_classify(j->c->bayes, j->view, &j->br, j->err,
 			sizeof(j->err)) == -1) {
 			/* The classifier is one voice: go on without it. */
-			log_warn("event=spam-bayes-failed error=\"%s\"",
-			    j->err);
+			log_warn(
+			    "event=spam-bayes-failed error=\"%s\"", j->err);
 			j->err[0] = '\0';
 			memset(&j->br, 0, sizeof(j->br));
 		}
@@ -505,8 +503,8 @@ static int
 hit_cmp(const void *a, const void *b)
 {
 	const struct spam_hit *x = a, *y = b;
-	double			ax = x->score < 0 ? -x->score : x->score;
-	double			ay = y->score < 0 ? -y->score : y->score;
+	double		       ax = x->score < 0 ? -x->score : x->score;
+	double		       ay = y->score < 0 ? -y->score : y->score;
 
 	return ax < ay ? 1 : ax > ay ? -1 : strcmp(x->name, y->name);
 }
@@ -553,8 +551,9 @@ job_score(void *arg)
 			cls = BAYES_SPAM;
 		else if (learn_score <= j->c->autolearn_ham)
 			cls = BAYES_HAM;
-		if (cls != 0 && bayes_learn(j->c->bayes, j->view, cls, err,
-				    sizeof(err)) >= 0)
+		if (cls != 0 &&
+		    bayes_learn(j->c->bayes, j->view, cls, err, sizeof(err)) >=
+			0)
 			j->learned = cls == BAYES_SPAM ? "spam" : "ham";
 	}
 }
@@ -635,8 +634,7 @@ dns_done(void *arg)
 		j->ext = xrealloc(j->ext, (j->next + 1) * sizeof(*j->ext));
 		j->ext[j->next++] = xstrdup(h[i].symbol);
 		log_info("event=spam-list-hit sid=%016llx rule=%s answer=%s",
-		    (unsigned long long)j->token.sid, h[i].symbol,
-		    h[i].detail);
+		    (unsigned long long)j->token.sid, h[i].symbol, h[i].detail);
 	}
 	j->phase = PH_SCORE;
 	if (filter_work(&j->token, job_score, score_done, j) == -1) {
@@ -664,15 +662,15 @@ start_lists(struct spam_job *j)
 		dnsbl_run_add(j->dns, DNSBL_ENVFROM, at + 1);
 	for (i = 0; (h = msgview_header(j->view, "From", i)) != NULL && i < 4;
 	     i++)
-		if (from_field_domain(h->raw, strlen(h->raw), dom, sizeof(dom),
-			&why) == 0) {
+		if (from_field_domain(
+			h->raw, strlen(h->raw), dom, sizeof(dom), &why) == 0) {
 			dnsbl_run_add(j->dns, DNSBL_FROM_HOST, dom);
 			dnsbl_run_add(j->dns, DNSBL_FROM_DOMAIN, dom);
 		}
 	for (i = 0; i < j->view->nuris; i++)
 		if (j->view->uris[i].domain != NULL)
-			dnsbl_run_add(j->dns, DNSBL_URI_DOMAIN,
-			    j->view->uris[i].domain);
+			dnsbl_run_add(
+			    j->dns, DNSBL_URI_DOMAIN, j->view->uris[i].domain);
 	j->phase = PH_DNS;
 	dnsbl_run_wait(j->dns, dns_done, j);
 }
@@ -747,7 +745,8 @@ job_facts(struct spam_job *j, const struct filter_call *call)
 
 	j->mail_from = xstrdup(env->mail_from != NULL ? env->mail_from : "");
 	j->helo = env->helo != NULL ? xstrdup(env->helo) : NULL;
-	j->client_ip = xstrdup(env->client_addr != NULL ? env->client_addr : "");
+	j->client_ip =
+	    xstrdup(env->client_addr != NULL ? env->client_addr : "");
 	j->client_rdns =
 	    env->client_name != NULL ? xstrdup(env->client_name) : NULL;
 	j->rcpts = xcalloc(env->nrcpts ? env->nrcpts : 1, sizeof(char *));

@@ -26,12 +26,14 @@
 	"TEST-EMAIL\\*C\\.34X"
 
 static char errbuf[1024];
+static int  no_prefilter; /* second pass: lazy rules, PCRE2 only */
 
 static struct sa_ruleset *
 load(const char *text, int strict)
 {
 	struct sa_load_opts o = { .scoreset = 2 };
 
+	o.no_prefilter = no_prefilter;
 	return sa_ruleset_load_string(
 	    text, strlen(text), "t.cf", &o, strict, errbuf, sizeof(errbuf));
 }
@@ -952,6 +954,12 @@ main(void)
 	test_meta();
 	test_scores();
 	test_tflags_multiple();
+	/* again without Hyperscan: every "__" body rule is then lazy */
+	no_prefilter = 1;
+	printf("# without the prefilter (lazy sub-rules)\n");
+	test_meta();
+	test_tflags_multiple();
+	no_prefilter = 0;
 	test_headers();
 	test_texts();
 	test_evals();
