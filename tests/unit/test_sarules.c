@@ -917,13 +917,15 @@ test_debian(void)
 	printf("# files %u, lines %u\n", st->files, st->lines);
 	for (i = 0; i < SA_NTYPES; i++)
 		printf("# %s rules: %u\n", tn[i], st->rules[i]);
-	printf("# evals implemented %u, skipped %u; net rules %u; "
-	       "plugin-disabled %u; unknown directives %u; redefined %u; "
-	       "zero-scored %u; regexes translated %u; prefiltered %u; "
-	       "errors %u\n",
+	printf(
+	    "# evals implemented %u, skipped %u; net rules %u; "
+	    "plugin-disabled %u; unknown directives %u; redefined %u; "
+	    "zero-scored %u; regexes translated %u; prefiltered %u; lazy %u; "
+	    "errors %u\n",
 	    st->evals_implemented, st->evals_skipped, st->net_rules,
 	    st->plugin_disabled, st->unknown_directives, st->redefined,
-	    st->zero_score, st->regex_translated, st->prefiltered, st->errors);
+	    st->zero_score, st->regex_translated, st->prefiltered, st->lazy,
+	    st->errors);
 	errs = sa_ruleset_errors(rs, &nerr);
 	for (i = 0; i < nerr; i++)
 		printf("# error: %s\n", errs[i]);
