@@ -30,13 +30,13 @@
 #include "sa_int.h"
 #include "util.h"
 
-#define SA_MAX_FILE  (32u << 20)
-#define SA_MAX_LINE  65536u
-#define SA_MAX_RULES 200000u
-#define SA_MAX_COND  64
+#define SA_MAX_FILE   (32u << 20)
+#define SA_MAX_LINE   65536u
+#define SA_MAX_RULES  200000u
+#define SA_MAX_COND   64
 #define SA_MAX_ERRORS 100
-#define SA_MAX_LIST  1000000u
-#define SA_VERSION   4.000001 /* the SpamAssassin version we read for */
+#define SA_MAX_LIST   1000000u
+#define SA_VERSION    4.000001 /* the SpamAssassin version we read for */
 /* bit 31 of a rule's line: defined in a strict (user's own) file */
 #define SA_LINE_STRICT 0x80000000u
 
@@ -50,9 +50,24 @@
  * so "if !plugin(...)" fallbacks apply.
  */
 static const char *const plugins[] = {
-	"Check", "ReplaceTags", "MIMEHeader", "Bayes", "SPF", "DKIM", "DMARC",
-	"FreeMail", "HeaderEval", "MIMEEval", "HTMLEval", "BodyEval",
-	"RelayEval", "URIEval", "WLBLEval", "DNSEval", "URIDNSBL", "AskDNS",
+	"Check",
+	"ReplaceTags",
+	"MIMEHeader",
+	"Bayes",
+	"SPF",
+	"DKIM",
+	"DMARC",
+	"FreeMail",
+	"HeaderEval",
+	"MIMEEval",
+	"HTMLEval",
+	"BodyEval",
+	"RelayEval",
+	"URIEval",
+	"WLBLEval",
+	"DNSEval",
+	"URIDNSBL",
+	"AskDNS",
 };
 
 /* can() features: Conf's feature_* moat honours (not capture_rules). */
@@ -83,19 +98,44 @@ static const char *const features[] = {
 
 /* Directives whose arguments are kept as named lists. */
 static const char *const listdirs[] = {
-	"freemail_domains", "freemail_whitelist", "freemail_welcomelist",
-	"freemail_import_whitelist_auth", "util_rb_tld", "util_rb_2tld",
-	"util_rb_3tld", "url_shortener", "bayes_ignore_header",
-	"bayes_ignore_from", "bayes_ignore_to", "uridnsbl_skip_domain",
-	"redirector_pattern", "originating_ip_headers", "trusted_networks",
-	"internal_networks", "msa_networks", "welcomelist_from",
-	"whitelist_from", "blocklist_from", "blacklist_from",
-	"def_welcomelist_auth", "def_whitelist_auth", "welcomelist_auth",
-	"whitelist_auth", "def_welcomelist_from_dkim",
-	"def_whitelist_from_dkim", "def_welcomelist_from_spf",
-	"def_whitelist_from_spf", "welcomelist_to", "whitelist_to",
-	"more_spam_to", "all_spam_to", "adsp_override", "dns_block_rule",
-	"uridnsbl_skip_domains", "ok_locales", "ok_languages",
+	"freemail_domains",
+	"freemail_whitelist",
+	"freemail_welcomelist",
+	"freemail_import_whitelist_auth",
+	"util_rb_tld",
+	"util_rb_2tld",
+	"util_rb_3tld",
+	"url_shortener",
+	"bayes_ignore_header",
+	"bayes_ignore_from",
+	"bayes_ignore_to",
+	"uridnsbl_skip_domain",
+	"redirector_pattern",
+	"originating_ip_headers",
+	"trusted_networks",
+	"internal_networks",
+	"msa_networks",
+	"welcomelist_from",
+	"whitelist_from",
+	"blocklist_from",
+	"blacklist_from",
+	"def_welcomelist_auth",
+	"def_whitelist_auth",
+	"welcomelist_auth",
+	"whitelist_auth",
+	"def_welcomelist_from_dkim",
+	"def_whitelist_from_dkim",
+	"def_welcomelist_from_spf",
+	"def_whitelist_from_spf",
+	"welcomelist_to",
+	"whitelist_to",
+	"more_spam_to",
+	"all_spam_to",
+	"adsp_override",
+	"dns_block_rule",
+	"uridnsbl_skip_domains",
+	"ok_locales",
+	"ok_languages",
 };
 
 struct loader {
@@ -106,6 +146,8 @@ struct loader {
 	int		   refused;
 	char		  *err;
 	size_t		   errlen;
+	int		   no_prefilter;
+	int		   no_lazy;
 	int		   cond[SA_MAX_COND]; /* is this level active */
 	int		   ncond;
 };
@@ -175,8 +217,8 @@ sa_rule_index(const struct sa_ruleset *rs, const char *name)
 
 	if (rs->hashcap == 0)
 		return -1;
-	for (i = hname(name) & (rs->hashcap - 1);; i = (i + 1) &
-	     (rs->hashcap - 1)) {
+	for (i = hname(name) & (rs->hashcap - 1);;
+	     i = (i + 1) & (rs->hashcap - 1)) {
 		v = rs->hash[i];
 		if (v == 0)
 			return -1;
@@ -706,10 +748,9 @@ define_regex_rule(struct loader *l, enum sa_rtype type, char *rest)
 
 	if (r == NULL)
 		return;
-	if (r->defined) {
+	if (r->defined)
 		l->rs->stats.redefined++;
-		rule_undefine(r);
-	}
+	rule_undefine(r); /* also what a failed definition left */
 	r->type = type;
 	r->file = l->file;
 	r->line = l->line | (l->strict ? SA_LINE_STRICT : 0);
@@ -719,8 +760,8 @@ define_regex_rule(struct loader *l, enum sa_rtype type, char *rest)
 		return;
 	}
 	p = rest;
-	if (sa_regex_parse(&p, &r->pattern, &r->reopts, NULL, why,
-		sizeof(why)) < 0) {
+	if (sa_regex_parse(
+		&p, &r->pattern, &r->reopts, NULL, why, sizeof(why)) < 0) {
 		lerror(l, "%s", why);
 		return;
 	}
@@ -745,10 +786,9 @@ define_header_rule(struct loader *l, enum sa_rtype type, char *rest)
 
 	if (r == NULL)
 		return;
-	if (r->defined) {
+	if (r->defined)
 		l->rs->stats.redefined++;
-		rule_undefine(r);
-	}
+	rule_undefine(r); /* also what a failed definition left */
 	r->type = type;
 	r->file = l->file;
 	r->line = l->line | (l->strict ? SA_LINE_STRICT : 0);
@@ -800,8 +840,8 @@ define_header_rule(struct loader *l, enum sa_rtype type, char *rest)
 	}
 	r->hdr = xstrdup(h);
 	p = rest;
-	if (sa_regex_parse(&p, &r->pattern, &r->reopts, NULL, why,
-		sizeof(why)) < 0) {
+	if (sa_regex_parse(
+		&p, &r->pattern, &r->reopts, NULL, why, sizeof(why)) < 0) {
 		lerror(l, "%s", why);
 		return;
 	}
@@ -839,10 +879,9 @@ define_meta(struct loader *l, char *rest)
 
 	if (r == NULL)
 		return;
-	if (r->defined) {
+	if (r->defined)
 		l->rs->stats.redefined++;
-		rule_undefine(r);
-	}
+	rule_undefine(r); /* also what a failed definition left */
 	if (*rest == '\0') {
 		lerror(l, "%s", "empty meta expression");
 		return;
@@ -944,7 +983,7 @@ is_listdir(const char *d)
 static void
 add_list_words(struct loader *l, const char *dir, char *rest)
 {
-	int   lower = strcmp(dir, "redirector_pattern") != 0 &&
+	int lower = strcmp(dir, "redirector_pattern") != 0 &&
 	    strncmp(dir, "bayes_stopword_", 15) != 0;
 	char *w;
 
@@ -1003,7 +1042,8 @@ directive(struct loader *l, char *line)
 		    strcmp(d, "rawbody") == 0 || strcmp(d, "full") == 0 ||
 		    strcmp(d, "uri") == 0 || strcmp(d, "meta") == 0 ||
 		    strcmp(d, "mimeheader") == 0 || strcmp(d, "askdns") == 0 ||
-		    strncmp(d, "urirhs", 6) == 0 || strncmp(d, "uridns", 6) == 0)
+		    strncmp(d, "urirhs", 6) == 0 ||
+		    strncmp(d, "uridns", 6) == 0)
 			rs->stats.plugin_disabled++;
 		return;
 	}
@@ -1081,7 +1121,7 @@ directive(struct loader *l, char *line)
 		*t = xstrdup(rest);
 	} else if (strcmp(d, "enlist_uri_host") == 0 ||
 	    strcmp(d, "enlist_addrlist") == 0) {
-		char  name[160], *close;
+		char name[160], *close;
 
 		if (rest[0] != '(' || (close = strchr(rest, ')')) == NULL ||
 		    (size_t)(close - rest) > 100) {
@@ -1106,10 +1146,9 @@ directive(struct loader *l, char *line)
 		strfmt(buf, sizeof(buf), "%s", rest);
 		if ((r = named_rule(l, &tmp)) == NULL)
 			return;
-		if (r->defined) {
+		if (r->defined)
 			rs->stats.redefined++;
-			rule_undefine(r);
-		}
+		rule_undefine(r);
 		r->type = d[0] == 'a' ? SA_HEADER : SA_URI;
 		r->file = l->file;
 		r->line = l->line | (l->strict ? SA_LINE_STRICT : 0);
@@ -1146,8 +1185,8 @@ clean_line(char *s)
 	while (*s == ' ' || *s == '\t' || *s == '\r')
 		s++;
 	e = s + strlen(s);
-	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' ||
-			    e[-1] == '\n'))
+	while (e > s &&
+	    (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
 		*--e = '\0';
 	return s;
 }
@@ -1282,11 +1321,19 @@ load_path(struct loader *l, const char *path)
 struct sbuf {
 	char  *s;
 	size_t n, cap;
+	int    over; /* SA_MAX_EXPAND reached: the text is cut */
 };
+
+/* A pattern after ReplaceTags is at most this long (Debian's: 224 KB). */
+#define SA_MAX_EXPAND (4u << 20)
 
 static void
 sb_add(struct sbuf *b, const char *s, size_t n)
 {
+	if (b->n + n > SA_MAX_EXPAND) {
+		b->over = 1;
+		return;
+	}
 	if (b->n + n + 1 > b->cap) {
 		b->cap = (b->n + n + 1) * 2;
 		b->s = xrealloc(b->s, b->cap);
@@ -1304,19 +1351,20 @@ static char *
 take_directive(char *re, const char *word_, const char *st, const char *en)
 {
 	size_t sl = strlen(st), el = strlen(en), wl = strlen(word_);
-	char  *p, *e, *name;
+	char   key[64], *p, *e, *name;
 
-	for (p = re; (p = strstr(p, st)) != NULL; p++) {
-		if (strncmp(p + sl, word_, wl) != 0 || p[sl + wl] != ' ')
-			continue;
-		e = strstr(p + sl + wl + 1, en);
-		if (e == NULL || e == p + sl + wl + 1)
-			continue;
-		name = xstrndup(p + sl + wl + 1, (size_t)(e - (p + sl + wl + 1)));
-		memmove(p, e + el, strlen(e + el) + 1);
-		return name;
-	}
-	return NULL;
+	/* Perl's s/<pre (.+?)>//: the first "<pre " with an end after at
+	   least one character; if the first has none, no later one has */
+	if (sl + wl + 1 >= sizeof(key))
+		return NULL;
+	strfmt(key, sizeof(key), "%s%s ", st, word_);
+	if ((p = strstr(re, key)) == NULL || p[sl + wl + 1] == '\0')
+		return NULL;
+	if ((e = strstr(p + sl + wl + 2, en)) == NULL)
+		return NULL;
+	name = xstrndup(p + sl + wl + 1, (size_t)(e - (p + sl + wl + 1)));
+	memmove(p, e + el, strlen(e + el) + 1);
+	return name;
 }
 
 /*
@@ -1331,8 +1379,8 @@ take_directive(char *re, const char *word_, const char *st, const char *en)
  * (64 KiB with Debian's link size) still compile; used[N] marks tags.
  */
 static char *
-replace_tags(const struct sa_ruleset *rs, const char *pattern,
-    unsigned char *used)
+replace_tags(
+    const struct sa_ruleset *rs, const char *pattern, unsigned char *used)
 {
 	const char *st = rs->replace_start ? rs->replace_start : "<";
 	const char *en = rs->replace_end ? rs->replace_end : ">";
@@ -1342,7 +1390,7 @@ replace_tags(const struct sa_ruleset *rs, const char *pattern,
 	for (pass = 0; pass < 6; pass++) {
 		char	   *pre_n, *post_n, *inter_n;
 		const char *pre, *post, *inter, *p, *q;
-		struct sbuf out = { NULL, 0, 0 };
+		struct sbuf out = { NULL, 0, 0, 0 };
 
 		again = 0;
 		pre_n = take_directive(re, "pre", st, en);
@@ -1363,11 +1411,13 @@ replace_tags(const struct sa_ruleset *rs, const char *pattern,
 				if (strncmp(q, st, strlen(st)) != 0)
 					continue;
 				c = q + strlen(st);
-				while (*c != '\0' && strncmp(c, en, strlen(en))
-				    != 0 && strncmp(c, st, strlen(st)) != 0)
+				while (*c != '\0' &&
+				    strncmp(c, en, strlen(en)) != 0 &&
+				    strncmp(c, st, strlen(st)) != 0)
 					c++;
-				if (*c != '\0' && strncmp(c, en, strlen(en)) ==
-				    0 && c > q + strlen(st)) {
+				if (*c != '\0' &&
+				    strncmp(c, en, strlen(en)) == 0 &&
+				    c > q + strlen(st)) {
 					t = q;
 					te = c + strlen(en);
 					break;
@@ -1391,8 +1441,8 @@ replace_tags(const struct sa_ruleset *rs, const char *pattern,
 			if ((size_t)(te - t) - strlen(st) - strlen(en) <
 			    sizeof(tag)) {
 				const char *rep;
-				size_t	    tl = (size_t)(te - t) - strlen(st) -
-				    strlen(en);
+				size_t	    tl =
+				    (size_t)(te - t) - strlen(st) - strlen(en);
 
 				memcpy(tag, t + strlen(st), tl);
 				tag[tl] = '\0';
@@ -1401,8 +1451,8 @@ replace_tags(const struct sa_ruleset *rs, const char *pattern,
 					char   call[32];
 					size_t ti;
 
-					for (ti = 0; strcmp(rs->tags[ti].k,
-							 tag) != 0;
+					for (ti = 0;
+					     strcmp(rs->tags[ti].k, tag) != 0;
 					     ti++)
 						;
 					used[ti] = 1;
@@ -1426,7 +1476,11 @@ replace_tags(const struct sa_ruleset *rs, const char *pattern,
 		free(inter_n);
 		free(re);
 		re = out.s;
-		if (!again || out.n > 1000000)
+		if (out.over) {
+			free(re);
+			return NULL;
+		}
+		if (!again)
 			break;
 	}
 	return re;
@@ -1438,12 +1492,17 @@ replace_tags_subr(const struct sa_ruleset *rs, const char *pattern)
 {
 	unsigned char *used = xcalloc(rs->ntags + 1, 1);
 	unsigned char *done = xcalloc(rs->ntags + 1, 1);
-	struct sbuf    def = { NULL, 0, 0 };
+	struct sbuf    def = { NULL, 0, 0, 0 };
 	char	      *body, *v, name[40];
 	size_t	       i;
 	int	       more = 1;
 
 	body = replace_tags(rs, pattern, used);
+	if (body == NULL) {
+		free(used);
+		free(done);
+		return NULL;
+	}
 	sb_add(&def, "(?(DEFINE)", 10);
 	while (more) {
 		more = 0;
@@ -1456,7 +1515,10 @@ replace_tags_subr(const struct sa_ruleset *rs, const char *pattern)
 			v = replace_tags(rs, rs->tags[i].v, used);
 			strfmt(name, sizeof(name), "(?<sat%zu>", i);
 			sb_add(&def, name, strlen(name));
-			sb_add(&def, v, strlen(v));
+			if (v != NULL)
+				sb_add(&def, v, strlen(v));
+			else
+				def.over = 1;
 			sb_add(&def, ")", 1);
 			free(v);
 		}
@@ -1466,6 +1528,10 @@ replace_tags_subr(const struct sa_ruleset *rs, const char *pattern)
 	free(body);
 	free(used);
 	free(done);
+	if (def.over) {
+		free(def.s);
+		return NULL;
+	}
 	return def.s;
 }
 
@@ -1499,10 +1565,17 @@ finish(struct loader *l, size_t nstrict_files)
 		struct sa_rule *r = sa_rule_find(rs, rs->replace_rules[i]);
 		char	       *n;
 
-		if (r == NULL || !r->defined || r->pattern == NULL)
+		/* once per rule, however often replace_rules names it */
+		if (r == NULL || !r->defined || r->pattern == NULL ||
+		    r->orig != NULL)
 			continue;
 		n = replace_tags(rs, r->pattern, NULL);
-		free(r->orig);
+		if (n == NULL) {
+			rerror(l, r, r->line & SA_LINE_STRICT,
+			    "ReplaceTags: expansion too large");
+			r->defined = 0;
+			continue;
+		}
 		r->orig = r->pattern;
 		r->pattern = n;
 	}
@@ -1526,17 +1599,22 @@ finish(struct loader *l, size_t nstrict_files)
 		if (r->pattern != NULL) {
 			int code;
 
-			r->re = sa_regex_compile(r->pattern, r->reopts, &code,
-			    why, sizeof(why));
-			if (r->re == NULL && code == PCRE2_ERROR_PATTERN_TOO_LARGE &&
+			r->re = sa_regex_compile(
+			    r->pattern, r->reopts, &code, why, sizeof(why));
+			if (r->re == NULL &&
+			    code == PCRE2_ERROR_PATTERN_TOO_LARGE &&
 			    r->orig != NULL) {
-				free(r->inline_pat);
-				r->inline_pat = r->pattern;
-				r->pattern = replace_tags_subr(rs, r->orig);
-				r->re = sa_regex_compile(r->pattern, r->reopts,
-				    &code, why, sizeof(why));
-				if (r->re != NULL)
-					rs->stats.regex_translated++;
+				char *sp = replace_tags_subr(rs, r->orig);
+
+				if (sp != NULL) {
+					free(r->inline_pat);
+					r->inline_pat = r->pattern;
+					r->pattern = sp;
+					r->re = sa_regex_compile(r->pattern,
+					    r->reopts, &code, why, sizeof(why));
+					if (r->re != NULL)
+						rs->stats.regex_translated++;
+				}
 			}
 			if (r->re == NULL) {
 				rerror(l, r, r->line & SA_LINE_STRICT, why);
@@ -1595,9 +1673,9 @@ finish(struct loader *l, size_t nstrict_files)
 	for (i = 0; i < rs->nrules; i++) {
 		struct sa_rule *r = rs->rules[i];
 		int		usable = r->defined && !r->is_net &&
-		    (r->type == SA_META ? r->code != NULL :
-				 (r->re != NULL || r->ev != NULL ||
-				     r->exists));
+		    (r->type == SA_META
+			    ? r->code != NULL
+			    : (r->re != NULL || r->ev != NULL || r->exists));
 
 		r->run = usable && (r->sc != 0 || (r->sub && !r->scored));
 		if (r->defined && r->sc == 0 && !r->sub)
@@ -1616,9 +1694,10 @@ finish(struct loader *l, size_t nstrict_files)
 			d = rs->rules[m->code[k].arg];
 			if (d->run || d->is_net || !d->defined)
 				continue;
-			if (d->type == SA_META ? d->code == NULL :
-						 (d->re == NULL && d->ev ==
-						     NULL && !d->exists))
+			if (d->type == SA_META
+				? d->code == NULL
+				: (d->re == NULL && d->ev == NULL &&
+				      !d->exists))
 				continue;
 			d->run = 1;
 			if (d->type == SA_META)
@@ -1631,8 +1710,8 @@ finish(struct loader *l, size_t nstrict_files)
 	for (k = 0; k < SA_NTYPES; k++) {
 		if (k == SA_META)
 			continue;
-		rs->order[k] = xcalloc(rs->nrules ? rs->nrules : 1,
-		    sizeof(uint32_t));
+		rs->order[k] =
+		    xcalloc(rs->nrules ? rs->nrules : 1, sizeof(uint32_t));
 		rs->norder[k] = 0;
 	}
 	rs->evals = xcalloc(rs->nrules ? rs->nrules : 1, sizeof(uint32_t));
@@ -1662,7 +1741,24 @@ finish(struct loader *l, size_t nstrict_files)
 		if (rs->rules[rs->order[SA_META][i]]->run)
 			rs->order[SA_META][k++] = rs->order[SA_META][i];
 	rs->norder[SA_META] = k;
-	sa_prefilter_build(rs);
+	if (!l->no_prefilter)
+		sa_prefilter_build(rs);
+	/*
+	 * Lazy: body and rawbody regexes outside the prefilter (the costly
+	 * ones) whose only effect is through metas (never reported).
+	 */
+	rs->lazy = xcalloc(rs->nrules ? rs->nrules : 1, sizeof(uint32_t));
+	for (k = SA_BODY; k <= SA_RAWBODY; k++)
+		for (i = 0; i < rs->norder[k]; i++) {
+			struct sa_rule *r = rs->rules[rs->order[k][i]];
+
+			if (r->re != NULL && !r->pf && (r->sub || r->sc == 0) &&
+			    !l->no_lazy) {
+				r->lazy = 1;
+				rs->lazy[rs->nlazy++] = rs->order[k][i];
+			}
+		}
+	rs->stats.lazy = (unsigned)rs->nlazy;
 }
 
 static struct sa_ruleset *
@@ -1670,9 +1766,9 @@ ruleset_new(const struct sa_load_opts *opts)
 {
 	struct sa_ruleset *rs = xcalloc(1, sizeof(*rs));
 
-	rs->scoreset = opts && opts->scoreset >= 0 && opts->scoreset <= 3 ?
-	    opts->scoreset :
-	    2;
+	rs->scoreset = opts && opts->scoreset >= 0 && opts->scoreset <= 3
+	    ? opts->scoreset
+	    : 2;
 	return rs;
 }
 
@@ -1700,6 +1796,8 @@ sa_ruleset_load(const char *const *paths, size_t n,
 
 	memset(&l, 0, sizeof(l));
 	l.rs = ruleset_new(opts);
+	l.no_prefilter = opts != NULL && opts->no_prefilter;
+	l.no_lazy = opts != NULL && opts->no_lazy;
 	l.err = err;
 	l.errlen = errlen;
 	if (err != NULL && errlen > 0)
@@ -1720,6 +1818,8 @@ sa_ruleset_load_string(const char *text, size_t len, const char *name,
 
 	memset(&l, 0, sizeof(l));
 	l.rs = ruleset_new(opts);
+	l.no_prefilter = opts != NULL && opts->no_prefilter;
+	l.no_lazy = opts != NULL && opts->no_lazy;
 	l.err = err;
 	l.errlen = errlen;
 	if (err != NULL && errlen > 0)
@@ -1745,6 +1845,7 @@ sa_ruleset_free(struct sa_ruleset *rs)
 	for (k = 0; k < SA_NTYPES; k++)
 		free(rs->order[k]);
 	free(rs->evals);
+	free(rs->lazy);
 	for (i = 0; i < rs->nlists; i++) {
 		for (k = 0; k < rs->lists[i].n; k++)
 			free(rs->lists[i].v[k]);

@@ -30,10 +30,10 @@
 #include "sa_scratch.h"
 #include "util.h"
 
-#define SA_LINE_MAX	  2048 /* SpamAssassin's MAX_BODY_LINE_LENGTH */
-#define SA_MATCH_LIMIT	  200000
-#define SA_JIT_STACK	  (512 * 1024)
-#define SA_HCACHE	  512	/* header values cached per message */
+#define SA_LINE_MAX    2048 /* SpamAssassin's MAX_BODY_LINE_LENGTH */
+#define SA_MATCH_LIMIT 200000
+#define SA_JIT_STACK   (512 * 1024)
+#define SA_HCACHE      512 /* header values cached per message */
 
 /* ------------------------------------------------------------- arena */
 
@@ -111,6 +111,12 @@ now_usec_ns(void)
 }
 
 void
+sa_scratch_set_budget(struct sa_scratch *sc, unsigned long usec)
+{
+	sc->budget = usec;
+}
+
+void
 sa_scratch_profile(struct sa_scratch *sc, int on)
 {
 	free(sc->prof);
@@ -140,6 +146,7 @@ sa_scratch_new(void)
 	if (sc->js != NULL)
 		pcre2_jit_stack_assign(sc->mc, NULL, sc->js);
 	sc->hcache = xcalloc(SA_HCACHE, sizeof(*sc->hcache));
+	sc->budget = SA_EVAL_BUDGET_USEC;
 	return sc;
 }
 
@@ -168,6 +175,9 @@ sa_scratch_free(struct sa_scratch *sc)
 	free(sc->hcache);
 	free(sc->prof);
 	free(sc->cand);
+	free(sc->lo);
+	free(sc->hi);
+	free(sc->need);
 	sa_prefilter_scratch_free(sc);
 	free(sc);
 }
@@ -176,8 +186,8 @@ sa_scratch_free(struct sa_scratch *sc)
 
 /* Count matches of r in s[0..n) (1 at most unless "multiple"). */
 static unsigned
-match_count(struct sa_ctx *c, const struct sa_rule *r, const char *s,
-    size_t n, unsigned want)
+match_count(struct sa_ctx *c, const struct sa_rule *r, const char *s, size_t n,
+    unsigned want)
 {
 	PCRE2_SIZE *ov;
 	size_t	    off = 0;
@@ -185,8 +195,8 @@ match_count(struct sa_ctx *c, const struct sa_rule *r, const char *s,
 	int	    rc;
 
 	while (hits < want && off <= n) {
-		rc = pcre2_match(r->re, (PCRE2_SPTR)s, n, off, 0, c->md,
-		    c->sc->mc);
+		rc = pcre2_match(
+		    r->re, (PCRE2_SPTR)s, n, off, 0, c->md, c->sc->mc);
 		if (rc < 0)
 			break;
 		hits++;
@@ -275,9 +285,8 @@ add_addrs(struct sa_scratch *sc, const char *v, int names)
 			if (lt == NULL) {
 				/* "addr (Name)": the comment is the name */
 				const char *o = memchr(s, '(', (size_t)(e - s));
-				const char *cl = o ? memchr(o, ')',
-							 (size_t)(e - o)) :
-						     NULL;
+				const char *cl =
+				    o ? memchr(o, ')', (size_t)(e - o)) : NULL;
 
 				if (o == NULL || cl == NULL)
 					continue;
@@ -288,9 +297,9 @@ add_addrs(struct sa_scratch *sc, const char *v, int names)
 				if (*a != '"' && *a != '\\' &&
 				    !(k == 0 && (*a == ' ' || *a == '\t')))
 					out[k++] = *a;
-			while (k > 0 && (out[k - 1] == ' ' ||
-					    out[k - 1] == '\t' ||
-					    out[k - 1] == '\n'))
+			while (k > 0 &&
+			    (out[k - 1] == ' ' || out[k - 1] == '\t' ||
+				out[k - 1] == '\n'))
 				k--;
 			if (k == 0)
 				continue;
@@ -313,8 +322,9 @@ add_addrs(struct sa_scratch *sc, const char *v, int names)
 			}
 			while (a < b && (*a == ' ' || *a == '\t' || *a == '\n'))
 				a++;
-			while (b > a && (b[-1] == ' ' || b[-1] == '\t' ||
-					    b[-1] == '\n' || b[-1] == '\r'))
+			while (b > a &&
+			    (b[-1] == ' ' || b[-1] == '\t' || b[-1] == '\n' ||
+				b[-1] == '\r'))
 				b--;
 			if (b == a || memchr(a, '@', (size_t)(b - a)) == NULL)
 				if (b == a)
@@ -357,18 +367,18 @@ add_relay(struct sa_ctx *c)
 const char *
 sa_get_header(struct sa_ctx *c, const char *name, unsigned mods, size_t *len)
 {
-	struct sa_scratch     *sc = c->sc;
-	const struct msgview  *mv = c->mv;
-	struct sa_hcache      *e;
-	uint32_t	       h;
-	size_t		       i, k, first, last, found = 0;
-	int		       raw = (mods & SA_HM_RAW) != 0;
-	char		      *v;
+	struct sa_scratch    *sc = c->sc;
+	const struct msgview *mv = c->mv;
+	struct sa_hcache     *e;
+	uint32_t	      h;
+	size_t		      i, k, first, last, found = 0;
+	int		      raw = (mods & SA_HM_RAW) != 0;
+	char		     *v;
 
 	h = fnv1a(FNV1A_INIT, &mods, sizeof(mods));
 	for (i = 0; name[i] != '\0'; i++) {
-		unsigned char ch = (unsigned char)ascii_lower(
-		    (unsigned char)name[i]);
+		unsigned char ch =
+		    (unsigned char)ascii_lower((unsigned char)name[i]);
 		h = fnv1a(h, &ch, 1);
 	}
 	for (k = 0; k < SA_HCACHE; k++) {
@@ -390,8 +400,8 @@ sa_get_header(struct sa_ctx *c, const char *name, unsigned mods, size_t *len)
 			buf_add(&sc->tmp, mv->headers[i].name,
 			    strlen(mv->headers[i].name));
 			buf_add(&sc->tmp, ": ", 2);
-			add_value(sc, raw ? mv->headers[i].raw :
-					    mv->headers[i].decoded);
+			add_value(sc,
+			    raw ? mv->headers[i].raw : mv->headers[i].decoded);
 		}
 		found = mv->nheaders;
 	} else if (hname_eq(name, "EnvelopeFrom")) {
@@ -427,10 +437,10 @@ sa_get_header(struct sa_ctx *c, const char *name, unsigned mods, size_t *len)
 			for (i = 0; i < mv->nheaders && nv < nitems(vals); i++)
 				if (hname_eq(mv->headers[i].name, names[j])) {
 					const char *s = raw ||
-						(mods & (SA_HM_ADDR |
-							    SA_HM_NAME)) ?
-					    mv->headers[i].raw :
-					    mv->headers[i].decoded;
+						(mods &
+						    (SA_HM_ADDR | SA_HM_NAME))
+					    ? mv->headers[i].raw
+					    : mv->headers[i].decoded;
 
 					if (nnames > 1 && names == msgid &&
 					    *s == '\0')
@@ -527,8 +537,8 @@ run_mimeheader(struct sa_ctx *c, const struct sa_rule *r)
 
 			if (!hname_eq(p->headers[j].name, r->hdr))
 				continue;
-			v = (r->hmods & SA_HM_RAW) ? p->headers[j].raw :
-						     p->headers[j].decoded;
+			v = (r->hmods & SA_HM_RAW) ? p->headers[j].raw
+						   : p->headers[j].decoded;
 			n += match_count(c, r, v, strlen(v), want - n);
 			break;
 		}
@@ -555,9 +565,9 @@ body_append(struct sa_buf *b, const char *t, size_t n)
 		if (!(t[i] == ' ' || t[i] == '\t' || t[i] == '\n' ||
 			t[i] == '\r' || t[i] == '\f' || t[i] == '\v')) {
 			j = i;
-			while (j < n && !(t[j] == ' ' || t[j] == '\t' ||
-					    t[j] == '\n' || t[j] == '\r' ||
-					    t[j] == '\f' || t[j] == '\v'))
+			while (j < n &&
+			    !(t[j] == ' ' || t[j] == '\t' || t[j] == '\n' ||
+				t[j] == '\r' || t[j] == '\f' || t[j] == '\v'))
 				j++;
 			buf_add(b, t + i, j - i);
 			i = j;
@@ -565,9 +575,9 @@ body_append(struct sa_buf *b, const char *t, size_t n)
 		}
 		nl = 0;
 		firstnl = lastnl = 0;
-		for (j = i; j < n && (t[j] == ' ' || t[j] == '\t' ||
-					 t[j] == '\n' || t[j] == '\r' ||
-					 t[j] == '\f' || t[j] == '\v');
+		for (j = i; j < n &&
+		     (t[j] == ' ' || t[j] == '\t' || t[j] == '\n' ||
+			 t[j] == '\r' || t[j] == '\f' || t[j] == '\v');
 		     j++)
 			if (t[j] == '\n') {
 				if (nl++ == 0)
@@ -650,10 +660,10 @@ split_paragraphs(struct sa_spans *sp, const char *s, size_t base, size_t n)
 static void
 build_body(struct sa_ctx *c)
 {
-	struct sa_scratch    *sc = c->sc;
-	const struct msgview *mv = c->mv;
+	struct sa_scratch      *sc = c->sc;
+	const struct msgview   *mv = c->mv;
 	const struct mv_header *subj = NULL;
-	size_t		      i, subjlen;
+	size_t			i, subjlen;
 
 	sc->body.len = 0;
 	sc->bodyl.n = 0;
@@ -680,8 +690,8 @@ build_body(struct sa_ctx *c)
 	/* the subject is its own line(s), then the text */
 	split_lines(&sc->bodyl, sc->body.s, 0, subjlen);
 	sc->body_subject_lines = sc->bodyl.n;
-	split_lines(&sc->bodyl, sc->body.s + subjlen, subjlen,
-	    sc->body.len - subjlen);
+	split_lines(
+	    &sc->bodyl, sc->body.s + subjlen, subjlen, sc->body.len - subjlen);
 	sc->body_built = 1;
 }
 
@@ -703,8 +713,8 @@ build_rawbody(struct sa_ctx *c)
 			continue;
 		base = sc->raw.len;
 		buf_add(&sc->raw, p->raw_text, p->raw_textlen);
-		split_paragraphs(&sc->rawl, sc->raw.s + base, base,
-		    p->raw_textlen);
+		split_paragraphs(
+		    &sc->rawl, sc->raw.s + base, base, p->raw_textlen);
 	}
 	sc->raw_built = 1;
 }
@@ -726,8 +736,8 @@ run_lines(struct sa_ctx *c, const struct sa_rule *r, const struct sa_buf *b,
 	size_t	 i;
 
 	for (i = from; i < sp->n && n < want; i++)
-		n += match_count(c, r, b->s + sp->v[i].off, sp->v[i].len,
-		    want - n);
+		n += match_count(
+		    c, r, b->s + sp->v[i].off, sp->v[i].len, want - n);
 	return n;
 }
 
@@ -807,10 +817,116 @@ prefilter(struct sa_ctx *c, int t)
 		return 0;
 	}
 	for (i = 0; i < sp->n; i++)
-		if (sa_prefilter_scan(rs, sc, t, b->s + sp->v[i].off,
-			sp->v[i].len) < 0)
+		if (sa_prefilter_scan(
+			rs, sc, t, b->s + sp->v[i].off, sp->v[i].len) < 0)
 			return 0;
 	return 1;
+}
+
+/* -------------------------------------------------------- lazy rules */
+
+static unsigned
+run_regex_rule(struct sa_ctx *c, const struct sa_rule *r)
+{
+	struct sa_scratch *sc = c->sc;
+
+	if (r->type == SA_BODY)
+		return run_lines(c, r, &sc->body, &sc->bodyl,
+		    (r->tflags & SA_TF_NOSUBJECT) ? sc->body_subject_lines : 0);
+	return run_lines(c, r, &sc->raw, &sc->rawl, 0);
+}
+
+/*
+ * The lazy rules (costly regexes only metas read) run only where a
+ * reported meta's outcome depends on them: the metas are first evaluated
+ * over intervals, each unknown rule anywhere in [0, its most hits]; a
+ * reported meta whose truth is then undecided asks for the exact values
+ * of its inputs, down the dependency order. A rule nobody asked for stays
+ * 0, which lies inside every interval used, so every reported meta comes
+ * out as if all rules had run. Returns the rules run.
+ */
+static unsigned
+run_lazy(struct sa_ctx *c, uint64_t deadline, int *timed_out)
+{
+	const struct sa_ruleset *rs = c->rs;
+	struct sa_scratch	*sc = c->sc;
+	double			*lo, *hi;
+	unsigned char		*need;
+	size_t			 i, k, n = rs->nrules;
+	unsigned		 ran = 0;
+
+	if (sc->nlazybuf < n) {
+		free(sc->lo);
+		free(sc->hi);
+		free(sc->need);
+		sc->lo = xcalloc(n, sizeof(*sc->lo));
+		sc->hi = xcalloc(n, sizeof(*sc->hi));
+		sc->need = xcalloc(n, 1);
+		sc->nlazybuf = n;
+	}
+	lo = sc->lo;
+	hi = sc->hi;
+	need = sc->need;
+	memcpy(lo, sc->values, n * sizeof(*lo));
+	memcpy(hi, sc->values, n * sizeof(*hi));
+	memset(need, 0, n);
+	for (i = 0; i < rs->nlazy; i++)
+		hi[rs->lazy[i]] = rule_want(rs->rules[rs->lazy[i]]);
+	for (i = 0; i < rs->norder[SA_META]; i++) {
+		uint32_t m = rs->order[SA_META][i];
+		double	 l, h;
+
+		sa_meta_interval(rs->rules[m], lo, hi, &l, &h);
+		/* got_hit(): a true value below 1 counts as 1 */
+		if (l > 0) {
+			lo[m] = l;
+			hi[m] = h;
+		} else if (h < 0)
+			lo[m] = hi[m] = 1;
+		else if (l == 0 && h == 0)
+			lo[m] = hi[m] = 0;
+		else {
+			lo[m] = 0;
+			hi[m] = h > 1 ? h : 1;
+		}
+	}
+	for (i = rs->norder[SA_META]; i-- > 0;) {
+		uint32_t	      m = rs->order[SA_META][i];
+		const struct sa_rule *r = rs->rules[m];
+
+		if (!r->sub && r->sc != 0 && !(lo[m] > 0 || hi[m] == 0))
+			need[m] = 1;
+		if (!need[m])
+			continue;
+		for (k = 0; k < r->ncode; k++) {
+			uint32_t	      d;
+			const struct sa_rule *dr;
+
+			if (r->code[k].op != MOP_RULE)
+				continue;
+			d = r->code[k].arg;
+			dr = rs->rules[d];
+			if (lo[d] == hi[d] || need[d])
+				continue;
+			need[d] = 1;
+			if (!dr->lazy || *timed_out)
+				continue;
+			if (deadline != 0 && now_usec() > deadline) {
+				*timed_out = 1;
+				continue;
+			}
+			{
+				uint64_t t0 = sc->prof ? now_usec_ns() : 0;
+
+				sc->values[d] = run_regex_rule(c, dr);
+				if (sc->prof != NULL)
+					sc->prof[d] += now_usec_ns() - t0;
+			}
+			lo[d] = hi[d] = sc->values[d];
+			ran++;
+		}
+	}
+	return ran;
 }
 
 /* ---------------------------------------------------------------- eval */
@@ -832,8 +948,8 @@ add_hit(struct sa_scratch *sc, const struct sa_rule *r, unsigned count)
 static int
 cmp_hit(const void *a, const void *b)
 {
-	return strcmp(((const struct sa_hit *)a)->name,
-	    ((const struct sa_hit *)b)->name);
+	return strcmp(
+	    ((const struct sa_hit *)a)->name, ((const struct sa_hit *)b)->name);
 }
 
 int
@@ -846,8 +962,8 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 	size_t	      i, k;
 	unsigned      n, ran = 0;
 	double	      total = 0;
-	uint64_t      tprev;
-	int	      usepf;
+	uint64_t      tprev, deadline = 0;
+	int	      usepf, timed_out = 0;
 
 	memset(&c, 0, sizeof(c));
 	c.rs = rs;
@@ -861,7 +977,7 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 		free(sc->values);
 		sc->values = xcalloc(rs->nrules, sizeof(*sc->values));
 		sc->nvalues = rs->nrules;
-	} else
+	} else if (rs->nrules > 0)
 		memset(sc->values, 0, rs->nrules * sizeof(*sc->values));
 	arena_reset(sc);
 	sc->gen++;
@@ -871,6 +987,8 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 	}
 	sc->body_built = sc->raw_built = 0;
 	sc->nhits = 0;
+	if (sc->budget != 0)
+		deadline = now_usec() + sc->budget;
 	if (sc->prof != NULL && sc->nprof < rs->nrules) {
 		free(sc->prof);
 		sc->prof = xcalloc(rs->nrules, sizeof(*sc->prof));
@@ -886,7 +1004,7 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 		memset(sc->cand, 0, (rs->nrules + 7) / 8);
 	}
 
-	for (k = 0; k < SA_NTYPES; k++) {
+	for (k = 0; k < SA_NTYPES && !timed_out; k++) {
 		if (k == SA_META)
 			continue;
 		if (k == SA_BODY && rs->norder[k] > 0)
@@ -894,15 +1012,23 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 		if (k == SA_RAWBODY && rs->norder[k] > 0)
 			build_rawbody(&c);
 		usepf = rs->norder[k] > 0 && prefilter(&c, (int)k);
-		for (i = 0; i < rs->norder[k]; i++) {
+		for (i = 0; i < rs->norder[k] && !timed_out; i++) {
 			uint32_t	      ri = rs->order[k][i];
 			const struct sa_rule *r = rs->rules[ri];
 
+			/* a clock read every 16 rules */
+			if (deadline != 0 && (i & 15) == 0 &&
+			    now_usec() > deadline) {
+				timed_out = 1;
+				break;
+			}
 			if (usepf && r->pf &&
 			    !(sc->cand[ri >> 3] & (1u << (ri & 7)))) {
 				sc->values[ri] = 0;
 				continue;
 			}
+			if (r->lazy) /* later, if a meta needs it */
+				continue;
 			switch (k) {
 			case SA_HEADER:
 				n = run_header(&c, r);
@@ -912,16 +1038,16 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 				break;
 			case SA_BODY:
 				n = run_lines(&c, r, &sc->body, &sc->bodyl,
-				    (r->tflags & SA_TF_NOSUBJECT) ?
-					sc->body_subject_lines :
-					0);
+				    (r->tflags & SA_TF_NOSUBJECT)
+					? sc->body_subject_lines
+					: 0);
 				break;
 			case SA_RAWBODY:
 				n = run_lines(&c, r, &sc->raw, &sc->rawl, 0);
 				break;
 			case SA_FULL:
-				n = match_count(&c, r, c.raw, c.rawlen,
-				    rule_want(r));
+				n = match_count(
+				    &c, r, c.raw, c.rawlen, rule_want(r));
 				break;
 			default:
 				n = run_uri(&c, r);
@@ -937,24 +1063,31 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 			}
 		}
 	}
-	for (i = 0; i < rs->nevals; i++) {
+	for (i = 0; i < rs->nevals && !timed_out; i++) {
 		const struct sa_rule *r = rs->rules[rs->evals[i]];
 		int		      v = r->ev->fn(&c, r, &r->args);
 
 		ran++;
 		sc->values[rs->evals[i]] = v > 0 ? v : 0;
+		if (sc->prof != NULL) {
+			uint64_t now = now_usec_ns();
+
+			sc->prof[rs->evals[i]] += now - tprev;
+			tprev = now;
+		}
 	}
 	for (i = 0; i < next; i++) {
 		int idx = ext[i] ? sa_rule_index(rs, ext[i]) : -1;
 
-		if (idx >= 0 && rs->rules[idx]->defined &&
-		    sc->values[idx] == 0)
+		if (idx >= 0 && rs->rules[idx]->defined && sc->values[idx] == 0)
 			sc->values[idx] = 1;
 	}
+	if (rs->nlazy > 0 && !timed_out)
+		ran += run_lazy(&c, deadline, &timed_out);
 	for (i = 0; i < rs->norder[SA_META]; i++) {
 		uint32_t ri = rs->order[SA_META][i];
 
-		double	 v = sa_meta_value(rs->rules[ri], sc->values);
+		double v = sa_meta_value(rs->rules[ri], sc->values);
 
 		/* as got_hit(): a true value below 1 counts as 1 */
 		sc->values[ri] = v == 0 ? 0 : v > 0 ? v : 1;
@@ -963,13 +1096,12 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 	for (i = 0; i < rs->nrules; i++) {
 		const struct sa_rule *r = rs->rules[i];
 
-		if (sc->values[i] == 0 || r->sub || r->sc == 0 ||
-		    !r->defined)
+		if (sc->values[i] == 0 || r->sub || r->sc == 0 || !r->defined)
 			continue;
 		add_hit(sc, r,
-		    sc->values[i] >= SA_MAXHITS_CAP ? SA_MAXHITS_CAP :
-		    sc->values[i] >= 1		    ? (unsigned)sc->values[i] :
-						      1);
+		    sc->values[i] >= SA_MAXHITS_CAP ? SA_MAXHITS_CAP
+			: sc->values[i] >= 1	    ? (unsigned)sc->values[i]
+						    : 1);
 		total += r->sc;
 	}
 	if (sc->nhits > 1)
@@ -978,5 +1110,6 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 	res->nhits = sc->nhits;
 	res->score = total;
 	res->rules_run = ran;
+	res->timed_out = timed_out;
 	return 0;
 }

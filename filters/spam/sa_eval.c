@@ -21,8 +21,10 @@
  * write to the caller's scratch.
  */
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sa_int.h"
 #include "sa_scratch.h"
@@ -170,8 +172,8 @@ addr_domain(const char *s, char *out, size_t outlen)
 /* ------------------------------------------------------ authentication */
 
 static int
-eval_spf(struct sa_ctx *c, const struct sa_rule *r, enum sa_authres want,
-    int helo)
+eval_spf(
+    struct sa_ctx *c, const struct sa_rule *r, enum sa_authres want, int helo)
 {
 	(void)r;
 	return (helo ? facts(c)->spf_helo : facts(c)->spf_mailfrom) == want;
@@ -198,8 +200,8 @@ SPF_EVAL(eval_spf_helo_permerror, SA_AUTH_PERMERROR, 1)
 SPF_EVAL(eval_spf_helo_temperror, SA_AUTH_TEMPERROR, 1)
 
 static int
-eval_spf_none(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_spf_none(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	(void)a;
@@ -208,8 +210,8 @@ eval_spf_none(struct sa_ctx *c, const struct sa_rule *r,
 }
 
 static int
-eval_spf_helo_none(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_spf_helo_none(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	(void)a;
@@ -220,32 +222,32 @@ eval_spf_helo_none(struct sa_ctx *c, const struct sa_rule *r,
 /* DKIM.pm check_dkim_signed/valid([domain...]): domains not supported:
    with arguments the rule does not fire (we know no signing domains). */
 static int
-eval_dkim_signed(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_dkim_signed(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	return a->n == 0 && facts(c)->dkim_signed;
 }
 
 static int
-eval_dkim_valid(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_dkim_valid(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	return a->n == 0 && facts(c)->dkim_valid;
 }
 
 static int
-eval_dkim_valid_author(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_dkim_valid_author(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	return a->n == 0 && facts(c)->dkim_valid_author;
 }
 
 static int
-eval_dkim_dependable(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_dkim_dependable(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	(void)a;
@@ -254,8 +256,8 @@ eval_dkim_dependable(struct sa_ctx *c, const struct sa_rule *r,
 
 /* DMARC.pm: check_dmarc_pass/reject/quarantine/none/missing */
 static int
-eval_dmarc_pass(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_dmarc_pass(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	(void)a;
@@ -269,8 +271,8 @@ eval_dmarc_fail_policy(struct sa_ctx *c, enum sa_dmarc_policy p)
 }
 
 static int
-eval_dmarc_reject(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_dmarc_reject(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	(void)a;
@@ -278,8 +280,8 @@ eval_dmarc_reject(struct sa_ctx *c, const struct sa_rule *r,
 }
 
 static int
-eval_dmarc_quarantine(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_dmarc_quarantine(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	(void)a;
@@ -287,8 +289,8 @@ eval_dmarc_quarantine(struct sa_ctx *c, const struct sa_rule *r,
 }
 
 static int
-eval_dmarc_none(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_dmarc_none(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	(void)a;
@@ -296,8 +298,8 @@ eval_dmarc_none(struct sa_ctx *c, const struct sa_rule *r,
 }
 
 static int
-eval_dmarc_missing(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_dmarc_missing(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	(void)a;
@@ -307,8 +309,8 @@ eval_dmarc_missing(struct sa_ctx *c, const struct sa_rule *r,
 
 /* Bayes.pm check_bayes(min, max): min <= p < max (max 1.00 inclusive) */
 static int
-eval_bayes(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_bayes(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	double p, lo = argnum(a, 0, 0), hi = argnum(a, 1, 1);
 
@@ -323,8 +325,8 @@ eval_bayes(struct sa_ctx *c, const struct sa_rule *r,
 
 /* HeaderEval check_for_missing_to_header: no To and no Apparently-To */
 static int
-eval_missing_to(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_missing_to(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	const char *to = header(c, "To", 0);
 
@@ -338,8 +340,8 @@ eval_missing_to(struct sa_ctx *c, const struct sa_rule *r,
 
 /* HeaderEval check_header_count_range(header, min, max) */
 static int
-eval_header_count_range(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_header_count_range(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	size_t n = header_count(c, a->s[0]);
 
@@ -347,31 +349,84 @@ eval_header_count_range(struct sa_ctx *c, const struct sa_rule *r,
 	return (double)n >= argnum(a, 1, 0) && (double)n <= argnum(a, 2, 1e9);
 }
 
-/* HeaderEval check_illegal_chars(header, ratio, count) */
+/* strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF) */
 static int
-eval_illegal_chars(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+valid_utf8(const unsigned char *s, size_t n)
 {
-	const char   *v;
-	size_t	      len, i, bad = 0;
-	double	      ratio = argnum(a, 1, 0), count = argnum(a, 2, 0);
-	const char   *name = a->s[0];
+	size_t i = 0;
+
+	while (i < n) {
+		unsigned c = s[i], need, cp, k;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			need = 1, cp = c & 0x1f;
+		else if (c >= 0xe0 && c <= 0xef)
+			need = 2, cp = c & 0x0f;
+		else if (c >= 0xf0 && c <= 0xf4)
+			need = 3, cp = c & 0x07;
+		else
+			return 0;
+		for (k = 1; k <= need; k++) {
+			if (i + k >= n || (s[i + k] & 0xc0) != 0x80)
+				return 0;
+			cp = (cp << 6) | (s[i + k] & 0x3f);
+		}
+		if ((need == 2 &&
+			(cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+		    (need == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+			return 0;
+		i += need + 1;
+	}
+	return 1;
+}
+
+/*
+ * HeaderEval check_illegal_chars(header, ratio, count) on the raw value:
+ * control and 8-bit bytes, unless the value is valid UTF-8 without
+ * controls; one of the Subject's cent/pound/(R) signs is exempt.
+ */
+static int
+eval_illegal_chars(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	const unsigned char *v;
+	size_t		     len, i, bad = 0, high = 0, ctl = 0, exempt = 0;
+	int		     subj = ascii_strcasecmp(a->s[0], "Subject") == 0;
 
 	(void)r;
-	if (strcmp(name, "ALL") == 0)
-		v = sa_get_header(c, "ALL", SA_HM_RAW, &len);
-	else
-		v = sa_get_header(c, name, SA_HM_RAW, &len);
+	v = (const unsigned char *)sa_get_header(c, a->s[0], SA_HM_RAW, &len);
 	if (v == NULL || len == 0)
 		return 0;
+	for (i = 0; i < len &&
+	     (v[i] == ' ' || v[i] == '\t' || v[i] == '\n' || v[i] == '\r');
+	     i++)
+		;
+	if (i == len)
+		return 0;
 	for (i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)v[i];
+		unsigned char ch = v[i];
 
-		if (ch >= 0x80 || (ch < 0x20 && ch != '\t' && ch != '\n' &&
-				      ch != '\r'))
+		if (ch >= 0x80)
+			high++;
+		if ((ch < 0x20 && ch != '\t' && ch != '\n' && ch != '\r') ||
+		    ch == 0x7f)
+			ctl++;
+		if (ch <= 0x08 || ch == 0x0b || ch == 0x0c ||
+		    (ch >= 0x0e && ch <= 0x1f) || ch >= 0x7f)
 			bad++;
+		if (ch == 0xa2 || ch == 0xa3 || ch == 0xae)
+			exempt++;
 	}
-	return (double)bad / (double)len > ratio && (double)bad >= count;
+	if (high > 0 && ctl == 0 && valid_utf8(v, len))
+		return 0;
+	if (bad > 0 && subj && exempt == 1)
+		bad--;
+	return (double)bad / (double)len >= argnum(a, 1, 0) &&
+	    (double)bad >= argnum(a, 2, 0);
 }
 
 /* HeaderEval check_for_unique_subject_id: not implemented (heuristic) */
@@ -393,16 +448,16 @@ last_labels(const char *d, int n)
 }
 
 static int
-eval_equal_from_domains(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_equal_from_domains(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	char fd[256], ed[256];
 
 	(void)r;
 	(void)a;
 	if (addr_domain(header(c, "From", SA_HM_ADDR), fd, sizeof(fd)) < 0 ||
-	    addr_domain(header(c, "EnvelopeFrom", SA_HM_ADDR), ed,
-		sizeof(ed)) < 0)
+	    addr_domain(header(c, "EnvelopeFrom", SA_HM_ADDR), ed, sizeof(ed)) <
+		0)
 		return 0;
 	return strcmp(last_labels(fd, 2), last_labels(ed, 2)) != 0;
 }
@@ -420,16 +475,16 @@ freemail_in(struct sa_ctx *c, const char *hdr)
 }
 
 static int
-eval_freemail_from(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_freemail_from(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	return a->n == 0 && freemail_in(c, "From");
 }
 
 static int
-eval_freemail_replyto(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_freemail_replyto(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	char fd[256], rd[256];
 	int  f, rt;
@@ -437,8 +492,7 @@ eval_freemail_replyto(struct sa_ctx *c, const struct sa_rule *r,
 	(void)r;
 	/* check_freemail_replyto(['replyto'|'1']): Reply-To is freemail and
 	   differs from From (FreeMail.pm default "1": both freemail) */
-	if (addr_domain(header(c, "Reply-To", SA_HM_ADDR), rd, sizeof(rd)) <
-	    0)
+	if (addr_domain(header(c, "Reply-To", SA_HM_ADDR), rd, sizeof(rd)) < 0)
 		return 0;
 	rt = sa_list_has_domain(c->rs, "freemail_domains", rd);
 	f = addr_domain(header(c, "From", SA_HM_ADDR), fd, sizeof(fd)) == 0 &&
@@ -463,8 +517,8 @@ has_part(const struct msgview *mv, const char *type)
 
 /* MIMEEval check_for_mime_html: a text/html part */
 static int
-eval_mime_html(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_mime_html(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	(void)a;
@@ -473,8 +527,8 @@ eval_mime_html(struct sa_ctx *c, const struct sa_rule *r,
 
 /* check_for_mime_html_only: HTML and no text/plain alternative */
 static int
-eval_mime_html_only(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_mime_html_only(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	(void)a;
@@ -487,8 +541,8 @@ eval_mime_html_only(struct sa_ctx *c, const struct sa_rule *r,
  * font_invalid_color, ...) are not recorded by the view and never fire.
  */
 static int
-eval_html_test(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_html_test(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	const struct mv_html *h = &c->mv->html;
 	const char	     *t = a->s[0];
@@ -507,8 +561,8 @@ eval_html_test(struct sa_ctx *c, const struct sa_rule *r,
 
 /* HTMLEval html_image_only(min, max): <img> and HTML length in (min,max] */
 static int
-eval_html_image_only(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_html_image_only(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	const struct mv_html *h = &c->mv->html;
 
@@ -520,8 +574,8 @@ eval_html_image_only(struct sa_ctx *c, const struct sa_rule *r,
 
 /* html_image_ratio(min, max): text bytes per pixel of image, (min,max] */
 static int
-eval_html_image_ratio(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_html_image_ratio(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	const struct mv_html *h = &c->mv->html;
 	double		      ratio;
@@ -566,8 +620,8 @@ bound(const struct sa_evalargs *a, unsigned i, double inf)
 
 /* HTMLEval html_range(test, min, max): min < value <= max */
 static int
-eval_html_range(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_html_range(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	double v = html_value(&c->mv->html, a->s[0]);
 
@@ -579,8 +633,8 @@ eval_html_range(struct sa_ctx *c, const struct sa_rule *r,
 
 /* HTMLEval html_eval(test, "< 384")-style comparisons */
 static int
-eval_html_eval(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_html_eval(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	double	    v = html_value(&c->mv->html, a->s[0]), x;
 	const char *e = a->s[1];
@@ -619,8 +673,8 @@ eval_html_eval(struct sa_ctx *c, const struct sa_rule *r,
 /* MIMEEval check_mime_multipart_ratio(min, max): text/plain bytes over
    text/html bytes of a multipart/alternative */
 static int
-eval_multipart_ratio(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_multipart_ratio(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	const struct msgview *mv = c->mv;
 	size_t		      i, plain = 0, html = 0;
@@ -645,14 +699,14 @@ eval_multipart_ratio(struct sa_ctx *c, const struct sa_rule *r,
 
 /* BodyEval check_stock_info(min): stock-spam words in the body */
 static int
-eval_stock_info(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_stock_info(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
-	static const char *const words[] = { "symbol:", "company:",
-		"price:", "target:", "recommendation:", "shares outstanding",
+	static const char *const words[] = { "symbol:", "company:", "price:",
+		"target:", "recommendation:", "shares outstanding",
 		"current price", "long-term target", "short-term target" };
-	const char *body;
-	size_t	    len, i, n = 0;
+	const char		*body;
+	size_t			 len, i, n = 0;
 
 	(void)r;
 	body = sa_body_text(c, &len);
@@ -664,10 +718,10 @@ eval_stock_info(struct sa_ctx *c, const struct sa_rule *r,
 
 /* BodyEval check_body_length(max): rendered body shorter than max */
 static int
-eval_body_length(struct sa_ctx *c, const struct sa_rule *r,
-    const struct sa_evalargs *a)
+eval_body_length(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
-	size_t len, i, nonspace = 0;
+	size_t	    len, i, nonspace = 0;
 	const char *b = sa_body_text(c, &len);
 
 	(void)r;
@@ -675,6 +729,590 @@ eval_body_length(struct sa_ctx *c, const struct sa_rule *r,
 		if (!isspace((unsigned char)b[i]))
 			nonspace++;
 	return (double)nonspace < argnum(a, 0, 0);
+}
+
+/* ---------------------------------------------------------- more headers */
+
+/* A per-message pattern (built from message data): no JIT, whose
+   compiling would cost more than the one match it is used for. */
+static pcre2_code *
+compile_once(const char *pat, uint32_t opts)
+{
+	int	   err;
+	PCRE2_SIZE off;
+
+	return pcre2_compile(
+	    (PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, &err, &off, NULL);
+}
+
+/* RFC 5322 date (tolerant, as Mail::SpamAssassin::Util::parse_rfc822_date
+   reads them): [Day,] D Mon YYYY HH:MM[:SS] [zone]; -1 if unreadable */
+static long long
+parse_date(const char *s)
+{
+	static const char months[] = "janfebmaraprmayjunjulaugsepoctnovdec";
+	struct tm	  tm;
+	int		  d, y, hh, mm, ss = 0, off = 0, n;
+	char		  mon[4];
+	const char	 *p, *m;
+	long long	  t;
+
+	if (s == NULL)
+		return -1;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	/* skip the day name */
+	if ((p = strchr(s, ',')) != NULL && p - s < 12)
+		s = p + 1;
+	if (sscanf(s, " %d %3s %d %d:%d%n", &d, mon, &y, &hh, &mm, &n) != 5)
+		return -1;
+	p = s + n;
+	if (*p == ':') {
+		int k;
+
+		if (sscanf(p + 1, "%d%n", &ss, &k) != 1)
+			return -1;
+		p += 1 + k;
+	}
+	mon[0] = (char)ascii_lower((unsigned char)mon[0]);
+	mon[1] = (char)ascii_lower((unsigned char)mon[1]);
+	mon[2] = (char)ascii_lower((unsigned char)mon[2]);
+	mon[3] = '\0';
+	if ((m = strstr(months, mon)) == NULL || (m - months) % 3 != 0)
+		return -1;
+	if (y < 50)
+		y += 2000;
+	else if (y < 1000)
+		y += 1900;
+	if (d < 1 || d > 31 || hh > 23 || mm > 59 || ss > 60 || y > 9999)
+		return -1;
+	while (*p == ' ')
+		p++;
+	if ((*p == '+' || *p == '-') && p[1] >= '0' && p[1] <= '9') {
+		int z = atoi(p + 1);
+
+		off = (z / 100) * 3600 + (z % 100) * 60;
+		if (*p == '-')
+			off = -off;
+	} else if (strncmp(p, "EDT", 3) == 0)
+		off = -4 * 3600;
+	else if (strncmp(p, "EST", 3) == 0 || strncmp(p, "CDT", 3) == 0)
+		off = -5 * 3600;
+	else if (strncmp(p, "CST", 3) == 0 || strncmp(p, "MDT", 3) == 0)
+		off = -6 * 3600;
+	else if (strncmp(p, "MST", 3) == 0 || strncmp(p, "PDT", 3) == 0)
+		off = -7 * 3600;
+	else if (strncmp(p, "PST", 3) == 0)
+		off = -8 * 3600;
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = y - 1900;
+	tm.tm_mon = (int)((m - months) / 3);
+	tm.tm_mday = d;
+	tm.tm_hour = hh;
+	tm.tm_min = mm;
+	tm.tm_sec = ss;
+	t = (long long)timegm(&tm);
+	return t - off;
+}
+
+/*
+ * HeaderEval's date_diff: Date minus each Received time (the last one
+ * dropped if equal), the one with the smallest magnitude; 0 when either
+ * side is missing.
+ */
+static long long
+date_diff(struct sa_ctx *c)
+{
+	const struct msgview *mv = c->mv;
+	long long	      date = -1, best = 0, dd[64];
+	size_t		      i, n = 0;
+	int		      found = 0;
+
+	for (i = 0; i < mv->nheaders; i++)
+		if (ascii_strcasecmp(mv->headers[i].name, "Date") == 0) {
+			date = parse_date(mv->headers[i].decoded);
+			break;
+		}
+	if (date < 0)
+		return 0;
+	for (i = 0; i < mv->nheaders && n < nitems(dd); i++) {
+		const char *semi;
+		long long   t;
+
+		if (ascii_strcasecmp(mv->headers[i].name, "Received") != 0 ||
+		    (semi = strrchr(mv->headers[i].decoded, ';')) == NULL)
+			continue;
+		if ((t = parse_date(semi + 1)) >= 0)
+			dd[n++] = date - t;
+	}
+	if (n > 1 && dd[n - 1] == 0)
+		n--;
+	for (i = 0; i < n; i++) {
+		long long a = dd[i] < 0 ? -dd[i] : dd[i];
+
+		if (!found || a < (best < 0 ? -best : best)) {
+			best = dd[i];
+			found = 1;
+		}
+	}
+	return best;
+}
+
+/* HeaderEval check_for_shifted_date(min_hours|'undef', max|'undef') */
+static int
+eval_shifted_date(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	long long d = date_diff(c);
+
+	(void)r;
+	return (strcmp(a->s[0], "undef") == 0 ||
+		   (double)d >= 3600 * argnum(a, 0, 0)) &&
+	    (strcmp(a->s[1], "undef") == 0 ||
+		(double)d < 3600 * argnum(a, 1, 0));
+}
+
+/* HeaderEval subject_is_all_caps */
+static int
+eval_subject_all_caps(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	static const char *const prefixes[] = { "re:", "fwd:", "fw:", "aw:",
+		"antwort:", "wg:", "sv:", "vb:", "vs:", "vl:" };
+	const char		*s = header(c, "Subject", 0), *e, *raw;
+	size_t			 i, len;
+	int			 again = 1, space = 0, lower = 0;
+
+	(void)r;
+	(void)a;
+	if (s == NULL)
+		return 0;
+	while (*s == ' ' || *s == '\t' || *s == '\n')
+		s++;
+	while (again) {
+		again = 0;
+		for (i = 0; i < nitems(prefixes); i++) {
+			size_t pl = strlen(prefixes[i]);
+
+			if (ascii_strncasecmp(s, prefixes[i], pl) == 0) {
+				s += pl;
+				while (*s == ' ' || *s == '\t')
+					s++;
+				again = 1;
+			}
+		}
+	}
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n'))
+		e--;
+	len = (size_t)(e - s);
+	for (i = 0; i < len; i++) {
+		if (s[i] == ' ' || s[i] == '\t')
+			space = 1;
+		if (s[i] >= 'a' && s[i] <= 'z')
+			lower = 1;
+	}
+	if (!space || len < 10 || lower)
+		return 0;
+	/* charsets whose text looks like capitals (SA's list, shortened) */
+	raw = header(c, "Subject", SA_HM_RAW);
+	if (raw != NULL && strstr(raw, "=?") != NULL) {
+		static const char *const fp[] = { "koi", "jp", "jis", "euc",
+			"gb", "big5", "isoir", "cp1251", "windows-1251",
+			"georgianps", "pt154", "tis" };
+		char			 lc[512];
+
+		for (i = 0; raw[i] != '\0' && i < sizeof(lc) - 1; i++)
+			lc[i] = (char)ascii_lower((unsigned char)raw[i]);
+		lc[i] = '\0';
+		for (i = 0; i < nitems(fp); i++)
+			if (strstr(lc, fp[i]) != NULL)
+				return 0;
+	}
+	return len > 0;
+}
+
+/* HeaderEval check_for_to_in_subject('user'|'address') */
+static int
+eval_to_in_subject(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	const char *to = header(c, "To", SA_HM_ADDR), *subj, *at, *nl;
+	char	    user[128], pat[600];
+	size_t	    ul, i, k = 0;
+	pcre2_code *re;
+	int	    rc;
+
+	(void)r;
+	if (to == NULL || *to == '\0' ||
+	    (subj = header(c, "Subject", 0)) == NULL)
+		return 0;
+	nl = strchr(to, '\n');
+	ul = nl ? (size_t)(nl - to) : strlen(to);
+	if (strcmp(a->s[0], "user") == 0 && (at = memchr(to, '@', ul)))
+		ul = (size_t)(at - to);
+	else if (strcmp(a->s[0], "address") != 0)
+		return 0;
+	if (ul == 0 || ul >= sizeof(user))
+		return 0;
+	memcpy(user, to, ul);
+	user[ul] = '\0';
+	/* the Perl pattern with \Q..\E; PCRE2 knows both */
+	for (i = 0; i < ul; i++)
+		if (user[i] == '\\' && user[i + 1] == 'E')
+			return 0;
+	if (strcmp(a->s[0], "address") == 0)
+		k = (size_t)snprintf(pat, sizeof(pat), "\\b\\Q%s\\E\\b", user);
+	else
+		k = (size_t)snprintf(pat, sizeof(pat),
+		    "^(?:(?:re|fw):\\s*(?:\\w+\\s+)?\\Q%s\\E$"
+		    "|(?-i:\\Q%s\\E)\\s*[,:;!?-](?:$|\\s)|\\Q%s\\E$"
+		    "|,\\s*\\Q%s\\E[,:;!?-]$)",
+		    user, user, user, user);
+	if (k >= sizeof(pat))
+		return 0;
+	if ((re = compile_once(pat, PCRE2_CASELESS)) == NULL)
+		return 0;
+	rc = pcre2_match(re, (PCRE2_SPTR)subj, strlen(subj), 0, 0, c->md, NULL);
+	pcre2_code_free(re);
+	return rc >= 0;
+}
+
+/* HeaderEval check_unresolved_template: a %TEMPLATE tag left in a header */
+static int
+eval_unresolved_template(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	static const char *const skip[] = { "X-VMS-To", "X-UIDL", "X-Face",
+		"To", "Cc", "From", "Subject", "References", "In-Reply-To",
+		"Message-Id", "X-Message-Id", "Resent-Message-Id",
+		"X-Original-Message-Id" };
+	const struct msgview	*mv = c->mv;
+	size_t			 i, j;
+
+	(void)r;
+	(void)a;
+	for (i = 0; i < mv->nheaders; i++) {
+		const char *v = mv->headers[i].decoded, *p;
+		int	    skipped = 0;
+
+		for (j = 0; j < nitems(skip); j++)
+			if (ascii_strcasecmp(mv->headers[i].name, skip[j]) == 0)
+				skipped = 1;
+		if (skipped)
+			continue;
+		for (p = strchr(v, '%'); p != NULL; p = strchr(p + 1, '%'))
+			if (p[1] >= 'A' && p[1] <= 'Z' &&
+			    ((p[2] >= 'A' && p[2] <= 'Z') || p[2] == '_' ||
+				p[2] == '-'))
+				return 1;
+	}
+	return 0;
+}
+
+/* glob of enlist_addrlist / all_spam_to entries: '*' and '?' */
+static int
+glob_match(const char *pat, const char *s)
+{
+	const char *star = NULL, *ss = NULL;
+
+	while (*s != '\0') {
+		if (*pat == '*') {
+			star = pat++;
+			ss = s;
+		} else if (*pat == '?' ||
+		    ascii_lower((unsigned char)*pat) ==
+			ascii_lower((unsigned char)*s)) {
+			pat++;
+			s++;
+		} else if (star != NULL) {
+			pat = star + 1;
+			s = ++ss;
+		} else
+			return 0;
+	}
+	while (*pat == '*')
+		pat++;
+	return *pat == '\0';
+}
+
+/* any address (one per line in v) matching an entry of list `name` */
+static int
+addrs_in_list(struct sa_ctx *c, const char *v, const char *name)
+{
+	struct sa_list *li = sa_list_get(c->rs, name);
+	char		addr[320];
+	size_t		i;
+
+	if (li == NULL || v == NULL)
+		return 0;
+	while (*v != '\0') {
+		const char *nl = strchr(v, '\n');
+		size_t	    n = nl ? (size_t)(nl - v) : strlen(v);
+
+		if (n > 0 && n < sizeof(addr)) {
+			memcpy(addr, v, n);
+			addr[n] = '\0';
+			for (i = 0; i < li->n; i++)
+				if (glob_match(li->v[i], addr))
+					return 1;
+		}
+		v += n;
+		if (*v == '\n')
+			v++;
+	}
+	return 0;
+}
+
+/* WLBLEval check_from_in_list(LIST) / check_replyto_in_list(LIST) */
+static int
+eval_from_in_list(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	char name[160];
+
+	(void)r;
+	strfmt(name, sizeof(name), "enlist_addrlist:%s", a->s[0]);
+	return addrs_in_list(c, header(c, "From", SA_HM_ADDR), name);
+}
+
+static int
+eval_replyto_in_list(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	char name[160];
+
+	(void)r;
+	strfmt(name, sizeof(name), "enlist_addrlist:%s", a->s[0]);
+	return addrs_in_list(c, header(c, "Reply-To", SA_HM_ADDR), name);
+}
+
+/* WLBLEval check_to_in_all_spam / check_to_in_more_spam */
+static int
+eval_to_in_all_spam(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	(void)r;
+	(void)a;
+	return addrs_in_list(c, header(c, "ToCc", SA_HM_ADDR), "all_spam_to");
+}
+
+static int
+eval_to_in_more_spam(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	(void)r;
+	(void)a;
+	return addrs_in_list(c, header(c, "ToCc", SA_HM_ADDR), "more_spam_to");
+}
+
+/* first line of v (address from :addr), lower case, into out */
+static void
+first_addr_lc(const char *v, char *out, size_t outlen)
+{
+	size_t i;
+
+	for (i = 0; v != NULL && v[i] != '\0' && v[i] != '\n' && i + 1 < outlen;
+	     i++)
+		out[i] = (char)ascii_lower((unsigned char)v[i]);
+	out[i] = '\0';
+}
+
+/* HeaderEval check_for_matching_env_and_hdr_from: the envelope sender is
+   the From address (two empty ones match, as in SpamAssassin) */
+static int
+eval_env_hdr_from(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	char e[320], f[320];
+
+	(void)r;
+	(void)a;
+	first_addr_lc(header(c, "EnvelopeFrom", SA_HM_ADDR), e, sizeof(e));
+	first_addr_lc(header(c, "From", SA_HM_ADDR), f, sizeof(f));
+	return strcmp(e, f) == 0;
+}
+
+/* RelayEval check_all_trusted: no untrusted relay; for moat that means
+   the client authenticated (moat's own trusted networks are not known
+   here) */
+static int
+eval_all_trusted(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	(void)r;
+	(void)a;
+	return c->facts != NULL && c->facts->authenticated;
+}
+
+/* RelayEval helo_ip_mismatch: HELO an IPv4 literal not the client's /16 */
+static int
+eval_helo_ip_mismatch(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	const struct sa_facts *f = c->facts;
+	unsigned	       h[4], ip[4];
+	const char	      *helo;
+
+	(void)r;
+	(void)a;
+	if (f == NULL || f->helo == NULL || f->client_ip == NULL)
+		return 0;
+	helo = f->helo;
+	if (*helo == '[')
+		helo++;
+	if (sscanf(helo, "%u.%u.%u.%u", &h[0], &h[1], &h[2], &h[3]) != 4 ||
+	    sscanf(f->client_ip, "%u.%u.%u.%u", &ip[0], &ip[1], &ip[2],
+		&ip[3]) != 4)
+		return 0;
+	/* private HELO addresses are common behind NAT: not a mismatch */
+	if (h[0] == 10 || h[0] == 127 || (h[0] == 192 && h[1] == 168) ||
+	    (h[0] == 172 && h[1] >= 16 && h[1] <= 31))
+		return 0;
+	return h[0] != ip[0] || h[1] != ip[1];
+}
+
+/* FreeMail check_freemail_header(header[, regex]): an address in the
+   header's value in a freemail domain (and matching regex) */
+static int
+eval_freemail_header(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	char	    hname[128], *mod;
+	const char *v, *p;
+	unsigned    mods = 0;
+	pcre2_code *re = NULL;
+	int	    hit = 0;
+
+	(void)r;
+	strfmt(hname, sizeof(hname), "%s", a->s[0]);
+	if ((mod = strchr(hname, ':')) != NULL) {
+		*mod++ = '\0';
+		if (strcmp(mod, "addr") == 0)
+			mods = SA_HM_ADDR;
+		else if (strcmp(mod, "raw") == 0)
+			mods = SA_HM_RAW;
+	}
+	if ((v = header(c, hname, mods)) == NULL)
+		return 0;
+	for (p = strchr(v, '@'); p != NULL && !hit; p = strchr(p + 1, '@')) {
+		const char *s = p, *e = p + 1;
+		char	    dom[256], addr[320];
+		size_t	    dl = 0;
+
+		while (s > v &&
+		    (isalnum((unsigned char)s[-1]) ||
+			strchr("._+-=", s[-1]) != NULL))
+			s--;
+		while ((isalnum((unsigned char)*e) || *e == '.' || *e == '-') &&
+		    dl < sizeof(dom) - 1)
+			dom[dl++] = (char)ascii_lower((unsigned char)*e++);
+		dom[dl] = '\0';
+		while (dl > 0 && dom[dl - 1] == '.')
+			dom[--dl] = '\0';
+		if (s == p || dl == 0 ||
+		    !sa_list_has_domain(c->rs, "freemail_domains", dom))
+			continue;
+		if (a->n < 2) {
+			hit = 1;
+			break;
+		}
+		if ((size_t)(e - s) >= sizeof(addr))
+			continue;
+		memcpy(addr, s, (size_t)(e - s));
+		addr[e - s] = '\0';
+		if (re == NULL && (re = compile_once(a->s[1], 0)) == NULL)
+			return 0;
+		hit = pcre2_match(re, (PCRE2_SPTR)addr, strlen(addr), 0, 0,
+			  c->md, NULL) >= 0;
+	}
+	if (re != NULL)
+		pcre2_code_free(re);
+	return hit;
+}
+
+/* ----------------------------------------------------------- MIME more */
+
+/*
+ * MIMEEval check_for_mime(test) for the facts the view has:
+ * mime_attachment, mime_base64_encoded_text, mime_base64_count,
+ * mime_qp_count, mime_bad_iso_charset, mimepart_limit_exceeded.
+ */
+static int
+eval_check_for_mime(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	const struct msgview *mv = c->mv;
+	const char	     *t = a->s[0];
+	size_t		      i;
+	int		      n = 0;
+
+	(void)r;
+	if (strcmp(t, "mimepart_limit_exceeded") == 0)
+		return (mv->truncated & MV_TRUNC_PARTS) != 0;
+	for (i = 0; i < mv->nparts; i++) {
+		const struct mv_part *p = &mv->parts[i];
+		int		      b64 =
+		    p->encoding != NULL && strcmp(p->encoding, "base64") == 0;
+
+		if (p->flags & MV_PART_MULTIPART)
+			continue;
+		if (strcmp(t, "mime_attachment") == 0)
+			n += (p->flags & MV_PART_ATTACHMENT) != 0;
+		else if (strcmp(t, "mime_base64_encoded_text") == 0)
+			n += b64 && strncmp(p->type, "text/", 5) == 0;
+		else if (strcmp(t, "mime_base64_count") == 0)
+			n += b64;
+		else if (strcmp(t, "mime_qp_count") == 0)
+			n += p->encoding != NULL &&
+			    strcmp(p->encoding, "quoted-printable") == 0;
+		else if (strcmp(t, "mime_bad_iso_charset") == 0 &&
+		    p->charset != NULL && strncmp(p->charset, "iso-", 4) == 0 &&
+		    strchr(p->charset + 4, '-') != NULL &&
+		    strncmp(p->charset, "iso-8859-", 9) != 0 &&
+		    strncmp(p->charset, "iso-2022-jp", 11) != 0 &&
+		    strncmp(p->charset, "iso-2022-kr", 11) != 0)
+			n++;
+	}
+	return n;
+}
+
+/* MIMEEval check_for_uppercase(min, max): % capitals in body lines with
+   an inner space, if there are 200 such bytes */
+static int
+eval_uppercase(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	const struct sa_scratch *sc;
+	size_t			 len, i, k, total = 0, upper = 0, lower = 0;
+	double			 pct;
+
+	(void)r;
+	(void)sa_body_text(c, &len);
+	sc = c->sc;
+	for (i = sc->body_subject_lines; i < sc->bodyl.n; i++) {
+		const char *l = sc->body.s + sc->bodyl.v[i].off;
+		size_t	    n = sc->bodyl.v[i].len;
+		int	    inner = 0;
+
+		for (k = 1; k + 1 < n && !inner; k++)
+			inner = l[k] == ' ' && l[k - 1] != ' ' &&
+			    l[k + 1] != ' ' && l[k + 1] != '\n';
+		if (!inner)
+			continue;
+		total += n;
+		for (k = 0; k < n; k++) {
+			if (l[k] >= 'A' && l[k] <= 'Z')
+				upper++;
+			else if ((l[k] >= 'a' && l[k] <= 'z') ||
+			    (l[k] >= '0' && l[k] <= '9'))
+				lower++;
+		}
+	}
+	if (total < 200 || upper + lower == 0)
+		return 0;
+	pct = 100.0 * (double)upper / (double)(upper + lower);
+	return pct > argnum(a, 0, 0) && pct <= argnum(a, 1, 0);
 }
 
 /* ---------------------------------------------------------------- table */
@@ -721,6 +1359,20 @@ static const struct sa_evaldef evals[] = {
 	{ "check_mime_multipart_ratio", eval_multipart_ratio, 2, 2 },
 	{ "check_stock_info", eval_stock_info, 1, 1 },
 	{ "check_body_length", eval_body_length, 1, 1 },
+	{ "check_for_shifted_date", eval_shifted_date, 2, 2 },
+	{ "subject_is_all_caps", eval_subject_all_caps, 0, 0 },
+	{ "check_for_to_in_subject", eval_to_in_subject, 1, 1 },
+	{ "check_unresolved_template", eval_unresolved_template, 0, 0 },
+	{ "check_from_in_list", eval_from_in_list, 1, 1 },
+	{ "check_replyto_in_list", eval_replyto_in_list, 1, 1 },
+	{ "check_to_in_all_spam", eval_to_in_all_spam, 0, 0 },
+	{ "check_to_in_more_spam", eval_to_in_more_spam, 0, 0 },
+	{ "check_all_trusted", eval_all_trusted, 0, 0 },
+	{ "check_for_matching_env_and_hdr_from", eval_env_hdr_from, 0, 0 },
+	{ "helo_ip_mismatch", eval_helo_ip_mismatch, 0, 0 },
+	{ "check_freemail_header", eval_freemail_header, 1, 2 },
+	{ "check_for_mime", eval_check_for_mime, 1, 1 },
+	{ "check_for_uppercase", eval_uppercase, 2, 2 },
 };
 
 const struct sa_evaldef *

@@ -18,29 +18,29 @@
 #include "sa_rules.h"
 
 /* tflags */
-#define SA_TF_MULTIPLE	0x0001u
-#define SA_TF_NICE	0x0002u
-#define SA_TF_NET	0x0004u
-#define SA_TF_LEARN	0x0008u
-#define SA_TF_USERCONF	0x0010u
-#define SA_TF_NOAUTOLEARN 0x0020u
+#define SA_TF_MULTIPLE	      0x0001u
+#define SA_TF_NICE	      0x0002u
+#define SA_TF_NET	      0x0004u
+#define SA_TF_LEARN	      0x0008u
+#define SA_TF_USERCONF	      0x0010u
+#define SA_TF_NOAUTOLEARN     0x0020u
 #define SA_TF_AUTOLEARN_FORCE 0x0040u
-#define SA_TF_PUBLISH	0x0080u
-#define SA_TF_NOSUBJECT 0x0100u /* body rule does not see the Subject */
-#define SA_TF_NOTRIM	0x0200u
-#define SA_TF_DOMAINS_ONLY 0x0400u
+#define SA_TF_PUBLISH	      0x0080u
+#define SA_TF_NOSUBJECT	      0x0100u /* body rule does not see the Subject */
+#define SA_TF_NOTRIM	      0x0200u
+#define SA_TF_DOMAINS_ONLY    0x0400u
 
 /* header modifiers */
-#define SA_HM_RAW  0x01u
-#define SA_HM_ADDR 0x02u
-#define SA_HM_NAME 0x04u
-#define SA_HM_FIRST 0x08u
-#define SA_HM_LAST 0x10u
-#define SA_HM_HOST 0x20u
+#define SA_HM_RAW    0x01u
+#define SA_HM_ADDR   0x02u
+#define SA_HM_NAME   0x04u
+#define SA_HM_FIRST  0x08u
+#define SA_HM_LAST   0x10u
+#define SA_HM_HOST   0x20u
 #define SA_HM_DOMAIN 0x40u
 
-#define SA_MAXARGS	8
-#define SA_MAXHITS_CAP	1000u /* "multiple" never counts past this */
+#define SA_MAXARGS     8
+#define SA_MAXHITS_CAP 1000u /* "multiple" never counts past this */
 
 struct sa_rule;
 struct sa_ctx;
@@ -92,41 +92,43 @@ struct sa_mop {
 	double		num;
 };
 
-#define SA_META_MAXCODE  512
+#define SA_META_MAXCODE	 512
 #define SA_META_MAXSTACK 64
 
 struct sa_rule {
-	char	       *name;
-	char	       *describe;
-	const char     *file; /* interned in the ruleset */
-	unsigned	line;
-	int		defined;
-	enum sa_rtype	type;
-	unsigned	tflags;
-	unsigned	maxhits;
-	int		priority;
-	int		scored;	  /* a score line was seen */
-	double		score[4];
-	double		sc;	  /* score in the chosen set */
-	int		run;	  /* evaluated at all */
-	int		sub;	  /* "__" rule: never reported */
-	int		is_net;	  /* left to the caller (external hits) */
+	char	     *name;
+	char	     *describe;
+	const char   *file; /* interned in the ruleset */
+	unsigned      line;
+	int	      defined;
+	enum sa_rtype type;
+	unsigned      tflags;
+	unsigned      maxhits;
+	int	      priority;
+	int	      scored; /* a score line was seen */
+	double	      score[4];
+	double	      sc;     /* score in the chosen set */
+	int	      run;    /* evaluated at all */
+	int	      sub;    /* "__" rule: never reported */
+	int	      is_net; /* left to the caller (external hits) */
 
 	/* regex rules */
-	char	       *pattern;  /* PCRE2 source after translation */
-	char	       *orig;	  /* before ReplaceTags, if it applied */
-	char	       *inline_pat; /* tags inline when `pattern` calls
-				       subroutines (for Hyperscan) */
-	int		pf;	  /* in the Hyperscan prefilter */
-	uint32_t	reopts;
-	pcre2_code     *re;
+	char *pattern;	  /* PCRE2 source after translation */
+	char *orig;	  /* before ReplaceTags, if it applied */
+	char *inline_pat; /* tags inline when `pattern` calls
+			     subroutines (for Hyperscan) */
+	int pf;		  /* in the Hyperscan prefilter */
+	int lazy;	  /* costly, read only by metas: run only when a
+			     meta's outcome depends on it */
+	uint32_t    reopts;
+	pcre2_code *re;
 
 	/* header and mimeheader */
-	char	       *hdr;
-	unsigned	hmods;
-	char	       *unset;
-	int		neg;
-	int		exists;
+	char	*hdr;
+	unsigned hmods;
+	char	*unset;
+	int	 neg;
+	int	 exists;
 
 	/* eval: rules */
 	const struct sa_evaldef *ev;
@@ -140,9 +142,9 @@ struct sa_rule {
 };
 
 struct sa_list {
-	char   *name;
-	char  **v;
-	size_t	n, cap;
+	char  *name;
+	char **v;
+	size_t n, cap;
 };
 
 struct sa_kv {
@@ -160,6 +162,8 @@ struct sa_ruleset {
 	size_t	  norder[SA_NTYPES];
 	uint32_t *evals; /* eval rules of any type, run after regexes */
 	size_t	  nevals;
+	uint32_t *lazy; /* regex rules run only when a meta needs them */
+	size_t	  nlazy;
 
 	struct sa_list *lists;
 	size_t		nlists;
@@ -182,7 +186,7 @@ struct sa_ruleset {
 	char **errors; /* "file:line: reason", the first SA_MAX_ERRORS */
 	size_t nerrors;
 
-	int	       scoreset;
+	int		scoreset;
 	struct sa_stats stats;
 };
 
@@ -201,28 +205,30 @@ struct sa_ctx {
 struct sa_rule *sa_rule_find(const struct sa_ruleset *, const char *name);
 int		sa_rule_index(const struct sa_ruleset *, const char *name);
 struct sa_list *sa_list_get(const struct sa_ruleset *, const char *name);
-int sa_list_has_domain(const struct sa_ruleset *, const char *list,
-    const char *domain);
+int		sa_list_has_domain(
+		const struct sa_ruleset *, const char *list, const char *domain);
 
 /* sa_regex.c: parse "/re/flags" or "m{re}flags" at *p; 0 or -1 */
 int sa_regex_parse(const char **p, char **pattern, uint32_t *opts,
     unsigned *translated, char *why, size_t whylen);
 /* compile with JIT; NULL with the reason in why */
-pcre2_code *sa_regex_compile(const char *pattern, uint32_t opts, int *code,
-    char *why, size_t whylen);
+pcre2_code *sa_regex_compile(
+    const char *pattern, uint32_t opts, int *code, char *why, size_t whylen);
 
 /* sa_meta.c */
-int sa_meta_compile(struct sa_ruleset *, struct sa_rule *, char *why,
-    size_t whylen);
+int sa_meta_compile(
+    struct sa_ruleset *, struct sa_rule *, char *why, size_t whylen);
 /* order metas by dependency; marks rules in cycles; 0 or count of bad */
-size_t sa_meta_order(struct sa_ruleset *, char *why, size_t whylen,
-    struct sa_rule **bad);
+size_t sa_meta_order(
+    struct sa_ruleset *, char *why, size_t whylen, struct sa_rule **bad);
 double sa_meta_value(const struct sa_rule *, const double *values);
+void   sa_meta_interval(const struct sa_rule *, const double *lo,
+      const double *hi, double *rlo, double *rhi);
 
 /* sa_eval.c */
 const struct sa_evaldef *sa_eval_lookup(const char *name);
-int sa_eval_parse_args(const char *s, struct sa_evalargs *, char *why,
-    size_t whylen);
+int			 sa_eval_parse_args(
+			 const char *s, struct sa_evalargs *, char *why, size_t whylen);
 void sa_eval_args_free(struct sa_evalargs *);
 
 /* sa_net.c: the DNS list definitions */
@@ -243,7 +249,7 @@ int  sa_prefilter_has(const struct sa_ruleset *, int t);
 void sa_prefilter_scratch_free(struct sa_scratch *);
 
 /* sa_engine.c helpers for evals */
-const char *sa_get_header(struct sa_ctx *, const char *name, unsigned mods,
-    size_t *len);
+const char *sa_get_header(
+    struct sa_ctx *, const char *name, unsigned mods, size_t *len);
 
 #endif

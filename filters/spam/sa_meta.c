@@ -96,7 +96,7 @@ parse_primary(struct mparse *m)
 		return;
 	}
 	if ((*m->p >= '0' && *m->p <= '9') || *m->p == '.') {
-		char *end;
+		char  *end;
 		double v = strtod(m->p, &end);
 
 		if (end == m->p) {
@@ -424,8 +424,8 @@ sa_meta_value(const struct sa_rule *r, const double *values)
  * not runnable; the first one is returned in *bad with the reason.
  */
 size_t
-sa_meta_order(struct sa_ruleset *rs, char *why, size_t whylen,
-    struct sa_rule **bad)
+sa_meta_order(
+    struct sa_ruleset *rs, char *why, size_t whylen, struct sa_rule **bad)
 {
 	unsigned char *color; /* 0 white, 1 grey, 2 black */
 	uint32_t      *stack, *pos, *out;
@@ -479,8 +479,7 @@ sa_meta_order(struct sa_ruleset *rs, char *why, size_t whylen,
 				for (k = 0; k < sp && stack[k] != dep; k++)
 					;
 				for (; k < sp; k++) {
-					struct sa_rule *c =
-					    rs->rules[stack[k]];
+					struct sa_rule *c = rs->rules[stack[k]];
 
 					if (c->run) {
 						c->run = 0;
@@ -509,4 +508,187 @@ sa_meta_order(struct sa_ruleset *rs, char *why, size_t whylen,
 	free(pos);
 	free(out);
 	return nbad;
+}
+
+/* ------------------------------------------------------------ intervals */
+
+#define IV_INF 1e300
+
+static void
+iv_hull(double *lo, double *hi, double alo, double ahi, double blo, double bhi)
+{
+	*lo = alo < blo ? alo : blo;
+	*hi = ahi > bhi ? ahi : bhi;
+}
+
+/* does [lo, hi] hold 0 */
+static int
+iv_zero(double lo, double hi)
+{
+	return lo <= 0 && hi >= 0;
+}
+
+static void
+iv_minmax4(double *lo, double *hi, double a, double b, double c, double d)
+{
+	*lo = a;
+	*hi = a;
+	if (b < *lo)
+		*lo = b;
+	if (b > *hi)
+		*hi = b;
+	if (c < *lo)
+		*lo = c;
+	if (c > *hi)
+		*hi = c;
+	if (d < *lo)
+		*lo = d;
+	if (d > *hi)
+		*hi = d;
+}
+
+/*
+ * The meta's value when some rules are not known yet: each rule's value
+ * lies in [lo[i], hi[i]]; the result is an interval holding every value
+ * the meta can take (sound, not always tight). Same Perl semantics as
+ * sa_meta_value(), and the same got_hit() mapping is left to the caller.
+ */
+void
+sa_meta_interval(const struct sa_rule *r, const double *lo, const double *hi,
+    double *rlo, double *rhi)
+{
+	double	 sl[SA_META_MAXSTACK + 1], sh[SA_META_MAXSTACK + 1];
+	double	 al, ah, bl, bh, l, h;
+	int	 sp = 0;
+	unsigned i;
+
+	for (i = 0; i < r->ncode; i++) {
+		const struct sa_mop *o = &r->code[i];
+
+		switch (o->op) {
+		case MOP_RULE:
+			sl[sp] = lo[o->arg];
+			sh[sp++] = hi[o->arg];
+			continue;
+		case MOP_ZERO:
+			sl[sp] = sh[sp] = 0;
+			sp++;
+			continue;
+		case MOP_NUM:
+			sl[sp] = sh[sp] = o->num;
+			sp++;
+			continue;
+		case MOP_NOT:
+			al = sl[sp - 1];
+			ah = sh[sp - 1];
+			if (al == 0 && ah == 0)
+				sl[sp - 1] = sh[sp - 1] = 1;
+			else if (!iv_zero(al, ah))
+				sl[sp - 1] = sh[sp - 1] = 0;
+			else {
+				sl[sp - 1] = 0;
+				sh[sp - 1] = 1;
+			}
+			continue;
+		case MOP_NEG:
+			al = sl[sp - 1];
+			sl[sp - 1] = -sh[sp - 1];
+			sh[sp - 1] = -al;
+			continue;
+		default:
+			break;
+		}
+		sp--;
+		bl = sl[sp];
+		bh = sh[sp];
+		al = sl[sp - 1];
+		ah = sh[sp - 1];
+		switch (o->op) {
+		case MOP_ADD:
+			l = al + bl;
+			h = ah + bh;
+			break;
+		case MOP_SUB:
+			l = al - bh;
+			h = ah - bl;
+			break;
+		case MOP_MUL:
+			iv_minmax4(&l, &h, al * bl, al * bh, ah * bl, ah * bh);
+			break;
+		case MOP_DIV:
+			if (bl == 0 && bh == 0)
+				l = h = 0;
+			else if (!iv_zero(bl, bh))
+				iv_minmax4(
+				    &l, &h, al / bl, al / bh, ah / bl, ah / bh);
+			else {
+				l = -IV_INF;
+				h = IV_INF;
+			}
+			break;
+		case MOP_LT:
+		case MOP_GE:
+			/* a < b certainly, certainly not, or either */
+			l = ah < bl ? 1 : al >= bh ? 0 : -1;
+			if (o->op == MOP_GE && l >= 0)
+				l = 1 - l;
+			h = l < 0 ? 1 : l;
+			if (l < 0)
+				l = 0;
+			break;
+		case MOP_LE:
+		case MOP_GT:
+			l = ah <= bl ? 1 : al > bh ? 0 : -1;
+			if (o->op == MOP_GT && l >= 0)
+				l = 1 - l;
+			h = l < 0 ? 1 : l;
+			if (l < 0)
+				l = 0;
+			break;
+		case MOP_EQ:
+		case MOP_NE:
+			if (al == ah && bl == bh && al == bl)
+				l = 1;
+			else if (ah < bl || bh < al)
+				l = 0;
+			else
+				l = -1;
+			if (o->op == MOP_NE && l >= 0)
+				l = 1 - l;
+			h = l < 0 ? 1 : l;
+			if (l < 0)
+				l = 0;
+			break;
+		case MOP_AND: /* a ? b : a, a falsy = 0 */
+			if (al == 0 && ah == 0)
+				l = h = 0;
+			else if (!iv_zero(al, ah)) {
+				l = bl;
+				h = bh;
+			} else
+				iv_hull(&l, &h, bl, bh, 0, 0);
+			break;
+		case MOP_OR: /* a ? a : b */
+			if (al == 0 && ah == 0) {
+				l = bl;
+				h = bh;
+			} else if (!iv_zero(al, ah)) {
+				l = al;
+				h = ah;
+			} else
+				iv_hull(&l, &h, al, ah, bl, bh);
+			break;
+		default:
+			l = -IV_INF;
+			h = IV_INF;
+			break;
+		}
+		sl[sp - 1] = l;
+		sh[sp - 1] = h;
+	}
+	if (sp == 1) {
+		*rlo = sl[0];
+		*rhi = sh[0];
+	} else
+		*rlo = *rhi = 0;
 }

@@ -112,13 +112,13 @@ loosen_repeats(const char *src)
 		}
 		if (c == '{' && i + 1 < n && src[i + 1] >= '0' &&
 		    src[i + 1] <= '9') {
-			size_t j = i + 1;
+			size_t	      j = i + 1;
 			unsigned long m = 0;
 
 			while (j < n && src[j] >= '0' && src[j] <= '9') {
 				if (m < 100000)
-					m = m * 10 + (unsigned long)(src[j] -
-								   '0');
+					m = m * 10 +
+					    (unsigned long)(src[j] - '0');
 				j++;
 			}
 			if (j < n && src[j] == ',') {
@@ -257,7 +257,7 @@ sa_prefilter_build(struct sa_ruleset *rs)
 	struct sa_pf *pf;
 	int	      t;
 
-	if (hs_valid_platform() != HS_SUCCESS || getenv("SA_NO_PF"))
+	if (hs_valid_platform() != HS_SUCCESS)
 		return;
 	pf = xcalloc(1, sizeof(*pf));
 	pf->serial = __atomic_add_fetch(&pf_serial, 1, __ATOMIC_RELAXED);

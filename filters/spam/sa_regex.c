@@ -53,8 +53,9 @@ sa_regex_parse(const char **pp, char **pattern, uint32_t *opts,
 		(p[1] >= '0' && p[1] <= '9') || p[1] == '_'))
 		p++;
 	else if (*p != '/') {
-		strfmt(why, whylen, "a regular expression must start with / "
-				    "or m and a delimiter");
+		strfmt(why, whylen,
+		    "a regular expression must start with / "
+		    "or m and a delimiter");
 		return -1;
 	}
 	open = (unsigned char)*p++;
@@ -104,8 +105,9 @@ sa_regex_parse(const char **pp, char **pattern, uint32_t *opts,
 		case 'u':
 			break;
 		default:
-			strfmt(why, whylen, "unknown regular expression "
-					    "modifier '%c'",
+			strfmt(why, whylen,
+			    "unknown regular expression "
+			    "modifier '%c'",
 			    *p);
 			return -1;
 		}
@@ -131,8 +133,8 @@ sa_regex_compile(
 	pcre2_set_compile_extra_options(cc, PCRE2_EXTRA_BAD_ESCAPE_IS_LITERAL);
 	/* bounded: patterns in rule files are small, keep nesting sane */
 	pcre2_set_parens_nest_limit(cc, 250);
-	re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, opts,
-	    &err, &off, cc);
+	re = pcre2_compile(
+	    (PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, opts, &err, &off, cc);
 	pcre2_compile_context_free(cc);
 	*code = re == NULL ? err : 0;
 	if (re == NULL) {

@@ -41,7 +41,7 @@ struct sa_load_opts {
 	 * SpamAssassin score set: 0 no Bayes no net, 1 net, 2 Bayes without
 	 * net (moat's default), 3 Bayes and net (DNS lists on). -1 = 2.
 	 */
-	int	 scoreset;
+	int scoreset;
 	/*
 	 * paths[strict_from..n) are the user's own files: any error in them
 	 * (a regex that does not compile, a meta cycle, a bad line) refuses
@@ -49,25 +49,38 @@ struct sa_load_opts {
 	 * distribution's ruleset) drop the rule and are counted.
 	 * SIZE_MAX-like large values = nothing strict.
 	 */
-	size_t	 strict_from;
+	size_t strict_from;
+	/*
+	 * 1 = no Hyperscan prefilter (same results, slower evaluation,
+	 * much faster load: compiling Debian's set for it takes ~2 s).
+	 */
+	int no_prefilter;
+	/*
+	 * 1 = run every rule (by default the costly body/rawbody regexes
+	 * that only metas read run only when a meta's outcome depends on
+	 * them; the results are the same).
+	 */
+	int no_lazy;
 };
 
 /* What a load found, for `moatd -t`. */
 struct sa_stats {
 	unsigned files, lines;
-	unsigned rules[SA_NTYPES]; /* active rules by type (evals included) */
+	unsigned rules[SA_NTYPES];  /* active rules by type (evals included) */
 	unsigned evals_implemented; /* eval: rules moat runs natively */
 	unsigned evals_skipped;	    /* eval: rules moat does not implement */
 	unsigned net_rules;	    /* DNS list rules, left to the caller */
 	unsigned plugin_disabled;   /* lines inside a false ifplugin/if */
 	unsigned unknown_directives;
-	unsigned redefined;	    /* a later definition replaced a rule */
-	unsigned errors;	    /* rules dropped for an error */
-	unsigned regex_translated;  /* Perl-only syntax rewritten for PCRE2 */
-	unsigned zero_score;	    /* scored 0 in the chosen set: not run
-				       unless a meta needs them */
-	unsigned prefiltered;	    /* regexes behind the Hyperscan
-				       prefilter (body/rawbody/uri/full) */
+	unsigned redefined;	   /* a later definition replaced a rule */
+	unsigned errors;	   /* rules dropped for an error */
+	unsigned regex_translated; /* Perl-only syntax rewritten for PCRE2 */
+	unsigned zero_score;	   /* scored 0 in the chosen set: not run
+				      unless a meta needs them */
+	unsigned prefiltered;	   /* regexes behind the Hyperscan
+				      prefilter (body/rawbody/uri/full) */
+	unsigned lazy;		   /* regexes run only when a meta needs
+				      them */
 };
 
 /*
@@ -79,10 +92,10 @@ struct sa_stats {
 struct sa_ruleset *sa_ruleset_load(const char *const *paths, size_t n,
     const struct sa_load_opts *opts, char *err, size_t errlen);
 /* The same from a string (tests, fuzzing); `name` is used in errors. */
-struct sa_ruleset *sa_ruleset_load_string(const char *text, size_t len,
-    const char *name, const struct sa_load_opts *opts, int strict,
-    char *err, size_t errlen);
-void sa_ruleset_free(struct sa_ruleset *);
+struct sa_ruleset     *sa_ruleset_load_string(const char *text, size_t len,
+	const char *name, const struct sa_load_opts *opts, int strict, char *err,
+	size_t errlen);
+void		       sa_ruleset_free(struct sa_ruleset *);
 const struct sa_stats *sa_ruleset_stats(const struct sa_ruleset *);
 /* "file:line: reason" of the first 100 errors (dropped rules). */
 const char *const *sa_ruleset_errors(const struct sa_ruleset *, size_t *n);
@@ -108,22 +121,22 @@ enum sa_netkind {
 	SA_NET_RBL_ENVFROM, /* check_rbl_envfrom(set, zone): envelope domain */
 	SA_NET_RBL_FROM_HOST,	/* check_rbl_from_host(set, zone) */
 	SA_NET_RBL_FROM_DOMAIN, /* check_rbl_from_domain(set, zone) */
-	SA_NET_RBL_HEADER,  /* check_rbl_headers / check_rbl_ns_from ... */
-	SA_NET_URIRHSSUB,   /* urirhssub rule zone type subtest */
-	SA_NET_URIRHSBL,    /* urirhsbl rule zone type */
-	SA_NET_URIDNSBL,    /* uridnsbl rule zone type (NS IPs) */
-	SA_NET_URIDNSSUB,   /* uridnssub rule zone type subtest */
-	SA_NET_ASKDNS,	    /* askdns rule query type subtest */
-	SA_NET_OTHER	    /* tflags net, other eval (check_dns_sender ...) */
+	SA_NET_RBL_HEADER,	/* check_rbl_headers / check_rbl_ns_from ... */
+	SA_NET_URIRHSSUB,	/* urirhssub rule zone type subtest */
+	SA_NET_URIRHSBL,	/* urirhsbl rule zone type */
+	SA_NET_URIDNSBL,	/* uridnsbl rule zone type (NS IPs) */
+	SA_NET_URIDNSSUB,	/* uridnssub rule zone type subtest */
+	SA_NET_ASKDNS,		/* askdns rule query type subtest */
+	SA_NET_OTHER /* tflags net, other eval (check_dns_sender ...) */
 };
 
 struct sa_netrule {
 	const char     *rule; /* the rule its answer fires */
 	enum sa_netkind kind;
-	const char     *eval; /* eval function name, or the directive */
-	const char     *set;  /* check_rbl* set name, else NULL */
-	const char     *zone; /* zone or query template, or NULL */
-	const char     *type; /* "A", "TXT", ... or NULL */
+	const char     *eval;	 /* eval function name, or the directive */
+	const char     *set;	 /* check_rbl* set name, else NULL */
+	const char     *zone;	 /* zone or query template, or NULL */
+	const char     *type;	 /* "A", "TXT", ... or NULL */
 	const char     *subtest; /* return-code test as written, or NULL */
 };
 const struct sa_netrule *sa_ruleset_netrules(
@@ -148,21 +161,21 @@ enum sa_dmarc_policy {
 };
 
 struct sa_facts {
-	const char	   *mail_from; /* envelope, without <>; "" = null */
-	const char *const  *rcpts;
-	size_t		    nrcpts;
-	const char	   *helo;
-	const char	   *client_ip;	 /* text form */
-	const char	   *client_rdns; /* verified name, or NULL */
-	int		    authenticated;
-	enum sa_authres	    spf_mailfrom, spf_helo;
-	int		    dkim_signed;       /* any signature present */
-	int		    dkim_valid;	       /* at least one verifies */
-	int		    dkim_valid_author; /* one from the From domain */
-	enum sa_authres	    dmarc;	       /* PASS / FAIL / NONE */
+	const char	    *mail_from; /* envelope, without <>; "" = null */
+	const char *const   *rcpts;
+	size_t		     nrcpts;
+	const char	    *helo;
+	const char	    *client_ip;	  /* text form */
+	const char	    *client_rdns; /* verified name, or NULL */
+	int		     authenticated;
+	enum sa_authres	     spf_mailfrom, spf_helo;
+	int		     dkim_signed;	/* any signature present */
+	int		     dkim_valid;	/* at least one verifies */
+	int		     dkim_valid_author; /* one from the From domain */
+	enum sa_authres	     dmarc;		/* PASS / FAIL / NONE */
 	enum sa_dmarc_policy dmarc_policy;
-	int		    has_bayes;
-	double		    bayes; /* spam probability 0..1 if has_bayes */
+	int		     has_bayes;
+	double		     bayes; /* spam probability 0..1 if has_bayes */
 };
 
 struct sa_hit {
@@ -177,10 +190,21 @@ struct sa_result {
 	size_t		     nhits;
 	double		     score;
 	unsigned	     rules_run; /* rules evaluated (for timing) */
+	int		     timed_out; /* the budget ran out: the rules
+					    not run yet counted as no hit */
 };
 
 struct sa_scratch *sa_scratch_new(void);
 void		   sa_scratch_free(struct sa_scratch *);
+
+/*
+ * Time budget of one sa_eval() in microseconds (default
+ * SA_EVAL_BUDGET_USEC; 0 = none). Checked between rules: past it, the
+ * remaining regex and eval rules count as no hit, metas still run, and
+ * the result says timed_out.
+ */
+#define SA_EVAL_BUDGET_USEC 1000000u
+void sa_scratch_set_budget(struct sa_scratch *, unsigned long usec);
 
 /*
  * Run the ruleset over one message: its view, its raw bytes (for `full`

@@ -68,6 +68,12 @@ struct sa_scratch {
 	unsigned char *cand; /* prefilter: bit per rule that may match */
 	size_t	       ncand;
 
+	unsigned long budget; /* usec per sa_eval(), 0 = none */
+
+	double	      *lo, *hi; /* lazy rules: meta value intervals */
+	unsigned char *need;
+	size_t	       nlazybuf;
+
 	uint64_t *prof; /* per rule: nanoseconds spent (profiling on) */
 	size_t	  nprof;
 };

@@ -16,7 +16,11 @@ srcs="$top/proxy/smtp_parse.c $top/proxy/dataframe.c $top/proxy/headers.c
   $top/proxy/log.c $top/filters/spf/spf_eval.c $top/filters/dmarc/dmarc_eval.c $top/proxy/from_field.c
   $top/filters/av/scanproto.c $top/tools/mbox.c $top/filters/spam/bayes_tok.c
   $top/filters/msgview.c $top/filters/msgview_arena.c $top/filters/msgview_text.c
-  $top/filters/msgview_html.c $top/filters/msgview_uri.c"
+  $top/filters/msgview_html.c $top/filters/msgview_uri.c
+  $top/filters/spam/sa_conf.c $top/filters/spam/sa_regex.c
+  $top/filters/spam/sa_meta.c $top/filters/spam/sa_net.c
+  $top/filters/spam/sa_eval.c $top/filters/spam/sa_engine.c
+  $top/filters/spam/sa_prefilter.c"
 passed=0
 failed=0
 for f in "$top"/tests/fuzz/fuzz_*.c; do
@@ -27,8 +31,8 @@ for f in "$top"/tests/fuzz/fuzz_*.c; do
 	    -fno-sanitize-recover=undefined -D_GNU_SOURCE -D_DEFAULT_SOURCE \
 	    -I"$top/proxy" -I"$top/policies" -I"$top/filters/spf" \
 	    -I"$top/filters/dmarc" -I"$top/filters/av" -I"$top/filters" \
-	    -I"$top/filters/spam" -I"$top/tools" $(pkg-config --cflags libidn2 libpsl gmime-3.0 libxml-2.0) \
-	    "$f" $srcs -levent_core -lopendmarc \
+	    -I"$top/filters/spam" -I"$top/tools" $(pkg-config --cflags libidn2 libpsl gmime-3.0 libxml-2.0 libpcre2-8) \
+	    "$f" $srcs -levent_core -lopendmarc -lpcre2-8 \
 	    $(pkg-config --libs libidn2 libpsl gmime-3.0 libxml-2.0) \
 	    -o "$bin" 2>"$out/$name.build.log"; then
 		echo "not ok - $name: build failed"

@@ -120,8 +120,8 @@ tv_header(struct tv *t, const char *name, const char *value)
  * with t->mv.nparts == 1: it then describes parts[0] itself.
  */
 static inline struct mv_part *
-tv_part(struct tv *t, const char *type, const char *text, const char *raw,
-    int self)
+tv_part(
+    struct tv *t, const char *type, const char *text, const char *raw, int self)
 {
 	struct mv_part *p;
 
@@ -186,8 +186,8 @@ tv_headers(struct tv *t, const char *s, size_t n, int top,
 		const char *nl = memchr(s, '\n', n);
 		i = nl ? (size_t)(nl - s) + 1 : n;
 	}
-	while (i < n && s[i] != '\n' && !(s[i] == '\r' && i + 1 < n &&
-					     s[i + 1] == '\n')) {
+	while (i < n && s[i] != '\n' &&
+	    !(s[i] == '\r' && i + 1 < n && s[i + 1] == '\n')) {
 		size_t b = i, colon, e;
 
 		while (i < n) {
@@ -209,8 +209,8 @@ tv_headers(struct tv *t, const char *s, size_t n, int top,
 
 			if (vs < ve && (s[vs] == ' ' || s[vs] == '\t'))
 				vs++;
-			while (ve > vs && (s[ve - 1] == '\n' ||
-					      s[ve - 1] == '\r'))
+			while (
+			    ve > vs && (s[ve - 1] == '\n' || s[ve - 1] == '\r'))
 				ve--;
 			raw = tv_dup(t, s + vs, ve - vs);
 			tv_addh(t, arr, cnt, name, raw, NULL);
@@ -255,16 +255,17 @@ tv_scan_uris(struct tv *t, const char *s, size_t n)
 	for (i = 0; i + 8 < n && t->mv.nuris < TV_MAXU; i++) {
 		size_t e, hs, he;
 
-		if (!(s[i] == 'h' && (memcmp(s + i, "http://", 7) == 0 ||
-					 memcmp(s + i, "https://", 8) == 0)))
+		if (!(s[i] == 'h' &&
+			(memcmp(s + i, "http://", 7) == 0 ||
+			    memcmp(s + i, "https://", 8) == 0)))
 			continue;
-		for (e = i; e < n && s[e] > ' ' && s[e] != '"' && s[e] != '\'' &&
-		     s[e] != '<' && s[e] != '>';
+		for (e = i; e < n && s[e] > ' ' && s[e] != '"' &&
+		     s[e] != '\'' && s[e] != '<' && s[e] != '>';
 		     e++)
 			;
 		hs = i + (s[i + 4] == 's' ? 8 : 7);
-		for (he = hs; he < e && s[he] != '/' && s[he] != ':' &&
-		     s[he] != '?';
+		for (he = hs;
+		     he < e && s[he] != '/' && s[he] != ':' && s[he] != '?';
 		     he++)
 			;
 		tv_uri(t, tv_dup(t, s + i, e - i), tv_dup(t, s + hs, he - hs),
@@ -292,9 +293,9 @@ tv_leaf(struct tv *t, const char *s, size_t n, const struct mv_header *hs,
 	if (ct == NULL)
 		return;
 	{
-		struct mv_part *p = strcmp(ct, "text/html") == 0 ?
-		    tv_part(t, ct, tv_strip_tags(t, s, n), body, self) :
-		    tv_part(t, ct, body, body, self);
+		struct mv_part *p = strcmp(ct, "text/html") == 0
+		    ? tv_part(t, ct, tv_strip_tags(t, s, n), body, self)
+		    : tv_part(t, ct, body, body, self);
 
 		if (p != NULL && !self) {
 			p->headers = hs;
@@ -333,8 +334,8 @@ tv_from_raw(struct tv *t, const char *s, size_t n)
 
 		bnd[k++] = '-';
 		bnd[k++] = '-';
-		while (*b && k < sizeof(bnd) - 1 && (q ? *b != q :
-				(*b != ';' && *b != ' ' && *b != '\t')))
+		while (*b && k < sizeof(bnd) - 1 &&
+		    (q ? *b != q : (*b != ';' && *b != ' ' && *b != '\t')))
 			bnd[k++] = *b++;
 		bnd[k] = '\0';
 	}
@@ -347,8 +348,7 @@ tv_from_raw(struct tv *t, const char *s, size_t n)
 		while (p != NULL) {
 			const struct mv_header *ph;
 			size_t			pnh, pb;
-			const char	       *nl = memchr(p, '\n',
-				      (size_t)(end - p));
+			const char *nl = memchr(p, '\n', (size_t)(end - p));
 
 			if (nl == NULL)
 				break;

@@ -22,27 +22,29 @@
 #define GTUBE                                                                  \
 	"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 #define GTUBE_RE                                                               \
-	"^XJS\\*C4JDBQADN1\\.NSBN3\\*2IDNEN\\*GTUBE-STANDARD-ANTI-UBE-"      \
+	"^XJS\\*C4JDBQADN1\\.NSBN3\\*2IDNEN\\*GTUBE-STANDARD-ANTI-UBE-"        \
 	"TEST-EMAIL\\*C\\.34X"
 
 static char errbuf[1024];
+static int  no_prefilter; /* second pass: lazy rules, PCRE2 only */
 
 static struct sa_ruleset *
 load(const char *text, int strict)
 {
-	struct sa_load_opts o = { 2, 0 };
+	struct sa_load_opts o = { .scoreset = 2 };
 
-	return sa_ruleset_load_string(text, strlen(text), "t.cf", &o, strict,
-	    errbuf, sizeof(errbuf));
+	o.no_prefilter = no_prefilter;
+	return sa_ruleset_load_string(
+	    text, strlen(text), "t.cf", &o, strict, errbuf, sizeof(errbuf));
 }
 
 static struct sa_ruleset *
 load_set(const char *text, int set)
 {
-	struct sa_load_opts o = { set, 0 };
+	struct sa_load_opts o = { .scoreset = set };
 
-	return sa_ruleset_load_string(text, strlen(text), "t.cf", &o, 1,
-	    errbuf, sizeof(errbuf));
+	return sa_ruleset_load_string(
+	    text, strlen(text), "t.cf", &o, 1, errbuf, sizeof(errbuf));
 }
 
 static struct sa_scratch *sc;
@@ -52,8 +54,7 @@ static void
 run(const struct sa_ruleset *rs, struct tv *t, const char *raw,
     const struct sa_facts *f, const char *const *ext, size_t next)
 {
-	sa_eval(rs, sc, &t->mv, raw, raw ? strlen(raw) : 0, f, ext, next,
-	    &res);
+	sa_eval(rs, sc, &t->mv, raw, raw ? strlen(raw) : 0, f, ext, next, &res);
 }
 
 /* hit count of a rule in the last result, 0 if it did not fire */
@@ -136,8 +137,7 @@ test_line_types(void)
 	ok(hit("U_EX") == 1, "uri rule fires");
 	ok(hit("META_1") == 1, "meta fires");
 	ok(hit("__SUB") == 0, "__ rule never reported");
-	ok(res.score == 1.5 + 1 + 1 + 1 + 1 + 2.5, "total score %g",
-	    res.score);
+	ok(res.score == 1.5 + 1 + 1 + 1 + 1 + 2.5, "total score %g", res.score);
 	tv_free(&t);
 	sa_ruleset_free(rs);
 }
@@ -176,8 +176,8 @@ test_regex_errors(void)
 	rs = load("meta M (A && \n", 1);
 	ok(rs == NULL && strstr(errbuf, "meta") != NULL,
 	    "unbalanced meta refused: %s", errbuf);
-	rs = load("ifplugin Mail::SpamAssassin::Plugin::Bayes\nbody A /a/\n",
-	    1);
+	rs =
+	    load("ifplugin Mail::SpamAssassin::Plugin::Bayes\nbody A /a/\n", 1);
 	ok(rs == NULL && strstr(errbuf, "endif") != NULL,
 	    "missing endif refused");
 	rs = load("endif\n", 1);
@@ -282,8 +282,8 @@ test_replace_tags(void)
 		return;
 	tv_init(&t);
 	tv_header(&t, "Subject", "");
-	tv_part(&t, "text/plain", "z 4-@ zz\nb44c\nxq@\nliteral <A>\n", NULL,
-	    1);
+	tv_part(
+	    &t, "text/plain", "z 4-@ zz\nb44c\nxq@\nliteral <A>\n", NULL, 1);
 	run(rs, &t, NULL, NULL, NULL, 0);
 	ok(hit("TAG1") == 1, "tags replaced, nested tag, inter between");
 	ok(hit("TAG2") == 1, "post appended to the tag");
@@ -298,8 +298,9 @@ test_replace_tags(void)
 	p += sprintf(p, "replace_tag B (?:");
 	for (i = 0; i < 3000; i++)
 		p += sprintf(p, "%sw%03zu", i ? "|" : "", i);
-	p += sprintf(p, ")\nbody HUGE /<B>\\s<B>\\s<B>\\s<B>\\s<B>\\s<B>\\s<B>"
-			"\\s<B>\\s<B>\\s<B>/\nreplace_rules HUGE\n");
+	p += sprintf(p,
+	    ")\nbody HUGE /<B>\\s<B>\\s<B>\\s<B>\\s<B>\\s<B>\\s<B>"
+	    "\\s<B>\\s<B>\\s<B>/\nreplace_rules HUGE\n");
 	rs = load(big, 1);
 	ok(rs != NULL, "a huge tag expansion compiles (%s)", errbuf);
 	if (rs != NULL) {
@@ -308,8 +309,8 @@ test_replace_tags(void)
 		tv_init(&t);
 		tv_header(&t, "Subject", "");
 		tv_part(&t, "text/plain",
-		    "w001 w002 w003 w004 w005 w006 w007 w008 w009 w999\n",
-		    NULL, 1);
+		    "w001 w002 w003 w004 w005 w006 w007 w008 w009 w999\n", NULL,
+		    1);
 		run(rs, &t, NULL, NULL, NULL, 0);
 		ok(hit("HUGE") == 1, "and still matches");
 		tv_free(&t);
@@ -374,8 +375,7 @@ test_meta(void)
 		    "metas in the cycle dropped");
 		tv_init(&t);
 		run(rs, &t, NULL, NULL, NULL, 0);
-		ok(hit("OKM") == 1 && hit("DEP") == 1,
-		    "other metas still run");
+		ok(hit("OKM") == 1 && hit("DEP") == 1, "other metas still run");
 		tv_free(&t);
 		sa_ruleset_free(rs);
 	}
@@ -473,31 +473,32 @@ test_headers(void)
 	struct tv	   t;
 	struct sa_facts	   f;
 
-	rs = load("header RAW Subject:raw =~ /=\\?utf-8\\?/\n"
-		  "header DEC Subject =~ /^caf\\xc3\\xa9\\n$/\n"
-		  "header DECRAW Subject =~ /=\\?/\n"
-		  "header ADDR From:addr =~ /^jane\\@example\\.com$/\n"
-		  "header NAME From:name =~ /^Jane Doe$/\n"
-		  "header TOCC ToCc =~ /carol/\n"
-		  "header TOCCADDR ToCc:addr =~ /^bob\\@example\\.org\\ncarol/\n"
-		  "header MID MESSAGEID =~ /abc\\@host/\n"
-		  "header ENVF EnvelopeFrom =~ /bounce\\@example\\.net/\n"
-		  "header EXISTS exists:X-Mailer\n"
-		  "header NOTEXISTS exists:X-Nope\n"
-		  "header UNSET X-Nope =~ /^dflt$/ [if-unset: dflt]\n"
-		  "header UNSET_NO X-Nope =~ /./\n"
-		  "header NEG Subject !~ /nothing/\n"
-		  "header NEG_ABSENT X-Nope !~ /x/\n"
-		  "header ALLH ALL =~ /^X-Mailer: Foo/m\n"
-		  "header JOIN Received =~ /one\\nfrom two/\n"
-		  "header FIRST Received:first =~ /two/\n"
-		  "header LAST Received:last =~ /two/\n"
-		  "header CASE subject =~ /caf/\n"
-		  "header RELAY X-Spam-Relays-External =~ /ip=192\\.0\\.2\\.1 "
-		  "rdns=mx\\.example\\.net helo=mx /\n"
-		  "mimeheader MIMECT Content-Type =~ /image\\/gif/\n"
-		  "mimeheader MIMEID Content-ID:raw =~ /x/\n",
-	    1);
+	rs =
+	    load("header RAW Subject:raw =~ /=\\?utf-8\\?/\n"
+		 "header DEC Subject =~ /^caf\\xc3\\xa9\\n$/\n"
+		 "header DECRAW Subject =~ /=\\?/\n"
+		 "header ADDR From:addr =~ /^jane\\@example\\.com$/\n"
+		 "header NAME From:name =~ /^Jane Doe$/\n"
+		 "header TOCC ToCc =~ /carol/\n"
+		 "header TOCCADDR ToCc:addr =~ /^bob\\@example\\.org\\ncarol/\n"
+		 "header MID MESSAGEID =~ /abc\\@host/\n"
+		 "header ENVF EnvelopeFrom =~ /bounce\\@example\\.net/\n"
+		 "header EXISTS exists:X-Mailer\n"
+		 "header NOTEXISTS exists:X-Nope\n"
+		 "header UNSET X-Nope =~ /^dflt$/ [if-unset: dflt]\n"
+		 "header UNSET_NO X-Nope =~ /./\n"
+		 "header NEG Subject !~ /nothing/\n"
+		 "header NEG_ABSENT X-Nope !~ /x/\n"
+		 "header ALLH ALL =~ /^X-Mailer: Foo/m\n"
+		 "header JOIN Received =~ /one\\nfrom two/\n"
+		 "header FIRST Received:first =~ /two/\n"
+		 "header LAST Received:last =~ /two/\n"
+		 "header CASE subject =~ /caf/\n"
+		 "header RELAY X-Spam-Relays-External =~ /ip=192\\.0\\.2\\.1 "
+		 "rdns=mx\\.example\\.net helo=mx /\n"
+		 "mimeheader MIMECT Content-Type =~ /image\\/gif/\n"
+		 "mimeheader MIMEID Content-ID:raw =~ /x/\n",
+		1);
 	ok(rs != NULL, "header rules load (%s)", errbuf);
 	if (rs == NULL)
 		return;
@@ -514,7 +515,7 @@ test_headers(void)
 	{
 		struct mv_part *p = tv_part(&t, "image/gif", NULL, NULL, 0);
 		static struct mv_header ph[1] = { { "Content-Type",
-			"image/gif; name=x.gif", "image/gif; name=x.gif" } };
+		    "image/gif; name=x.gif", "image/gif; name=x.gif" } };
 
 		p->flags = MV_PART_ATTACHMENT;
 		p->headers = ph;
@@ -614,35 +615,36 @@ test_texts(void)
 static void
 test_evals(void)
 {
-	struct sa_ruleset *rs;
-	struct tv	   t;
-	struct sa_facts	   f;
-	const struct sa_stats *st;
-	const char *const  ext[] = { "RCVD_IN_TEST", "NOT_A_RULE" };
+	struct sa_ruleset	*rs;
+	struct tv		 t;
+	struct sa_facts		 f;
+	const struct sa_stats	*st;
+	const char *const	 ext[] = { "RCVD_IN_TEST", "NOT_A_RULE" };
 	const struct sa_netrule *nr;
-	size_t		   n, i;
-	int		   seen = 0;
+	size_t			 n, i;
+	int			 seen = 0;
 
-	rs = load("body BAYES_99 eval:check_bayes('0.99', '1.00')\n"
-		  "body BAYES_00 eval:check_bayes('0.00', '0.01')\n"
-		  "header SPF_FAIL eval:check_for_spf_fail()\n"
-		  "header SPF_PASS eval:check_for_spf_pass()\n"
-		  "header SPF_HELO_SOFTFAIL eval:check_for_spf_helo_softfail()\n"
-		  "header DKIM_VALID eval:check_dkim_valid()\n"
-		  "header DKIM_VALID_AU eval:check_dkim_valid_author_sig()\n"
-		  "header DMARC_REJECT eval:check_dmarc_reject()\n"
-		  "header MISSING_TO eval:check_for_missing_to_header()\n"
-		  "freemail_domains gmail.com *.yahoo.com\n"
-		  "header FREEMAIL_FROM eval:check_freemail_from()\n"
-		  "header UNKNOWN_EVAL eval:check_something_moat_lacks('a')\n"
-		  "header RCVD_IN_TEST eval:check_rbl('test', 'bl.example.')\n"
-		  "tflags RCVD_IN_TEST net\nscore RCVD_IN_TEST 0 0 2 2\n"
-		  "header RCVD_SUB eval:check_rbl_sub('test', '127.0.0.2')\n"
-		  "urirhssub URIBL_X multi.uribl.example. A 2\n"
-		  "meta NET_AND_BAYES RCVD_IN_TEST && BAYES_99\n"
-		  "body HTML_MSG eval:html_test('html')\n"
-		  "body HTML_IMG eval:html_image_only('0', '400')\n"
-		  "header COUNT eval:check_header_count_range('Received','2','3')\n",
+	rs = load(
+	    "body BAYES_99 eval:check_bayes('0.99', '1.00')\n"
+	    "body BAYES_00 eval:check_bayes('0.00', '0.01')\n"
+	    "header SPF_FAIL eval:check_for_spf_fail()\n"
+	    "header SPF_PASS eval:check_for_spf_pass()\n"
+	    "header SPF_HELO_SOFTFAIL eval:check_for_spf_helo_softfail()\n"
+	    "header DKIM_VALID eval:check_dkim_valid()\n"
+	    "header DKIM_VALID_AU eval:check_dkim_valid_author_sig()\n"
+	    "header DMARC_REJECT eval:check_dmarc_reject()\n"
+	    "header MISSING_TO eval:check_for_missing_to_header()\n"
+	    "freemail_domains gmail.com *.yahoo.com\n"
+	    "header FREEMAIL_FROM eval:check_freemail_from()\n"
+	    "header UNKNOWN_EVAL eval:check_something_moat_lacks('a')\n"
+	    "header RCVD_IN_TEST eval:check_rbl('test', 'bl.example.')\n"
+	    "tflags RCVD_IN_TEST net\nscore RCVD_IN_TEST 0 0 2 2\n"
+	    "header RCVD_SUB eval:check_rbl_sub('test', '127.0.0.2')\n"
+	    "urirhssub URIBL_X multi.uribl.example. A 2\n"
+	    "meta NET_AND_BAYES RCVD_IN_TEST && BAYES_99\n"
+	    "body HTML_MSG eval:html_test('html')\n"
+	    "body HTML_IMG eval:html_image_only('0', '400')\n"
+	    "header COUNT eval:check_header_count_range('Received','2','3')\n",
 	    1);
 	ok(rs != NULL, "eval rules load (%s)", errbuf);
 	if (rs == NULL)
@@ -655,7 +657,8 @@ test_evals(void)
 	nr = sa_ruleset_netrules(rs, &n);
 	for (i = 0; i < n; i++) {
 		if (strcmp(nr[i].rule, "RCVD_IN_TEST") == 0 &&
-		    nr[i].kind == SA_NET_RBL && strcmp(nr[i].set, "test") == 0 &&
+		    nr[i].kind == SA_NET_RBL &&
+		    strcmp(nr[i].set, "test") == 0 &&
 		    strcmp(nr[i].zone, "bl.example.") == 0)
 			seen |= 1;
 		if (strcmp(nr[i].rule, "RCVD_SUB") == 0 &&
@@ -671,8 +674,8 @@ test_evals(void)
 	is_int(seen, 7, "DNS list definitions exposed");
 	{
 		size_t		   nl;
-		const char *const *l = sa_ruleset_list(rs, "freemail_domains",
-		    &nl);
+		const char *const *l =
+		    sa_ruleset_list(rs, "freemail_domains", &nl);
 
 		ok(nl == 2 && strcmp(l[1], "*.yahoo.com") == 0,
 		    "freemail_domains list kept");
@@ -714,14 +717,128 @@ test_evals(void)
 }
 
 static void
+test_more_evals(void)
+{
+	struct sa_ruleset *rs;
+	struct tv	   t;
+	struct sa_facts	   f;
+	char		   caps[400];
+	size_t		   i;
+
+	rs = load(
+	    "header FUT_03_06 eval:check_for_shifted_date('3', '6')\n"
+	    "header FUT_06_12 eval:check_for_shifted_date('6', '12')\n"
+	    "header PAST_XX eval:check_for_shifted_date('undef', '-96')\n"
+	    "header ALLCAPS eval:subject_is_all_caps()\n"
+	    "header TOSUBJ eval:check_for_to_in_subject('user')\n"
+	    "header TEMPLATE eval:check_unresolved_template()\n"
+	    "enlist_addrlist (BANKS) *@*.bank.example\n"
+	    "header FROMLIST eval:check_from_in_list('BANKS')\n"
+	    "all_spam_to bob@example.org\n"
+	    "header ALLSPAM eval:check_to_in_all_spam()\n"
+	    "header TRUSTED eval:check_all_trusted()\n"
+	    "header HELOIP eval:helo_ip_mismatch()\n"
+	    "freemail_domains gmail.com\n"
+	    "header FM_RT eval:check_freemail_header('Reply-To', '\\d@')\n"
+	    "header FM_SUBJ eval:check_freemail_header('Subject')\n"
+	    "body B64TEXT eval:check_for_mime('mime_base64_encoded_text')\n"
+	    "body QPCOUNT eval:check_for_mime('mime_qp_count')\n"
+	    "body ATTACH eval:check_for_mime('mime_attachment')\n"
+	    "body UPPER eval:check_for_uppercase('75', '100')\n"
+	    "header ENVHDR eval:check_for_matching_env_and_hdr_from()\n",
+	    1);
+	ok(rs != NULL, "more eval rules load (%s)", errbuf);
+	if (rs == NULL)
+		return;
+	is_int(sa_ruleset_stats(rs)->evals_skipped, 0, "all implemented");
+	for (i = 0; i + 1 < sizeof(caps); i++)
+		caps[i] = (i % 6 == 5) ? ' ' : 'A' + (char)(i % 26);
+	caps[sizeof(caps) - 1] = '\0';
+	tv_init(&t);
+	tv_header(&t, "Date", "Tue, 24 Nov 2026 18:30:00 +0000");
+	tv_header(&t, "Received",
+	    "from a by b; Tue, 24 Nov 2026 13:00:00 "
+	    "+0000");
+	tv_header(&t, "Subject", "BOB: BUY NOW CHEAP, JOE@GMAIL.COM");
+	tv_header(&t, "To", "BOB@example.org");
+	tv_header(&t, "From", "Bank <info@my.bank.example>");
+	tv_header(&t, "Reply-To", "joe77@gmail.com");
+	tv_header(&t, "X-Campaign", "%%CUSTOMER_ID%%");
+	tv_part(&t, "text/plain", caps, NULL, 0)->encoding = "base64";
+	tv_part(&t, "text/html", "x", "<b>x</b>", 0)->encoding =
+	    "quoted-printable";
+	memset(&f, 0, sizeof(f));
+	f.helo = "[203.0.113.9]";
+	f.client_ip = "192.0.2.1";
+	run(rs, &t, NULL, &f, NULL, 0);
+	ok(hit("FUT_03_06") && !hit("FUT_06_12"),
+	    "Date 5.5 h after Received: check_for_shifted_date(3, 6)");
+	ok(!hit("PAST_XX"), "not 96 h in the past");
+	ok(hit("ALLCAPS"), "subject_is_all_caps");
+	ok(hit("TOSUBJ"), "check_for_to_in_subject('user')");
+	ok(hit("TEMPLATE"), "check_unresolved_template");
+	ok(hit("FROMLIST"), "check_from_in_list with a glob");
+	ok(hit("ALLSPAM"), "check_to_in_all_spam");
+	ok(!hit("TRUSTED"), "not authenticated: not all trusted");
+	ok(hit("HELOIP"), "helo_ip_mismatch");
+	ok(hit("FM_RT"), "check_freemail_header with a regex");
+	ok(hit("FM_SUBJ"), "check_freemail_header: address in Subject");
+	ok(hit("B64TEXT"), "check_for_mime base64 text");
+	ok(hit("QPCOUNT"), "check_for_mime qp count");
+	ok(!hit("ATTACH"), "no attachment");
+	ok(hit("UPPER"), "check_for_uppercase 75-100");
+	ok(!hit("ENVHDR"), "envelope sender is not the From address");
+	f.authenticated = 1;
+	f.mail_from = "INFO@my.bank.example";
+	run(rs, &t, NULL, &f, NULL, 0);
+	ok(hit("TRUSTED"), "authenticated: all trusted");
+	ok(hit("ENVHDR"), "envelope sender is the From address");
+	tv_free(&t);
+	sa_ruleset_free(rs);
+}
+
+static void
+test_budget(void)
+{
+	struct sa_ruleset *rs;
+	struct tv	   t;
+	char		  *text, rules[8192], *p = rules;
+	size_t		   i;
+
+	for (i = 0; i < 100; i++)
+		p += sprintf(p, "body R%zu /(?:a|b)+c%zu/\n", i, i);
+	sprintf(p, "meta M !R99\n");
+	rs = load(rules, 1);
+	ok(rs != NULL, "100 rules load");
+	if (rs == NULL)
+		return;
+	text = malloc(200001);
+	memset(text, 'a', 200000);
+	text[200000] = '\0';
+	tv_init(&t);
+	tv_part(&t, "text/plain", text, NULL, 1);
+	sa_scratch_set_budget(sc, 1);
+	run(rs, &t, NULL, NULL, NULL, 0);
+	ok(res.timed_out == 1, "a 1 us budget runs out");
+	ok(hit("M") == 1, "metas still run after the budget");
+	sa_scratch_set_budget(sc, SA_EVAL_BUDGET_USEC);
+	tv_part(&t, "text/plain", "ac5\n", NULL, 1);
+	run(rs, &t, NULL, NULL, NULL, 0);
+	ok(res.timed_out == 0 && hit("R5") == 1, "default budget");
+	tv_free(&t);
+	free(text);
+	sa_ruleset_free(rs);
+}
+
+static void
 test_files(void)
 {
-	char		   dir[] = "/tmp/test_sarules.XXXXXX", path[256];
-	const char	  *paths[2];
-	struct sa_ruleset *rs;
-	struct sa_load_opts o = { 2, 1 };
-	FILE		  *f;
-	double		   s;
+	char		    dir[] = "/tmp/test_sarules.XXXXXX", path[256];
+	const char	   *paths[2];
+	struct sa_ruleset  *rs;
+	struct sa_load_opts o = { .scoreset = 2, .strict_from = 1 };
+	FILE		   *f;
+	double		    s;
 
 	if (mkdtemp(dir) == NULL) {
 		ok(0, "mkdtemp");
@@ -778,15 +895,15 @@ static void
 test_debian(void)
 {
 	const char	      *paths[] = { "/usr/share/spamassassin" };
-	struct sa_load_opts    o = { 2, 1 };
+	struct sa_load_opts    o = { .scoreset = 2, .strict_from = 1 };
 	struct sa_ruleset     *rs;
 	const struct sa_stats *st;
 	const char *const     *errs;
 	size_t		       nerr, i;
 	struct tv	       t;
 	struct stat	       sb;
-	static const char     *tn[] = { "header", "mimeheader", "body",
-		    "rawbody", "full", "uri", "meta" };
+	static const char *tn[] = { "header", "mimeheader", "body", "rawbody",
+		"full", "uri", "meta" };
 
 	if (stat(paths[0], &sb) != 0) {
 		ok(1, "# SKIP /usr/share/spamassassin not installed");
@@ -800,13 +917,14 @@ test_debian(void)
 	printf("# files %u, lines %u\n", st->files, st->lines);
 	for (i = 0; i < SA_NTYPES; i++)
 		printf("# %s rules: %u\n", tn[i], st->rules[i]);
-	printf("# evals implemented %u, skipped %u; net rules %u; "
-	       "plugin-disabled %u; unknown directives %u; redefined %u; "
-	       "zero-scored %u; regexes translated %u; prefiltered %u; "
-	       "errors %u\n",
+	printf(
+	    "# evals implemented %u, skipped %u; net rules %u; "
+	    "plugin-disabled %u; unknown directives %u; redefined %u; "
+	    "zero-scored %u; regexes translated %u; prefiltered %u; lazy %u; "
+	    "errors %u\n",
 	    st->evals_implemented, st->evals_skipped, st->net_rules,
 	    st->plugin_disabled, st->unknown_directives, st->redefined,
-	    st->zero_score, st->regex_translated, st->prefiltered,
+	    st->zero_score, st->regex_translated, st->prefiltered, st->lazy,
 	    st->errors);
 	errs = sa_ruleset_errors(rs, &nerr);
 	for (i = 0; i < nerr; i++)
@@ -818,8 +936,8 @@ test_debian(void)
 	tv_init(&t);
 	tv_header(&t, "Subject", "test");
 	tv_header(&t, "From", "a@example.com");
-	tv_part(&t, "text/plain", "This is the GTUBE, the\n\n" GTUBE "\n",
-	    NULL, 1);
+	tv_part(
+	    &t, "text/plain", "This is the GTUBE, the\n\n" GTUBE "\n", NULL, 1);
 	run(rs, &t, NULL, NULL, NULL, 0);
 	ok(hit("GTUBE") && res.score >= 1000,
 	    "GTUBE fires with Debian's rules (score %.1f)", res.score);
@@ -838,9 +956,17 @@ main(void)
 	test_meta();
 	test_scores();
 	test_tflags_multiple();
+	/* again without Hyperscan: every "__" body rule is then lazy */
+	no_prefilter = 1;
+	printf("# without the prefilter (lazy sub-rules)\n");
+	test_meta();
+	test_tflags_multiple();
+	no_prefilter = 0;
 	test_headers();
 	test_texts();
 	test_evals();
+	test_more_evals();
+	test_budget();
 	test_files();
 	test_debian();
 	sa_scratch_free(sc);
