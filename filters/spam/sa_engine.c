@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "sa_int.h"
+#include "sa_received.h"
 #include "sa_scratch.h"
 #include "util.h"
 
@@ -56,6 +57,12 @@ arena_alloc(struct sa_scratch *sc, size_t n)
 	p = b->data + b->used;
 	b->used += n;
 	return p;
+}
+
+void *
+sa_scratch_alloc(struct sa_scratch *sc, size_t n)
+{
+	return arena_alloc(sc, n);
 }
 
 static void
@@ -174,6 +181,7 @@ sa_scratch_free(struct sa_scratch *sc)
 	free(sc->tmp.s);
 	free(sc->hcache);
 	free(sc->prof);
+	free(sc->relays);
 	free(sc->cand);
 	free(sc->lo);
 	free(sc->hi);
@@ -342,22 +350,108 @@ hname_eq(const char *a, const char *b)
 	return ascii_strcasecmp(a, b) == 0;
 }
 
-/* Relay line as SpamAssassin's X-Spam-Relays-* pseudo-headers. */
-static void
-add_relay(struct sa_ctx *c)
+/*
+ * The relay trail: the session's client (unless a trusted loopback
+ * client: a local injection or `moat scan`, which SpamAssassin would not
+ * see), then the Received fields newest first, then the originating-IP
+ * headers (originating_ip_headers of the ruleset).
+ */
+const struct sa_relays *
+sa_relays(struct sa_ctx *c)
 {
+	static const char *const deforig[] = { "X-Yahoo-Post-IP",
+		"X-Originating-IP", "X-Apparently-From", "X-SenderIP",
+		"X-AOL-IP" };
+	struct sa_scratch     *sc = c->sc;
+	const struct msgview  *mv = c->mv;
 	const struct sa_facts *f = c->facts;
-	char		       line[1024];
+	const char	      *fields[SA_RELAYS_MAX + 8];
+	size_t		       lens[SA_RELAYS_MAX + 8], nf = 0, i, j, no;
+	char		       orig[8][128];
+	const char *const     *oh;
+	struct sa_relay	       sess, *sp = NULL;
+	struct sa_trust	       t;
 
-	if (f == NULL || f->client_ip == NULL)
-		return;
-	strfmt(line, sizeof(line),
-	    "[ ip=%s rdns=%s helo=%s by= ident= envfrom=%s intl=0 id= "
-	    "auth=%s msa=0 ]",
-	    f->client_ip, f->client_rdns ? f->client_rdns : "",
-	    f->helo ? f->helo : "", f->mail_from ? f->mail_from : "",
-	    f->authenticated ? "ESMTPA" : "");
-	add_value(c->sc, line);
+	if (sc->relays != NULL && sc->relays_gen == sc->gen)
+		return sc->relays;
+	if (sc->relays == NULL)
+		sc->relays = xcalloc(1, sizeof(*sc->relays));
+	for (i = 0; i < mv->nheaders && nf < SA_RELAYS_MAX; i++)
+		if (ascii_strcasecmp(mv->headers[i].name, "Received") == 0) {
+			fields[nf] = mv->headers[i].raw;
+			lens[nf++] = strlen(mv->headers[i].raw);
+		}
+	oh = sa_ruleset_list(c->rs, "originating_ip_headers", &no);
+	if (oh == NULL) {
+		oh = deforig;
+		no = nitems(deforig);
+	}
+	for (j = 0; j < no && j < nitems(orig); j++)
+		for (i = 0; i < mv->nheaders; i++)
+			if (ascii_strcasecmp(mv->headers[i].name, oh[j]) == 0) {
+				const char *v = mv->headers[i].raw;
+				size_t	    n = sa_originating_line(
+				       v, strlen(v), orig[j], sizeof(orig[j]));
+
+				if (n > 0) {
+					fields[nf] = orig[j];
+					lens[nf++] = n;
+				}
+				break;
+			}
+	if (f != NULL && f->client_ip != NULL && f->client_ip[0] != '\0' &&
+	    !(f->client_trusted && sa_ip_private(f->client_ip) &&
+		(strncmp(f->client_ip, "127.", 4) == 0 ||
+		    strcmp(f->client_ip, "::1") == 0))) {
+		memset(&sess, 0, sizeof(sess));
+		strfmt(sess.ip, sizeof(sess.ip), "%s", f->client_ip);
+		strfmt(sess.rdns, sizeof(sess.rdns), "%s",
+		    f->client_rdns ? f->client_rdns : "");
+		strfmt(sess.helo, sizeof(sess.helo), "%s",
+		    f->helo ? f->helo : "");
+		strfmt(sess.envfrom, sizeof(sess.envfrom), "%s",
+		    f->mail_from ? f->mail_from : "");
+		strfmt(sess.auth, sizeof(sess.auth), "%s",
+		    f->authenticated ? "ESMTPA" : "");
+		sess.no_reverse_dns = sess.rdns[0] == '\0';
+		sp = &sess;
+	}
+	memset(&t, 0, sizeof(t));
+	if (f != NULL) {
+		t.nets = f->trusted_nets;
+		t.nnets = f->ntrusted_nets;
+		t.configured = f->trusted_configured;
+	}
+	sa_relays_build(sc->relays, sp, sp != NULL && f->client_trusted,
+	    fields, lens, nf, &t);
+	sc->relays_gen = sc->gen;
+	return sc->relays;
+}
+
+/* X-Spam-Relays-* : relays [from, to) joined as SpamAssassin does */
+static void
+add_relays(struct sa_ctx *c, int trusted, int internal)
+{
+	const struct sa_relays *rs = sa_relays(c);
+	size_t			i, from, to;
+	char			line[2048];
+
+	if (internal) {
+		from = trusted ? 0 : rs->ninternal;
+		to = trusted ? rs->ninternal : rs->n;
+	} else {
+		from = trusted ? 0 : rs->ntrusted;
+		to = trusted ? rs->ntrusted : rs->n;
+	}
+	for (i = from; i < to; i++) {
+		size_t n = sa_relays_text(rs, i, i + 1, line, sizeof(line));
+
+		if (i > from)
+			buf_add(&c->sc->tmp, " ", 1);
+		buf_add(&c->sc->tmp, line, n);
+	}
+	if (to > from)
+		buf_add(&c->sc->tmp, "\n", 1);
 }
 
 /*
@@ -409,13 +503,17 @@ sa_get_header(struct sa_ctx *c, const char *name, unsigned mods, size_t *len)
 			add_value(sc, c->facts->mail_from);
 			found = 1;
 		}
-	} else if (hname_eq(name, "X-Spam-Relays-Untrusted") ||
-	    hname_eq(name, "X-Spam-Relays-External")) {
-		add_relay(c);
+	} else if (ascii_strncasecmp(name, "X-Spam-Relays-", 14) == 0 &&
+	    (hname_eq(name + 14, "Untrusted") ||
+		hname_eq(name + 14, "External") ||
+		hname_eq(name + 14, "Trusted") ||
+		hname_eq(name + 14, "Internal"))) {
+		add_relays(c,
+		    hname_eq(name + 14, "Trusted") ||
+			hname_eq(name + 14, "Internal"),
+		    hname_eq(name + 14, "Internal") ||
+			hname_eq(name + 14, "External"));
 		found = sc->tmp.len > 0;
-	} else if (hname_eq(name, "X-Spam-Relays-Trusted") ||
-	    hname_eq(name, "X-Spam-Relays-Internal")) {
-		found = 0;
 	} else {
 		static const char *const msgid[] = { "X-Message-Id",
 			"Resent-Message-Id", "X-Original-Message-ID",
@@ -984,6 +1082,7 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 	if (sc->gen == 0) {
 		memset(sc->hcache, 0, SA_HCACHE * sizeof(*sc->hcache));
 		sc->gen = 1;
+		sc->relays_gen = 0;
 	}
 	sc->body_built = sc->raw_built = 0;
 	sc->nhits = 0;

@@ -216,7 +216,7 @@ eval_spf_helo_none(
 	(void)r;
 	(void)a;
 	return c->facts != NULL && c->facts->spf_helo == SA_AUTH_NONE &&
-	    c->facts->helo != NULL;
+	    c->facts->helo != NULL && !c->facts->client_trusted;
 }
 
 /* DKIM.pm check_dkim_signed/valid([domain...]): domains not supported:
@@ -1133,45 +1133,6 @@ eval_env_hdr_from(
 	return strcmp(e, f) == 0;
 }
 
-/* RelayEval check_all_trusted: no untrusted relay; for moat that means
-   the client authenticated (moat's own trusted networks are not known
-   here) */
-static int
-eval_all_trusted(
-    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
-{
-	(void)r;
-	(void)a;
-	return c->facts != NULL && c->facts->authenticated;
-}
-
-/* RelayEval helo_ip_mismatch: HELO an IPv4 literal not the client's /16 */
-static int
-eval_helo_ip_mismatch(
-    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
-{
-	const struct sa_facts *f = c->facts;
-	unsigned	       h[4], ip[4];
-	const char	      *helo;
-
-	(void)r;
-	(void)a;
-	if (f == NULL || f->helo == NULL || f->client_ip == NULL)
-		return 0;
-	helo = f->helo;
-	if (*helo == '[')
-		helo++;
-	if (sscanf(helo, "%u.%u.%u.%u", &h[0], &h[1], &h[2], &h[3]) != 4 ||
-	    sscanf(f->client_ip, "%u.%u.%u.%u", &ip[0], &ip[1], &ip[2],
-		&ip[3]) != 4)
-		return 0;
-	/* private HELO addresses are common behind NAT: not a mismatch */
-	if (h[0] == 10 || h[0] == 127 || (h[0] == 192 && h[1] == 168) ||
-	    (h[0] == 172 && h[1] >= 16 && h[1] <= 31))
-		return 0;
-	return h[0] != ip[0] || h[1] != ip[1];
-}
-
 /* FreeMail check_freemail_header(header[, regex]): an address in the
    header's value in a freemail domain (and matching regex) */
 static int
@@ -1367,9 +1328,7 @@ static const struct sa_evaldef evals[] = {
 	{ "check_replyto_in_list", eval_replyto_in_list, 1, 1 },
 	{ "check_to_in_all_spam", eval_to_in_all_spam, 0, 0 },
 	{ "check_to_in_more_spam", eval_to_in_more_spam, 0, 0 },
-	{ "check_all_trusted", eval_all_trusted, 0, 0 },
 	{ "check_for_matching_env_and_hdr_from", eval_env_hdr_from, 0, 0 },
-	{ "helo_ip_mismatch", eval_helo_ip_mismatch, 0, 0 },
 	{ "check_freemail_header", eval_freemail_header, 1, 2 },
 	{ "check_for_mime", eval_check_for_mime, 1, 1 },
 	{ "check_for_uppercase", eval_uppercase, 2, 2 },
@@ -1383,5 +1342,5 @@ sa_eval_lookup(const char *name)
 	for (i = 0; i < nitems(evals); i++)
 		if (strcmp(evals[i].name, name) == 0)
 			return &evals[i];
-	return NULL;
+	return sa_eval_relay_lookup(name);
 }

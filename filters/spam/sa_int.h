@@ -230,6 +230,8 @@ const struct sa_evaldef *sa_eval_lookup(const char *name);
 int			 sa_eval_parse_args(
 			 const char *s, struct sa_evalargs *, char *why, size_t whylen);
 void sa_eval_args_free(struct sa_evalargs *);
+/* sa_eval_relay.c: the relay evals (RelayEval, forged Received) */
+const struct sa_evaldef *sa_eval_relay_lookup(const char *name);
 
 /* sa_net.c: the DNS list definitions */
 int  sa_net_is_eval(const char *evalname);

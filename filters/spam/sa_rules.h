@@ -23,6 +23,7 @@
 
 struct sa_ruleset;
 struct sa_scratch;
+struct cidr;
 
 /* Rule types, as counted in struct sa_stats. */
 enum sa_rtype {
@@ -176,6 +177,20 @@ struct sa_facts {
 	enum sa_dmarc_policy dmarc_policy;
 	int		     has_bayes;
 	double		     bayes; /* spam probability 0..1 if has_bayes */
+	/*
+	 * The relay trail (X-Spam-Relays-*): the session's client is the
+	 * newest relay, trusted when client_trusted (moat's
+	 * trusted_networks or an authenticated session); then the
+	 * Received fields are walked with trusted_nets (loopback always
+	 * trusted). trusted_configured = 0: SpamAssassin's inference
+	 * instead (private or authenticated relays up to the first other).
+	 * A trusted loopback client (local injection, `moat scan`) adds no
+	 * relay of its own.
+	 */
+	int		     client_trusted;
+	const struct cidr   *trusted_nets;
+	size_t		     ntrusted_nets;
+	int		     trusted_configured;
 };
 
 struct sa_hit {

@@ -76,7 +76,15 @@ struct sa_scratch {
 
 	uint64_t *prof; /* per rule: nanoseconds spent (profiling on) */
 	size_t	  nprof;
+	struct sa_relays *relays; /* the relay trail, built on demand */
+	unsigned	  relays_gen;
 };
+
+/* n bytes from the per-message arena (freed at the next sa_eval()). */
+void *sa_scratch_alloc(struct sa_scratch *, size_t n);
+
+/* The relay trail of this message (sa_received.h); built on demand. */
+const struct sa_relays *sa_relays(struct sa_ctx *);
 
 /* The body text rules see (subject line first); built on demand. */
 const char *sa_body_text(struct sa_ctx *, size_t *len);

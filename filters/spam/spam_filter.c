@@ -75,6 +75,7 @@ struct spam_conf {
 	double		      autolearn_spam, autolearn_ham;
 	struct cidr	      trusted[SPAM_TRUSTED_MAX];
 	size_t		      ntrusted;
+	int		      trusted_configured; /* set by the operator */
 };
 
 static const char *const spam_options[] = { "rules", "sa_rules",
@@ -304,6 +305,8 @@ trusted_parse(const struct filter_conf *fc, struct spam_conf *c)
 	size_t n = 0, i;
 	int    bad = 0;
 	const char *v = filter_conf_get(fc, "trusted_networks");
+
+	c->trusted_configured = v != NULL;
 
 	if (split_paths(fc, "trusted_networks",
 		v != NULL ? v : "127.0.0.0/8 ::1", list, &n) == -1)
@@ -814,12 +817,16 @@ job_facts(struct spam_job *j, const struct filter_call *call)
 		j->rcpts[i] = xstrdup(env->rcpts[i]);
 	j->nrcpts = env->nrcpts;
 	j->facts.mail_from = j->mail_from;
-	if (!client_trusted(j->c, env)) {
-		j->facts.helo = j->helo;
-		j->facts.client_ip = j->client_ip;
-		j->facts.client_rdns = j->client_rdns;
-	} else
+	j->facts.helo = j->helo;
+	j->facts.client_ip = j->client_ip;
+	j->facts.client_rdns = j->client_rdns;
+	if (client_trusted(j->c, env)) {
 		j->trusted = 1;
+		j->facts.client_trusted = 1;
+	}
+	j->facts.trusted_nets = j->c->trusted;
+	j->facts.ntrusted_nets = j->c->ntrusted;
+	j->facts.trusted_configured = j->c->trusted_configured;
 	j->facts.rcpts = (const char *const *)j->rcpts;
 	j->facts.nrcpts = j->nrcpts;
 	j->facts.authenticated = env->auth != NULL;
