@@ -498,6 +498,38 @@ sa_get_header(struct sa_ctx *c, const char *name, unsigned mods, size_t *len)
 			    raw ? mv->headers[i].raw : mv->headers[i].decoded);
 		}
 		found = mv->nheaders;
+	} else if (strncmp(name, "ALL-", 4) == 0 &&
+	    (strcmp(name + 4, "TRUSTED") == 0 ||
+		strcmp(name + 4, "INTERNAL") == 0 ||
+		strcmp(name + 4, "UNTRUSTED") == 0 ||
+		strcmp(name + 4, "EXTERNAL") == 0)) {
+		/* the fields added inside (TRUSTED/INTERNAL: down to and
+		   with the last trusted relay's Received) or outside (from
+		   that Received on) */
+		const struct sa_relays *rs = sa_relays(c);
+		int  in = name[4] == 'T' || name[4] == 'I';
+		long lastf = (name[4] == 'T' || name[4] == 'U')
+		    ? rs->last_trusted_field
+		    : rs->last_internal_field;
+		long cur = -1, bound = lastf + 1;
+
+		for (i = 0; i < mv->nheaders; i++) {
+			int rcvd = ascii_strcasecmp(
+				       mv->headers[i].name, "Received") == 0;
+
+			if (rcvd)
+				cur++;
+			if (in ? cur > bound : cur < bound)
+				continue;
+			buf_add(&sc->tmp, mv->headers[i].name,
+			    strlen(mv->headers[i].name));
+			buf_add(&sc->tmp, ": ", 2);
+			add_value(sc,
+			    raw ? mv->headers[i].raw : mv->headers[i].decoded);
+			found++;
+			if (in && rcvd && cur == bound)
+				break;
+		}
 	} else if (hname_eq(name, "EnvelopeFrom")) {
 		if (c->facts != NULL && c->facts->mail_from != NULL) {
 			add_value(sc, c->facts->mail_from);

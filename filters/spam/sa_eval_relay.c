@@ -239,22 +239,27 @@ ev_no_rdns_dotcom_helo(
 
 	(void)r;
 	(void)a;
+	int			hit = 0;
+
+	/* as the Perl: each public untrusted relay resets the verdict, so
+	   the oldest one decides */
 	for (i = rs->ntrusted; i < rs->n; i++) {
 		const struct sa_relay *x = &rs->r[i];
 		size_t		       hl = strlen(x->helo);
 
-		if (x->ip_private || !x->no_reverse_dns)
+		if (x->ip_private)
 			continue;
-		for (j = 0; j < nitems(doms); j++) {
+		hit = 0;
+		for (j = 0; j < nitems(doms) && x->no_reverse_dns; j++) {
 			size_t dl = strlen(doms[j]);
 
 			if (hl >= dl &&
 			    ascii_strcasecmp(x->helo + hl - dl, doms[j]) == 0 &&
 			    (hl == dl || x->helo[hl - dl - 1] == '.'))
-				return 1;
+				hit = 1;
 		}
 	}
-	return 0;
+	return hit;
 }
 
 /* RelayEval's hostname_to_domain, lower-cased, into out */
@@ -476,6 +481,21 @@ hotmail_state(struct sa_ctx *c)
 						 strncmp(q - 16,
 						     ".hotmail.msn.com", 16) ==
 						     0))
+				return 0;
+		}
+	}
+	if (ip) {
+		/* Yahoo Groups' web front ends */
+		for (p = rcvd; (p = strstr(p, "from [66.218.")) != NULL; p++) {
+			const char *q = strchr(p + 13, ']'), *h, *he;
+
+			if (q == NULL || strncmp(q, "] by ", 5) != 0)
+				continue;
+			h = q + 5;
+			he = h;
+			while (*he != '\0' && *he != ' ')
+				he++;
+			if (he - h > 10 && strncmp(he - 10, ".yahoo.com", 10) == 0)
 				return 0;
 		}
 	}

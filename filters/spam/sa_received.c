@@ -785,9 +785,9 @@ local_handover(const struct shape *sh, const char *s, const char *e)
 		return 1;
 	if (memstr(s, (size_t)(e - s), "(LSMTP for") != NULL)
 		return 1;
-	if (sh->ng == 0 && sh->by == w1e && sh->byh < e) {
-		/* "x by y with|via|for|(" */
-		const char *t = sh->tail;
+	if (tok_end(s, e) < e && prefix(tok_end(s, e), e, " by ")) {
+		/* "x by y with|via|for|(" (x any token, "([])" too) */
+		const char *t = tok_end(tok_end(s, e) + 4, e);
 
 		if (prefix(t, e, " with ") || prefix(t, e, " via ") ||
 		    prefix(t, e, " for ") || prefix(t, e, " ("))
@@ -1135,6 +1135,29 @@ parse_from(const char *s, const char *e, struct pstate *st)
 		set_ip(st, g0.ip, g0.ipe);
 		return SA_RCVD_RELAY;
 	}
+	/* "rdns (HELO h) ([ident@]ip with login) by x with" */
+	if (g0.k == G_HELO && sh.ng == 2 && sh.g[1].open == '(' && w1e > w1 &&
+	    sh.by == sh.after && prefix(sh.tail, e, " with ") &&
+	    tok_end(g0.r, g0.re) == g0.re) {
+		const char *gs = sh.g[1].s, *ge = sh.g[1].e, *ip = gs;
+		const char *at = memchr(gs, '@', (size_t)(ge - gs));
+
+		if (at != NULL && memchr(gs, ' ', (size_t)(at - gs)) == NULL)
+			ip = at + 1;
+		else
+			at = NULL;
+		if ((n = ip_len(ip, ge)) > 0) {
+			st->looked = 1;
+			setf(r->rdns, sizeof(r->rdns), w1, (size_t)(w1e - w1));
+			setf(r->helo, sizeof(r->helo), g0.r,
+			    (size_t)(g0.re - g0.r));
+			if (at != NULL)
+				setf(r->ident, sizeof(r->ident), gs,
+				    (size_t)(at - gs));
+			set_ip(st, ip, ip + n);
+			return SA_RCVD_RELAY;
+		}
+	}
 	/* "name(ip) by x" (smap, csmap) */
 	{
 		const char *op = memchr(w1, '(', (size_t)(w1e - w1));
@@ -1447,6 +1470,7 @@ sa_relays_build(struct sa_relays *rs, const struct sa_relay *session,
 	rs->n = rs->ntrusted = rs->ninternal = 0;
 	rs->unparseable = 0;
 	rs->untrusted_field = -1;
+	rs->last_trusted_field = rs->last_internal_field = -1;
 	if (session != NULL) {
 		rs->r[0] = *session;
 		rs->r[0].ip_private = sa_ip_private(session->ip);
@@ -1461,6 +1485,10 @@ sa_relays_build(struct sa_relays *rs, const struct sa_relay *session,
 		enum sa_rcvd_kind k;
 
 		k = sa_received_parse(fields[i], lens[i], r);
+		if (k != SA_RCVD_RELAY) {
+			rs->last_trusted_field += in_trusted;
+			rs->last_internal_field += in_internal;
+		}
 		if (k == SA_RCVD_FETCHER) {
 			/* a fetch inside the trusted area restarts the
 			   trail: what was before describes our side */
@@ -1483,6 +1511,8 @@ sa_relays_build(struct sa_relays *rs, const struct sa_relay *session,
 		}
 		r->trusted = (unsigned char)in_trusted;
 		r->internal = (unsigned char)in_internal;
+		rs->last_trusted_field += in_trusted;
+		rs->last_internal_field += in_internal;
 		if (in_trusted)
 			rs->ntrusted++;
 		else if (rs->untrusted_field < 0)

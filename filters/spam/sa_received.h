@@ -76,6 +76,11 @@ struct sa_relays {
 	size_t		ntrusted;    /* r[0..ntrusted) are trusted */
 	size_t		ninternal;   /* r[0..ninternal) are internal */
 	unsigned	unparseable; /* fields not understood */
+	long		last_trusted_field;  /* SpamAssassin's
+						last_trusted_relay_index:
+						Received fields (0-based) in
+						the trusted area, -1 none */
+	long		last_internal_field; /* the same, internal */
 	long		untrusted_field; /* index in `fields` of the first
 					    untrusted relay's Received field
 					    (its date is SpamAssassin's
