@@ -422,7 +422,8 @@ sa_relays(struct sa_ctx *c)
 		t.nnets = f->ntrusted_nets;
 		t.configured = f->trusted_configured;
 	}
-	sa_relays_build(sc->relays, sp, sp != NULL && f->client_trusted,
+	sa_relays_build(sc->relays, sp,
+	    sp != NULL && (f->client_trusted || f->authenticated),
 	    fields, lens, nf, &t);
 	sc->relays_gen = sc->gen;
 	return sc->relays;

@@ -88,8 +88,9 @@ ends_with_ci(const char *s, const char *suf)
 	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' '))
 		n--;
 	return n >= m && ascii_strncasecmp(s + n - m, suf, m) == 0 &&
-	    (n == m || !(ascii_isalnum((unsigned char)s[n - m - 1]) ||
-			  s[n - m - 1] == '_') ||
+	    (n == m ||
+		!(ascii_isalnum((unsigned char)s[n - m - 1]) ||
+		    s[n - m - 1] == '_') ||
 		suf[0] == '.');
 }
 
@@ -234,12 +235,12 @@ ev_no_rdns_dotcom_helo(
 	static const char *const doms[] = { "lycos.com", "lycos.co.uk",
 		"hotmail.com", "localhost.com", "excite.com", "caramail.com",
 		"cs.com", "aol.com", "msn.com", "yahoo.com", "drizzle.com" };
-	const struct sa_relays *rs = sa_relays(c);
-	size_t			i, j;
+	const struct sa_relays	*rs = sa_relays(c);
+	size_t			 i, j;
 
 	(void)r;
 	(void)a;
-	int			hit = 0;
+	int hit = 0;
 
 	/* as the Perl: each public untrusted relay resets the verdict, so
 	   the oldest one decides */
@@ -404,8 +405,8 @@ has_ip(const char *s)
 		char ip[64];
 		int  k = 0;
 
-		while (k < 63 && ((p[k] >= '0' && p[k] <= '9') || p[k] == '.'))
-		{
+		while (
+		    k < 63 && ((p[k] >= '0' && p[k] <= '9') || p[k] == '.')) {
 			ip[k] = p[k];
 			k++;
 		}
@@ -428,8 +429,8 @@ gated_through_received_hdr_remover(struct sa_ctx *c)
 	    strncmp(ml, "contact ", 8) == 0) {
 		const char *dl = hdr0(c, "Delivered-To", 0);
 
-		if (strstr(dl, "mailing list ") != NULL &&
-		    rc != NULL && strstr(rc, "qmail ") != NULL &&
+		if (strstr(dl, "mailing list ") != NULL && rc != NULL &&
+		    strstr(rc, "qmail ") != NULL &&
 		    strstr(rc, " invoked ") != NULL)
 			return 1;
 	}
@@ -449,11 +450,12 @@ hotmail_state(struct sa_ctx *c)
 	const char *ipv = hdr(c, "X-Originating-Ip", 0);
 	const char *orig = hdr(c, "X-OriginatorOrg", 0);
 	int	    ip = ipv != NULL && has_ip(ipv);
-	int	    org = orig != NULL && (strstr(orig, "hotmail.com") ||
-				       strstr(orig, "msonline-outlook"));
+	int	    org = orig != NULL &&
+	    (strstr(orig, "hotmail.com") || strstr(orig, "msonline-outlook"));
 
-	if (strstr(rcvd, "from mail pickup service by hotmail.com with "
-			 "Microsoft SMTPSVC;"))
+	if (strstr(rcvd,
+		"from mail pickup service by hotmail.com with "
+		"Microsoft SMTPSVC;"))
 		return 0;
 	if (strstr(rcvd, "from groups.msn.com (") != NULL)
 		return 0;
@@ -475,12 +477,9 @@ hotmail_state(struct sa_ctx *c)
 
 			while (*q != '\0' && *q != ' ')
 				q++;
-			if (strncmp(q, " with HTTP;", 11) == 0 &&
-			    q - p > 16 && (strncmp(q - 12, ".hotmail.com", 12) ==
-						  0 ||
-						 strncmp(q - 16,
-						     ".hotmail.msn.com", 16) ==
-						     0))
+			if (strncmp(q, " with HTTP;", 11) == 0 && q - p > 16 &&
+			    (strncmp(q - 12, ".hotmail.com", 12) == 0 ||
+				strncmp(q - 16, ".hotmail.msn.com", 16) == 0))
 				return 0;
 		}
 	}
@@ -495,7 +494,8 @@ hotmail_state(struct sa_ctx *c)
 			he = h;
 			while (*he != '\0' && *he != ' ')
 				he++;
-			if (he - h > 10 && strncmp(he - 10, ".yahoo.com", 10) == 0)
+			if (he - h > 10 &&
+			    strncmp(he - 10, ".yahoo.com", 10) == 0)
 				return 0;
 		}
 	}
@@ -519,7 +519,8 @@ hotmail_state(struct sa_ctx *c)
 				const char *h = q;
 
 				while (h + 11 <= e) {
-					if (strncmp(h, "hotmail.com", 11) == 0 &&
+					if (strncmp(h, "hotmail.com", 11) ==
+						0 &&
 					    (h + 11 == e ||
 						!(ascii_isalnum(
 						      (unsigned char)h[11]) ||
@@ -591,7 +592,8 @@ ev_forged_yahoo(
 			return 0;
 		if (strncmp(h, "sonic", 5) == 0 && e - h > 10 &&
 		    strncmp(e - 10, ".yahoo.com", 10) == 0 &&
-		    strstr(h, ".consmr.mail") && strstr(h, ".consmr.mail") < e &&
+		    strstr(h, ".consmr.mail") &&
+		    strstr(h, ".consmr.mail") < e &&
 		    strncmp(e, " with HTTP", 10) == 0)
 			return 0;
 		if (strncmp(h, "smtp", 4) == 0 && e - h > 14 &&
@@ -599,14 +601,15 @@ ev_forged_yahoo(
 		    strncmp(e, " with SMTP", 10) == 0)
 			return 0;
 		if (e - h > 10 && strncmp(e - 10, ".yahoo.com", 10) == 0 &&
-		    (strncmp(e, " (", 2) == 0) && strstr(e, ") with ESMTP id ") &&
-		    e[2] >= '0' && e[2] <= '9') {
+		    (strncmp(e, " (", 2) == 0) &&
+		    strstr(e, ") with ESMTP id ") && e[2] >= '0' &&
+		    e[2] <= '9') {
 			/* "by x.y.yahoo.com (8.8.8/8.8.8) [with ESMTP] id" */
 			const char *q = strchr(e, ')');
 
-			if (q != NULL && (strncmp(q, ") id ", 5) == 0 ||
-					     strncmp(q, ") with ESMTP id ", 16) ==
-						 0) &&
+			if (q != NULL &&
+			    (strncmp(q, ") id ", 5) == 0 ||
+				strncmp(q, ") with ESMTP id ", 16) == 0) &&
 			    memchr(e, '/', (size_t)(q - e)) != NULL)
 				return 0;
 		}
@@ -657,7 +660,8 @@ ev_forged_eudoramail(
 	if (gated_through_received_hdr_remover(c))
 		return 0;
 	ip = hdr(c, "X-Sender-Ip", 0);
-	if (ip != NULL && has_ip(ip) && strstr(received_text(c), "whowhere.com;"))
+	if (ip != NULL && has_ip(ip) &&
+	    strstr(received_text(c), "whowhere.com;"))
 		return 0;
 	return 1;
 }
@@ -686,7 +690,8 @@ ev_forged_juno(
 		if (strstr(rc, "mail.com") && strstr(rc, "[")) {
 			if (!strstr(xm, "mail.com"))
 				return 1;
-		} else if (strstr(rc, "from webmail") && strstr(rc, ".untd.com")) {
+		} else if (strstr(rc, "from webmail") &&
+		    strstr(rc, ".untd.com")) {
 			if (strncmp(xm, "Webmail Version ", 16) != 0)
 				return 1;
 		} else

@@ -213,17 +213,18 @@ is_localhost(const char *s, const char *e)
 	size_t n = (size_t)(e - s);
 
 	return (n == 9 && ascii_strncasecmp(s, "localhost", 9) == 0) ||
-	    (n == 21 && ascii_strncasecmp(s, "localhost.localdomain", 21) == 0) ||
+	    (n == 21 &&
+		ascii_strncasecmp(s, "localhost.localdomain", 21) == 0) ||
 	    (n == 9 && memcmp(s, "127.0.0.1", 9) == 0) ||
 	    (n == 3 && memcmp(s, "::1", 3) == 0);
 }
 
 /* ----------------------------------------------------- normalisation */
 
-static const char *const months[] = { "Jan", "Feb", "Mar", "Apr", "May",
-	"Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-static const char *const days[] = { "Mon", "Tue", "Wed", "Thu", "Fri",
-	"Sat", "Sun" };
+static const char *const months[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+	"Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+static const char *const days[] = { "Mon", "Tue", "Wed", "Thu", "Fri", "Sat",
+	"Sun" };
 
 static int
 all_digits(const char *s, const char *e)
@@ -269,9 +270,9 @@ strip_date(const char *b, size_t n)
 		if (c1 == NULL || !all_digits(s, c1))
 			return n;
 		c2 = memchr(c1 + 1, ':', (size_t)(te - c1 - 1));
-		if (c2 == NULL ? !all_digits(c1 + 1, te)
-			       : !all_digits(c1 + 1, c2) ||
-			    !all_digits(c2 + 1, te))
+		if (c2 == NULL
+			? !all_digits(c1 + 1, te)
+			: !all_digits(c1 + 1, c2) || !all_digits(c2 + 1, te))
 			return n;
 	}
 	if (!all_digits(t[2], t[1] - 1))
@@ -413,11 +414,11 @@ read_shape(const char *s, const char *e, struct shape *sh)
 /* the content of a '(' group */
 enum gkind {
 	G_OTHER,
-	G_RDNS_IP,    /* "R [ip]..." */
-	G_RDNS_IPNS,  /* "R[ip]" */
-	G_BRIP,	      /* "[ip]..." */
-	G_BAREIP,     /* "ip", "ident@ip", "ident@[ip]" */
-	G_HELO,	      /* "HELO x" / "EHLO x" */
+	G_RDNS_IP,   /* "R [ip]..." */
+	G_RDNS_IPNS, /* "R[ip]" */
+	G_BRIP,	     /* "[ip]..." */
+	G_BAREIP,    /* "ip", "ident@ip", "ident@[ip]" */
+	G_HELO,	     /* "HELO x" / "EHLO x" */
 };
 
 struct ginfo {
@@ -517,8 +518,7 @@ read_group(const struct grp *g, struct ginfo *gi)
 
 /* "helo=x" / "ident=x" inside a group */
 static int
-sub_value(const char *s, const char *e, const char *key, char *out,
-    size_t cap)
+sub_value(const char *s, const char *e, const char *key, char *out, size_t cap)
 {
 	const char *p = memstr(s, (size_t)(e - s), key);
 	const char *q;
@@ -571,8 +571,8 @@ with_proto_auth(const char *b, const char *e, char *out, size_t cap)
 	static const char *const protos[] = { "ESMTPA", "ESMTPSA", "LMTPA",
 		"LMTPSA", "UTF8SMTPA", "UTF8SMTPSA", "UTF8LMTPA", "UTF8LMTPSA",
 		"ASMTP", "HTTP", "HTTPS", "HTTPU" };
-	const char *p = b;
-	size_t	    i;
+	const char		*p = b;
+	size_t			 i;
 
 	while ((p = memcasestr(p, (size_t)(e - p), " with ")) != NULL) {
 		const char *w = p + 6, *we = w;
@@ -600,10 +600,10 @@ find_auth(const char *b, const char *e, struct sa_relay *r)
 		return;
 	if (with_proto_auth(b, e, r->auth, sizeof(r->auth)))
 		return;
-	if ((p = memstr(b, (size_t)(e - b), " (AUTH: ")) != NULL &&
-	    p > b && (p[-1] == ')' || p[-1] == ']')) {
-		static const char *const m[] = { "LOGIN", "PLAIN",
-			"DIGEST-MD5", "CRAM-MD5" };
+	if ((p = memstr(b, (size_t)(e - b), " (AUTH: ")) != NULL && p > b &&
+	    (p[-1] == ')' || p[-1] == ']')) {
+		static const char *const m[] = { "LOGIN", "PLAIN", "DIGEST-MD5",
+			"CRAM-MD5" };
 		size_t			 i;
 
 		for (i = 0; i < nitems(m); i++)
@@ -633,7 +633,8 @@ find_auth(const char *b, const char *e, struct sa_relay *r)
 			const char *h = tok_end(q + 5, e), *c;
 
 			if (prefix(h, e, " (") &&
-			    (c = memchr(h + 2, ')', (size_t)(e - h - 2))) != NULL &&
+			    (c = memchr(h + 2, ')', (size_t)(e - h - 2))) !=
+				NULL &&
 			    prefix(c, e, ") with ")) {
 				if ((size_t)(c - h - 2) == 7 &&
 				    memcmp(h + 2, "Postfix", 7) == 0)
@@ -662,15 +663,15 @@ find_auth(const char *b, const char *e, struct sa_relay *r)
 
 		if (q < e && *q != ')')
 			q++;
-		if (q < e && *q == ')' && (q + 1 == e || q[1] == ' ' ||
-					      q[1] == ';'))
+		if (q < e && *q == ')' &&
+		    (q + 1 == e || q[1] == ' ' || q[1] == ';'))
 			setf(r->auth, sizeof(r->auth), p + 6,
 			    (size_t)(q - p - 6));
 	}
 }
 
-static const char helo_chars[] =
-    "-ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.^+_&:=?!@%*$\\/";
+static const char helo_chars[] = "-ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqr"
+				 "stuvwxyz0123456789.^+_&:=?!@%*$\\/";
 
 static void
 find_helo(const char *b, const char *e, struct sa_relay *r)
@@ -771,7 +772,7 @@ local_handover(const struct shape *sh, const char *s, const char *e)
 			x++;
 		if (is_localhost(memchr(gs, '@', (size_t)(x - gs))
 			    ? (const char *)memchr(gs, '@', (size_t)(x - gs)) +
-			    1
+				1
 			    : gs,
 			x))
 			return 1;
@@ -834,6 +835,45 @@ qmail_proto(const char *t, const char *e)
 	return 0;
 }
 
+/* " with (Microsoft SMTP Server|mapi id) [(...) ]N.N.N.N( |$)" */
+static int
+ms_smtp_server(const char *s, const char *e)
+{
+	static const char *const keys[] = { " with Microsoft SMTP Server ",
+		" with mapi id " };
+	size_t			 i;
+
+	for (i = 0; i < nitems(keys); i++) {
+		const char *p = memstr(s, (size_t)(e - s), keys[i]);
+		int	    k;
+
+		if (p == NULL)
+			continue;
+		p += strlen(keys[i]);
+		if (p < e && *p == '(') {
+			const char *c = memchr(p, ')', (size_t)(e - p));
+
+			if (c == NULL || c + 1 >= e || c[1] != ' ')
+				continue;
+			p = c + 2;
+		}
+		for (k = 0; k < 4; k++) {
+			if (p >= e || !is_digit(*p))
+				break;
+			while (p < e && is_digit(*p))
+				p++;
+			if (k < 3) {
+				if (p >= e || *p != '.')
+					break;
+				p++;
+			}
+		}
+		if (k == 4 && (p == e || *p == ' '))
+			return 1;
+	}
+	return 0;
+}
+
 static enum sa_rcvd_kind
 parse_from(const char *s, const char *e, struct pstate *st)
 {
@@ -875,10 +915,9 @@ parse_from(const char *s, const char *e, struct pstate *st)
 		}
 		if (prefix(s, e, "mail pickup service by "))
 			return SA_RCVD_SKIP;
-	} else if (memstr(s, (size_t)(e - s), " with Microsoft SMTP Server") ||
-	    memstr(s, (size_t)(e - s), " with mapi id ")) {
-		if (w1e > w1 && (g0.k == G_BRIP || (g0.k == G_BAREIP &&
-							 g0.id == NULL))) {
+	} else if (ms_smtp_server(s, e)) {
+		if (w1e > w1 &&
+		    (g0.k == G_BRIP || (g0.k == G_BAREIP && g0.id == NULL))) {
 			setf(r->helo, sizeof(r->helo), w1, (size_t)(w1e - w1));
 			set_ip(st, g0.ip, g0.ipe);
 			r->id[0] = '\0';
@@ -903,8 +942,8 @@ parse_from(const char *s, const char *e, struct pstate *st)
 			setf(r->rdns, sizeof(r->rdns), w1, (size_t)(w1e - w1));
 			setf(r->helo, sizeof(r->helo), w1, (size_t)(w1e - w1));
 			set_ip(st, g0.ip, g0.ipe);
-			sub_value(g0.rest, g0.end, "helo=", r->helo,
-			    sizeof(r->helo));
+			sub_value(
+			    g0.rest, g0.end, "helo=", r->helo, sizeof(r->helo));
 			sub_value(g0.rest, g0.end, "ident=", r->ident,
 			    sizeof(r->ident));
 			return SA_RCVD_RELAY;
@@ -980,7 +1019,8 @@ parse_from(const char *s, const char *e, struct pstate *st)
 	    sh.by != NULL && prefix(sh.tail, e, " (")) {
 		st->looked = 1;
 		setf(r->helo, sizeof(r->helo), w1, (size_t)(w1e - w1));
-		setf(r->ident, sizeof(r->ident), g0.id, (size_t)(g0.ide - g0.id));
+		setf(r->ident, sizeof(r->ident), g0.id,
+		    (size_t)(g0.ide - g0.id));
 		set_ip(st, g0.ip, g0.ipe);
 		return SA_RCVD_RELAY;
 	}
@@ -1103,8 +1143,8 @@ parse_from(const char *s, const char *e, struct pstate *st)
 		return SA_RCVD_RELAY;
 	}
 	/* "helo ([ip][.:port]) ... by x " */
-	if (g0.k == G_BRIP && g0.rest == g0.end && w1e > w1 &&
-	    sh.by != NULL && sh.tail < e) {
+	if (g0.k == G_BRIP && g0.rest == g0.end && w1e > w1 && sh.by != NULL &&
+	    sh.tail < e) {
 		st->looked = 1;
 		setf(r->helo, sizeof(r->helo), w1, (size_t)(w1e - w1));
 		set_ip(st, g0.ip, g0.ipe);
@@ -1189,8 +1229,7 @@ parse_from(const char *s, const char *e, struct pstate *st)
 			/* "[ip] (helo=x ident=y) by" */
 			set_ip(st, w1 + 1, w1 + 1 + n);
 			sub_value(gs, ge, "helo=", r->helo, sizeof(r->helo));
-			sub_value(gs, ge, "ident=", r->ident,
-			    sizeof(r->ident));
+			sub_value(gs, ge, "ident=", r->ident, sizeof(r->ident));
 			return SA_RCVD_RELAY;
 		}
 	}
@@ -1207,7 +1246,8 @@ parse_from(const char *s, const char *e, struct pstate *st)
 			return SA_RCVD_RELAY;
 		}
 		if (sh.ng == 1 && sh.g[0].open == '(' &&
-		    ((*sh.g[0].s | 0x20) >= 'a' && (*sh.g[0].s | 0x20) <= 'z') &&
+		    ((*sh.g[0].s | 0x20) >= 'a' &&
+			(*sh.g[0].s | 0x20) <= 'z') &&
 		    prefix(sh.tail, e, " with ")) {
 			set_ip(st, w1, w1e);
 			return SA_RCVD_RELAY;
@@ -1242,8 +1282,8 @@ parse_from(const char *s, const char *e, struct pstate *st)
 
 		/* ^(\S+)[^-A-Za-z0-9.] */
 		if (w1e == e) {
-			while (p > w1 && (is_word(p[-1]) || p[-1] == '-' ||
-					     p[-1] == '.'))
+			while (p > w1 &&
+			    (is_word(p[-1]) || p[-1] == '-' || p[-1] == '.'))
 				p--;
 			if (p > w1)
 				p--;
@@ -1330,7 +1370,8 @@ sa_received_parse(const char *value, size_t len, struct sa_relay *r)
 
 			while (he < e && *he != ' ' && *he != ';')
 				he++;
-			if (he > h && (prefix(he, e, ";") || prefix(he, e, " ;")) &&
+			if (he > h &&
+			    (prefix(he, e, ";") || prefix(he, e, " ;")) &&
 			    !(*w == '[' && we[-1] == ']' &&
 				strspn(w + 1, "0123456789.") ==
 				    (size_t)(we - w - 2)))
@@ -1419,8 +1460,8 @@ sa_originating_line(const char *v, size_t len, char *buf, size_t cap)
 		if (p > v && (is_word(p[-1]) || (is_hex(*p) && p[-1] == ':')))
 			continue;
 		if ((n = ip_len(p, e)) > 0) {
-			int w = snprintf(buf, cap, "from X-Originating-IP: %.*s",
-			    (int)n, p);
+			int w = snprintf(
+			    buf, cap, "from X-Originating-IP: %.*s", (int)n, p);
 
 			return w > 0 && (size_t)w < cap ? (size_t)w : 0;
 		}
@@ -1474,9 +1515,13 @@ sa_relays_build(struct sa_relays *rs, const struct sa_relay *session,
 	if (session != NULL) {
 		rs->r[0] = *session;
 		rs->r[0].ip_private = sa_ip_private(session->ip);
+		flag_chars(rs->r[0].rdns);
+		flag_chars(rs->r[0].helo);
+		flag_chars(rs->r[0].envfrom);
 		if (!session_trusted)
 			in_trusted = in_internal = 0;
-		rs->r[0].trusted = rs->r[0].internal = (unsigned char)in_trusted;
+		rs->r[0].trusted = rs->r[0].internal =
+		    (unsigned char)in_trusted;
 		rs->n = 1;
 		rs->ntrusted = rs->ninternal = (size_t)in_trusted;
 	}
@@ -1524,8 +1569,8 @@ sa_relays_build(struct sa_relays *rs, const struct sa_relay *session,
 }
 
 size_t
-sa_relays_text(const struct sa_relays *rs, size_t from, size_t to,
-    char *buf, size_t cap)
+sa_relays_text(
+    const struct sa_relays *rs, size_t from, size_t to, char *buf, size_t cap)
 {
 	size_t i, n = 0;
 

@@ -25,14 +25,14 @@ struct cidr;
 #define SA_RCVD_MAXLEN 2048 /* a longer Received field is cut */
 
 struct sa_relay {
-	char ip[64];
-	char rdns[128];
-	char helo[128];
-	char by[128];
-	char ident[64];
-	char envfrom[256];
-	char id[96];
-	char auth[64];
+	char	      ip[64];
+	char	      rdns[128];
+	char	      helo[128];
+	char	      by[128];
+	char	      ident[64];
+	char	      envfrom[256];
+	char	      id[96];
+	char	      auth[64];
 	unsigned char no_reverse_dns; /* the MTA looked, found no name */
 	unsigned char ip_private;     /* 10/8, 127/8, 192.168/16, ... */
 	unsigned char trusted, internal, msa;
@@ -65,26 +65,26 @@ size_t sa_originating_line(const char *v, size_t len, char *buf, size_t cap);
 struct sa_trust {
 	const struct cidr *nets; /* trusted_networks (loopback is implied) */
 	size_t		   nnets;
-	int configured; /* 0: infer (SpamAssassin's rules without
-			   trusted_networks: private or authenticated
-			   relays are trusted up to the first other) */
+	int		   configured; /* 0: infer (SpamAssassin's rules without
+					  trusted_networks: private or authenticated
+					  relays are trusted up to the first other) */
 };
 
 struct sa_relays {
 	struct sa_relay r[SA_RELAYS_MAX]; /* newest first */
 	size_t		n;
-	size_t		ntrusted;    /* r[0..ntrusted) are trusted */
-	size_t		ninternal;   /* r[0..ninternal) are internal */
-	unsigned	unparseable; /* fields not understood */
-	long		last_trusted_field;  /* SpamAssassin's
-						last_trusted_relay_index:
-						Received fields (0-based) in
-						the trusted area, -1 none */
-	long		last_internal_field; /* the same, internal */
-	long		untrusted_field; /* index in `fields` of the first
-					    untrusted relay's Received field
-					    (its date is SpamAssassin's
-					    "last external" time), or -1 */
+	size_t		ntrusted;	    /* r[0..ntrusted) are trusted */
+	size_t		ninternal;	    /* r[0..ninternal) are internal */
+	unsigned	unparseable;	    /* fields not understood */
+	long		last_trusted_field; /* SpamAssassin's
+					       last_trusted_relay_index:
+					       Received fields (0-based) in
+					       the trusted area, -1 none */
+	long last_internal_field;	    /* the same, internal */
+	long untrusted_field;		    /* index in `fields` of the first
+					       untrusted relay's Received field
+					       (its date is SpamAssassin's
+					       "last external" time), or -1 */
 };
 
 /*
@@ -102,7 +102,7 @@ void sa_relays_build(struct sa_relays *, const struct sa_relay *session,
  * them ("" when empty); truncated to fit, NUL-terminated. Returns the
  * length.
  */
-size_t sa_relays_text(const struct sa_relays *, size_t from, size_t to,
-    char *buf, size_t cap);
+size_t sa_relays_text(
+    const struct sa_relays *, size_t from, size_t to, char *buf, size_t cap);
 
 #endif

@@ -768,7 +768,7 @@ test_more_evals(void)
 	tv_part(&t, "text/html", "x", "<b>x</b>", 0)->encoding =
 	    "quoted-printable";
 	memset(&f, 0, sizeof(f));
-	f.helo = "[203.0.113.9]";
+	f.helo = "203.0.113.9"; /* "[...]" would read "!...!", no IP */
 	f.client_ip = "192.0.2.1";
 	run(rs, &t, NULL, &f, NULL, 0);
 	ok(hit("FUT_03_06") && !hit("FUT_06_12"),
