@@ -22,6 +22,7 @@
  * pathological regex fail instead of running away; the texts are bounded
  * by the view.
  */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -235,6 +236,86 @@ add_value(struct sa_scratch *sc, const char *v)
 		buf_add(&sc->tmp, "\n", 1);
 }
 
+/* a raw value whose decoding only unfolds: ASCII, no encoded words */
+static int
+plain_raw(const char *v)
+{
+	for (; *v != '\0'; v++)
+		if ((unsigned char)*v >= 0x80 || (v[0] == '=' && v[1] == '?'))
+			return 0;
+	return 1;
+}
+
+/*
+ * One header value as SpamAssassin presents it (Message::Node::header):
+ * each fold (line end and the whitespace after it) one space; decoded
+ * values also trimmed at both ends. moat's decoded value keeps a fold's
+ * whitespace, so a folded plain value is rebuilt from the raw one.
+ */
+static void
+add_sa_value(struct sa_scratch *sc, const struct mv_header *h, int raw)
+{
+	const char *v = raw ? h->raw : h->decoded, *p, *e;
+
+	if (!raw && strchr(h->raw, '\n') != NULL && plain_raw(h->raw))
+		v = h->raw;
+	else if (v == h->decoded && strchr(h->raw, '\n') == NULL) {
+		/* nothing folded: only the trim */
+		p = v;
+		e = v + strlen(v);
+		while (p < e && isspace((unsigned char)*p))
+			p++;
+		while (e > p && isspace((unsigned char)e[-1]))
+			e--;
+		buf_add(&sc->tmp, p, (size_t)(e - p));
+		buf_add(&sc->tmp, "\n", 1);
+		return;
+	}
+	p = v;
+	if (!raw)
+		while (isspace((unsigned char)*p))
+			p++;
+	e = p + strlen(p);
+	if (!raw)
+		while (e > p && isspace((unsigned char)e[-1]))
+			e--;
+	while (p < e) {
+		const char *q = p;
+
+		while (q < e && *q != '\r' && *q != '\n')
+			q++;
+		buf_add(&sc->tmp, p, (size_t)(q - p));
+		if (q == e)
+			break;
+		/* \r?\n\s+ -> one space; a bare line end is dropped */
+		p = q;
+		while (p < e && (*p == '\r' || *p == '\n'))
+			p++;
+		if (p < e && isspace((unsigned char)*p)) {
+			while (p < e && isspace((unsigned char)*p))
+				p++;
+			buf_add(&sc->tmp, " ", 1);
+		}
+	}
+	buf_add(&sc->tmp, "\n", 1);
+}
+
+/* the SpamAssassin presentation of one decoded header value, in the
+   message's arena */
+const char *
+sa_header_value(struct sa_ctx *c, const struct mv_header *h)
+{
+	struct sa_scratch *sc = c->sc;
+	char		  *v;
+
+	tmp_reset(sc);
+	add_sa_value(sc, h, 0);
+	sc->tmp.s[--sc->tmp.len] = '\0'; /* the "\n" */
+	v = arena_alloc(sc, sc->tmp.len + 1);
+	memcpy(v, sc->tmp.s, sc->tmp.len + 1);
+	return v;
+}
+
 /*
  * Addresses (or display names) of an address-list header value, one per
  * line. A small RFC 5322 reader: comma-separated mailboxes, groups,
@@ -400,8 +481,7 @@ sa_get_header(struct sa_ctx *c, const char *name, unsigned mods, size_t *len)
 			buf_add(&sc->tmp, mv->headers[i].name,
 			    strlen(mv->headers[i].name));
 			buf_add(&sc->tmp, ": ", 2);
-			add_value(sc,
-			    raw ? mv->headers[i].raw : mv->headers[i].decoded);
+			add_sa_value(sc, &mv->headers[i], raw);
 		}
 		found = mv->nheaders;
 	} else if (hname_eq(name, "EnvelopeFrom")) {
@@ -424,6 +504,7 @@ sa_get_header(struct sa_ctx *c, const char *name, unsigned mods, size_t *len)
 		const char *const	*names = &name;
 		size_t			 nnames = 1, j;
 		const char		*vals[1024];
+		const struct mv_header	*hv[1024];
 		size_t			 nv = 0;
 
 		if (strcmp(name, "MESSAGEID") == 0) {
@@ -445,6 +526,7 @@ sa_get_header(struct sa_ctx *c, const char *name, unsigned mods, size_t *len)
 					if (nnames > 1 && names == msgid &&
 					    *s == '\0')
 						continue;
+					hv[nv] = &mv->headers[i];
 					vals[nv++] = s;
 				}
 		first = 0;
@@ -474,7 +556,7 @@ sa_get_header(struct sa_ctx *c, const char *name, unsigned mods, size_t *len)
 				}
 				add_addrs(sc, s, (mods & SA_HM_NAME) != 0);
 			} else
-				add_value(sc, vals[i]);
+				add_sa_value(sc, hv[i], raw);
 		}
 		found = nv;
 		if (mods & (SA_HM_ADDR | SA_HM_NAME))

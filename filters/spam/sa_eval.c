@@ -745,106 +745,154 @@ compile_once(const char *pat, uint32_t opts)
 	    (PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, &err, &off, NULL);
 }
 
-/* RFC 5322 date (tolerant, as Mail::SpamAssassin::Util::parse_rfc822_date
-   reads them): [Day,] D Mon YYYY HH:MM[:SS] [zone]; -1 if unreadable */
+/* the first value of the first of Resent-Date, Date that parses */
 static long long
-parse_date(const char *s)
+date_header_time(struct sa_ctx *c)
 {
-	static const char months[] = "janfebmaraprmayjunjulaugsepoctnovdec";
-	struct tm	  tm;
-	int		  d, y, hh, mm, ss = 0, off = 0, n;
-	char		  mon[4];
-	const char	 *p, *m;
-	long long	  t;
+	static const char *const names[] = { "Resent-Date", "Date" };
+	const struct msgview	*mv = c->mv;
+	size_t			 i, j;
+	long long		 t;
 
-	if (s == NULL)
-		return -1;
-	while (*s == ' ' || *s == '\t')
-		s++;
-	/* skip the day name */
-	if ((p = strchr(s, ',')) != NULL && p - s < 12)
-		s = p + 1;
-	if (sscanf(s, " %d %3s %d %d:%d%n", &d, mon, &y, &hh, &mm, &n) != 5)
-		return -1;
-	p = s + n;
-	if (*p == ':') {
-		int k;
+	for (j = 0; j < nitems(names); j++)
+		for (i = 0; i < mv->nheaders; i++)
+			if (ascii_strcasecmp(mv->headers[i].name, names[j]) ==
+				0 &&
+			    mv->headers[i].decoded[0] != '\0' &&
+			    (t = sa_date_parse(mv->headers[i].decoded,
+				 strlen(mv->headers[i].decoded))) >= 0)
+				return t; /* (whitespace is all alike here) */
+	return -1;
+}
 
-		if (sscanf(p + 1, "%d%n", &ss, &k) != 1)
-			return -1;
-		p += 1 + k;
+/* the time of one Received field's date-like run, -1 if none */
+static long long
+received_time(const char *v)
+{
+	size_t st, en;
+
+	if (!sa_received_date(v, strlen(v), &st, &en))
+		return -1;
+	return sa_date_parse(v + st, en - st);
+}
+
+static int
+wordc(unsigned char ch)
+{
+	return isalnum(ch) || ch == '_';
+}
+
+/* s has the word w (\bw) at p */
+static int
+word_at(const char *s, const char *p, const char *w)
+{
+	return (p == s || !wordc((unsigned char)p[-1])) &&
+	    strncmp(p, w, strlen(w)) == 0;
+}
+
+/* "n digits" at *p: advances, 1 if any */
+static int
+skip_digits(const char **p)
+{
+	const char *q = *p;
+
+	while (**p >= '0' && **p <= '9')
+		(*p)++;
+	return *p > q;
+}
+
+/* a fetchmail pass's first hop: \bfrom (localhost\s | (\S+ ){1,2}
+   \S*\b127.0.0.1\b) or "qmail N invoked by uid N" */
+static int
+local_hop(const char *s)
+{
+	const char *p, *q;
+	int	    k;
+
+	for (p = s; (p = strstr(p, "from ")) != NULL; p++) {
+		if (!word_at(s, p, "from "))
+			continue;
+		if (strncmp(p + 5, "localhost", 9) == 0 &&
+		    isspace((unsigned char)p[14]))
+			return 1;
+		q = p + 5;
+		for (k = 0; k < 2; k++) {
+			const char *t = q, *h;
+
+			while (*q != '\0' && !isspace((unsigned char)*q))
+				q++;
+			if (q == t || *q != ' ')
+				break;
+			q++;
+			/* the next token holds 127.0.0.1 as a word */
+			for (h = q; *h != '\0' && !isspace((unsigned char)*h);
+			     h++)
+				if (word_at(s, h, "127.0.0.1") &&
+				    !wordc((unsigned char)h[9]))
+					return 1;
+		}
 	}
-	mon[0] = (char)ascii_lower((unsigned char)mon[0]);
-	mon[1] = (char)ascii_lower((unsigned char)mon[1]);
-	mon[2] = (char)ascii_lower((unsigned char)mon[2]);
-	mon[3] = '\0';
-	if ((m = strstr(months, mon)) == NULL || (m - months) % 3 != 0)
-		return -1;
-	if (y < 50)
-		y += 2000;
-	else if (y < 1000)
-		y += 1900;
-	if (d < 1 || d > 31 || hh > 23 || mm > 59 || ss > 60 || y > 9999)
-		return -1;
-	while (*p == ' ')
-		p++;
-	if ((*p == '+' || *p == '-') && p[1] >= '0' && p[1] <= '9') {
-		int z = atoi(p + 1);
+	for (p = s; (p = strstr(p, "qmail ")) != NULL; p++) {
+		q = p + 6;
+		if (skip_digits(&q) &&
+		    strncmp(q, " invoked by uid ", 16) == 0 &&
+		    q[16] >= '0' && q[16] <= '9')
+			return 1;
+	}
+	return 0;
+}
 
-		off = (z / 100) * 3600 + (z % 100) * 60;
-		if (*p == '-')
-			off = -off;
-	} else if (strncmp(p, "EDT", 3) == 0)
-		off = -4 * 3600;
-	else if (strncmp(p, "EST", 3) == 0 || strncmp(p, "CDT", 3) == 0)
-		off = -5 * 3600;
-	else if (strncmp(p, "CST", 3) == 0 || strncmp(p, "MDT", 3) == 0)
-		off = -6 * 3600;
-	else if (strncmp(p, "MST", 3) == 0 || strncmp(p, "PDT", 3) == 0)
-		off = -7 * 3600;
-	else if (strncmp(p, "PST", 3) == 0)
-		off = -8 * 3600;
-	memset(&tm, 0, sizeof(tm));
-	tm.tm_year = y - 1900;
-	tm.tm_mon = (int)((m - months) / 3);
-	tm.tm_mday = d;
-	tm.tm_hour = hh;
-	tm.tm_min = mm;
-	tm.tm_sec = ss;
-	t = (long long)timegm(&tm);
-	return t - off;
+/* \bby localhost with \w+ \(fetchmail-[\d.]+ */
+static int
+fetchmail_hop(const char *s)
+{
+	const char *p, *q;
+
+	for (p = s; (p = strstr(p, "by localhost with ")) != NULL; p++) {
+		if (!word_at(s, p, "by "))
+			continue;
+		q = p + 18;
+		if (!wordc((unsigned char)*q))
+			continue;
+		while (wordc((unsigned char)*q))
+			q++;
+		if (strncmp(q, " (fetchmail-", 12) == 0 &&
+		    ((q[12] >= '0' && q[12] <= '9') || q[12] == '.'))
+			return 1;
+	}
+	return 0;
 }
 
 /*
- * HeaderEval's date_diff: Date minus each Received time (the last one
- * dropped if equal), the one with the smallest magnitude; 0 when either
- * side is missing.
+ * HeaderEval's date_diff: Date minus each Received time, the Received
+ * fields written by a local fetchmail pass (a "from localhost" or
+ * "127.0.0.1" hop followed by "by localhost with ... (fetchmail-") left
+ * out, the last (oldest) dropped if equal, the difference with the
+ * smallest magnitude; 0 when either side is missing.
  */
 static long long
 date_diff(struct sa_ctx *c)
 {
 	const struct msgview *mv = c->mv;
-	long long	      date = -1, best = 0, dd[64];
-	size_t		      i, n = 0;
+	const char	     *rcvd[64];
+	long long	      date, best = 0, dd[64], t;
+	size_t		      i, n = 0, nr = 0, skip = 0;
 	int		      found = 0;
 
-	for (i = 0; i < mv->nheaders; i++)
-		if (ascii_strcasecmp(mv->headers[i].name, "Date") == 0) {
-			date = parse_date(mv->headers[i].decoded);
-			break;
-		}
-	if (date < 0)
+	if ((date = date_header_time(c)) < 0)
 		return 0;
-	for (i = 0; i < mv->nheaders && n < nitems(dd); i++) {
-		const char *semi;
-		long long   t;
-
-		if (ascii_strcasecmp(mv->headers[i].name, "Received") != 0 ||
-		    (semi = strrchr(mv->headers[i].decoded, ';')) == NULL)
-			continue;
-		if ((t = parse_date(semi + 1)) >= 0)
+	for (i = 0; i < mv->nheaders && nr < nitems(rcvd); i++)
+		if (ascii_strcasecmp(mv->headers[i].name, "Received") == 0 &&
+		    strspn(mv->headers[i].decoded, " \t\r\n") <
+			strlen(mv->headers[i].decoded))
+			rcvd[nr++] = sa_header_value(c, &mv->headers[i]);
+	if (nr > 1 && local_hop(rcvd[0]) && fetchmail_hop(rcvd[1]))
+		skip = 2;
+	else if (nr > 0 && !local_hop(rcvd[0]) && fetchmail_hop(rcvd[0]))
+		skip = 1;
+	for (i = skip; i < nr; i++)
+		if ((t = received_time(rcvd[i])) >= 0)
 			dd[n++] = date - t;
-	}
 	if (n > 1 && dd[n - 1] == 0)
 		n--;
 	for (i = 0; i < n; i++) {
@@ -870,6 +918,56 @@ eval_shifted_date(
 		   (double)d >= 3600 * argnum(a, 0, 0)) &&
 	    (strcmp(a->s[1], "undef") == 0 ||
 		(double)d < 3600 * argnum(a, 1, 0));
+}
+
+/*
+ * HeaderEval check_outlook_message_id: an Outlook Message-ID
+ * <xxxxTTTTTTTT$xxxxxxxx$xxxxxxxx@...> carries its creation time; it
+ * must agree (within 250 ticks) with the Date, or else with the topmost
+ * Received date. As SpamAssassin, the Received time is read from all
+ * the Received fields as one text (its first date), and a missing date
+ * counts as time 0.
+ */
+static int
+eval_outlook_msgid(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	const double x = 0.0023283064365387, y = 27111902.8329849;
+	const char  *id = header(c, "MESSAGEID", 0), *v;
+	long long    tok = 0, t;
+	size_t	     i, len;
+
+	(void)r;
+	(void)a;
+	if (id == NULL || id[0] != '<')
+		return 0;
+	for (i = 1; i <= 22; i++) {
+		int hex = isxdigit((unsigned char)id[i]) &&
+		    !isupper((unsigned char)id[i]);
+
+		if (i == 13 || i == 22) {
+			if (id[i] != '$')
+				return 0;
+		} else if (!hex)
+			return 0;
+		if (i >= 5 && i <= 12)
+			tok = tok * 16 +
+			    (id[i] <= '9' ? id[i] - '0' : id[i] - 'a' + 10);
+	}
+	for (i = 23; i <= 30; i++)
+		if (!isxdigit((unsigned char)id[i]) ||
+		    isupper((unsigned char)id[i]))
+			return 0;
+	if (id[31] != '@')
+		return 0;
+	v = sa_get_header(c, "Date", 0, &len);
+	t = v != NULL ? sa_date_parse(v, len) : -1;
+	if (llabs(tok - (long long)((double)(t < 0 ? 0 : t) * x + y)) < 250)
+		return 0;
+	v = sa_get_header(c, "Received", 0, &len);
+	t = v != NULL ? sa_date_parse(v, len) : -1;
+	return llabs(tok - (long long)((double)(t < 0 ? 0 : t) * x + y)) >=
+	    250;
 }
 
 /* HeaderEval subject_is_all_caps */
@@ -1361,6 +1459,7 @@ static const struct sa_evaldef evals[] = {
 	{ "check_body_length", eval_body_length, 1, 1 },
 	{ "check_for_shifted_date", eval_shifted_date, 2, 2 },
 	{ "subject_is_all_caps", eval_subject_all_caps, 0, 0 },
+	{ "check_outlook_message_id", eval_outlook_msgid, 0, 0 },
 	{ "check_for_to_in_subject", eval_to_in_subject, 1, 1 },
 	{ "check_unresolved_template", eval_unresolved_template, 0, 0 },
 	{ "check_from_in_list", eval_from_in_list, 1, 1 },
