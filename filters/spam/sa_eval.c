@@ -835,8 +835,8 @@ local_hop(const char *s)
 	for (p = s; (p = strstr(p, "qmail ")) != NULL; p++) {
 		q = p + 6;
 		if (skip_digits(&q) &&
-		    strncmp(q, " invoked by uid ", 16) == 0 &&
-		    q[16] >= '0' && q[16] <= '9')
+		    strncmp(q, " invoked by uid ", 16) == 0 && q[16] >= '0' &&
+		    q[16] <= '9')
 			return 1;
 	}
 	return 0;
@@ -966,8 +966,7 @@ eval_outlook_msgid(
 		return 0;
 	v = sa_get_header(c, "Received", 0, &len);
 	t = v != NULL ? sa_date_parse(v, len) : -1;
-	return llabs(tok - (long long)((double)(t < 0 ? 0 : t) * x + y)) >=
-	    250;
+	return llabs(tok - (long long)((double)(t < 0 ? 0 : t) * x + y)) >= 250;
 }
 
 /* HeaderEval subject_is_all_caps */

@@ -260,7 +260,6 @@ const char *sa_header_value(struct sa_ctx *, const struct mv_header *);
    epoch, -1 if none), and the date-like run HeaderEval takes out of a
    Received field (1 and its [start, end) or 0) */
 long long sa_date_parse(const char *date, size_t len);
-int	  sa_received_date(
-	  const char *s, size_t len, size_t *start, size_t *end);
+int sa_received_date(const char *s, size_t len, size_t *start, size_t *end);
 
 #endif
