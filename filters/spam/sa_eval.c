@@ -554,6 +554,8 @@ eval_html_test(
 		return h->embeds > 0;
 	if (strcmp(t, "font_low_contrast") == 0)
 		return h->font_low_contrast > 0;
+	if (strcmp(t, "font_invalid_color") == 0)
+		return h->font_invalid_color > 0;
 	if (strcmp(t, "tiny_font") == 0)
 		return h->font_tiny > 0;
 	return 0;
