@@ -173,6 +173,7 @@ sa_scratch_free(struct sa_scratch *sc)
 	free(sc->raw.s);
 	free(sc->rawl.v);
 	free(sc->tmp.s);
+	sa_html_free(&sc->html);
 	free(sc->hcache);
 	free(sc->prof);
 	free(sc->cand);

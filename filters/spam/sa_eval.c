@@ -561,6 +561,109 @@ eval_html_test(
 	return 0;
 }
 
+/* A per-message pattern (built from message data): no JIT, whose
+   compiling would cost more than the one match it is used for. */
+static pcre2_code *
+compile_once(const char *pat, uint32_t opts)
+{
+	int	   err;
+	PCRE2_SIZE off;
+
+	return pcre2_compile(
+	    (PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, &err, &off, NULL);
+}
+
+/* HTMLEval html_tag_exists(tag): a start or end tag of that name */
+static int
+eval_html_tag_exists(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	const struct sa_html *h = sa_html_facts(c);
+	size_t		      i;
+
+	(void)r;
+	for (i = 0; i < h->ntags; i++)
+		if (ascii_strcasecmp(h->tags[i].name, a->s[0]) == 0)
+			return 1;
+	return 0;
+}
+
+/* "<op> <number>" as Perl would compare v with it */
+static int
+compare_expr(double v, const char *e)
+{
+	char   op[3] = { 0, 0, 0 };
+	double x;
+	size_t n = 0;
+
+	while (*e == ' ')
+		e++;
+	while (n < 2 && strchr("<>=!", *e) != NULL && *e != '\0')
+		op[n++] = *e++;
+	x = strtod(e, NULL);
+	if (strcmp(op, "==") == 0)
+		return v == x;
+	if (strcmp(op, "!=") == 0)
+		return v != x;
+	if (strcmp(op, "<") == 0)
+		return v < x;
+	if (strcmp(op, "<=") == 0)
+		return v <= x;
+	if (strcmp(op, ">") == 0)
+		return v > x;
+	if (strcmp(op, ">=") == 0)
+		return v >= x;
+	return 0;
+}
+
+/* HTMLEval html_tag_balance(tag, "!= 0"): a part where the tag's
+   starts minus ends (never below 0) compares so */
+static int
+eval_html_tag_balance(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	const struct sa_html *h = sa_html_facts(c);
+	size_t		      i;
+
+	(void)r;
+	for (i = 0; i < h->ntags; i++)
+		if (ascii_strcasecmp(h->tags[i].name, a->s[0]) == 0 &&
+		    compare_expr(h->tags[i].inside, a->s[1]))
+			return 1;
+	return 0;
+}
+
+/* HTMLEval html_text_match(comment|anchor|title, regex) */
+static int
+eval_html_text_match(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	const struct sa_html  *h;
+	const struct sa_hstrs *k;
+	pcre2_code	      *re;
+	size_t		       i;
+	int		       kind, hit = 0;
+
+	(void)r;
+	if (strcmp(a->s[0], "comment") == 0)
+		kind = SA_HT_COMMENT;
+	else if (strcmp(a->s[0], "anchor") == 0)
+		kind = SA_HT_ANCHOR;
+	else if (strcmp(a->s[0], "title") == 0)
+		kind = SA_HT_TITLE;
+	else
+		return 0;
+	h = sa_html_facts(c);
+	k = &h->strs[kind];
+	if (k->n == 0 || (re = compile_once(a->s[1], 0)) == NULL)
+		return 0;
+	for (i = 0; i < k->n && !hit; i++)
+		hit = pcre2_match(re, (PCRE2_SPTR)k->b.s + k->v[i].off,
+			  k->v[i].len, 0, 0, c->md, c->sc->mc) >= 0;
+	pcre2_code_free(re);
+	return hit;
+}
+
 /* HTMLEval html_image_only(min, max): <img> and HTML length in (min,max] */
 static int
 eval_html_image_only(
@@ -591,8 +694,10 @@ eval_html_image_ratio(
 
 /* The HTML.pm result named t, from the view; -1 if the view lacks it. */
 static double
-html_value(const struct mv_html *h, const char *t)
+html_value(struct sa_ctx *c, const char *t)
 {
+	const struct mv_html *h = &c->mv->html;
+
 	if (h->parts == 0)
 		return -1;
 	if (strcmp(t, "length") == 0)
@@ -601,6 +706,11 @@ html_value(const struct mv_html *h, const char *t)
 		return (double)h->text;
 	if (h->tags == 0)
 		return -1;
+	if (strcmp(t, "closed_extra_ratio") == 0) {
+		const struct sa_html *sh = sa_html_facts(c);
+
+		return sh->events ? (double)sh->closed_extra / sh->events : -1;
+	}
 	if (strcmp(t, "obfuscation_ratio") == 0)
 		return (double)h->obfuscation / h->tags;
 	if (strcmp(t, "bad_tag_ratio") == 0 ||
@@ -625,7 +735,7 @@ static int
 eval_html_range(
     struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
-	double v = html_value(&c->mv->html, a->s[0]);
+	double v = html_value(c, a->s[0]);
 
 	(void)r;
 	if (v < 0)
@@ -638,7 +748,7 @@ static int
 eval_html_eval(
     struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
-	double	    v = html_value(&c->mv->html, a->s[0]), x;
+	double	    v = html_value(c, a->s[0]), x;
 	const char *e = a->s[1];
 	char	   *end;
 
@@ -735,17 +845,6 @@ eval_body_length(
 
 /* ---------------------------------------------------------- more headers */
 
-/* A per-message pattern (built from message data): no JIT, whose
-   compiling would cost more than the one match it is used for. */
-static pcre2_code *
-compile_once(const char *pat, uint32_t opts)
-{
-	int	   err;
-	PCRE2_SIZE off;
-
-	return pcre2_compile(
-	    (PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, &err, &off, NULL);
-}
 
 /* the first value of the first of Resent-Date, Date that parses */
 static long long
@@ -1455,6 +1554,9 @@ static const struct sa_evaldef evals[] = {
 	{ "html_image_ratio", eval_html_image_ratio, 2, 2 },
 	{ "html_range", eval_html_range, 3, 3 },
 	{ "html_eval", eval_html_eval, 2, 2 },
+	{ "html_tag_exists", eval_html_tag_exists, 1, 1 },
+	{ "html_tag_balance", eval_html_tag_balance, 2, 2 },
+	{ "html_text_match", eval_html_text_match, 2, 2 },
 	{ "check_mime_multipart_ratio", eval_multipart_ratio, 2, 2 },
 	{ "check_stock_info", eval_stock_info, 1, 1 },
 	{ "check_body_length", eval_body_length, 1, 1 },
