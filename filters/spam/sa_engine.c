@@ -376,12 +376,11 @@ add_addrs(struct sa_scratch *sc, const char *v, int names)
 				b = cl;
 			}
 			for (; a < b; a++)
-				if (*a != '"' && *a != '\\' &&
-				    !(k == 0 && (*a == ' ' || *a == '\t')))
+				if (*a != '"' && *a != '\\' && *a != '\r' &&
+				    *a != '\n' &&
+				    !(k == 0 && isspace((unsigned char)*a)))
 					out[k++] = *a;
-			while (k > 0 &&
-			    (out[k - 1] == ' ' || out[k - 1] == '\t' ||
-				out[k - 1] == '\n'))
+			while (k > 0 && isspace((unsigned char)out[k - 1]))
 				k--;
 			if (k == 0)
 				continue;
@@ -402,11 +401,9 @@ add_addrs(struct sa_scratch *sc, const char *v, int names)
 				if (o != NULL)
 					b = o;
 			}
-			while (a < b && (*a == ' ' || *a == '\t' || *a == '\n'))
+			while (a < b && isspace((unsigned char)*a))
 				a++;
-			while (b > a &&
-			    (b[-1] == ' ' || b[-1] == '\t' || b[-1] == '\n' ||
-				b[-1] == '\r'))
+			while (b > a && isspace((unsigned char)b[-1]))
 				b--;
 			if (b == a || memchr(a, '@', (size_t)(b - a)) == NULL)
 				if (b == a)

@@ -1070,6 +1070,109 @@ eval_outlook_msgid(
 	return llabs(tok - (long long)((double)(t < 0 ? 0 : t) * x + y)) >= 250;
 }
 
+#define TOCC_MAX 256
+
+static int
+strp_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * HeaderEval's recipient list: the ToCc addresses (and the Bcc ones when
+ * there are fewer than 5), a repeat of the previous one dropped, at most
+ * 256; split in place in buf. The count.
+ */
+static size_t
+recipients(struct sa_ctx *c, char *buf, size_t buflen, char **addr)
+{
+	static const char *const names[] = { "ToCc", "Bcc" };
+	size_t			 n = 0, inputs = 0, j, len, used = 0;
+	const char		*prev = "";
+
+	for (j = 0; j < nitems(names) && inputs < 5; j++) {
+		const char *v = sa_get_header(c, names[j], SA_HM_ADDR, &len),
+			   *p, *e;
+
+		for (p = v; p != NULL && *p != '\0'; p = *e ? e + 1 : e) {
+			size_t l;
+
+			e = strchr(p, '\n');
+			if (e == NULL)
+				e = p + strlen(p);
+			l = (size_t)(e - p);
+			inputs++;
+			/* Perl's "while (my $x = shift)" ends at "" or "0" */
+			if (l == 0 || (l == 1 && *p == '0'))
+				return n;
+			if (n == TOCC_MAX || used + l + 1 > buflen)
+				return n;
+			if (strlen(prev) == l && ascii_strncasecmp(prev, p, l) == 0)
+				continue;
+			memcpy(buf + used, p, l);
+			buf[used + l] = '\0';
+			prev = addr[n++] = buf + used;
+			used += l + 1;
+		}
+	}
+	return n;
+}
+
+/* HeaderEval similar_recipients(min, max): how alike the recipients'
+   first two letters of user and host are, over all pairs */
+static int
+eval_similar_recipients(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	char	    buf[16384], *addr[TOCC_MAX];
+	const char *fq[TOCC_MAX];
+	size_t	    n = recipients(c, buf, sizeof(buf), addr), i, j;
+	double	    hits = 0, comb = 0, sim = 0;
+
+	(void)r;
+	if (n >= 5) {
+		for (i = 0; i < n; i++) {
+			const char *at = strchr(addr[i], '@');
+
+			fq[i] = at ? at + 1 : "";
+		}
+		for (i = 0; i < n; i++)
+			for (j = i + 1; j < n; j++) {
+				if (strncmp(addr[i], addr[j], 2) == 0 &&
+				    (strlen(addr[i]) >= 2) ==
+					(strlen(addr[j]) >= 2))
+					hits++;
+				if (strncmp(fq[i], fq[j], 2) == 0 &&
+				    strcmp(fq[i], fq[j]) != 0)
+					hits++;
+				comb++;
+			}
+		sim = hits / comb;
+	}
+	return (strcmp(a->s[0], "undef") == 0 || sim >= argnum(a, 0, 0)) &&
+	    (strcmp(a->s[1], "undef") == 0 || sim < argnum(a, 1, 0));
+}
+
+/* HeaderEval sorted_recipients: 7 or more recipients, in sorted order */
+static int
+eval_sorted_recipients(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	char  buf[16384], *addr[TOCC_MAX], *sorted[TOCC_MAX];
+	size_t n = recipients(c, buf, sizeof(buf), addr), i;
+
+	(void)r;
+	(void)a;
+	if (n < 7)
+		return 0;
+	memcpy(sorted, addr, n * sizeof(*addr));
+	qsort(sorted, n, sizeof(*sorted), strp_cmp);
+	for (i = 0; i < n; i++)
+		if (strcmp(sorted[i], addr[i]) != 0)
+			return 0;
+	return 1;
+}
+
 /* HeaderEval subject_is_all_caps */
 static int
 eval_subject_all_caps(
@@ -1563,6 +1666,8 @@ static const struct sa_evaldef evals[] = {
 	{ "check_for_shifted_date", eval_shifted_date, 2, 2 },
 	{ "subject_is_all_caps", eval_subject_all_caps, 0, 0 },
 	{ "check_outlook_message_id", eval_outlook_msgid, 0, 0 },
+	{ "similar_recipients", eval_similar_recipients, 2, 2 },
+	{ "sorted_recipients", eval_sorted_recipients, 0, 0 },
 	{ "check_for_to_in_subject", eval_to_in_subject, 1, 1 },
 	{ "check_unresolved_template", eval_unresolved_template, 0, 0 },
 	{ "check_from_in_list", eval_from_in_list, 1, 1 },
