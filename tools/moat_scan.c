@@ -756,7 +756,7 @@ return_path(const struct scan *sc, char *out, size_t len)
 			if (strstr(sc->fields[i].value, "(fetchmail") != NULL)
 				fetchmail = 1;
 		} else if (ascii_strcasecmp(sc->fields[i].name, "X-Sender") ==
-			       0 &&
+			0 &&
 		    strchr(sc->fields[i].value, '@') != NULL)
 			xsender = 1;
 	}

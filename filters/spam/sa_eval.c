@@ -845,7 +845,6 @@ eval_body_length(
 
 /* ---------------------------------------------------------- more headers */
 
-
 /* the first value of the first of Resent-Date, Date that parses */
 static long long
 date_header_time(struct sa_ctx *c)
@@ -1107,7 +1106,8 @@ recipients(struct sa_ctx *c, char *buf, size_t buflen, char **addr)
 				return n;
 			if (n == TOCC_MAX || used + l + 1 > buflen)
 				return n;
-			if (strlen(prev) == l && ascii_strncasecmp(prev, p, l) == 0)
+			if (strlen(prev) == l &&
+			    ascii_strncasecmp(prev, p, l) == 0)
 				continue;
 			memcpy(buf + used, p, l);
 			buf[used + l] = '\0';
@@ -1158,7 +1158,7 @@ static int
 eval_sorted_recipients(
     struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
-	char  buf[16384], *addr[TOCC_MAX], *sorted[TOCC_MAX];
+	char   buf[16384], *addr[TOCC_MAX], *sorted[TOCC_MAX];
 	size_t n = recipients(c, buf, sizeof(buf), addr), i;
 
 	(void)r;

@@ -94,8 +94,8 @@ tag_count(struct sa_html *h, unsigned part, const char *name, int num)
 		h->tags = xrealloc(h->tags, h->tagcap * sizeof(*h->tags));
 	}
 	h->tags[h->ntags].part = part;
-	strfmt(h->tags[h->ntags].name, sizeof(h->tags[h->ntags].name), "%s",
-	    name);
+	strfmt(
+	    h->tags[h->ntags].name, sizeof(h->tags[h->ntags].name), "%s", name);
 	h->tags[h->ntags].inside = num > 0 ? 1 : 0;
 	if (num < 0)
 		h->closed_extra++;
@@ -175,7 +175,8 @@ scan_part(struct sa_html *h, unsigned part, const char *s, size_t len)
 		while (p < e && !isspace((unsigned char)*p) && *p != '>' &&
 		    *p != '/') {
 			if (n + 1 < sizeof(name))
-				name[n++] = (char)ascii_lower((unsigned char)*p);
+				name[n++] =
+				    (char)ascii_lower((unsigned char)*p);
 			p++;
 		}
 		name[n] = '\0';
