@@ -807,6 +807,84 @@ eval_multipart_ratio(
 	return ratio >= argnum(a, 0, 0) && ratio < argnum(a, 1, 0);
 }
 
+/*
+ * MIMEEval check_for_ascii_text_illegal: a text/plain part declared
+ * US-ASCII (or with no charset) holding NUL or 8-bit bytes. SpamAssassin
+ * reads the encoded lines; the view keeps the decoded text, the same
+ * bytes when the part is not base64 or quoted-printable (a bare CR, the
+ * third byte SpamAssassin looks for, does not survive the view's line
+ * ends and is not checked).
+ */
+static int
+eval_ascii_text_illegal(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	const struct msgview *mv = c->mv;
+	size_t		      i, k;
+
+	(void)r;
+	(void)a;
+	for (i = 0; i < mv->nparts; i++) {
+		const struct mv_part *p = &mv->parts[i];
+
+		if (strcmp(p->type, "text/plain") != 0 || p->text == NULL ||
+		    (p->flags & MV_PART_MULTIPART) ||
+		    (p->charset != NULL && strcmp(p->charset, "us-ascii") != 0) ||
+		    (p->encoding != NULL &&
+			(strcmp(p->encoding, "base64") == 0 ||
+			    strcmp(p->encoding, "quoted-printable") == 0)))
+			continue;
+		for (k = 0; k < p->textlen; k++)
+			if ((unsigned char)p->text[k] >= 0x80 || p->text[k] == 0)
+				return 1;
+	}
+	return 0;
+}
+
+/*
+ * MIMEEval check_abundant_unicode_ratio(r): in text/plain parts sent
+ * 7bit or 8bit, "&#xHHHH;" escapes (upper-case hex, as SpamAssassin
+ * counts them) per other character is r or more.
+ */
+static int
+eval_unicode_ratio(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	const struct msgview *mv = c->mv;
+	size_t		      i, k, uni = 0, normal = 0;
+	const char	     *q = a->s[0];
+
+	(void)r;
+	/* the ratio must read \d{0,3}\.\d{1,3} */
+	for (k = 0; q[k] >= '0' && q[k] <= '9'; k++)
+		;
+	if (k > 3 || q[k] != '.' || strspn(q + k + 1, "0123456789") == 0 ||
+	    strspn(q + k + 1, "0123456789") > 3 ||
+	    q[k + 1 + strspn(q + k + 1, "0123456789")] != '\0')
+		return 0;
+	for (i = 0; i < mv->nparts; i++) {
+		const struct mv_part *p = &mv->parts[i];
+
+		if (strcmp(p->type, "text/plain") != 0 || p->text == NULL ||
+		    (p->flags & MV_PART_MULTIPART) ||
+		    (p->encoding != NULL && strcmp(p->encoding, "7bit") != 0 &&
+			strcmp(p->encoding, "8bit") != 0))
+			continue;
+		for (k = 0; k < p->textlen; k++) {
+			const char *t = p->text + k;
+
+			if (k + 8 <= p->textlen && t[0] == '&' && t[1] == '#' &&
+			    t[2] == 'x' && strspn(t + 3, "0123456789ABCDEF") >= 4 &&
+			    t[7] == ';') {
+				uni++;
+				k += 7;
+			} else
+				normal++;
+		}
+	}
+	return normal > 0 && (double)uni / (double)normal >= argnum(a, 0, 0);
+}
+
 /* MIMEEval check_base64_length / check_for_faraway_charset: not here */
 
 /* BodyEval check_stock_info(min): stock-spam words in the body */
@@ -1679,6 +1757,8 @@ static const struct sa_evaldef evals[] = {
 	{ "helo_ip_mismatch", eval_helo_ip_mismatch, 0, 0 },
 	{ "check_freemail_header", eval_freemail_header, 1, 2 },
 	{ "check_for_mime", eval_check_for_mime, 1, 1 },
+	{ "check_for_ascii_text_illegal", eval_ascii_text_illegal, 0, 0 },
+	{ "check_abundant_unicode_ratio", eval_unicode_ratio, 1, 1 },
 	{ "check_for_uppercase", eval_uppercase, 2, 2 },
 };
 
