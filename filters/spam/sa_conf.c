@@ -481,7 +481,7 @@ plugin_present(const char *s, size_t len)
 static int
 plugin_can(const char *s, size_t len)
 {
-	static const char pfx[] = "Mail::SpamAssassin::Plugin::";
+	static const char	 pfx[] = "Mail::SpamAssassin::Plugin::";
 	const struct sa_evaldef *ev;
 	const char		*sep = NULL;
 	char			 name[128];

@@ -23,6 +23,7 @@
  * by the view.
  */
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -821,26 +822,101 @@ run_lines(struct sa_ctx *c, const struct sa_rule *r, const struct sa_buf *b,
 	return n;
 }
 
+static int
+hexd(int ch)
+{
+	return isxdigit(ch) ? (isdigit(ch) ? ch - '0' : (ch | 0x20) - 'a' + 10)
+			    : -1;
+}
+
+/*
+ * The %-unescaped form SpamAssassin's uri_list_canonicalize adds for a
+ * URI with %HH escapes (Util::url_encode): printable escapes %21-%7E
+ * decoded, other bytes and '"', '%', '<', '>' escaped; its length in
+ * buf, or 0 when there is none or it is the same.
+ */
+static size_t
+uri_unescaped(const char *u, size_t ul, char *buf, size_t len)
+{
+	size_t i, k = 0;
+	int    any = 0;
+
+	for (i = 0; i + 2 < ul && !any; i++)
+		any = u[i] == '%' && hexd((unsigned char)u[i + 1]) >= 0 &&
+		    hexd((unsigned char)u[i + 2]) >= 0;
+	if (!any)
+		return 0;
+	for (i = 0; i < ul; i++) {
+		unsigned char ch = (unsigned char)u[i];
+		int	      h1, h2;
+
+		if (k + 4 >= len)
+			return 0;
+		if (ch == '%' && i + 2 < ul &&
+		    (h1 = hexd((unsigned char)u[i + 1])) >= 0 &&
+		    (h2 = hexd((unsigned char)u[i + 2])) >= 0) {
+			int v = h1 * 16 + h2;
+
+			if (h1 >= 2 && h1 <= 7 && v != 0x20 && v != 0x7f)
+				buf[k++] = (char)v;
+			else {
+				memcpy(buf + k, u + i, 3);
+				k += 3;
+			}
+			i += 2;
+		} else if (ch <= 0x20 || ch >= 0x7f || ch == '"' || ch == '%' ||
+		    ch == '<' || ch == '>') {
+			snprintf(buf + k, 4, "%%%02x", ch);
+			k += 3;
+		} else
+			buf[k++] = (char)ch;
+	}
+	buf[k] = '\0';
+	return k == ul && memcmp(buf, u, ul) == 0 ? 0 : k;
+}
+
+/*
+ * The forms of one URI uri rules see: as found; with "http://" when it
+ * has no scheme; %-unescaped (of the latter). Up to 3 into forms.
+ */
+static size_t
+uri_forms(const struct mv_uri *m, char *buf, size_t buflen, const char **forms,
+    size_t *lens)
+{
+	const char *u = m->uri;
+	size_t	    ul = strlen(u), n = 0, half = buflen / 2, k;
+
+	forms[n] = u;
+	lens[n++] = ul;
+	if (strstr(u, "://") == NULL && !(m->flags & MV_URI_MAILTO) &&
+	    ul + 8 < half) {
+		memcpy(buf, "http://", 7);
+		memcpy(buf + 7, u, ul + 1);
+		forms[n] = buf;
+		lens[n++] = ul + 7;
+	}
+	if (!(m->flags & MV_URI_MAILTO) &&
+	    (k = uri_unescaped(
+		 forms[n - 1], lens[n - 1], buf + half, buflen - half)) > 0) {
+		forms[n] = buf + half;
+		lens[n++] = k;
+	}
+	return n;
+}
+
 static unsigned
 run_uri(struct sa_ctx *c, const struct sa_rule *r)
 {
 	const struct msgview *mv = c->mv;
 	unsigned	      want = rule_want(r), n = 0;
-	size_t		      i;
-	char		      buf[4096];
+	size_t		      i, j, nf, lens[3];
+	const char	     *forms[3];
+	char		      buf[8192];
 
 	for (i = 0; i < mv->nuris && n < want; i++) {
-		const char *u = mv->uris[i].uri;
-		size_t	    ul = strlen(u);
-
-		n += match_count(c, r, u, ul, want - n);
-		if (n < want && strstr(u, "://") == NULL &&
-		    !(mv->uris[i].flags & MV_URI_MAILTO) &&
-		    ul + 8 < sizeof(buf)) {
-			memcpy(buf, "http://", 7);
-			memcpy(buf + 7, u, ul + 1);
-			n += match_count(c, r, buf, ul + 7, want - n);
-		}
+		nf = uri_forms(&mv->uris[i], buf, sizeof(buf), forms, lens);
+		for (j = 0; j < nf && n < want; j++)
+			n += match_count(c, r, forms[j], lens[j], want - n);
 	}
 	return n;
 }
@@ -860,7 +936,7 @@ prefilter(struct sa_ctx *c, int t)
 	const struct sa_buf	*b = NULL;
 	const struct sa_spans	*sp = NULL;
 	size_t			 i;
-	char			 buf[4096];
+	char			 buf[8192];
 
 	if (!sa_prefilter_has(rs, t) || sa_prefilter_prepare(rs, sc) < 0)
 		return 0;
@@ -877,20 +953,15 @@ prefilter(struct sa_ctx *c, int t)
 		return sa_prefilter_scan(rs, sc, t, c->raw, c->rawlen) == 0;
 	case SA_URI:
 		for (i = 0; i < c->mv->nuris; i++) {
-			const char *u = c->mv->uris[i].uri;
-			size_t	    ul = strlen(u);
+			const char *forms[3];
+			size_t	    lens[3], j,
+			    nf = uri_forms(
+				&c->mv->uris[i], buf, sizeof(buf), forms, lens);
 
-			if (sa_prefilter_scan(rs, sc, t, u, ul) < 0)
-				return 0;
-			if (strstr(u, "://") == NULL &&
-			    !(c->mv->uris[i].flags & MV_URI_MAILTO) &&
-			    ul + 8 < sizeof(buf)) {
-				memcpy(buf, "http://", 7);
-				memcpy(buf + 7, u, ul + 1);
-				if (sa_prefilter_scan(rs, sc, t, buf, ul + 7) <
-				    0)
+			for (j = 0; j < nf; j++)
+				if (sa_prefilter_scan(
+					rs, sc, t, forms[j], lens[j]) < 0)
 					return 0;
-			}
 		}
 		return 1;
 	default:

@@ -829,13 +829,15 @@ eval_ascii_text_illegal(
 
 		if (strcmp(p->type, "text/plain") != 0 || p->text == NULL ||
 		    (p->flags & MV_PART_MULTIPART) ||
-		    (p->charset != NULL && strcmp(p->charset, "us-ascii") != 0) ||
+		    (p->charset != NULL &&
+			strcmp(p->charset, "us-ascii") != 0) ||
 		    (p->encoding != NULL &&
 			(strcmp(p->encoding, "base64") == 0 ||
 			    strcmp(p->encoding, "quoted-printable") == 0)))
 			continue;
 		for (k = 0; k < p->textlen; k++)
-			if ((unsigned char)p->text[k] >= 0x80 || p->text[k] == 0)
+			if ((unsigned char)p->text[k] >= 0x80 ||
+			    p->text[k] == 0)
 				return 1;
 	}
 	return 0;
@@ -874,7 +876,8 @@ eval_unicode_ratio(
 			const char *t = p->text + k;
 
 			if (k + 8 <= p->textlen && t[0] == '&' && t[1] == '#' &&
-			    t[2] == 'x' && strspn(t + 3, "0123456789ABCDEF") >= 4 &&
+			    t[2] == 'x' &&
+			    strspn(t + 3, "0123456789ABCDEF") >= 4 &&
 			    t[7] == ';') {
 				uni++;
 				k += 7;
@@ -906,19 +909,17 @@ eval_stock_info(
 	return (double)n >= argnum(a, 0, 3);
 }
 
-/* BodyEval check_body_length(max): rendered body shorter than max */
+/* BodyEval check_body_length(max): the message body (its bytes as
+   received, after the header) is at most max bytes */
 static int
 eval_body_length(
     struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
-	size_t	    len, i, nonspace = 0;
-	const char *b = sa_body_text(c, &len);
+	const struct msgview *mv = c->mv;
+	size_t body = mv->size > mv->hdrsize ? mv->size - mv->hdrsize : 0;
 
 	(void)r;
-	for (i = 0; i < len; i++)
-		if (!isspace((unsigned char)b[i]))
-			nonspace++;
-	return (double)nonspace < argnum(a, 0, 0);
+	return (double)body <= argnum(a, 0, 0);
 }
 
 /* ---------------------------------------------------------- more headers */
