@@ -130,7 +130,9 @@ struct mv_html {
 	unsigned anchors_text_url; /* anchors whose text looks like a URL of
 				      another host than the href (phishing) */
 	unsigned font_low_contrast; /* text runs whose font color is close
-				       to the background color */
+				       to the background color (as
+				       SpamAssassin's HTML.pm tracks them) */
+	unsigned font_invalid_color; /* text runs in an unreadable colour */
 	unsigned font_tiny;   /* text runs in a font size of 0/1 or tiny
 				 CSS font-size */
 	size_t	 text;	      /* rendered visible text bytes */

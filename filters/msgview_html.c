@@ -13,10 +13,16 @@
  * background, data, formaction, poster, lowsrc, dynsrc, and meta refresh
  * URLs), each <a href> with its anchor text, and the struct mv_html
  * counters. Two counters are heuristics:
- *  - font_low_contrast: a run of visible text whose colour (font color,
- *    CSS color, body text) is within COLOR_NEAR (sum of the RGB channel
- *    differences) of the background colour in effect (bgcolor, CSS
- *    background(-color); default black text on white);
+ *  - font_low_contrast: a run of text (hidden or not, outside script and
+ *    style) whose colour is the background colour or near it (a distance
+ *    under 12, channels weighted by brightness), with colours tracked as
+ *    SpamAssassin's HTML.pm does so that its HTML_FONT_LOW_CONTRAST
+ *    means the same here: text colour from font/basefont color, body
+ *    text and CSS color; background only from CSS background(-color)
+ *    (HTML.pm never applies bgcolor attributes); default black on white;
+ *    colours read as its name_to_rgb (CSS names, "#" hex however short
+ *    or long, rgb(), anything else "invalid"). font_invalid_color: text
+ *    drawn in an invalid colour on the same terms;
  *  - obfuscation: a word split by inline tags or a comment with nothing
  *    between two lower-case letters ("v<b></b>iagra", "v<!-- -->iagra"),
  *    plus each numeric character reference that stands for an ASCII
@@ -28,7 +34,9 @@
  * Thread-safe: the SAX handler table is constant, all state is per call;
  * libxml2 itself is set up once by mv_html_global_init().
  */
+#include <ctype.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,10 +49,12 @@
 #define STACK_MAX  256
 #define HREF_MAX   2048
 #define ATEXT_MAX  512
-#define COLOR_NEAR 40
 #define FEED_CHUNK (1u << 20)
 #define DEFAULT_FG 0x000000
 #define DEFAULT_BG 0xffffff
+#define C_INVALID  (-2) /* HTML.pm's "invalid" */
+#define C_EMPTY	   (-3) /* its "#" (a "#" with no hex digits) */
+#define C_TRANSP   (-4) /* CSS transparent, while a style is read */
 
 /* Element kinds. */
 #define K_BLOCK	 0x01u /* line break before and after */
@@ -119,6 +129,7 @@ struct hstate {
 	int last_alpha; /* the last rendered byte was a letter */
 	int split;	/* an inline tag or comment since it */
 
+	int    synthetic; /* the <div> fed before the document */
 	int    in_a;
 	char   href[HREF_MAX + 1];
 	char   atext[ATEXT_MAX + 1];
@@ -165,78 +176,270 @@ hex2(const char *s)
 	return r;
 }
 
-/* A CSS / HTML colour: #rgb, #rrggbb, rrggbb, rgb(r,g,b), a few names. */
+/* CSS colour keywords (HTML 4's sixteen and CSS3's), sorted */
+static const struct color_name {
+	const char *name;
+	int	    rgb;
+} color_names[] = { { "aliceblue", 0xf0f8ff }, { "antiquewhite", 0xfaebd7 },
+	{ "aqua", 0x00ffff }, { "aquamarine", 0x7fffd4 }, { "azure", 0xf0ffff },
+	{ "beige", 0xf5f5dc }, { "bisque", 0xffe4c4 }, { "black", 0x000000 },
+	{ "blanchedalmond", 0xffebcd }, { "blue", 0x0000ff },
+	{ "blueviolet", 0x8a2be2 }, { "brown", 0xa52a2a },
+	{ "burlywood", 0xdeb887 }, { "cadetblue", 0x5f9ea0 },
+	{ "chartreuse", 0x7fff00 }, { "chocolate", 0xd2691e },
+	{ "coral", 0xff7f50 }, { "cornflowerblue", 0x6495ed },
+	{ "cornsilk", 0xfff8dc }, { "crimson", 0xdc143c }, { "cyan", 0x00ffff },
+	{ "darkblue", 0x00008b }, { "darkcyan", 0x008b8b },
+	{ "darkgoldenrod", 0xb8860b }, { "darkgray", 0xa9a9a9 },
+	{ "darkgreen", 0x006400 }, { "darkgrey", 0xa9a9a9 },
+	{ "darkkhaki", 0xbdb76b }, { "darkmagenta", 0x8b008b },
+	{ "darkolivegreen", 0x556b2f }, { "darkorange", 0xff8c00 },
+	{ "darkorchid", 0x9932cc }, { "darkred", 0x8b0000 },
+	{ "darksalmon", 0xe9967a }, { "darkseagreen", 0x8fbc8f },
+	{ "darkslateblue", 0x483d8b }, { "darkslategray", 0x2f4f4f },
+	{ "darkslategrey", 0x2f4f4f }, { "darkturquoise", 0x00ced1 },
+	{ "darkviolet", 0x9400d3 }, { "deeppink", 0xff1493 },
+	{ "deepskyblue", 0x00bfff }, { "dimgray", 0x696969 },
+	{ "dimgrey", 0x696969 }, { "dodgerblue", 0x1e90ff },
+	{ "firebrick", 0xb22222 }, { "floralwhite", 0xfffaf0 },
+	{ "forestgreen", 0x228b22 }, { "fuchsia", 0xff00ff },
+	{ "gainsboro", 0xdcdcdc }, { "ghostwhite", 0xf8f8ff },
+	{ "gold", 0xffd700 }, { "goldenrod", 0xdaa520 }, { "gray", 0x808080 },
+	{ "green", 0x008000 }, { "greenyellow", 0xadff2f },
+	{ "grey", 0x808080 }, { "honeydew", 0xf0fff0 }, { "hotpink", 0xff69b4 },
+	{ "indianred", 0xcd5c5c }, { "indigo", 0x4b0082 },
+	{ "ivory", 0xfffff0 }, { "khaki", 0xf0e68c }, { "lavender", 0xe6e6fa },
+	{ "lavenderblush", 0xfff0f5 }, { "lawngreen", 0x7cfc00 },
+	{ "lemonchiffon", 0xfffacd }, { "lightblue", 0xadd8e6 },
+	{ "lightcoral", 0xf08080 }, { "lightcyan", 0xe0ffff },
+	{ "lightgoldenrodyellow", 0xfafad2 }, { "lightgray", 0xd3d3d3 },
+	{ "lightgreen", 0x90ee90 }, { "lightgrey", 0xd3d3d3 },
+	{ "lightpink", 0xffb6c1 }, { "lightsalmon", 0xffa07a },
+	{ "lightseagreen", 0x20b2aa }, { "lightskyblue", 0x87cefa },
+	{ "lightslategray", 0x778899 }, { "lightslategrey", 0x778899 },
+	{ "lightsteelblue", 0xb0c4de }, { "lightyellow", 0xffffe0 },
+	{ "lime", 0x00ff00 }, { "limegreen", 0x32cd32 }, { "linen", 0xfaf0e6 },
+	{ "magenta", 0xff00ff }, { "maroon", 0x800000 },
+	{ "mediumaquamarine", 0x66cdaa }, { "mediumblue", 0x0000cd },
+	{ "mediumorchid", 0xba55d3 }, { "mediumpurple", 0x9370db },
+	{ "mediumseagreen", 0x3cb371 }, { "mediumslateblue", 0x7b68ee },
+	{ "mediumspringgreen", 0x00fa9a }, { "mediumturquoise", 0x48d1cc },
+	{ "mediumvioletred", 0xc71585 }, { "midnightblue", 0x191970 },
+	{ "mintcream", 0xf5fffa }, { "mistyrose", 0xffe4e1 },
+	{ "moccasin", 0xffe4b5 }, { "navajowhite", 0xffdead },
+	{ "navy", 0x000080 }, { "oldlace", 0xfdf5e6 }, { "olive", 0x808000 },
+	{ "olivedrab", 0x6b8e23 }, { "orange", 0xffa500 },
+	{ "orangered", 0xff4500 }, { "orchid", 0xda70d6 },
+	{ "palegoldenrod", 0xeee8aa }, { "palegreen", 0x98fb98 },
+	{ "paleturquoise", 0xafeeee }, { "palevioletred", 0xdb7093 },
+	{ "papayawhip", 0xffefd5 }, { "peachpuff", 0xffdab9 },
+	{ "peru", 0xcd853f }, { "pink", 0xffc0cb }, { "plum", 0xdda0dd },
+	{ "powderblue", 0xb0e0e6 }, { "purple", 0x800080 }, { "red", 0xff0000 },
+	{ "rosybrown", 0xbc8f8f }, { "royalblue", 0x4169e1 },
+	{ "saddlebrown", 0x8b4513 }, { "salmon", 0xfa8072 },
+	{ "sandybrown", 0xf4a460 }, { "seagreen", 0x2e8b57 },
+	{ "seashell", 0xfff5ee }, { "sienna", 0xa0522d },
+	{ "silver", 0xc0c0c0 }, { "skyblue", 0x87ceeb },
+	{ "slateblue", 0x6a5acd }, { "slategray", 0x708090 },
+	{ "slategrey", 0x708090 }, { "snow", 0xfffafa },
+	{ "springgreen", 0x00ff7f }, { "steelblue", 0x4682b4 },
+	{ "tan", 0xd2b48c }, { "teal", 0x008080 }, { "thistle", 0xd8bfd8 },
+	{ "tomato", 0xff6347 }, { "turquoise", 0x40e0d0 },
+	{ "violet", 0xee82ee }, { "wheat", 0xf5deb3 }, { "white", 0xffffff },
+	{ "whitesmoke", 0xf5f5f5 }, { "yellow", 0xffff00 },
+	{ "yellowgreen", 0x9acd32 } };
+
 static int
-parse_color(const char *v, size_t n)
+color_cmp(const void *k, const void *e)
 {
-	static const struct {
-		const char *name;
-		int	    rgb;
-	} names[] = { { "black", 0x000000 }, { "white", 0xffffff },
-		{ "red", 0xff0000 }, { "green", 0x008000 },
-		{ "blue", 0x0000ff }, { "yellow", 0xffff00 },
-		{ "gray", 0x808080 }, { "grey", 0x808080 },
-		{ "silver", 0xc0c0c0 }, { "maroon", 0x800000 },
-		{ "purple", 0x800080 }, { "fuchsia", 0xff00ff },
-		{ "lime", 0x00ff00 }, { "olive", 0x808000 },
-		{ "navy", 0x000080 }, { "teal", 0x008080 },
-		{ "aqua", 0x00ffff }, { "orange", 0xffa500 },
-		{ "whitesmoke", 0xf5f5f5 }, { "snow", 0xfffafa },
-		{ "ivory", 0xfffff0 }, { "lightgrey", 0xd3d3d3 },
-		{ "lightgray", 0xd3d3d3 }, { "gainsboro", 0xdcdcdc } };
-	char   buf[8];
-	size_t i;
-	int    r, g, bl;
-
-	while (n > 0 && (*v == ' ' || *v == '\t')) {
-		v++;
-		n--;
-	}
-	while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
-		n--;
-	if (n > 0 && *v == '#') {
-		v++;
-		n--;
-	}
-	if (n == 3) {
-		for (i = 0; i < 3; i++) {
-			buf[2 * i] = v[i];
-			buf[2 * i + 1] = v[i];
-		}
-		v = buf;
-		n = 6;
-	}
-	if (n == 6 && (r = hex2(v)) >= 0 && (g = hex2(v + 2)) >= 0 &&
-	    (bl = hex2(v + 4)) >= 0)
-		return r << 16 | g << 8 | bl;
-	if (n > 4 && ascii_strncasecmp(v, "rgb(", 4) == 0) {
-		unsigned c[3] = { 0, 0, 0 }, k = 0;
-
-		for (i = 4; i < n && k < 3; i++) {
-			if (v[i] >= '0' && v[i] <= '9')
-				c[k] = c[k] * 10 + (unsigned)(v[i] - '0');
-			else if (v[i] == ',')
-				k++;
-			if (c[k < 3 ? k : 2] > 255)
-				c[k < 3 ? k : 2] = 255;
-		}
-		return (int)(c[0] << 16 | c[1] << 8 | c[2]);
-	}
-	for (i = 0; i < nitems(names); i++)
-		if (strlen(names[i].name) == n &&
-		    ascii_strncasecmp(v, names[i].name, n) == 0)
-			return names[i].rgb;
-	return -1;
+	return strcmp(k, ((const struct color_name *)e)->name);
 }
 
+/* "#" + hex: HTML.pm's reading (non-hex dropped, 4-5 digits cut to 3,
+   more than 6 to 6, 1-3 padded with 0 and doubled) */
 static int
-color_near(int a, int b)
+hex_color(const char *v, size_t n)
 {
-	int d = abs(((a >> 16) & 255) - ((b >> 16) & 255)) +
-	    abs(((a >> 8) & 255) - ((b >> 8) & 255)) +
-	    abs((a & 255) - (b & 255));
+	char   d[8];
+	size_t i, k = 0;
 
-	return d < COLOR_NEAR;
+	for (i = 0; i < n && k < 6; i++)
+		if (isxdigit((unsigned char)v[i]))
+			d[k++] = (char)ascii_lower((unsigned char)v[i]);
+	if (k == 0)
+		return C_EMPTY;
+	if (k == 4 || k == 5)
+		k = 3;
+	while (k % 3 != 0)
+		d[k++] = '0';
+	if (k == 3) {
+		d[4] = d[5] = d[2];
+		d[2] = d[3] = d[1];
+		d[1] = d[0];
+	}
+	return hex2(d) << 16 | hex2(d + 2) << 8 | hex2(d + 4);
+}
+
+/* the numbers of "rgb(n, n, n)" or "rgb(n%, n%, n%)"; 0 if not so */
+static int
+rgb_numbers(const char *v, size_t n, long c[3])
+{
+	const char *p = v, *e = v + n, *q;
+	int	    k, pct = -1;
+
+	for (q = v; q + 4 <= e; q++)
+		if (memcmp(q, "rgb(", 4) == 0)
+			break;
+	if (q + 4 > e)
+		return 0;
+	p = q + 4;
+	for (k = 0; k < 3; k++) {
+		if (k > 0) {
+			if (p >= e || *p != ',')
+				return 0;
+			p++;
+			while (p < e && isspace((unsigned char)*p))
+				p++;
+		}
+		if (p >= e || !isdigit((unsigned char)*p))
+			return 0;
+		for (c[k] = 0; p < e && isdigit((unsigned char)*p); p++)
+			c[k] = c[k] < 100000 ? c[k] * 10 + (*p - '0') : c[k];
+		if (pct == -1)
+			pct = p < e && *p == '%';
+		if (pct) {
+			if (p >= e || *p != '%')
+				return 0;
+			p++;
+			c[k] = (long)((double)c[k] / 100 * 255);
+		}
+	}
+	while (p < e && isspace((unsigned char)*p))
+		p++;
+	return p < e && *p == ')';
+}
+
+/*
+ * A colour as HTML.pm's name_to_rgb reads it: 0xrrggbb, C_INVALID or
+ * C_EMPTY. Names are CSS keywords; "#..." is hex however written;
+ * rgb() is decimal or percent (each number written in hex and read back
+ * as the hex above, so numbers over 255 come out odd as there); a bare
+ * "rrggbb" is invalid.
+ */
+static int
+sa_color(const char *v, size_t n)
+{
+	char			 lc[64], hx[40];
+	const struct color_name *cn;
+	size_t			 i;
+	long			 c[3];
+	int			 hexonly = 1;
+
+	while (n > 0 && isspace((unsigned char)*v)) {
+		v++;
+		n--;
+	}
+	while (n > 0 && isspace((unsigned char)v[n - 1]))
+		n--;
+	if (n < sizeof(lc)) {
+		for (i = 0; i < n; i++)
+			lc[i] = (char)ascii_lower((unsigned char)v[i]);
+		lc[n] = '\0';
+		cn = bsearch(lc, color_names, nitems(color_names),
+		    sizeof(color_names[0]), color_cmp);
+		if (cn != NULL)
+			return cn->rgb;
+	}
+	for (i = 0; i < n; i++)
+		if (!(v[i] == '#' || isdigit((unsigned char)v[i]) ||
+			(ascii_lower((unsigned char)v[i]) >= 'a' &&
+			    ascii_lower((unsigned char)v[i]) <= 'f')))
+			hexonly = 0;
+	if (!hexonly) {
+		char low[256];
+
+		if (n >= sizeof(low))
+			return C_INVALID;
+		for (i = 0; i < n; i++)
+			low[i] = (char)ascii_lower((unsigned char)v[i]);
+		if (!rgb_numbers(low, n, c))
+			return C_INVALID;
+		snprintf(hx, sizeof(hx), "#%s%lx%s%lx%s%lx",
+		    c[0] < 16 ? "0" : "", c[0], c[1] < 16 ? "0" : "", c[1],
+		    c[2] < 16 ? "0" : "", c[2]);
+		return hex_color(hx + 1, strlen(hx + 1));
+	}
+	if (n == 0 || v[0] != '#')
+		return C_INVALID;
+	return hex_color(v + 1, n - 1);
+}
+
+/* The first valid colour of the bottom layer of a CSS background
+   value (HTML.pm's parse_css_background), C_INVALID if none. */
+static int
+css_background(const char *v, size_t n)
+{
+	size_t i, st, depth = 0;
+	char   q = 0;
+	int    c;
+
+	/* the last layer: after the last top-level comma */
+	st = 0;
+	for (i = 0; i < n; i++) {
+		if (q) {
+			q = v[i] == q ? 0 : q;
+			continue;
+		}
+		if (v[i] == '"' || v[i] == '\'')
+			q = v[i];
+		else if (v[i] == '(')
+			depth++;
+		else if (v[i] == ')' && depth > 0)
+			depth--;
+		else if (v[i] == ',' && depth == 0)
+			st = i + 1;
+	}
+	for (i = st; i < n;) {
+		size_t b;
+
+		while (i < n && v[i] == ' ')
+			i++;
+		b = i;
+		depth = 0;
+		q = 0;
+		while (i < n && (q || depth > 0 || v[i] != ' ')) {
+			if (q)
+				q = v[i] == q ? 0 : q;
+			else if (v[i] == '"' || v[i] == '\'')
+				q = v[i];
+			else if (v[i] == '(')
+				depth++;
+			else if (v[i] == ')' && depth > 0 && --depth == 0) {
+				i++;
+				break;
+			}
+			i++;
+		}
+		if (i > b && (c = sa_color(v + b, i - b)) != C_INVALID)
+			return c;
+	}
+	return C_INVALID;
+}
+
+/* text in this level's colours is (nearly) invisible to HTML.pm */
+static int
+low_contrast(const struct level *l)
+{
+	double r, g, b;
+
+	if (l->fg == l->bg)
+		return 1;
+	if (l->fg < 0 || l->bg < 0)
+		return 0;
+	r = 0.2126 * (((l->fg >> 16) & 255) - ((l->bg >> 16) & 255));
+	g = 0.7152 * (((l->fg >> 8) & 255) - ((l->bg >> 8) & 255));
+	b = 0.0722 * ((l->fg & 255) - (l->bg & 255));
+	return r * r + g * g + b * b < 144.0;
 }
 
 /* A CSS font-size that renders unreadably small (under 4px). */
@@ -273,7 +476,6 @@ apply_style(struct level *l, const char *s)
 {
 	const char *p = s, *colon, *semi, *v;
 	size_t	    pn, vn;
-	int	    c;
 
 	while (*p != '\0') {
 		semi = strchr(p, ';');
@@ -290,17 +492,7 @@ apply_style(struct level *l, const char *s)
 				pn--;
 			v = colon + 1;
 			vn = (size_t)(semi - v);
-			if (pn == 5 && ascii_strncasecmp(p, "color", 5) == 0) {
-				if ((c = parse_color(v, vn)) >= 0)
-					l->fg = c;
-			} else if ((pn == 16 &&
-				       ascii_strncasecmp(
-					   p, "background-color", 16) == 0) ||
-			    (pn == 10 &&
-				ascii_strncasecmp(p, "background", 10) == 0)) {
-				if ((c = parse_color(v, vn)) >= 0)
-					l->bg = c;
-			} else if (pn == 9 &&
+			if (pn == 9 &&
 			    ascii_strncasecmp(p, "font-size", 9) == 0)
 				l->tiny = tiny_css_size(v, vn);
 			else if (pn == 7 &&
@@ -325,6 +517,119 @@ apply_style(struct level *l, const char *s)
 		}
 		p = *semi != '\0' ? semi + 1 : semi;
 	}
+}
+
+/* A CSS color value as HTML.pm's text_style reads it */
+static int
+css_color(const char *v, size_t n)
+{
+	char   lc[256];
+	size_t i, k = 0;
+	long   c[3] = { 0, 0, 0 };
+	int    j = 0;
+
+	while (n > 0 && isspace((unsigned char)*v)) {
+		v++;
+		n--;
+	}
+	while (n > 0 && isspace((unsigned char)v[n - 1]))
+		n--;
+	if (n >= sizeof(lc))
+		return C_INVALID;
+	for (i = 0; i < n; i++)
+		lc[i] = (char)ascii_lower((unsigned char)v[i]);
+	lc[n] = '\0';
+	/* "\s*!\s*important" at the end */
+	if (n >= 9 && memcmp(lc + n - 9, "important", 9) == 0) {
+		k = n - 9;
+		while (k > 0 && isspace((unsigned char)lc[k - 1]))
+			k--;
+		if (k > 0 && lc[k - 1] == '!') {
+			k--;
+			while (k > 0 && isspace((unsigned char)lc[k - 1]))
+				k--;
+			n = k;
+			lc[n] = '\0';
+		}
+	}
+	if (strstr(lc, "rgb") != NULL) {
+		/* its digits and commas: the first three numbers */
+		for (i = 0; i < n && j < 3; i++)
+			if (lc[i] == ',')
+				j++;
+			else if (isdigit((unsigned char)lc[i]) && c[j] <= 255)
+				c[j] = c[j] * 10 + (lc[i] - '0');
+		for (j = 0; j < 3; j++)
+			if (c[j] > 255)
+				c[j] = 255;
+		return (int)(c[0] << 16 | c[1] << 8 | c[2]);
+	}
+	if (strcmp(lc, "inherit") == 0)
+		return C_EMPTY - 100; /* no change */
+	if (strcmp(lc, "transparent") == 0)
+		return C_TRANSP;
+	return sa_color(lc, n);
+}
+
+/*
+ * The colours of a style="" attribute, for the elements whose style
+ * HTML.pm reads: "color:" and "background-color:" (no space before the
+ * colon), "background:" (its bottom layer's first colour); transparent
+ * is the parent's background, transparent text the new background.
+ */
+static void
+style_colors(struct level *l, const char *s)
+{
+	const char *p = s, *semi, *v;
+	int	    parent_bg = l->bg, c;
+	size_t	    vn;
+
+	while (*p != '\0') {
+		semi = strchr(p, ';');
+		if (semi == NULL)
+			semi = p + strlen(p);
+		while (p < semi && isspace((unsigned char)*p))
+			p++;
+		v = NULL;
+		if (semi - p > 17 &&
+		    ascii_strncasecmp(p, "background-color:", 17) == 0)
+			v = p + 17;
+		else if (semi - p > 6 && ascii_strncasecmp(p, "color:", 6) == 0)
+			v = p + 6;
+		if (v != NULL) {
+			vn = (size_t)(semi - v);
+			c = css_color(v, vn);
+			if (strspn(v, " \t\r\n") >= vn || c == C_EMPTY - 100)
+				;
+			else if (p[0] == 'b' || p[0] == 'B')
+				l->bg = c;
+			else
+				l->fg = c;
+		} else if (semi - p > 11 &&
+		    strncmp(p, "background:", 11) == 0) {
+			char   lc[512];
+			size_t i, n = (size_t)(semi - p - 11);
+
+			if (n < sizeof(lc)) {
+				for (i = 0; i < n; i++)
+					lc[i] = (char)ascii_lower(
+					    (unsigned char)p[11 + i]);
+				while (
+				    n > 0 && isspace((unsigned char)lc[n - 1]))
+					n--;
+				i = strspn(lc, " \t");
+				if (i < n &&
+				    (c = css_background(lc + i, n - i)) !=
+					C_INVALID)
+					l->bg = c;
+			}
+		}
+		p = *semi != '\0' ? semi + 1 : semi;
+	}
+	if (l->bg == C_TRANSP)
+		l->bg = parent_bg;
+	if (l->fg == C_TRANSP)
+		l->fg = l->bg;
 }
 
 /* ------------------------------------------------------------ text */
@@ -366,6 +671,22 @@ anchor_text(struct hstate *h, const char *s, size_t n)
 	}
 }
 
+/* anything but white space and NBSP */
+static int
+has_text(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if ((unsigned char)s[i] == 0xc2 && i + 1 < n &&
+		    (unsigned char)s[i + 1] == 0xa0)
+			i++;
+		else if (!is_ws((unsigned char)s[i]) && s[i] != '\v')
+			return 1;
+	}
+	return 0;
+}
+
 static void
 render(struct hstate *h, const char *s, size_t n)
 {
@@ -374,7 +695,16 @@ render(struct hstate *h, const char *s, size_t n)
 	size_t	       i;
 	int	       visible = 0;
 
-	if (l->skip || l->hidden)
+	if (l->skip)
+		return;
+	/* HTML.pm's font tests read all text, shown or not */
+	if (has_text(s, n)) {
+		if (low_contrast(l))
+			h->c->font_low_contrast++;
+		else if (l->fg == C_INVALID || l->bg == C_INVALID)
+			h->c->font_invalid_color++;
+	}
+	if (l->hidden)
 		return;
 	if (h->in_a)
 		anchor_text(h, s, n);
@@ -417,8 +747,6 @@ render(struct hstate *h, const char *s, size_t n)
 		h->split = 0;
 		if (l->tiny)
 			h->c->font_tiny++;
-		if (color_near(l->fg, l->bg))
-			h->c->font_low_contrast++;
 	}
 }
 
@@ -490,6 +818,20 @@ number(const char *v)
 	return x > 10000 ? 10000 : (unsigned)x;
 }
 
+/* elements whose style="" colours HTML.pm reads */
+static int
+sa_style_elem(const char *name)
+{
+	static const char *const e[] = { "table", "td", "th", "tr", "span", "p",
+		"div", "a" };
+	size_t			 i;
+
+	for (i = 0; i < nitems(e); i++)
+		if (strcmp(name, e[i]) == 0)
+			return 1;
+	return 0;
+}
+
 static void
 sax_start(void *ctx, const xmlChar *xname, const xmlChar **atts)
 {
@@ -500,10 +842,13 @@ sax_start(void *ctx, const xmlChar *xname, const xmlChar **atts)
 	struct level	  l = *top(h);
 	unsigned	  w = 0, ht = 0;
 	const char	 *equiv = NULL, *content = NULL;
-	int		  c, is_a = strcmp(name, "a") == 0;
+	int		  is_a = strcmp(name, "a") == 0;
 	size_t		  i;
 
-	h->c->tags++;
+	if (h->synthetic && strcmp(name, "div") == 0)
+		h->synthetic = 0;
+	else
+		h->c->tags++;
 	if (t == NULL)
 		h->c->bad_tags++;
 	if (kind & K_BLOCK)
@@ -554,21 +899,16 @@ sax_start(void *ctx, const xmlChar *xname, const xmlChar **atts)
 			h->aspace = 0;
 		} else if (is_uri_attr(a))
 			mv_uri_add(h->b, v, strlen(v), MV_URI_HTML, NULL, 0);
-		else if (strcmp(a, "style") == 0)
+		else if (strcmp(a, "style") == 0) {
 			apply_style(&l, v);
-		else if (strcmp(a, "bgcolor") == 0) {
-			if ((c = parse_color(v, strlen(v))) >= 0)
-				l.bg = c;
-		} else if (strcmp(a, "color") == 0 &&
-		    strcmp(name, "font") == 0) {
-			if ((c = parse_color(v, strlen(v))) >= 0)
-				l.fg = c;
-		} else if (strcmp(a, "text") == 0 &&
-		    strcmp(name, "body") == 0) {
-			if ((c = parse_color(v, strlen(v))) >= 0)
-				l.fg = c;
-		} else if (strcmp(a, "size") == 0 &&
-		    strcmp(name, "font") == 0) {
+			if (sa_style_elem(name))
+				style_colors(&l, v);
+		} else if ((strcmp(a, "color") == 0 &&
+			       (strcmp(name, "font") == 0 ||
+				   strcmp(name, "basefont") == 0)) ||
+		    (strcmp(a, "text") == 0 && strcmp(name, "body") == 0))
+			l.fg = sa_color(v, strlen(v));
+		else if (strcmp(a, "size") == 0 && strcmp(name, "font") == 0) {
 			long s = strtol(v, NULL, 10);
 
 			/* 1..7, or relative to 3 with a sign. */
@@ -723,6 +1063,16 @@ mv_html_render(
 		    HTML_PARSE_RECOVER | HTML_PARSE_NONET | HTML_PARSE_NOERROR |
 			HTML_PARSE_NOWARNING | HTML_PARSE_NOIMPLIED |
 			HTML_PARSE_NODEFDTD | HTML_PARSE_IGNORE_ENC);
+		/* libxml2 (2.9) loses all that follows a <head> or <title>
+		   after top-level content ("junk <html><head>...", a
+		   <font>notice</font> before the <!DOCTYPE>): the document
+		   goes inside an element of its own, not counted */
+		for (k = 0; k < n && is_ws((unsigned char)html[k]); k++)
+			;
+		if (k < n) {
+			h->synthetic = 1;
+			htmlParseChunk(ctxt, "<div>", 5, 0);
+		}
 		do {
 			k = n - off < FEED_CHUNK ? n - off : FEED_CHUNK;
 			htmlParseChunk(ctxt, html + off, (int)k, off + k == n);

@@ -713,27 +713,65 @@ struct scan_opts {
 	int			from_given;
 };
 
+/* the first address of sc->fields[i]'s value into out; 0 or -1 */
+static int
+field_addr(const struct scan *sc, size_t i, char *out, size_t len)
+{
+	const char *v = sc->fields[i].value, *lt, *gt, *s, *e;
+
+	if ((lt = strchr(v, '<')) != NULL && (gt = strchr(lt, '>')) != NULL) {
+		s = lt + 1;
+		e = gt;
+	} else {
+		s = v + strspn(v, " \t\r\n");
+		e = s + strcspn(s, " \t\r\n");
+	}
+	if ((size_t)(e - s) >= len)
+		return -1;
+	snprintf(out, len, "%.*s", (int)(e - s), s);
+	return strpbrk(out, " \t\r\n<>") == NULL ? 0 : -1;
+}
+
 /*
- * The address of the message's first Return-Path field (RFC 5321
- * §4.4: the envelope sender, written at delivery), "" for <>; 0, or -1
+ * The envelope sender a delivered message carries, guessed as
+ * SpamAssassin does when it is not told (PerMsgStatus
+ * get_envelope_from, without its Received parsing): none when an
+ * X-Sender field and a fetchmail Received say the fields may be stale;
+ * else the first X-Envelope-From, Envelope-Sender or Return-Path field
+ * (RFC 5321 §4.4) that no Received field precedes. "" for <>; 0, or -1
  * if there is none.
  */
 static int
 return_path(const struct scan *sc, char *out, size_t len)
 {
-	const char *v, *lt, *gt;
-	size_t	    i;
+	static const char *const names[] = { "X-Envelope-From",
+		"Envelope-Sender", "Return-Path" };
+	size_t			 i, j, firstrcvd = sc->nfields;
+	int			 xsender = 0, fetchmail = 0;
 
 	for (i = 0; i < sc->nfields; i++) {
-		if (ascii_strcasecmp(sc->fields[i].name, "Return-Path") != 0)
-			continue;
-		v = sc->fields[i].value;
-		if ((lt = strchr(v, '<')) == NULL ||
-		    (gt = strchr(lt, '>')) == NULL || (size_t)(gt - lt) >= len)
-			return -1;
-		snprintf(out, len, "%.*s", (int)(gt - lt - 1), lt + 1);
-		return strpbrk(out, " \t\r\n<>") == NULL ? 0 : -1;
+		if (ascii_strcasecmp(sc->fields[i].name, "Received") == 0) {
+			if (firstrcvd == sc->nfields)
+				firstrcvd = i;
+			if (strstr(sc->fields[i].value, "(fetchmail") != NULL)
+				fetchmail = 1;
+		} else if (ascii_strcasecmp(sc->fields[i].name, "X-Sender") ==
+			0 &&
+		    strchr(sc->fields[i].value, '@') != NULL)
+			xsender = 1;
 	}
+	if (xsender && fetchmail)
+		return -1;
+	for (j = 0; j < nitems(names); j++)
+		for (i = 0; i < sc->nfields; i++) {
+			if (ascii_strcasecmp(sc->fields[i].name, names[j]) != 0)
+				continue;
+			if (i > firstrcvd && j == 0) /* relayed on */
+				return -1;
+			if (i > firstrcvd) /* maybe a list's */
+				break;
+			return field_addr(sc, i, out, len);
+		}
 	return -1;
 }
 

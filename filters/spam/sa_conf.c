@@ -473,6 +473,43 @@ plugin_present(const char *s, size_t len)
 	return known(plugins, nitems(plugins), s, len);
 }
 
+/*
+ * can(Mail::SpamAssassin::Plugin::P::has_E): plugin P is present and
+ * moat runs its eval E natively (has_check_for_spf_errors: the SPF
+ * permerror/temperror evals).
+ */
+static int
+plugin_can(const char *s, size_t len)
+{
+	static const char	 pfx[] = "Mail::SpamAssassin::Plugin::";
+	const struct sa_evaldef *ev;
+	const char		*sep = NULL;
+	char			 name[128];
+	size_t			 i;
+
+	while (len > 0 && (*s == ' ' || *s == '\t'))
+		s++, len--;
+	while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+		len--;
+	if (len <= sizeof(pfx) - 1 || strncmp(s, pfx, sizeof(pfx) - 1) != 0)
+		return 0;
+	for (i = sizeof(pfx) - 1; i + 1 < len; i++)
+		if (s[i] == ':' && s[i + 1] == ':')
+			sep = s + i;
+	if (sep == NULL || !plugin_present(s, (size_t)(sep - s)))
+		return 0;
+	sep += 2;
+	len -= (size_t)(sep - s);
+	if (len <= 4 || strncmp(sep, "has_", 4) != 0 || len - 4 >= sizeof(name))
+		return 0;
+	memcpy(name, sep + 4, len - 4);
+	name[len - 4] = '\0';
+	if (strcmp(name, "check_for_spf_errors") == 0)
+		return 1;
+	ev = sa_eval_lookup(name);
+	return ev != NULL && ev->fn != NULL;
+}
+
 /* "(name)" after can/plugin: the name's span */
 static int
 cond_call(struct cexpr *c, const char **s, size_t *len)
@@ -541,7 +578,8 @@ cond_primary(struct cexpr *c, int depth)
 		c->p += 3;
 		if (cond_call(c, &s, &len) < 0)
 			return 0;
-		return known(features, nitems(features), s, len);
+		return known(features, nitems(features), s, len) ||
+		    plugin_can(s, len);
 	}
 	if (strncmp(c->p, "plugin", 6) == 0) {
 		c->p += 6;

@@ -22,6 +22,8 @@
  * pathological regex fail instead of running away; the texts are bounded
  * by the view.
  */
+#include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -179,6 +181,7 @@ sa_scratch_free(struct sa_scratch *sc)
 	free(sc->raw.s);
 	free(sc->rawl.v);
 	free(sc->tmp.s);
+	sa_html_free(&sc->html);
 	free(sc->hcache);
 	free(sc->prof);
 	free(sc->relays);
@@ -243,6 +246,86 @@ add_value(struct sa_scratch *sc, const char *v)
 		buf_add(&sc->tmp, "\n", 1);
 }
 
+/* a raw value whose decoding only unfolds: ASCII, no encoded words */
+static int
+plain_raw(const char *v)
+{
+	for (; *v != '\0'; v++)
+		if ((unsigned char)*v >= 0x80 || (v[0] == '=' && v[1] == '?'))
+			return 0;
+	return 1;
+}
+
+/*
+ * One header value as SpamAssassin presents it (Message::Node::header):
+ * each fold (line end and the whitespace after it) one space; decoded
+ * values also trimmed at both ends. moat's decoded value keeps a fold's
+ * whitespace, so a folded plain value is rebuilt from the raw one.
+ */
+static void
+add_sa_value(struct sa_scratch *sc, const struct mv_header *h, int raw)
+{
+	const char *v = raw ? h->raw : h->decoded, *p, *e;
+
+	if (!raw && strchr(h->raw, '\n') != NULL && plain_raw(h->raw))
+		v = h->raw;
+	else if (v == h->decoded && strchr(h->raw, '\n') == NULL) {
+		/* nothing folded: only the trim */
+		p = v;
+		e = v + strlen(v);
+		while (p < e && isspace((unsigned char)*p))
+			p++;
+		while (e > p && isspace((unsigned char)e[-1]))
+			e--;
+		buf_add(&sc->tmp, p, (size_t)(e - p));
+		buf_add(&sc->tmp, "\n", 1);
+		return;
+	}
+	p = v;
+	if (!raw)
+		while (isspace((unsigned char)*p))
+			p++;
+	e = p + strlen(p);
+	if (!raw)
+		while (e > p && isspace((unsigned char)e[-1]))
+			e--;
+	while (p < e) {
+		const char *q = p;
+
+		while (q < e && *q != '\r' && *q != '\n')
+			q++;
+		buf_add(&sc->tmp, p, (size_t)(q - p));
+		if (q == e)
+			break;
+		/* \r?\n\s+ -> one space; a bare line end is dropped */
+		p = q;
+		while (p < e && (*p == '\r' || *p == '\n'))
+			p++;
+		if (p < e && isspace((unsigned char)*p)) {
+			while (p < e && isspace((unsigned char)*p))
+				p++;
+			buf_add(&sc->tmp, " ", 1);
+		}
+	}
+	buf_add(&sc->tmp, "\n", 1);
+}
+
+/* the SpamAssassin presentation of one decoded header value, in the
+   message's arena */
+const char *
+sa_header_value(struct sa_ctx *c, const struct mv_header *h)
+{
+	struct sa_scratch *sc = c->sc;
+	char		  *v;
+
+	tmp_reset(sc);
+	add_sa_value(sc, h, 0);
+	sc->tmp.s[--sc->tmp.len] = '\0'; /* the "\n" */
+	v = arena_alloc(sc, sc->tmp.len + 1);
+	memcpy(v, sc->tmp.s, sc->tmp.len + 1);
+	return v;
+}
+
 /*
  * Addresses (or display names) of an address-list header value, one per
  * line. A small RFC 5322 reader: comma-separated mailboxes, groups,
@@ -302,12 +385,11 @@ add_addrs(struct sa_scratch *sc, const char *v, int names)
 				b = cl;
 			}
 			for (; a < b; a++)
-				if (*a != '"' && *a != '\\' &&
-				    !(k == 0 && (*a == ' ' || *a == '\t')))
+				if (*a != '"' && *a != '\\' && *a != '\r' &&
+				    *a != '\n' &&
+				    !(k == 0 && isspace((unsigned char)*a)))
 					out[k++] = *a;
-			while (k > 0 &&
-			    (out[k - 1] == ' ' || out[k - 1] == '\t' ||
-				out[k - 1] == '\n'))
+			while (k > 0 && isspace((unsigned char)out[k - 1]))
 				k--;
 			if (k == 0)
 				continue;
@@ -328,11 +410,9 @@ add_addrs(struct sa_scratch *sc, const char *v, int names)
 				if (o != NULL)
 					b = o;
 			}
-			while (a < b && (*a == ' ' || *a == '\t' || *a == '\n'))
+			while (a < b && isspace((unsigned char)*a))
 				a++;
-			while (b > a &&
-			    (b[-1] == ' ' || b[-1] == '\t' || b[-1] == '\n' ||
-				b[-1] == '\r'))
+			while (b > a && isspace((unsigned char)b[-1]))
 				b--;
 			if (b == a || memchr(a, '@', (size_t)(b - a)) == NULL)
 				if (b == a)
@@ -495,8 +575,7 @@ sa_get_header(struct sa_ctx *c, const char *name, unsigned mods, size_t *len)
 			buf_add(&sc->tmp, mv->headers[i].name,
 			    strlen(mv->headers[i].name));
 			buf_add(&sc->tmp, ": ", 2);
-			add_value(sc,
-			    raw ? mv->headers[i].raw : mv->headers[i].decoded);
+			add_sa_value(sc, &mv->headers[i], raw);
 		}
 		found = mv->nheaders;
 	} else if (strncmp(name, "ALL-", 4) == 0 &&
@@ -555,6 +634,7 @@ sa_get_header(struct sa_ctx *c, const char *name, unsigned mods, size_t *len)
 		const char *const	*names = &name;
 		size_t			 nnames = 1, j;
 		const char		*vals[1024];
+		const struct mv_header	*hv[1024];
 		size_t			 nv = 0;
 
 		if (strcmp(name, "MESSAGEID") == 0) {
@@ -576,6 +656,7 @@ sa_get_header(struct sa_ctx *c, const char *name, unsigned mods, size_t *len)
 					if (nnames > 1 && names == msgid &&
 					    *s == '\0')
 						continue;
+					hv[nv] = &mv->headers[i];
 					vals[nv++] = s;
 				}
 		first = 0;
@@ -605,7 +686,7 @@ sa_get_header(struct sa_ctx *c, const char *name, unsigned mods, size_t *len)
 				}
 				add_addrs(sc, s, (mods & SA_HM_NAME) != 0);
 			} else
-				add_value(sc, vals[i]);
+				add_sa_value(sc, hv[i], raw);
 		}
 		found = nv;
 		if (mods & (SA_HM_ADDR | SA_HM_NAME))
@@ -872,26 +953,101 @@ run_lines(struct sa_ctx *c, const struct sa_rule *r, const struct sa_buf *b,
 	return n;
 }
 
+static int
+hexd(int ch)
+{
+	return isxdigit(ch) ? (isdigit(ch) ? ch - '0' : (ch | 0x20) - 'a' + 10)
+			    : -1;
+}
+
+/*
+ * The %-unescaped form SpamAssassin's uri_list_canonicalize adds for a
+ * URI with %HH escapes (Util::url_encode): printable escapes %21-%7E
+ * decoded, other bytes and '"', '%', '<', '>' escaped; its length in
+ * buf, or 0 when there is none or it is the same.
+ */
+static size_t
+uri_unescaped(const char *u, size_t ul, char *buf, size_t len)
+{
+	size_t i, k = 0;
+	int    any = 0;
+
+	for (i = 0; i + 2 < ul && !any; i++)
+		any = u[i] == '%' && hexd((unsigned char)u[i + 1]) >= 0 &&
+		    hexd((unsigned char)u[i + 2]) >= 0;
+	if (!any)
+		return 0;
+	for (i = 0; i < ul; i++) {
+		unsigned char ch = (unsigned char)u[i];
+		int	      h1, h2;
+
+		if (k + 4 >= len)
+			return 0;
+		if (ch == '%' && i + 2 < ul &&
+		    (h1 = hexd((unsigned char)u[i + 1])) >= 0 &&
+		    (h2 = hexd((unsigned char)u[i + 2])) >= 0) {
+			int v = h1 * 16 + h2;
+
+			if (h1 >= 2 && h1 <= 7 && v != 0x20 && v != 0x7f)
+				buf[k++] = (char)v;
+			else {
+				memcpy(buf + k, u + i, 3);
+				k += 3;
+			}
+			i += 2;
+		} else if (ch <= 0x20 || ch >= 0x7f || ch == '"' || ch == '%' ||
+		    ch == '<' || ch == '>') {
+			snprintf(buf + k, 4, "%%%02x", ch);
+			k += 3;
+		} else
+			buf[k++] = (char)ch;
+	}
+	buf[k] = '\0';
+	return k == ul && memcmp(buf, u, ul) == 0 ? 0 : k;
+}
+
+/*
+ * The forms of one URI uri rules see: as found; with "http://" when it
+ * has no scheme; %-unescaped (of the latter). Up to 3 into forms.
+ */
+static size_t
+uri_forms(const struct mv_uri *m, char *buf, size_t buflen, const char **forms,
+    size_t *lens)
+{
+	const char *u = m->uri;
+	size_t	    ul = strlen(u), n = 0, half = buflen / 2, k;
+
+	forms[n] = u;
+	lens[n++] = ul;
+	if (strstr(u, "://") == NULL && !(m->flags & MV_URI_MAILTO) &&
+	    ul + 8 < half) {
+		memcpy(buf, "http://", 7);
+		memcpy(buf + 7, u, ul + 1);
+		forms[n] = buf;
+		lens[n++] = ul + 7;
+	}
+	if (!(m->flags & MV_URI_MAILTO) &&
+	    (k = uri_unescaped(
+		 forms[n - 1], lens[n - 1], buf + half, buflen - half)) > 0) {
+		forms[n] = buf + half;
+		lens[n++] = k;
+	}
+	return n;
+}
+
 static unsigned
 run_uri(struct sa_ctx *c, const struct sa_rule *r)
 {
 	const struct msgview *mv = c->mv;
 	unsigned	      want = rule_want(r), n = 0;
-	size_t		      i;
-	char		      buf[4096];
+	size_t		      i, j, nf, lens[3];
+	const char	     *forms[3];
+	char		      buf[8192];
 
 	for (i = 0; i < mv->nuris && n < want; i++) {
-		const char *u = mv->uris[i].uri;
-		size_t	    ul = strlen(u);
-
-		n += match_count(c, r, u, ul, want - n);
-		if (n < want && strstr(u, "://") == NULL &&
-		    !(mv->uris[i].flags & MV_URI_MAILTO) &&
-		    ul + 8 < sizeof(buf)) {
-			memcpy(buf, "http://", 7);
-			memcpy(buf + 7, u, ul + 1);
-			n += match_count(c, r, buf, ul + 7, want - n);
-		}
+		nf = uri_forms(&mv->uris[i], buf, sizeof(buf), forms, lens);
+		for (j = 0; j < nf && n < want; j++)
+			n += match_count(c, r, forms[j], lens[j], want - n);
 	}
 	return n;
 }
@@ -911,7 +1067,7 @@ prefilter(struct sa_ctx *c, int t)
 	const struct sa_buf	*b = NULL;
 	const struct sa_spans	*sp = NULL;
 	size_t			 i;
-	char			 buf[4096];
+	char			 buf[8192];
 
 	if (!sa_prefilter_has(rs, t) || sa_prefilter_prepare(rs, sc) < 0)
 		return 0;
@@ -928,20 +1084,15 @@ prefilter(struct sa_ctx *c, int t)
 		return sa_prefilter_scan(rs, sc, t, c->raw, c->rawlen) == 0;
 	case SA_URI:
 		for (i = 0; i < c->mv->nuris; i++) {
-			const char *u = c->mv->uris[i].uri;
-			size_t	    ul = strlen(u);
+			const char *forms[3];
+			size_t	    lens[3], j,
+			    nf = uri_forms(
+				&c->mv->uris[i], buf, sizeof(buf), forms, lens);
 
-			if (sa_prefilter_scan(rs, sc, t, u, ul) < 0)
-				return 0;
-			if (strstr(u, "://") == NULL &&
-			    !(c->mv->uris[i].flags & MV_URI_MAILTO) &&
-			    ul + 8 < sizeof(buf)) {
-				memcpy(buf, "http://", 7);
-				memcpy(buf + 7, u, ul + 1);
-				if (sa_prefilter_scan(rs, sc, t, buf, ul + 7) <
-				    0)
+			for (j = 0; j < nf; j++)
+				if (sa_prefilter_scan(
+					rs, sc, t, forms[j], lens[j]) < 0)
 					return 0;
-			}
 		}
 		return 1;
 	default:

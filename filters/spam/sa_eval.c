@@ -554,9 +554,114 @@ eval_html_test(
 		return h->embeds > 0;
 	if (strcmp(t, "font_low_contrast") == 0)
 		return h->font_low_contrast > 0;
+	if (strcmp(t, "font_invalid_color") == 0)
+		return h->font_invalid_color > 0;
 	if (strcmp(t, "tiny_font") == 0)
 		return h->font_tiny > 0;
 	return 0;
+}
+
+/* A per-message pattern (built from message data): no JIT, whose
+   compiling would cost more than the one match it is used for. */
+static pcre2_code *
+compile_once(const char *pat, uint32_t opts)
+{
+	int	   err;
+	PCRE2_SIZE off;
+
+	return pcre2_compile(
+	    (PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, &err, &off, NULL);
+}
+
+/* HTMLEval html_tag_exists(tag): a start or end tag of that name */
+static int
+eval_html_tag_exists(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	const struct sa_html *h = sa_html_facts(c);
+	size_t		      i;
+
+	(void)r;
+	for (i = 0; i < h->ntags; i++)
+		if (ascii_strcasecmp(h->tags[i].name, a->s[0]) == 0)
+			return 1;
+	return 0;
+}
+
+/* "<op> <number>" as Perl would compare v with it */
+static int
+compare_expr(double v, const char *e)
+{
+	char   op[3] = { 0, 0, 0 };
+	double x;
+	size_t n = 0;
+
+	while (*e == ' ')
+		e++;
+	while (n < 2 && strchr("<>=!", *e) != NULL && *e != '\0')
+		op[n++] = *e++;
+	x = strtod(e, NULL);
+	if (strcmp(op, "==") == 0)
+		return v == x;
+	if (strcmp(op, "!=") == 0)
+		return v != x;
+	if (strcmp(op, "<") == 0)
+		return v < x;
+	if (strcmp(op, "<=") == 0)
+		return v <= x;
+	if (strcmp(op, ">") == 0)
+		return v > x;
+	if (strcmp(op, ">=") == 0)
+		return v >= x;
+	return 0;
+}
+
+/* HTMLEval html_tag_balance(tag, "!= 0"): a part where the tag's
+   starts minus ends (never below 0) compares so */
+static int
+eval_html_tag_balance(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	const struct sa_html *h = sa_html_facts(c);
+	size_t		      i;
+
+	(void)r;
+	for (i = 0; i < h->ntags; i++)
+		if (ascii_strcasecmp(h->tags[i].name, a->s[0]) == 0 &&
+		    compare_expr(h->tags[i].inside, a->s[1]))
+			return 1;
+	return 0;
+}
+
+/* HTMLEval html_text_match(comment|anchor|title, regex) */
+static int
+eval_html_text_match(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	const struct sa_html  *h;
+	const struct sa_hstrs *k;
+	pcre2_code	      *re;
+	size_t		       i;
+	int		       kind, hit = 0;
+
+	(void)r;
+	if (strcmp(a->s[0], "comment") == 0)
+		kind = SA_HT_COMMENT;
+	else if (strcmp(a->s[0], "anchor") == 0)
+		kind = SA_HT_ANCHOR;
+	else if (strcmp(a->s[0], "title") == 0)
+		kind = SA_HT_TITLE;
+	else
+		return 0;
+	h = sa_html_facts(c);
+	k = &h->strs[kind];
+	if (k->n == 0 || (re = compile_once(a->s[1], 0)) == NULL)
+		return 0;
+	for (i = 0; i < k->n && !hit; i++)
+		hit = pcre2_match(re, (PCRE2_SPTR)k->b.s + k->v[i].off,
+			  k->v[i].len, 0, 0, c->md, c->sc->mc) >= 0;
+	pcre2_code_free(re);
+	return hit;
 }
 
 /* HTMLEval html_image_only(min, max): <img> and HTML length in (min,max] */
@@ -589,8 +694,10 @@ eval_html_image_ratio(
 
 /* The HTML.pm result named t, from the view; -1 if the view lacks it. */
 static double
-html_value(const struct mv_html *h, const char *t)
+html_value(struct sa_ctx *c, const char *t)
 {
+	const struct mv_html *h = &c->mv->html;
+
 	if (h->parts == 0)
 		return -1;
 	if (strcmp(t, "length") == 0)
@@ -599,6 +706,11 @@ html_value(const struct mv_html *h, const char *t)
 		return (double)h->text;
 	if (h->tags == 0)
 		return -1;
+	if (strcmp(t, "closed_extra_ratio") == 0) {
+		const struct sa_html *sh = sa_html_facts(c);
+
+		return sh->events ? (double)sh->closed_extra / sh->events : -1;
+	}
 	if (strcmp(t, "obfuscation_ratio") == 0)
 		return (double)h->obfuscation / h->tags;
 	if (strcmp(t, "bad_tag_ratio") == 0 ||
@@ -623,7 +735,7 @@ static int
 eval_html_range(
     struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
-	double v = html_value(&c->mv->html, a->s[0]);
+	double v = html_value(c, a->s[0]);
 
 	(void)r;
 	if (v < 0)
@@ -636,7 +748,7 @@ static int
 eval_html_eval(
     struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
-	double	    v = html_value(&c->mv->html, a->s[0]), x;
+	double	    v = html_value(c, a->s[0]), x;
 	const char *e = a->s[1];
 	char	   *end;
 
@@ -695,6 +807,87 @@ eval_multipart_ratio(
 	return ratio >= argnum(a, 0, 0) && ratio < argnum(a, 1, 0);
 }
 
+/*
+ * MIMEEval check_for_ascii_text_illegal: a text/plain part declared
+ * US-ASCII (or with no charset) holding NUL or 8-bit bytes. SpamAssassin
+ * reads the encoded lines; the view keeps the decoded text, the same
+ * bytes when the part is not base64 or quoted-printable (a bare CR, the
+ * third byte SpamAssassin looks for, does not survive the view's line
+ * ends and is not checked).
+ */
+static int
+eval_ascii_text_illegal(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	const struct msgview *mv = c->mv;
+	size_t		      i, k;
+
+	(void)r;
+	(void)a;
+	for (i = 0; i < mv->nparts; i++) {
+		const struct mv_part *p = &mv->parts[i];
+
+		if (strcmp(p->type, "text/plain") != 0 || p->text == NULL ||
+		    (p->flags & MV_PART_MULTIPART) ||
+		    (p->charset != NULL &&
+			strcmp(p->charset, "us-ascii") != 0) ||
+		    (p->encoding != NULL &&
+			(strcmp(p->encoding, "base64") == 0 ||
+			    strcmp(p->encoding, "quoted-printable") == 0)))
+			continue;
+		for (k = 0; k < p->textlen; k++)
+			if ((unsigned char)p->text[k] >= 0x80 ||
+			    p->text[k] == 0)
+				return 1;
+	}
+	return 0;
+}
+
+/*
+ * MIMEEval check_abundant_unicode_ratio(r): in text/plain parts sent
+ * 7bit or 8bit, "&#xHHHH;" escapes (upper-case hex, as SpamAssassin
+ * counts them) per other character is r or more.
+ */
+static int
+eval_unicode_ratio(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	const struct msgview *mv = c->mv;
+	size_t		      i, k, uni = 0, normal = 0;
+	const char	     *q = a->s[0];
+
+	(void)r;
+	/* the ratio must read \d{0,3}\.\d{1,3} */
+	for (k = 0; q[k] >= '0' && q[k] <= '9'; k++)
+		;
+	if (k > 3 || q[k] != '.' || strspn(q + k + 1, "0123456789") == 0 ||
+	    strspn(q + k + 1, "0123456789") > 3 ||
+	    q[k + 1 + strspn(q + k + 1, "0123456789")] != '\0')
+		return 0;
+	for (i = 0; i < mv->nparts; i++) {
+		const struct mv_part *p = &mv->parts[i];
+
+		if (strcmp(p->type, "text/plain") != 0 || p->text == NULL ||
+		    (p->flags & MV_PART_MULTIPART) ||
+		    (p->encoding != NULL && strcmp(p->encoding, "7bit") != 0 &&
+			strcmp(p->encoding, "8bit") != 0))
+			continue;
+		for (k = 0; k < p->textlen; k++) {
+			const char *t = p->text + k;
+
+			if (k + 8 <= p->textlen && t[0] == '&' && t[1] == '#' &&
+			    t[2] == 'x' &&
+			    strspn(t + 3, "0123456789ABCDEF") >= 4 &&
+			    t[7] == ';') {
+				uni++;
+				k += 7;
+			} else
+				normal++;
+		}
+	}
+	return normal > 0 && (double)uni / (double)normal >= argnum(a, 0, 0);
+}
+
 /* MIMEEval check_base64_length / check_for_faraway_charset: not here */
 
 /* BodyEval check_stock_info(min): stock-spam words in the body */
@@ -716,135 +909,169 @@ eval_stock_info(
 	return (double)n >= argnum(a, 0, 3);
 }
 
-/* BodyEval check_body_length(max): rendered body shorter than max */
+/* BodyEval check_body_length(max): the message body (its bytes as
+   received, after the header) is at most max bytes */
 static int
 eval_body_length(
     struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
-	size_t	    len, i, nonspace = 0;
-	const char *b = sa_body_text(c, &len);
+	const struct msgview *mv = c->mv;
+	size_t body = mv->size > mv->hdrsize ? mv->size - mv->hdrsize : 0;
 
 	(void)r;
-	for (i = 0; i < len; i++)
-		if (!isspace((unsigned char)b[i]))
-			nonspace++;
-	return (double)nonspace < argnum(a, 0, 0);
+	return (double)body <= argnum(a, 0, 0);
 }
 
 /* ---------------------------------------------------------- more headers */
 
-/* A per-message pattern (built from message data): no JIT, whose
-   compiling would cost more than the one match it is used for. */
-static pcre2_code *
-compile_once(const char *pat, uint32_t opts)
+/* the first value of the first of Resent-Date, Date that parses */
+static long long
+date_header_time(struct sa_ctx *c)
 {
-	int	   err;
-	PCRE2_SIZE off;
+	static const char *const names[] = { "Resent-Date", "Date" };
+	const struct msgview	*mv = c->mv;
+	size_t			 i, j;
+	long long		 t;
 
-	return pcre2_compile(
-	    (PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, &err, &off, NULL);
+	for (j = 0; j < nitems(names); j++)
+		for (i = 0; i < mv->nheaders; i++)
+			if (ascii_strcasecmp(mv->headers[i].name, names[j]) ==
+				0 &&
+			    mv->headers[i].decoded[0] != '\0' &&
+			    (t = sa_date_parse(mv->headers[i].decoded,
+				 strlen(mv->headers[i].decoded))) >= 0)
+				return t; /* (whitespace is all alike here) */
+	return -1;
 }
 
-/* RFC 5322 date (tolerant, as Mail::SpamAssassin::Util::parse_rfc822_date
-   reads them): [Day,] D Mon YYYY HH:MM[:SS] [zone]; -1 if unreadable */
+/* the time of one Received field's date-like run, -1 if none */
 static long long
-parse_date(const char *s)
+received_time(const char *v)
 {
-	static const char months[] = "janfebmaraprmayjunjulaugsepoctnovdec";
-	struct tm	  tm;
-	int		  d, y, hh, mm, ss = 0, off = 0, n;
-	char		  mon[4];
-	const char	 *p, *m;
-	long long	  t;
+	size_t st, en;
 
-	if (s == NULL)
+	if (!sa_received_date(v, strlen(v), &st, &en))
 		return -1;
-	while (*s == ' ' || *s == '\t')
-		s++;
-	/* skip the day name */
-	if ((p = strchr(s, ',')) != NULL && p - s < 12)
-		s = p + 1;
-	if (sscanf(s, " %d %3s %d %d:%d%n", &d, mon, &y, &hh, &mm, &n) != 5)
-		return -1;
-	p = s + n;
-	if (*p == ':') {
-		int k;
+	return sa_date_parse(v + st, en - st);
+}
 
-		if (sscanf(p + 1, "%d%n", &ss, &k) != 1)
-			return -1;
-		p += 1 + k;
+static int
+wordc(unsigned char ch)
+{
+	return isalnum(ch) || ch == '_';
+}
+
+/* s has the word w (\bw) at p */
+static int
+word_at(const char *s, const char *p, const char *w)
+{
+	return (p == s || !wordc((unsigned char)p[-1])) &&
+	    strncmp(p, w, strlen(w)) == 0;
+}
+
+/* "n digits" at *p: advances, 1 if any */
+static int
+skip_digits(const char **p)
+{
+	const char *q = *p;
+
+	while (**p >= '0' && **p <= '9')
+		(*p)++;
+	return *p > q;
+}
+
+/* a fetchmail pass's first hop: \bfrom (localhost\s | (\S+ ){1,2}
+   \S*\b127.0.0.1\b) or "qmail N invoked by uid N" */
+static int
+local_hop(const char *s)
+{
+	const char *p, *q;
+	int	    k;
+
+	for (p = s; (p = strstr(p, "from ")) != NULL; p++) {
+		if (!word_at(s, p, "from "))
+			continue;
+		if (strncmp(p + 5, "localhost", 9) == 0 &&
+		    isspace((unsigned char)p[14]))
+			return 1;
+		q = p + 5;
+		for (k = 0; k < 2; k++) {
+			const char *t = q, *h;
+
+			while (*q != '\0' && !isspace((unsigned char)*q))
+				q++;
+			if (q == t || *q != ' ')
+				break;
+			q++;
+			/* the next token holds 127.0.0.1 as a word */
+			for (h = q; *h != '\0' && !isspace((unsigned char)*h);
+			     h++)
+				if (word_at(s, h, "127.0.0.1") &&
+				    !wordc((unsigned char)h[9]))
+					return 1;
+		}
 	}
-	mon[0] = (char)ascii_lower((unsigned char)mon[0]);
-	mon[1] = (char)ascii_lower((unsigned char)mon[1]);
-	mon[2] = (char)ascii_lower((unsigned char)mon[2]);
-	mon[3] = '\0';
-	if ((m = strstr(months, mon)) == NULL || (m - months) % 3 != 0)
-		return -1;
-	if (y < 50)
-		y += 2000;
-	else if (y < 1000)
-		y += 1900;
-	if (d < 1 || d > 31 || hh > 23 || mm > 59 || ss > 60 || y > 9999)
-		return -1;
-	while (*p == ' ')
-		p++;
-	if ((*p == '+' || *p == '-') && p[1] >= '0' && p[1] <= '9') {
-		int z = atoi(p + 1);
+	for (p = s; (p = strstr(p, "qmail ")) != NULL; p++) {
+		q = p + 6;
+		if (skip_digits(&q) &&
+		    strncmp(q, " invoked by uid ", 16) == 0 && q[16] >= '0' &&
+		    q[16] <= '9')
+			return 1;
+	}
+	return 0;
+}
 
-		off = (z / 100) * 3600 + (z % 100) * 60;
-		if (*p == '-')
-			off = -off;
-	} else if (strncmp(p, "EDT", 3) == 0)
-		off = -4 * 3600;
-	else if (strncmp(p, "EST", 3) == 0 || strncmp(p, "CDT", 3) == 0)
-		off = -5 * 3600;
-	else if (strncmp(p, "CST", 3) == 0 || strncmp(p, "MDT", 3) == 0)
-		off = -6 * 3600;
-	else if (strncmp(p, "MST", 3) == 0 || strncmp(p, "PDT", 3) == 0)
-		off = -7 * 3600;
-	else if (strncmp(p, "PST", 3) == 0)
-		off = -8 * 3600;
-	memset(&tm, 0, sizeof(tm));
-	tm.tm_year = y - 1900;
-	tm.tm_mon = (int)((m - months) / 3);
-	tm.tm_mday = d;
-	tm.tm_hour = hh;
-	tm.tm_min = mm;
-	tm.tm_sec = ss;
-	t = (long long)timegm(&tm);
-	return t - off;
+/* \bby localhost with \w+ \(fetchmail-[\d.]+ */
+static int
+fetchmail_hop(const char *s)
+{
+	const char *p, *q;
+
+	for (p = s; (p = strstr(p, "by localhost with ")) != NULL; p++) {
+		if (!word_at(s, p, "by "))
+			continue;
+		q = p + 18;
+		if (!wordc((unsigned char)*q))
+			continue;
+		while (wordc((unsigned char)*q))
+			q++;
+		if (strncmp(q, " (fetchmail-", 12) == 0 &&
+		    ((q[12] >= '0' && q[12] <= '9') || q[12] == '.'))
+			return 1;
+	}
+	return 0;
 }
 
 /*
- * HeaderEval's date_diff: Date minus each Received time (the last one
- * dropped if equal), the one with the smallest magnitude; 0 when either
- * side is missing.
+ * HeaderEval's date_diff: Date minus each Received time, the Received
+ * fields written by a local fetchmail pass (a "from localhost" or
+ * "127.0.0.1" hop followed by "by localhost with ... (fetchmail-") left
+ * out, the last (oldest) dropped if equal, the difference with the
+ * smallest magnitude; 0 when either side is missing.
  */
 static long long
 date_diff(struct sa_ctx *c)
 {
 	const struct msgview *mv = c->mv;
-	long long	      date = -1, best = 0, dd[64];
-	size_t		      i, n = 0;
+	const char	     *rcvd[64];
+	long long	      date, best = 0, dd[64], t;
+	size_t		      i, n = 0, nr = 0, skip = 0;
 	int		      found = 0;
 
-	for (i = 0; i < mv->nheaders; i++)
-		if (ascii_strcasecmp(mv->headers[i].name, "Date") == 0) {
-			date = parse_date(mv->headers[i].decoded);
-			break;
-		}
-	if (date < 0)
+	if ((date = date_header_time(c)) < 0)
 		return 0;
-	for (i = 0; i < mv->nheaders && n < nitems(dd); i++) {
-		const char *semi;
-		long long   t;
-
-		if (ascii_strcasecmp(mv->headers[i].name, "Received") != 0 ||
-		    (semi = strrchr(mv->headers[i].decoded, ';')) == NULL)
-			continue;
-		if ((t = parse_date(semi + 1)) >= 0)
+	for (i = 0; i < mv->nheaders && nr < nitems(rcvd); i++)
+		if (ascii_strcasecmp(mv->headers[i].name, "Received") == 0 &&
+		    strspn(mv->headers[i].decoded, " \t\r\n") <
+			strlen(mv->headers[i].decoded))
+			rcvd[nr++] = sa_header_value(c, &mv->headers[i]);
+	if (nr > 1 && local_hop(rcvd[0]) && fetchmail_hop(rcvd[1]))
+		skip = 2;
+	else if (nr > 0 && !local_hop(rcvd[0]) && fetchmail_hop(rcvd[0]))
+		skip = 1;
+	for (i = skip; i < nr; i++)
+		if ((t = received_time(rcvd[i])) >= 0)
 			dd[n++] = date - t;
-	}
 	if (n > 1 && dd[n - 1] == 0)
 		n--;
 	for (i = 0; i < n; i++) {
@@ -870,6 +1097,159 @@ eval_shifted_date(
 		   (double)d >= 3600 * argnum(a, 0, 0)) &&
 	    (strcmp(a->s[1], "undef") == 0 ||
 		(double)d < 3600 * argnum(a, 1, 0));
+}
+
+/*
+ * HeaderEval check_outlook_message_id: an Outlook Message-ID
+ * <xxxxTTTTTTTT$xxxxxxxx$xxxxxxxx@...> carries its creation time; it
+ * must agree (within 250 ticks) with the Date, or else with the topmost
+ * Received date. As SpamAssassin, the Received time is read from all
+ * the Received fields as one text (its first date), and a missing date
+ * counts as time 0.
+ */
+static int
+eval_outlook_msgid(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	const double x = 0.0023283064365387, y = 27111902.8329849;
+	const char  *id = header(c, "MESSAGEID", 0), *v;
+	long long    tok = 0, t;
+	size_t	     i, len;
+
+	(void)r;
+	(void)a;
+	if (id == NULL || id[0] != '<')
+		return 0;
+	for (i = 1; i <= 22; i++) {
+		int hex = isxdigit((unsigned char)id[i]) &&
+		    !isupper((unsigned char)id[i]);
+
+		if (i == 13 || i == 22) {
+			if (id[i] != '$')
+				return 0;
+		} else if (!hex)
+			return 0;
+		if (i >= 5 && i <= 12)
+			tok = tok * 16 +
+			    (id[i] <= '9' ? id[i] - '0' : id[i] - 'a' + 10);
+	}
+	for (i = 23; i <= 30; i++)
+		if (!isxdigit((unsigned char)id[i]) ||
+		    isupper((unsigned char)id[i]))
+			return 0;
+	if (id[31] != '@')
+		return 0;
+	v = sa_get_header(c, "Date", 0, &len);
+	t = v != NULL ? sa_date_parse(v, len) : -1;
+	if (llabs(tok - (long long)((double)(t < 0 ? 0 : t) * x + y)) < 250)
+		return 0;
+	v = sa_get_header(c, "Received", 0, &len);
+	t = v != NULL ? sa_date_parse(v, len) : -1;
+	return llabs(tok - (long long)((double)(t < 0 ? 0 : t) * x + y)) >= 250;
+}
+
+#define TOCC_MAX 256
+
+static int
+strp_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * HeaderEval's recipient list: the ToCc addresses (and the Bcc ones when
+ * there are fewer than 5), a repeat of the previous one dropped, at most
+ * 256; split in place in buf. The count.
+ */
+static size_t
+recipients(struct sa_ctx *c, char *buf, size_t buflen, char **addr)
+{
+	static const char *const names[] = { "ToCc", "Bcc" };
+	size_t			 n = 0, inputs = 0, j, len, used = 0;
+	const char		*prev = "";
+
+	for (j = 0; j < nitems(names) && inputs < 5; j++) {
+		const char *v = sa_get_header(c, names[j], SA_HM_ADDR, &len),
+			   *p, *e;
+
+		for (p = v; p != NULL && *p != '\0'; p = *e ? e + 1 : e) {
+			size_t l;
+
+			e = strchr(p, '\n');
+			if (e == NULL)
+				e = p + strlen(p);
+			l = (size_t)(e - p);
+			inputs++;
+			/* Perl's "while (my $x = shift)" ends at "" or "0" */
+			if (l == 0 || (l == 1 && *p == '0'))
+				return n;
+			if (n == TOCC_MAX || used + l + 1 > buflen)
+				return n;
+			if (strlen(prev) == l &&
+			    ascii_strncasecmp(prev, p, l) == 0)
+				continue;
+			memcpy(buf + used, p, l);
+			buf[used + l] = '\0';
+			prev = addr[n++] = buf + used;
+			used += l + 1;
+		}
+	}
+	return n;
+}
+
+/* HeaderEval similar_recipients(min, max): how alike the recipients'
+   first two letters of user and host are, over all pairs */
+static int
+eval_similar_recipients(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	char	    buf[16384], *addr[TOCC_MAX];
+	const char *fq[TOCC_MAX];
+	size_t	    n = recipients(c, buf, sizeof(buf), addr), i, j;
+	double	    hits = 0, comb = 0, sim = 0;
+
+	(void)r;
+	if (n >= 5) {
+		for (i = 0; i < n; i++) {
+			const char *at = strchr(addr[i], '@');
+
+			fq[i] = at ? at + 1 : "";
+		}
+		for (i = 0; i < n; i++)
+			for (j = i + 1; j < n; j++) {
+				if (strncmp(addr[i], addr[j], 2) == 0 &&
+				    (strlen(addr[i]) >= 2) ==
+					(strlen(addr[j]) >= 2))
+					hits++;
+				if (strncmp(fq[i], fq[j], 2) == 0 &&
+				    strcmp(fq[i], fq[j]) != 0)
+					hits++;
+				comb++;
+			}
+		sim = hits / comb;
+	}
+	return (strcmp(a->s[0], "undef") == 0 || sim >= argnum(a, 0, 0)) &&
+	    (strcmp(a->s[1], "undef") == 0 || sim < argnum(a, 1, 0));
+}
+
+/* HeaderEval sorted_recipients: 7 or more recipients, in sorted order */
+static int
+eval_sorted_recipients(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	char   buf[16384], *addr[TOCC_MAX], *sorted[TOCC_MAX];
+	size_t n = recipients(c, buf, sizeof(buf), addr), i;
+
+	(void)r;
+	(void)a;
+	if (n < 7)
+		return 0;
+	memcpy(sorted, addr, n * sizeof(*addr));
+	qsort(sorted, n, sizeof(*sorted), strp_cmp);
+	for (i = 0; i < n; i++)
+		if (strcmp(sorted[i], addr[i]) != 0)
+			return 0;
+	return 1;
 }
 
 /* HeaderEval subject_is_all_caps */
@@ -1317,11 +1697,17 @@ static const struct sa_evaldef evals[] = {
 	{ "html_image_ratio", eval_html_image_ratio, 2, 2 },
 	{ "html_range", eval_html_range, 3, 3 },
 	{ "html_eval", eval_html_eval, 2, 2 },
+	{ "html_tag_exists", eval_html_tag_exists, 1, 1 },
+	{ "html_tag_balance", eval_html_tag_balance, 2, 2 },
+	{ "html_text_match", eval_html_text_match, 2, 2 },
 	{ "check_mime_multipart_ratio", eval_multipart_ratio, 2, 2 },
 	{ "check_stock_info", eval_stock_info, 1, 1 },
 	{ "check_body_length", eval_body_length, 1, 1 },
 	{ "check_for_shifted_date", eval_shifted_date, 2, 2 },
 	{ "subject_is_all_caps", eval_subject_all_caps, 0, 0 },
+	{ "check_outlook_message_id", eval_outlook_msgid, 0, 0 },
+	{ "similar_recipients", eval_similar_recipients, 2, 2 },
+	{ "sorted_recipients", eval_sorted_recipients, 0, 0 },
 	{ "check_for_to_in_subject", eval_to_in_subject, 1, 1 },
 	{ "check_unresolved_template", eval_unresolved_template, 0, 0 },
 	{ "check_from_in_list", eval_from_in_list, 1, 1 },
@@ -1331,6 +1717,8 @@ static const struct sa_evaldef evals[] = {
 	{ "check_for_matching_env_and_hdr_from", eval_env_hdr_from, 0, 0 },
 	{ "check_freemail_header", eval_freemail_header, 1, 2 },
 	{ "check_for_mime", eval_check_for_mime, 1, 1 },
+	{ "check_for_ascii_text_illegal", eval_ascii_text_illegal, 0, 0 },
+	{ "check_abundant_unicode_ratio", eval_unicode_ratio, 1, 1 },
 	{ "check_for_uppercase", eval_uppercase, 2, 2 },
 };
 

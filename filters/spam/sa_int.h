@@ -253,5 +253,15 @@ void sa_prefilter_scratch_free(struct sa_scratch *);
 /* sa_engine.c helpers for evals */
 const char *sa_get_header(
     struct sa_ctx *, const char *name, unsigned mods, size_t *len);
+struct mv_header;
+/* one decoded header value as SpamAssassin shows it (folds one space,
+   trimmed), in the message's arena */
+const char *sa_header_value(struct sa_ctx *, const struct mv_header *);
+
+/* sa_date.c: parse_rfc822_date's reading of a date (seconds since the
+   epoch, -1 if none), and the date-like run HeaderEval takes out of a
+   Received field (1 and its [start, end) or 0) */
+long long sa_date_parse(const char *date, size_t len);
+int sa_received_date(const char *s, size_t len, size_t *start, size_t *end);
 
 #endif

@@ -38,6 +38,34 @@ struct sa_hcache {
 	size_t	    len;
 };
 
+/* sa_html.c: HTML facts of one message (built on first use) */
+enum { SA_HT_COMMENT, SA_HT_ANCHOR, SA_HT_TITLE, SA_HT_KINDS };
+
+struct sa_htag {
+	unsigned part; /* index in the view's parts */
+	char	 name[32];
+	int	 inside; /* start tags - end tags, never below 0 */
+};
+
+struct sa_hstrs {
+	struct sa_buf	b; /* the strings, each NUL-ended */
+	struct sa_span *v;
+	size_t		n, cap;
+};
+
+struct sa_html {
+	unsigned	gen; /* valid when == scratch gen */
+	struct sa_htag *tags;
+	size_t		ntags, tagcap;
+	struct sa_hstrs strs[SA_HT_KINDS];
+	unsigned	closed_extra; /* end tags with none open */
+	unsigned	events;	      /* start and end tags */
+	unsigned	nparts;
+};
+
+const struct sa_html *sa_html_facts(struct sa_ctx *);
+void		      sa_html_free(struct sa_html *);
+
 struct sa_scratch {
 	pcre2_match_data    *md;
 	pcre2_match_context *mc;
@@ -73,6 +101,8 @@ struct sa_scratch {
 	double	      *lo, *hi; /* lazy rules: meta value intervals */
 	unsigned char *need;
 	size_t	       nlazybuf;
+
+	struct sa_html html;
 
 	uint64_t *prof; /* per rule: nanoseconds spent (profiling on) */
 	size_t	  nprof;

@@ -771,7 +771,8 @@ test_html_render(void)
 	ok(has(v->parts[0].text, "next"), "html: after bad tags");
 	msgview_free(v);
 
-	v = html("<p>a&nbsp;&nbsp;b\xc2\xa0" "c</p>");
+	v = html("<p>a&nbsp;&nbsp;b\xc2\xa0"
+		 "c</p>");
 	is_str(v->parts[0].text, "a b c", "html: NBSP collapses as a space");
 	msgview_free(v);
 
@@ -853,6 +854,82 @@ test_html_counters(void)
 	u = uri(v, "https://www.paypal.com/");
 	ok(u != NULL && (u->flags & MV_URI_TEXT),
 	    "html uris: URL in rendered text");
+	msgview_free(v);
+}
+
+/* font colours as SpamAssassin's HTML.pm reads them */
+static void
+test_html_contrast(void)
+{
+	static const struct {
+		const char *html;
+		unsigned    low, invalid;
+		const char *what;
+	} cases[] = {
+		{ "<font color=\"#ffffcc\">pale</font>", 1, 0,
+		    "near white on the default white" },
+		{ "<table bgcolor=\"#000080\"><tr><td><font color=white>w"
+		  "</font></td></tr></table>",
+		    1, 0, "bgcolor attributes are not applied (as HTML.pm)" },
+		{ "<div style=\"background-color: #000080\"><font "
+		  "color=white>w</font></div>",
+		    0, 0, "CSS background is" },
+		{ "<span style=\"background: url(x.gif) no-repeat #000\">"
+		  "<font color=\"#fff\">w</font></span>",
+		    0, 0, "CSS background shorthand: its colour" },
+		{ "<font color=\"#777777\">grey</font>", 0, 0,
+		    "grey on white is readable" },
+		{ "<span style=\"display:none\"><font color=white>hid"
+		  "</font></span>",
+		    1, 0, "hidden text counts too" },
+		{ "<font color=\"ffffff\">bare hex</font>", 0, 1,
+		    "hex without # is invalid" },
+		{ "<body text=\"#FFFFFF\">x</body>", 1, 0, "body text" },
+		{ "<p style=\"color: rgb(250, 250, 250) !important\">x</p>", 1,
+		    0, "rgb() and !important" },
+		{ "<span style=\"color:transparent\">x</span>", 1, 0,
+		    "transparent text is the background" },
+		{ "<b style=\"color: white\">x</b>", 0, 0,
+		    "style colours only on HTML.pm's elements" },
+		{ "<font color=white> &nbsp; </font>", 0, 0,
+		    "white space only" },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct msgview *v = html(cases[i].html);
+
+		ok(v->html.font_low_contrast == cases[i].low &&
+			v->html.font_invalid_color == cases[i].invalid,
+		    "contrast: %s (%u, %u)", cases[i].what,
+		    v->html.font_low_contrast, v->html.font_invalid_color);
+		msgview_free(v);
+	}
+}
+
+/* libxml2 must not lose a document behind content before its <head> */
+static void
+test_html_leading_content(void)
+{
+	struct msgview *v = html(
+	    "junk text\n<html><head><title>T</title></head><body>"
+	    "<p>visible <b>words</b></p><a href=\"http://a.example/\">a</a>"
+	    "</body></html>");
+
+	ok(has(v->parts[0].text, "visible words"),
+	    "leading text: the body is still rendered");
+	ok(uri(v, "http://a.example/") != NULL,
+	    "leading text: the body's links are found");
+	ok(v->html.tags >= 6, "leading text: tags counted (%u)", v->html.tags);
+	msgview_free(v);
+	v = html("<font size=1>notice</font><br><!DOCTYPE HTML PUBLIC "
+		 "\"-//W3C//DTD HTML 4.0 Transitional//EN\">\n<HTML><HEAD>"
+		 "<TITLE>t</TITLE></HEAD><BODY>after <i>it</i></BODY></HTML>");
+	ok(has(v->parts[0].text, "after it"),
+	    "a notice before the DOCTYPE: the body is still rendered");
+	msgview_free(v);
+	v = html("<p>plain</p>");
+	is_int(v->html.tags, 1, "the wrapper element is not counted");
 	msgview_free(v);
 }
 
@@ -1034,6 +1111,8 @@ main(void)
 	test_decoded_limits();
 	test_html_render();
 	test_html_counters();
+	test_html_contrast();
+	test_html_leading_content();
 	test_uris_text();
 	test_uri_limit();
 	test_threads();

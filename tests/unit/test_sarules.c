@@ -945,6 +945,124 @@ test_debian(void)
 	sa_ruleset_free(rs);
 }
 
+/* the evals and header semantics added to match SpamAssassin's hits */
+static void
+test_sa_parity(void)
+{
+	struct sa_ruleset *rs;
+	struct tv	   t;
+
+	rs = load("header OUTLOOK eval:check_outlook_message_id()\n"
+		  "header FUT_06_12 eval:check_for_shifted_date('6', '12')\n"
+		  "header PAST_XX eval:check_for_shifted_date('undef', '-96')\n"
+		  "header RECIPS eval:similar_recipients('0.65', 'undef')\n"
+		  "header SORTED eval:sorted_recipients()\n"
+		  "header RCVD_ONE Received =~ /07:26:26 \\+0900$/\n"
+		  "header TO_ADDR ToCc:addr =~ /\\nc3\\@x3\\.example$/\n"
+		  "body TAG_HTML eval:html_tag_exists('html')\n"
+		  "body TAG_BGSOUND eval:html_tag_exists('bgsound')\n"
+		  "body BAL_CENTER eval:html_tag_balance('center', '!= 0')\n"
+		  "body BAL_BODY eval:html_tag_balance('body', '!= 0')\n"
+		  "body LINK_IMG eval:html_text_match('anchor', '<img>')\n"
+		  "body CMT_SHORT eval:html_text_match('comment', "
+		  "'<!(?!-).{0,6}>')\n"
+		  "body TITLE_LONG eval:html_text_match('title', '.{20}')\n"
+		  "body EXTRA_CLOSE eval:html_range('closed_extra_ratio', "
+		  "'0.09', 'inf')\n"
+		  "body LOWC eval:html_test('font_low_contrast')\n"
+		  "body INVC eval:html_test('font_invalid_color')\n",
+	    1);
+	ok(rs != NULL, "parity eval rules load (%s)", errbuf);
+	if (rs == NULL)
+		return;
+	is_int(sa_ruleset_stats(rs)->evals_skipped, 0, "all implemented");
+
+	/* Outlook Message-ID: time token 0xc958bd is from 1970; a Date of
+	   2002-08-25 is far from it, and so is the Received date */
+	tv_init(&t);
+	tv_header(
+	    &t, "Message-Id", "<000000c958bd$000005d0$000008aa@x.example>");
+	tv_header(&t, "Date", "Sun, 25 Aug 2002 10:36:36 -1000");
+	tv_header2(&t, "Received",
+	    "from a ([192.0.2.1]) by b with SMTP id 1 ; Fri, 23 Aug 2002 "
+	    "07:26:26\r\n    +0900",
+	    "from a ([192.0.2.1]) by b with SMTP id 1 ; Fri, 23 Aug 2002 "
+	    "07:26:26    +0900");
+	tv_header(&t, "To", "a1@x1.example, b2@x2.example");
+	tv_header2(&t, "Cc", "zz@y.example, yy@y2.example,\r\n\tc3@x3.example",
+	    "zz@y.example, yy@y2.example,\tc3@x3.example");
+	tv_part(&t, "text/plain", "hello", NULL, 1);
+	run(rs, &t, NULL, NULL, NULL, 0);
+	ok(hit("OUTLOOK"), "check_outlook_message_id: token far from Date");
+	ok(hit("RCVD_ONE"), "a fold in a header value is one space");
+	ok(hit("TO_ADDR"), ":addr: a folded address is trimmed");
+	ok(!hit("FUT_06_12") && hit("PAST_XX") == 0,
+	    "shifted date: the Received date after the fold is read");
+	ok(!hit("SORTED"), "sorted_recipients: not sorted");
+	tv_free(&t);
+
+	/* the same Message-ID with a matching Date: no hit */
+	tv_init(&t);
+	tv_header(
+	    &t, "Message-Id", "<000001c238a0$00000000$00000000@x.example>");
+	tv_header(&t, "Date", "Wed, 31 Jul 2002 16:41:57 +0200");
+	tv_part(&t, "text/plain", "hello", NULL, 1);
+	run(rs, &t, NULL, NULL, NULL, 0);
+	ok(!hit("OUTLOOK"), "check_outlook_message_id: token matches Date");
+	tv_free(&t);
+
+	/* fetchmail hops are left out of the shifted date */
+	tv_init(&t);
+	tv_header(&t, "Date", "Thu, 29 Aug 2002 08:45:22 -1600");
+	tv_header(&t, "Received",
+	    "from localhost (localhost [127.0.0.1]) by p (Postfix) for "
+	    "<z@localhost>; Thu, 29 Aug 2002 08:52:33 -0400 (EDT)");
+	tv_header(&t, "Received",
+	    "from p [127.0.0.1] by localhost with IMAP (fetchmail-5.9.0) "
+	    "for z@localhost (single-drop); Thu, 29 Aug 2002 13:52:33 +0100 "
+	    "(IST)");
+	tv_header(&t, "Received",
+	    "from q ([192.0.2.9]) by d (8.11.6/8.11.6) with ESMTP id g7; "
+	    "Thu, 29 Aug 2002 13:45:38 +0100");
+	tv_header(&t, "To",
+	    "aa1@ab.example, aa2@ab.example, aa3@ab.example, "
+	    "aa4@ab.example, aa5@ab.example, aa6@ab.example, aa7@ab.example");
+	tv_part(&t, "text/plain", "hello", NULL, 1);
+	run(rs, &t, NULL, NULL, NULL, 0);
+	ok(hit("FUT_06_12"),
+	    "shifted date: Date -1600 is 11 h after the MX's Received");
+	ok(hit("RECIPS"), "similar_recipients: alike users");
+	ok(hit("SORTED"), "sorted_recipients: seven in order");
+	tv_free(&t);
+
+	/* HTML facts from the tag scanner */
+	tv_init(&t);
+	tv_header(&t, "Subject", "x");
+	tv_part(&t, "text/html", "x",
+	    "junk <html><head><title>a title longer than twenty</title>"
+	    "</head><body><center><a href=\"http://x.example/\"><img "
+	    "src=\"http://x.example/i.gif\"></a><!x></center></center>"
+	    "</center><script>if (a<b) x('</b>');</script></body>",
+	    1);
+	t.mv.html.tags = 10;
+	run(rs, &t, NULL, NULL, NULL, 0);
+	ok(hit("TAG_HTML") && !hit("TAG_BGSOUND"), "html_tag_exists");
+	ok(!hit("BAL_CENTER"), "html_tag_balance: extra end tags stop at 0");
+	ok(!hit("BAL_BODY"), "html_tag_balance: body closed");
+	ok(hit("LINK_IMG"), "html_text_match: <img> in an anchor");
+	ok(hit("CMT_SHORT"), "html_text_match: short comment");
+	ok(hit("TITLE_LONG"), "html_text_match: title text");
+	ok(hit("EXTRA_CLOSE"), "closed_extra_ratio: 2 extra of 13 tags");
+	ok(!hit("LOWC") && !hit("INVC"), "no font facts in the view");
+	t.mv.html.font_low_contrast = 1;
+	t.mv.html.font_invalid_color = 2;
+	run(rs, &t, NULL, NULL, NULL, 0);
+	ok(hit("LOWC") && hit("INVC"), "html_test font facts from the view");
+	tv_free(&t);
+
+	sa_ruleset_free(rs);
+}
+
 int
 main(void)
 {
@@ -966,6 +1084,7 @@ main(void)
 	test_texts();
 	test_evals();
 	test_more_evals();
+	test_sa_parity();
 	test_budget();
 	test_files();
 	test_debian();
