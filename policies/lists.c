@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "lists.h"
+#include "siphash.h"
 #include "util.h"
 
 /* A domain has at most 127 labels (RFC 1035 2.3.4: 255 octets). */
@@ -152,69 +153,27 @@ quote(const char *e, size_t len, char *out, size_t outsz)
 
 /* ---------------------------------------------------------------- hash */
 
-#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                                                               \
-	do {                                                                   \
-		v0 += v1;                                                      \
-		v1 = ROTL(v1, 13);                                             \
-		v1 ^= v0;                                                      \
-		v0 = ROTL(v0, 32);                                             \
-		v2 += v3;                                                      \
-		v3 = ROTL(v3, 16);                                             \
-		v3 ^= v2;                                                      \
-		v0 += v3;                                                      \
-		v3 = ROTL(v3, 21);                                             \
-		v3 ^= v0;                                                      \
-		v2 += v1;                                                      \
-		v1 = ROTL(v1, 17);                                             \
-		v1 ^= v2;                                                      \
-		v2 = ROTL(v2, 32);                                             \
-	} while (0)
-
 /*
- * SipHash-2-4 of the message tag || lowercase(p[0..len)), computed without
- * building the message.
+ * SipHash-2-4 of the message tag || lowercase(p[0..len)): entries are
+ * short, so the message is built on the stack (on the heap past that).
  */
 static uint64_t
 key_hash(const struct list *l, int tag, const char *p, size_t len)
 {
-	uint64_t v0 = 0x736f6d6570736575ULL ^ l->k0;
-	uint64_t v1 = 0x646f72616e646f6dULL ^ l->k1;
-	uint64_t v2 = 0x6c7967656e657261ULL ^ l->k0;
-	uint64_t v3 = 0x7465646279746573ULL ^ l->k1;
-	uint64_t m = (unsigned char)tag, b;
-	size_t	 i, j = 1; /* bytes in m */
+	struct sipkey k = { l->k0, l->k1 };
+	unsigned char stackbuf[512], *m = stackbuf;
+	uint64_t      h;
+	size_t	      i;
 
-	for (i = 0; i < len; i++) {
-		if (j == 8) {
-			v3 ^= m;
-			SIPROUND;
-			SIPROUND;
-			v0 ^= m;
-			m = 0;
-			j = 0;
-		}
-		m |= (uint64_t)ascii_lower((unsigned char)p[i]) << (8 * j);
-		j++;
-	}
-	if (j == 8) {
-		v3 ^= m;
-		SIPROUND;
-		SIPROUND;
-		v0 ^= m;
-		m = 0;
-	}
-	b = ((uint64_t)(len + 1) << 56) | m;
-	v3 ^= b;
-	SIPROUND;
-	SIPROUND;
-	v0 ^= b;
-	v2 ^= 0xff;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	return v0 ^ v1 ^ v2 ^ v3;
+	if (len + 1 > sizeof(stackbuf))
+		m = xmalloc(len + 1);
+	m[0] = (unsigned char)tag;
+	for (i = 0; i < len; i++)
+		m[i + 1] = (unsigned char)ascii_lower((unsigned char)p[i]);
+	h = siphash24(&k, m, len + 1);
+	if (m != stackbuf)
+		free(m);
+	return h;
 }
 
 static uint64_t

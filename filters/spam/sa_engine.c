@@ -84,8 +84,8 @@ arena_reset(struct sa_scratch *sc)
 	}
 }
 
-static void
-buf_add(struct sa_buf *b, const char *s, size_t n)
+void
+sa_buf_add(struct sa_buf *b, const char *s, size_t n)
 {
 	if (b->len + n + 1 > b->cap) {
 		b->cap = (b->len + n + 1) * 2;
@@ -241,9 +241,9 @@ add_value(struct sa_scratch *sc, const char *v)
 {
 	size_t n = strlen(v);
 
-	buf_add(&sc->tmp, v, n);
+	sa_buf_add(&sc->tmp, v, n);
 	if (n == 0 || v[n - 1] != '\n')
-		buf_add(&sc->tmp, "\n", 1);
+		sa_buf_add(&sc->tmp, "\n", 1);
 }
 
 /* a raw value whose decoding only unfolds: ASCII, no encoded words */
@@ -277,8 +277,8 @@ add_sa_value(struct sa_scratch *sc, const struct mv_header *h, int raw)
 			p++;
 		while (e > p && isspace((unsigned char)e[-1]))
 			e--;
-		buf_add(&sc->tmp, p, (size_t)(e - p));
-		buf_add(&sc->tmp, "\n", 1);
+		sa_buf_add(&sc->tmp, p, (size_t)(e - p));
+		sa_buf_add(&sc->tmp, "\n", 1);
 		return;
 	}
 	p = v;
@@ -294,7 +294,7 @@ add_sa_value(struct sa_scratch *sc, const struct mv_header *h, int raw)
 
 		while (q < e && *q != '\r' && *q != '\n')
 			q++;
-		buf_add(&sc->tmp, p, (size_t)(q - p));
+		sa_buf_add(&sc->tmp, p, (size_t)(q - p));
 		if (q == e)
 			break;
 		/* \r?\n\s+ -> one space; a bare line end is dropped */
@@ -304,10 +304,10 @@ add_sa_value(struct sa_scratch *sc, const struct mv_header *h, int raw)
 		if (p < e && isspace((unsigned char)*p)) {
 			while (p < e && isspace((unsigned char)*p))
 				p++;
-			buf_add(&sc->tmp, " ", 1);
+			sa_buf_add(&sc->tmp, " ", 1);
 		}
 	}
-	buf_add(&sc->tmp, "\n", 1);
+	sa_buf_add(&sc->tmp, "\n", 1);
 }
 
 /* the SpamAssassin presentation of one decoded header value, in the
@@ -394,8 +394,8 @@ add_addrs(struct sa_scratch *sc, const char *v, int names)
 			if (k == 0)
 				continue;
 			if (sc->tmp.len > 0)
-				buf_add(&sc->tmp, "\n", 1);
-			buf_add(&sc->tmp, out, k);
+				sa_buf_add(&sc->tmp, "\n", 1);
+			sa_buf_add(&sc->tmp, out, k);
 		} else {
 			const char *a, *b;
 
@@ -418,8 +418,8 @@ add_addrs(struct sa_scratch *sc, const char *v, int names)
 				if (b == a)
 					continue;
 			if (sc->tmp.len > 0)
-				buf_add(&sc->tmp, "\n", 1);
-			buf_add(&sc->tmp, a, (size_t)(b - a));
+				sa_buf_add(&sc->tmp, "\n", 1);
+			sa_buf_add(&sc->tmp, a, (size_t)(b - a));
 		}
 	}
 }
@@ -442,15 +442,15 @@ sa_relays(struct sa_ctx *c)
 	static const char *const deforig[] = { "X-Yahoo-Post-IP",
 		"X-Originating-IP", "X-Apparently-From", "X-SenderIP",
 		"X-AOL-IP" };
-	struct sa_scratch     *sc = c->sc;
-	const struct msgview  *mv = c->mv;
-	const struct sa_facts *f = c->facts;
-	const char	      *fields[SA_RELAYS_MAX + 8];
-	size_t		       lens[SA_RELAYS_MAX + 8], nf = 0, i, j, no;
-	char		       orig[8][128];
-	const char *const     *oh;
-	struct sa_relay	       sess, *sp = NULL;
-	struct sa_trust	       t;
+	struct sa_scratch	*sc = c->sc;
+	const struct msgview	*mv = c->mv;
+	const struct sa_facts	*f = c->facts;
+	const char		*fields[SA_RELAYS_MAX + 8];
+	size_t			 lens[SA_RELAYS_MAX + 8], nf = 0, i, j, no;
+	char			 orig[8][128];
+	const char *const	*oh;
+	struct sa_relay		 sess, *sp = NULL;
+	struct sa_trust		 t;
 
 	if (sc->relays != NULL && sc->relays_gen == sc->gen)
 		return sc->relays;
@@ -471,7 +471,7 @@ sa_relays(struct sa_ctx *c)
 			if (ascii_strcasecmp(mv->headers[i].name, oh[j]) == 0) {
 				const char *v = mv->headers[i].raw;
 				size_t	    n = sa_originating_line(
-				       v, strlen(v), orig[j], sizeof(orig[j]));
+					 v, strlen(v), orig[j], sizeof(orig[j]));
 
 				if (n > 0) {
 					fields[nf] = orig[j];
@@ -487,8 +487,8 @@ sa_relays(struct sa_ctx *c)
 		strfmt(sess.ip, sizeof(sess.ip), "%s", f->client_ip);
 		strfmt(sess.rdns, sizeof(sess.rdns), "%s",
 		    f->client_rdns ? f->client_rdns : "");
-		strfmt(sess.helo, sizeof(sess.helo), "%s",
-		    f->helo ? f->helo : "");
+		strfmt(
+		    sess.helo, sizeof(sess.helo), "%s", f->helo ? f->helo : "");
 		strfmt(sess.envfrom, sizeof(sess.envfrom), "%s",
 		    f->mail_from ? f->mail_from : "");
 		strfmt(sess.auth, sizeof(sess.auth), "%s",
@@ -503,8 +503,8 @@ sa_relays(struct sa_ctx *c)
 		t.configured = f->trusted_configured;
 	}
 	sa_relays_build(sc->relays, sp,
-	    sp != NULL && (f->client_trusted || f->authenticated),
-	    fields, lens, nf, &t);
+	    sp != NULL && (f->client_trusted || f->authenticated), fields, lens,
+	    nf, &t);
 	sc->relays_gen = sc->gen;
 	return sc->relays;
 }
@@ -528,11 +528,11 @@ add_relays(struct sa_ctx *c, int trusted, int internal)
 		size_t n = sa_relays_text(rs, i, i + 1, line, sizeof(line));
 
 		if (i > from)
-			buf_add(&c->sc->tmp, " ", 1);
-		buf_add(&c->sc->tmp, line, n);
+			sa_buf_add(&c->sc->tmp, " ", 1);
+		sa_buf_add(&c->sc->tmp, line, n);
 	}
 	if (to > from)
-		buf_add(&c->sc->tmp, "\n", 1);
+		sa_buf_add(&c->sc->tmp, "\n", 1);
 }
 
 /*
@@ -572,9 +572,9 @@ sa_get_header(struct sa_ctx *c, const char *name, unsigned mods, size_t *len)
 	tmp_reset(sc);
 	if (strcmp(name, "ALL") == 0) {
 		for (i = 0; i < mv->nheaders; i++) {
-			buf_add(&sc->tmp, mv->headers[i].name,
+			sa_buf_add(&sc->tmp, mv->headers[i].name,
 			    strlen(mv->headers[i].name));
-			buf_add(&sc->tmp, ": ", 2);
+			sa_buf_add(&sc->tmp, ": ", 2);
 			add_sa_value(sc, &mv->headers[i], raw);
 		}
 		found = mv->nheaders;
@@ -587,7 +587,7 @@ sa_get_header(struct sa_ctx *c, const char *name, unsigned mods, size_t *len)
 		   with the last trusted relay's Received) or outside (from
 		   that Received on) */
 		const struct sa_relays *rs = sa_relays(c);
-		int  in = name[4] == 'T' || name[4] == 'I';
+		int			in = name[4] == 'T' || name[4] == 'I';
 		long lastf = (name[4] == 'T' || name[4] == 'U')
 		    ? rs->last_trusted_field
 		    : rs->last_internal_field;
@@ -601,9 +601,9 @@ sa_get_header(struct sa_ctx *c, const char *name, unsigned mods, size_t *len)
 				cur++;
 			if (in ? cur > bound : cur < bound)
 				continue;
-			buf_add(&sc->tmp, mv->headers[i].name,
+			sa_buf_add(&sc->tmp, mv->headers[i].name,
 			    strlen(mv->headers[i].name));
-			buf_add(&sc->tmp, ": ", 2);
+			sa_buf_add(&sc->tmp, ": ", 2);
 			add_value(sc,
 			    raw ? mv->headers[i].raw : mv->headers[i].decoded);
 			found++;
@@ -781,7 +781,7 @@ body_append(struct sa_buf *b, const char *t, size_t n)
 			    !(t[j] == ' ' || t[j] == '\t' || t[j] == '\n' ||
 				t[j] == '\r' || t[j] == '\f' || t[j] == '\v'))
 				j++;
-			buf_add(b, t + i, j - i);
+			sa_buf_add(b, t + i, j - i);
 			i = j;
 			continue;
 		}
@@ -798,12 +798,12 @@ body_append(struct sa_buf *b, const char *t, size_t n)
 			}
 		if (nl >= 2) {
 			if (firstnl > i)
-				buf_add(b, " ", 1);
-			buf_add(b, "\n", 1);
+				sa_buf_add(b, " ", 1);
+			sa_buf_add(b, "\n", 1);
 			if (lastnl + 1 < j)
-				buf_add(b, " ", 1);
+				sa_buf_add(b, " ", 1);
 		} else
-			buf_add(b, " ", 1);
+			sa_buf_add(b, " ", 1);
 		i = j;
 	}
 }
@@ -885,10 +885,10 @@ build_body(struct sa_ctx *c)
 			break;
 		}
 	if (subj != NULL && subj->decoded[0] != '\0') {
-		buf_add(&sc->body, subj->decoded, strlen(subj->decoded));
-		buf_add(&sc->body, "\n", 1);
+		sa_buf_add(&sc->body, subj->decoded, strlen(subj->decoded));
+		sa_buf_add(&sc->body, "\n", 1);
 	} else
-		buf_add(&sc->body, "\n", 1);
+		sa_buf_add(&sc->body, "\n", 1);
 	subjlen = sc->body.len;
 	for (i = 0; i < mv->nparts; i++) {
 		const struct mv_part *p = &mv->parts[i];
@@ -896,7 +896,7 @@ build_body(struct sa_ctx *c)
 		if (p->text == NULL || (p->flags & MV_PART_MULTIPART))
 			continue;
 		if (sc->body.len > subjlen)
-			buf_add(&sc->body, "\n", 1);
+			sa_buf_add(&sc->body, "\n", 1);
 		body_append(&sc->body, p->text, p->textlen);
 	}
 	/* the subject is its own line(s), then the text */
@@ -916,7 +916,7 @@ build_rawbody(struct sa_ctx *c)
 
 	sc->raw.len = 0;
 	sc->rawl.n = 0;
-	buf_add(&sc->raw, "", 0);
+	sa_buf_add(&sc->raw, "", 0);
 	for (i = 0; i < mv->nparts; i++) {
 		const struct mv_part *p = &mv->parts[i];
 
@@ -924,7 +924,7 @@ build_rawbody(struct sa_ctx *c)
 		    strcmp(p->type, "text/calendar") == 0)
 			continue;
 		base = sc->raw.len;
-		buf_add(&sc->raw, p->raw_text, p->raw_textlen);
+		sa_buf_add(&sc->raw, p->raw_text, p->raw_textlen);
 		split_paragraphs(
 		    &sc->rawl, sc->raw.s + base, base, p->raw_textlen);
 	}

@@ -29,18 +29,6 @@
 #define SA_HTML_TAGS 4096
 #define SA_TAGNAME   32
 
-static void
-hbuf_add(struct sa_buf *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		b->cap = (b->len + n + 1) * 2;
-		b->s = xrealloc(b->s, b->cap);
-	}
-	memcpy(b->s + b->len, s, n);
-	b->len += n;
-	b->s[b->len] = '\0';
-}
-
 /* a new string of a kind */
 static void
 str_open(struct sa_html *h, int kind)
@@ -54,7 +42,7 @@ str_open(struct sa_html *h, int kind)
 	k->v[k->n].off = k->b.len;
 	k->v[k->n].len = 0;
 	k->n++;
-	hbuf_add(&k->b, "", 0);
+	sa_buf_add(&k->b, "", 0);
 }
 
 /* append to the last string of a kind */
@@ -63,7 +51,7 @@ str_add(struct sa_html *h, int kind, const char *s, size_t n)
 {
 	struct sa_hstrs *k = &h->strs[kind];
 
-	hbuf_add(&k->b, s, n);
+	sa_buf_add(&k->b, s, n);
 	k->v[k->n - 1].len += n;
 }
 

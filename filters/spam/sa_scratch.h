@@ -20,6 +20,9 @@ struct sa_buf {
 	size_t len, cap;
 };
 
+/* Append s[0..n) to b, keeping it NUL-terminated (sa_engine.c). */
+void sa_buf_add(struct sa_buf *b, const char *s, size_t n);
+
 struct sa_span {
 	size_t off, len;
 };

@@ -11,7 +11,7 @@ out="$top/tests/fuzz/out"
 mkdir -p "$out"
 srcs="$top/proxy/smtp_parse.c $top/proxy/dataframe.c $top/proxy/headers.c
   $top/proxy/reply.c $top/proxy/proxyproto.c $top/proxy/escape.c
-  $top/proxy/hdredit.c $top/proxy/sasl.c $top/proxy/dnsrr.c $top/policies/lists.c
+  $top/proxy/hdredit.c $top/proxy/sasl.c $top/proxy/dnsrr.c $top/policies/lists.c $top/proxy/siphash.c
   $top/proxy/util.c
   $top/proxy/log.c $top/filters/spf/spf_eval.c $top/filters/dmarc/dmarc_eval.c $top/proxy/from_field.c
   $top/filters/av/scanproto.c $top/tools/mbox.c $top/filters/spam/bayes_tok.c
