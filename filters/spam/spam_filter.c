@@ -362,18 +362,25 @@ spam_init(const struct filter_conf *fc, void **ctx)
 	c->autolearn_spam = 12.0;
 	c->autolearn_ham = 0.1;
 
-	/* The distribution's rulesets first (lenient), then ours, then the
-	 * site's (strict: an error refuses the configuration). */
-	bad |= split_paths(fc, "sa_rules", filter_conf_get(fc, "sa_rules"),
-	    paths, &np);
-	strict_from = np;
+	/*
+	 * moat's own rules first, then the distribution's (both lenient; a
+	 * rule defined in both is the distribution's: SpamAssassin's own
+	 * definitions of GTUBE, MISSING_DATE ... win when its ruleset is
+	 * loaded), then the site's (strict: an error refuses the
+	 * configuration). default_rules: yes, no, or the file to use.
+	 */
 	v = filter_conf_get(fc, "default_rules");
 	if (v == NULL || strcmp(v, "yes") == 0 || strcmp(v, "true") == 0)
 		paths[np++] = xstrdup(MOAT_SPAM_RULES);
+	else if (v[0] == '/')
+		paths[np++] = xstrdup(v);
 	else if (strcmp(v, "no") != 0 && strcmp(v, "false") != 0) {
-		filter_conf_error(fc, "default_rules: yes or no");
+		filter_conf_error(fc, "default_rules: yes, no or a path");
 		bad = 1;
 	}
+	bad |= split_paths(fc, "sa_rules", filter_conf_get(fc, "sa_rules"),
+	    paths, &np);
+	strict_from = np;
 	bad |= split_paths(fc, "rules", filter_conf_get(fc, "rules"), paths,
 	    &np);
 	bad |= filter_opt_bool(fc, "bayes", 1, &bayes_on) != 0;
