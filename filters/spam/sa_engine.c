@@ -188,7 +188,7 @@ sa_scratch_free(struct sa_scratch *sc)
 	free(sc->cand);
 	free(sc->lo);
 	free(sc->hi);
-	free(sc->need);
+	free(sc->rstack);
 	sa_prefilter_scratch_free(sc);
 	free(sc);
 }
@@ -1118,14 +1118,103 @@ run_regex_rule(struct sa_ctx *c, const struct sa_rule *r)
 	return run_lines(c, r, &sc->raw, &sc->rawl, 0);
 }
 
+/* A meta's interval from its inputs' intervals, mapped as got_hit()
+   maps its value: a true value below 1 counts as 1. */
+static void
+meta_interval(const struct sa_ruleset *rs, uint32_t m, double *lo, double *hi)
+{
+	double l, h;
+
+	sa_meta_interval(rs->rules[m], lo, hi, &l, &h);
+	if (l > 0) {
+		lo[m] = l;
+		hi[m] = h;
+	} else if (h < 0)
+		lo[m] = hi[m] = 1;
+	else if (l == 0 && h == 0)
+		lo[m] = hi[m] = 0;
+	else {
+		lo[m] = 0;
+		hi[m] = h > 1 ? h : 1;
+	}
+}
+
+/*
+ * Make rule `root`'s value exact (lo == hi): its unknown inputs one at a
+ * time, depth first (an explicit stack: metas are acyclic, so each is on
+ * it at most once), the meta's interval narrowed after each, stopping as
+ * soon as it is exact. An input that decides the meta on its own (a false
+ * operand of &&) thus spares running the others. Returns the rules run.
+ */
+static unsigned
+resolve(struct sa_ctx *c, uint32_t root, uint64_t deadline, int *timed_out)
+{
+	const struct sa_ruleset *rs = c->rs;
+	struct sa_scratch	*sc = c->sc;
+	double			*lo = sc->lo, *hi = sc->hi;
+	struct sa_resolve	*st = sc->rstack;
+	size_t			 sp = 0;
+	unsigned		 ran = 0;
+
+	st[sp].rule = root;
+	st[sp++].k = 0;
+	while (sp > 0) {
+		struct sa_resolve    *t = &st[sp - 1];
+		const struct sa_rule *r = rs->rules[t->rule];
+		uint32_t	      x;
+
+		if (lo[t->rule] == hi[t->rule] || t->k >= r->ncode) {
+			/* exact, or every input tried: back to the reader */
+			if (--sp > 0)
+				meta_interval(rs, st[sp - 1].rule, lo, hi);
+			continue;
+		}
+		if (r->code[t->k].op != MOP_RULE) {
+			t->k++;
+			continue;
+		}
+		x = r->code[t->k++].arg;
+		if (lo[x] == hi[x])
+			continue;
+		if (rs->rules[x]->type == SA_META) {
+			/* its inputs may have been made exact meanwhile */
+			meta_interval(rs, x, lo, hi);
+			if (lo[x] == hi[x])
+				meta_interval(rs, t->rule, lo, hi);
+			else {
+				st[sp].rule = x;
+				st[sp++].k = 0;
+			}
+			continue;
+		}
+		if (!rs->rules[x]->lazy || *timed_out)
+			continue;
+		if (deadline != 0 && now_usec() > deadline) {
+			*timed_out = 1;
+			continue;
+		}
+		{
+			uint64_t t0 = sc->prof ? now_usec_ns() : 0;
+
+			sc->values[x] = run_regex_rule(c, rs->rules[x]);
+			if (sc->prof != NULL)
+				sc->prof[x] += now_usec_ns() - t0;
+		}
+		lo[x] = hi[x] = sc->values[x];
+		ran++;
+		meta_interval(rs, t->rule, lo, hi);
+	}
+	return ran;
+}
+
 /*
  * The lazy rules (costly regexes only metas read) run only where a
  * reported meta's outcome depends on them: the metas are first evaluated
  * over intervals, each unknown rule anywhere in [0, its most hits]; a
- * reported meta whose truth is then undecided asks for the exact values
- * of its inputs, down the dependency order. A rule nobody asked for stays
- * 0, which lies inside every interval used, so every reported meta comes
- * out as if all rules had run. Returns the rules run.
+ * reported meta whose truth is then undecided is made exact (resolve()),
+ * down the dependency order. A rule nobody asked for stays 0, which lies
+ * inside every interval used, so every reported meta comes out as if all
+ * rules had run. Returns the rules run.
  */
 static unsigned
 run_lazy(struct sa_ctx *c, uint64_t deadline, int *timed_out)
@@ -1133,80 +1222,37 @@ run_lazy(struct sa_ctx *c, uint64_t deadline, int *timed_out)
 	const struct sa_ruleset *rs = c->rs;
 	struct sa_scratch	*sc = c->sc;
 	double			*lo, *hi;
-	unsigned char		*need;
-	size_t			 i, k, n = rs->nrules;
+	size_t			 i, n = rs->nrules;
 	unsigned		 ran = 0;
 
 	if (sc->nlazybuf < n) {
 		free(sc->lo);
 		free(sc->hi);
-		free(sc->need);
+		free(sc->rstack);
 		sc->lo = xcalloc(n, sizeof(*sc->lo));
 		sc->hi = xcalloc(n, sizeof(*sc->hi));
-		sc->need = xcalloc(n, 1);
+		sc->rstack = xcalloc(n, sizeof(*sc->rstack));
 		sc->nlazybuf = n;
 	}
 	lo = sc->lo;
 	hi = sc->hi;
-	need = sc->need;
 	memcpy(lo, sc->values, n * sizeof(*lo));
 	memcpy(hi, sc->values, n * sizeof(*hi));
-	memset(need, 0, n);
 	for (i = 0; i < rs->nlazy; i++)
 		hi[rs->lazy[i]] = rule_want(rs->rules[rs->lazy[i]]);
-	for (i = 0; i < rs->norder[SA_META]; i++) {
-		uint32_t m = rs->order[SA_META][i];
-		double	 l, h;
-
-		sa_meta_interval(rs->rules[m], lo, hi, &l, &h);
-		/* got_hit(): a true value below 1 counts as 1 */
-		if (l > 0) {
-			lo[m] = l;
-			hi[m] = h;
-		} else if (h < 0)
-			lo[m] = hi[m] = 1;
-		else if (l == 0 && h == 0)
-			lo[m] = hi[m] = 0;
-		else {
-			lo[m] = 0;
-			hi[m] = h > 1 ? h : 1;
-		}
-	}
+	for (i = 0; i < rs->norder[SA_META]; i++)
+		meta_interval(rs, rs->order[SA_META][i], lo, hi);
 	for (i = rs->norder[SA_META]; i-- > 0;) {
 		uint32_t	      m = rs->order[SA_META][i];
 		const struct sa_rule *r = rs->rules[m];
 
-		if (!r->sub && r->sc != 0 && !(lo[m] > 0 || hi[m] == 0))
-			need[m] = 1;
-		if (!need[m])
+		if (r->sub || r->sc == 0 || lo[m] > 0 || hi[m] == 0)
 			continue;
-		for (k = 0; k < r->ncode; k++) {
-			uint32_t	      d;
-			const struct sa_rule *dr;
-
-			if (r->code[k].op != MOP_RULE)
-				continue;
-			d = r->code[k].arg;
-			dr = rs->rules[d];
-			if (lo[d] == hi[d] || need[d])
-				continue;
-			need[d] = 1;
-			if (!dr->lazy || *timed_out)
-				continue;
-			if (deadline != 0 && now_usec() > deadline) {
-				*timed_out = 1;
-				continue;
-			}
-			{
-				uint64_t t0 = sc->prof ? now_usec_ns() : 0;
-
-				sc->values[d] = run_regex_rule(c, dr);
-				if (sc->prof != NULL)
-					sc->prof[d] += now_usec_ns() - t0;
-			}
-			lo[d] = hi[d] = sc->values[d];
-			ran++;
-		}
+		/* inputs made exact since the first pass may decide it */
+		meta_interval(rs, m, lo, hi);
+		if (lo[m] > 0 || hi[m] == 0)
+			continue;
+		ran += resolve(c, m, deadline, timed_out);
 	}
 	return ran;
 }

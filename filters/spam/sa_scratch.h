@@ -99,7 +99,10 @@ struct sa_scratch {
 	unsigned long budget; /* usec per sa_eval(), 0 = none */
 
 	double	      *lo, *hi; /* lazy rules: meta value intervals */
-	unsigned char *need;
+	struct sa_resolve {
+		uint32_t rule; /* a meta being made exact */
+		unsigned k;    /* its next operation */
+	} *rstack;
 	size_t	       nlazybuf;
 
 	struct sa_html html;
