@@ -186,6 +186,8 @@ sa_scratch_free(struct sa_scratch *sc)
 	free(sc->prof);
 	free(sc->relays);
 	free(sc->cand);
+	free(sc->cand_first);
+	free(sc->cand_last);
 	free(sc->lo);
 	free(sc->hi);
 	free(sc->rstack);
@@ -940,14 +942,17 @@ sa_body_text(struct sa_ctx *c, size_t *len)
 	return c->sc->body.s;
 }
 
+/* Matches of r in lines [from, to) of b. */
 static unsigned
 run_lines(struct sa_ctx *c, const struct sa_rule *r, const struct sa_buf *b,
-    const struct sa_spans *sp, size_t from)
+    const struct sa_spans *sp, size_t from, size_t to)
 {
 	unsigned want = rule_want(r), n = 0;
 	size_t	 i;
 
-	for (i = from; i < sp->n && n < want; i++)
+	if (to > sp->n)
+		to = sp->n;
+	for (i = from; i < to && n < want; i++)
 		n += match_count(
 		    c, r, b->s + sp->v[i].off, sp->v[i].len, want - n);
 	return n;
@@ -1081,7 +1086,7 @@ prefilter(struct sa_ctx *c, int t)
 		sp = &sc->rawl;
 		break;
 	case SA_FULL:
-		return sa_prefilter_scan(rs, sc, t, c->raw, c->rawlen) == 0;
+		return sa_prefilter_scan(rs, sc, t, c->raw, c->rawlen, 0) == 0;
 	case SA_URI:
 		for (i = 0; i < c->mv->nuris; i++) {
 			const char *forms[3];
@@ -1090,8 +1095,8 @@ prefilter(struct sa_ctx *c, int t)
 				&c->mv->uris[i], buf, sizeof(buf), forms, lens);
 
 			for (j = 0; j < nf; j++)
-				if (sa_prefilter_scan(
-					rs, sc, t, forms[j], lens[j]) < 0)
+				if (sa_prefilter_scan(rs, sc, t, forms[j],
+					lens[j], (uint32_t)i) < 0)
 					return 0;
 		}
 		return 1;
@@ -1099,10 +1104,27 @@ prefilter(struct sa_ctx *c, int t)
 		return 0;
 	}
 	for (i = 0; i < sp->n; i++)
-		if (sa_prefilter_scan(
-			rs, sc, t, b->s + sp->v[i].off, sp->v[i].len) < 0)
+		if (sa_prefilter_scan(rs, sc, t, b->s + sp->v[i].off,
+			sp->v[i].len, (uint32_t)i) < 0)
 			return 0;
 	return 1;
+}
+
+/*
+ * A prefiltered rule can only match in the lines Hyperscan reported it
+ * on (each line is scanned on its own, as PCRE2 sees it): narrow [from,
+ * to) to the first and last of them.
+ */
+static void
+pf_lines(const struct sa_scratch *sc, int prefiltered, uint32_t ri,
+    size_t *from, size_t *to)
+{
+	if (!prefiltered)
+		return;
+	if (*from < sc->cand_first[ri])
+		*from = sc->cand_first[ri];
+	if (*to > (size_t)sc->cand_last[ri] + 1)
+		*to = (size_t)sc->cand_last[ri] + 1;
 }
 
 /* -------------------------------------------------------- lazy rules */
@@ -1114,8 +1136,9 @@ run_regex_rule(struct sa_ctx *c, const struct sa_rule *r)
 
 	if (r->type == SA_BODY)
 		return run_lines(c, r, &sc->body, &sc->bodyl,
-		    (r->tflags & SA_TF_NOSUBJECT) ? sc->body_subject_lines : 0);
-	return run_lines(c, r, &sc->raw, &sc->rawl, 0);
+		    (r->tflags & SA_TF_NOSUBJECT) ? sc->body_subject_lines : 0,
+		    sc->bodyl.n);
+	return run_lines(c, r, &sc->raw, &sc->rawl, 0, sc->rawl.n);
 }
 
 /* A meta's interval from its inputs' intervals, mapped as got_hit()
@@ -1287,7 +1310,7 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
     struct sa_result *res)
 {
 	struct sa_ctx c;
-	size_t	      i, k;
+	size_t	      i, k, from, to;
 	unsigned      n, ran = 0;
 	double	      total = 0;
 	uint64_t      tprev, deadline = 0;
@@ -1330,6 +1353,13 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 			sc->ncand = (rs->nrules + 7) / 8;
 			sc->cand = xmalloc(sc->ncand);
 		}
+		if (sc->ncandlines < rs->nrules) {
+			free(sc->cand_first);
+			free(sc->cand_last);
+			sc->ncandlines = rs->nrules;
+			sc->cand_first = xcalloc(rs->nrules, sizeof(uint32_t));
+			sc->cand_last = xcalloc(rs->nrules, sizeof(uint32_t));
+		}
 		memset(sc->cand, 0, (rs->nrules + 7) / 8);
 	}
 
@@ -1366,13 +1396,20 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 				n = run_mimeheader(&c, r);
 				break;
 			case SA_BODY:
-				n = run_lines(&c, r, &sc->body, &sc->bodyl,
-				    (r->tflags & SA_TF_NOSUBJECT)
-					? sc->body_subject_lines
-					: 0);
+				from = (r->tflags & SA_TF_NOSUBJECT)
+				    ? sc->body_subject_lines
+				    : 0;
+				to = sc->bodyl.n;
+				pf_lines(sc, usepf && r->pf, ri, &from, &to);
+				n = run_lines(
+				    &c, r, &sc->body, &sc->bodyl, from, to);
 				break;
 			case SA_RAWBODY:
-				n = run_lines(&c, r, &sc->raw, &sc->rawl, 0);
+				from = 0;
+				to = sc->rawl.n;
+				pf_lines(sc, usepf && r->pf, ri, &from, &to);
+				n = run_lines(
+				    &c, r, &sc->raw, &sc->rawl, from, to);
 				break;
 			case SA_FULL:
 				n = match_count(

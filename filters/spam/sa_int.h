@@ -246,7 +246,7 @@ void sa_prefilter_build(struct sa_ruleset *);
 void sa_prefilter_free(struct sa_ruleset *);
 int  sa_prefilter_prepare(const struct sa_ruleset *, struct sa_scratch *);
 int  sa_prefilter_scan(const struct sa_ruleset *, struct sa_scratch *, int t,
-     const char *s, size_t n);
+     const char *s, size_t n, uint32_t unit);
 int  sa_prefilter_has(const struct sa_ruleset *, int t);
 void sa_prefilter_scratch_free(struct sa_scratch *);
 

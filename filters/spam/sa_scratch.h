@@ -95,6 +95,10 @@ struct sa_scratch {
 	unsigned       hs_serial;
 	unsigned char *cand; /* prefilter: bit per rule that may match */
 	size_t	       ncand;
+	/* per rule with its cand bit set: the first and last line (chunk,
+	   URI) Hyperscan reported it on */
+	uint32_t *cand_first, *cand_last;
+	size_t	  ncandlines;
 
 	unsigned long budget; /* usec per sa_eval(), 0 = none */
 
