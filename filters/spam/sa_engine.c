@@ -1336,6 +1336,7 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 		memset(sc->hcache, 0, SA_HCACHE * sizeof(*sc->hcache));
 		sc->gen = 1;
 		sc->relays_gen = 0;
+		sc->date_diff_gen = 0;
 	}
 	sc->body_built = sc->raw_built = 0;
 	sc->nhits = 0;

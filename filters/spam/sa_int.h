@@ -145,6 +145,10 @@ struct sa_list {
 	char  *name;
 	char **v;
 	size_t n, cap;
+	/* for sa_list_has_domain(), built when the load finishes (entries
+	   of v, not owned): the plain ones sorted, the wildcards */
+	char **plain, **wild;
+	size_t nplain, nwild;
 };
 
 struct sa_kv {
