@@ -1676,7 +1676,8 @@ finish(struct loader *l, size_t nstrict_files)
 		r->sc = r->score[rs->scoreset];
 		(void)strict;
 		if (r->pattern != NULL) {
-			int code;
+			int    code;
+			size_t jitsize = 0;
 
 			r->re = sa_regex_compile(
 			    r->pattern, r->reopts, &code, why, sizeof(why));
@@ -1700,6 +1701,9 @@ finish(struct loader *l, size_t nstrict_files)
 				r->defined = 0;
 				continue;
 			}
+			r->jit = pcre2_pattern_info(r->re, PCRE2_INFO_JITSIZE,
+				     &jitsize) == 0 &&
+			    jitsize > 0;
 		}
 		if (r->evalname != NULL && !r->is_net) {
 			if (sa_net_is_eval(r->evalname)) {

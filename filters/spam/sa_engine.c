@@ -208,8 +208,11 @@ match_count(struct sa_ctx *c, const struct sa_rule *r, const char *s, size_t n,
 	int	    rc;
 
 	while (hits < want && off <= n) {
-		rc = pcre2_match(
-		    r->re, (PCRE2_SPTR)s, n, off, 0, c->md, c->sc->mc);
+		/* the JIT's own entry skips pcre2_match()'s checks */
+		rc = r->jit ? pcre2_jit_match(r->re, (PCRE2_SPTR)s, n, off, 0,
+				  c->md, c->sc->mc)
+			    : pcre2_match(r->re, (PCRE2_SPTR)s, n, off, 0,
+				  c->md, c->sc->mc);
 		if (rc < 0)
 			break;
 		hits++;

@@ -122,6 +122,7 @@ struct sa_rule {
 			     meta's outcome depends on it */
 	uint32_t    reopts;
 	pcre2_code *re;
+	int	    jit; /* re was JIT-compiled: pcre2_jit_match() */
 
 	/* header and mimeheader */
 	char	*hdr;
