@@ -403,6 +403,44 @@ sa_ruleset_list(const struct sa_ruleset *rs, const char *name, size_t *n)
 	return li && li->n ? (const char *const *)li->v : NULL;
 }
 
+/* a "*.example.com" or "example.*" style entry */
+static int
+list_wildcard(const char *p)
+{
+	size_t pl = strlen(p);
+
+	return pl > 1 && (p[0] == '*' || p[pl - 1] == '*');
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The lookup tables of every list (at the end of the load). */
+static void
+lists_index(struct sa_ruleset *rs)
+{
+	size_t i, k;
+
+	for (i = 0; i < rs->nlists; i++) {
+		struct sa_list *li = &rs->lists[i];
+
+		free(li->plain);
+		free(li->wild);
+		li->plain = xcalloc(li->n + 1, sizeof(char *));
+		li->wild = xcalloc(li->n + 1, sizeof(char *));
+		li->nplain = li->nwild = 0;
+		for (k = 0; k < li->n; k++)
+			if (list_wildcard(li->v[k]))
+				li->wild[li->nwild++] = li->v[k];
+			else
+				li->plain[li->nplain++] = li->v[k];
+		qsort(li->plain, li->nplain, sizeof(char *), cmp_str);
+	}
+}
+
 /* Is domain (lower case) in the list; "*" globs as SpamAssassin's. */
 int
 sa_list_has_domain(
@@ -413,8 +451,11 @@ sa_list_has_domain(
 
 	if (li == NULL || domain == NULL)
 		return 0;
-	for (i = 0; i < li->n; i++) {
-		const char *p = li->v[i];
+	if (bsearch(&domain, li->plain, li->nplain, sizeof(char *), cmp_str) !=
+	    NULL)
+		return 1;
+	for (i = 0; i < li->nwild; i++) {
+		const char *p = li->wild[i];
 		size_t	    pl = strlen(p), dl = strlen(domain);
 
 		if (strcmp(p, domain) == 0)
@@ -1635,7 +1676,8 @@ finish(struct loader *l, size_t nstrict_files)
 		r->sc = r->score[rs->scoreset];
 		(void)strict;
 		if (r->pattern != NULL) {
-			int code;
+			int    code;
+			size_t jitsize = 0;
 
 			r->re = sa_regex_compile(
 			    r->pattern, r->reopts, &code, why, sizeof(why));
@@ -1659,6 +1701,9 @@ finish(struct loader *l, size_t nstrict_files)
 				r->defined = 0;
 				continue;
 			}
+			r->jit = pcre2_pattern_info(r->re, PCRE2_INFO_JITSIZE,
+				     &jitsize) == 0 &&
+			    jitsize > 0;
 		}
 		if (r->evalname != NULL && !r->is_net) {
 			if (sa_net_is_eval(r->evalname)) {
@@ -1779,6 +1824,7 @@ finish(struct loader *l, size_t nstrict_files)
 		if (rs->rules[rs->order[SA_META][i]]->run)
 			rs->order[SA_META][k++] = rs->order[SA_META][i];
 	rs->norder[SA_META] = k;
+	lists_index(rs);
 	if (!l->no_prefilter)
 		sa_prefilter_build(rs);
 	/*
@@ -1888,6 +1934,8 @@ sa_ruleset_free(struct sa_ruleset *rs)
 		for (k = 0; k < rs->lists[i].n; k++)
 			free(rs->lists[i].v[k]);
 		free(rs->lists[i].v);
+		free(rs->lists[i].plain);
+		free(rs->lists[i].wild);
 		free(rs->lists[i].name);
 	}
 	free(rs->lists);

@@ -186,9 +186,11 @@ sa_scratch_free(struct sa_scratch *sc)
 	free(sc->prof);
 	free(sc->relays);
 	free(sc->cand);
+	free(sc->cand_first);
+	free(sc->cand_last);
 	free(sc->lo);
 	free(sc->hi);
-	free(sc->need);
+	free(sc->rstack);
 	sa_prefilter_scratch_free(sc);
 	free(sc);
 }
@@ -206,8 +208,11 @@ match_count(struct sa_ctx *c, const struct sa_rule *r, const char *s, size_t n,
 	int	    rc;
 
 	while (hits < want && off <= n) {
-		rc = pcre2_match(
-		    r->re, (PCRE2_SPTR)s, n, off, 0, c->md, c->sc->mc);
+		/* the JIT's own entry skips pcre2_match()'s checks */
+		rc = r->jit ? pcre2_jit_match(r->re, (PCRE2_SPTR)s, n, off, 0,
+				  c->md, c->sc->mc)
+			    : pcre2_match(r->re, (PCRE2_SPTR)s, n, off, 0,
+				  c->md, c->sc->mc);
 		if (rc < 0)
 			break;
 		hits++;
@@ -940,14 +945,17 @@ sa_body_text(struct sa_ctx *c, size_t *len)
 	return c->sc->body.s;
 }
 
+/* Matches of r in lines [from, to) of b. */
 static unsigned
 run_lines(struct sa_ctx *c, const struct sa_rule *r, const struct sa_buf *b,
-    const struct sa_spans *sp, size_t from)
+    const struct sa_spans *sp, size_t from, size_t to)
 {
 	unsigned want = rule_want(r), n = 0;
 	size_t	 i;
 
-	for (i = from; i < sp->n && n < want; i++)
+	if (to > sp->n)
+		to = sp->n;
+	for (i = from; i < to && n < want; i++)
 		n += match_count(
 		    c, r, b->s + sp->v[i].off, sp->v[i].len, want - n);
 	return n;
@@ -1081,7 +1089,7 @@ prefilter(struct sa_ctx *c, int t)
 		sp = &sc->rawl;
 		break;
 	case SA_FULL:
-		return sa_prefilter_scan(rs, sc, t, c->raw, c->rawlen) == 0;
+		return sa_prefilter_scan(rs, sc, t, c->raw, c->rawlen, 0) == 0;
 	case SA_URI:
 		for (i = 0; i < c->mv->nuris; i++) {
 			const char *forms[3];
@@ -1090,8 +1098,8 @@ prefilter(struct sa_ctx *c, int t)
 				&c->mv->uris[i], buf, sizeof(buf), forms, lens);
 
 			for (j = 0; j < nf; j++)
-				if (sa_prefilter_scan(
-					rs, sc, t, forms[j], lens[j]) < 0)
+				if (sa_prefilter_scan(rs, sc, t, forms[j],
+					lens[j], (uint32_t)i) < 0)
 					return 0;
 		}
 		return 1;
@@ -1099,10 +1107,27 @@ prefilter(struct sa_ctx *c, int t)
 		return 0;
 	}
 	for (i = 0; i < sp->n; i++)
-		if (sa_prefilter_scan(
-			rs, sc, t, b->s + sp->v[i].off, sp->v[i].len) < 0)
+		if (sa_prefilter_scan(rs, sc, t, b->s + sp->v[i].off,
+			sp->v[i].len, (uint32_t)i) < 0)
 			return 0;
 	return 1;
+}
+
+/*
+ * A prefiltered rule can only match in the lines Hyperscan reported it
+ * on (each line is scanned on its own, as PCRE2 sees it): narrow [from,
+ * to) to the first and last of them.
+ */
+static void
+pf_lines(const struct sa_scratch *sc, int prefiltered, uint32_t ri,
+    size_t *from, size_t *to)
+{
+	if (!prefiltered)
+		return;
+	if (*from < sc->cand_first[ri])
+		*from = sc->cand_first[ri];
+	if (*to > (size_t)sc->cand_last[ri] + 1)
+		*to = (size_t)sc->cand_last[ri] + 1;
 }
 
 /* -------------------------------------------------------- lazy rules */
@@ -1114,18 +1139,108 @@ run_regex_rule(struct sa_ctx *c, const struct sa_rule *r)
 
 	if (r->type == SA_BODY)
 		return run_lines(c, r, &sc->body, &sc->bodyl,
-		    (r->tflags & SA_TF_NOSUBJECT) ? sc->body_subject_lines : 0);
-	return run_lines(c, r, &sc->raw, &sc->rawl, 0);
+		    (r->tflags & SA_TF_NOSUBJECT) ? sc->body_subject_lines : 0,
+		    sc->bodyl.n);
+	return run_lines(c, r, &sc->raw, &sc->rawl, 0, sc->rawl.n);
+}
+
+/* A meta's interval from its inputs' intervals, mapped as got_hit()
+   maps its value: a true value below 1 counts as 1. */
+static void
+meta_interval(const struct sa_ruleset *rs, uint32_t m, double *lo, double *hi)
+{
+	double l, h;
+
+	sa_meta_interval(rs->rules[m], lo, hi, &l, &h);
+	if (l > 0) {
+		lo[m] = l;
+		hi[m] = h;
+	} else if (h < 0)
+		lo[m] = hi[m] = 1;
+	else if (l == 0 && h == 0)
+		lo[m] = hi[m] = 0;
+	else {
+		lo[m] = 0;
+		hi[m] = h > 1 ? h : 1;
+	}
+}
+
+/*
+ * Make rule `root`'s value exact (lo == hi): its unknown inputs one at a
+ * time, depth first (an explicit stack: metas are acyclic, so each is on
+ * it at most once), the meta's interval narrowed after each, stopping as
+ * soon as it is exact. An input that decides the meta on its own (a false
+ * operand of &&) thus spares running the others. Returns the rules run.
+ */
+static unsigned
+resolve(struct sa_ctx *c, uint32_t root, uint64_t deadline, int *timed_out)
+{
+	const struct sa_ruleset *rs = c->rs;
+	struct sa_scratch	*sc = c->sc;
+	double			*lo = sc->lo, *hi = sc->hi;
+	struct sa_resolve	*st = sc->rstack;
+	size_t			 sp = 0;
+	unsigned		 ran = 0;
+
+	st[sp].rule = root;
+	st[sp++].k = 0;
+	while (sp > 0) {
+		struct sa_resolve    *t = &st[sp - 1];
+		const struct sa_rule *r = rs->rules[t->rule];
+		uint32_t	      x;
+
+		if (lo[t->rule] == hi[t->rule] || t->k >= r->ncode) {
+			/* exact, or every input tried: back to the reader */
+			if (--sp > 0)
+				meta_interval(rs, st[sp - 1].rule, lo, hi);
+			continue;
+		}
+		if (r->code[t->k].op != MOP_RULE) {
+			t->k++;
+			continue;
+		}
+		x = r->code[t->k++].arg;
+		if (lo[x] == hi[x])
+			continue;
+		if (rs->rules[x]->type == SA_META) {
+			/* its inputs may have been made exact meanwhile */
+			meta_interval(rs, x, lo, hi);
+			if (lo[x] == hi[x])
+				meta_interval(rs, t->rule, lo, hi);
+			else {
+				st[sp].rule = x;
+				st[sp++].k = 0;
+			}
+			continue;
+		}
+		if (!rs->rules[x]->lazy || *timed_out)
+			continue;
+		if (deadline != 0 && now_usec() > deadline) {
+			*timed_out = 1;
+			continue;
+		}
+		{
+			uint64_t t0 = sc->prof ? now_usec_ns() : 0;
+
+			sc->values[x] = run_regex_rule(c, rs->rules[x]);
+			if (sc->prof != NULL)
+				sc->prof[x] += now_usec_ns() - t0;
+		}
+		lo[x] = hi[x] = sc->values[x];
+		ran++;
+		meta_interval(rs, t->rule, lo, hi);
+	}
+	return ran;
 }
 
 /*
  * The lazy rules (costly regexes only metas read) run only where a
  * reported meta's outcome depends on them: the metas are first evaluated
  * over intervals, each unknown rule anywhere in [0, its most hits]; a
- * reported meta whose truth is then undecided asks for the exact values
- * of its inputs, down the dependency order. A rule nobody asked for stays
- * 0, which lies inside every interval used, so every reported meta comes
- * out as if all rules had run. Returns the rules run.
+ * reported meta whose truth is then undecided is made exact (resolve()),
+ * down the dependency order. A rule nobody asked for stays 0, which lies
+ * inside every interval used, so every reported meta comes out as if all
+ * rules had run. Returns the rules run.
  */
 static unsigned
 run_lazy(struct sa_ctx *c, uint64_t deadline, int *timed_out)
@@ -1133,80 +1248,37 @@ run_lazy(struct sa_ctx *c, uint64_t deadline, int *timed_out)
 	const struct sa_ruleset *rs = c->rs;
 	struct sa_scratch	*sc = c->sc;
 	double			*lo, *hi;
-	unsigned char		*need;
-	size_t			 i, k, n = rs->nrules;
+	size_t			 i, n = rs->nrules;
 	unsigned		 ran = 0;
 
 	if (sc->nlazybuf < n) {
 		free(sc->lo);
 		free(sc->hi);
-		free(sc->need);
+		free(sc->rstack);
 		sc->lo = xcalloc(n, sizeof(*sc->lo));
 		sc->hi = xcalloc(n, sizeof(*sc->hi));
-		sc->need = xcalloc(n, 1);
+		sc->rstack = xcalloc(n, sizeof(*sc->rstack));
 		sc->nlazybuf = n;
 	}
 	lo = sc->lo;
 	hi = sc->hi;
-	need = sc->need;
 	memcpy(lo, sc->values, n * sizeof(*lo));
 	memcpy(hi, sc->values, n * sizeof(*hi));
-	memset(need, 0, n);
 	for (i = 0; i < rs->nlazy; i++)
 		hi[rs->lazy[i]] = rule_want(rs->rules[rs->lazy[i]]);
-	for (i = 0; i < rs->norder[SA_META]; i++) {
-		uint32_t m = rs->order[SA_META][i];
-		double	 l, h;
-
-		sa_meta_interval(rs->rules[m], lo, hi, &l, &h);
-		/* got_hit(): a true value below 1 counts as 1 */
-		if (l > 0) {
-			lo[m] = l;
-			hi[m] = h;
-		} else if (h < 0)
-			lo[m] = hi[m] = 1;
-		else if (l == 0 && h == 0)
-			lo[m] = hi[m] = 0;
-		else {
-			lo[m] = 0;
-			hi[m] = h > 1 ? h : 1;
-		}
-	}
+	for (i = 0; i < rs->norder[SA_META]; i++)
+		meta_interval(rs, rs->order[SA_META][i], lo, hi);
 	for (i = rs->norder[SA_META]; i-- > 0;) {
 		uint32_t	      m = rs->order[SA_META][i];
 		const struct sa_rule *r = rs->rules[m];
 
-		if (!r->sub && r->sc != 0 && !(lo[m] > 0 || hi[m] == 0))
-			need[m] = 1;
-		if (!need[m])
+		if (r->sub || r->sc == 0 || lo[m] > 0 || hi[m] == 0)
 			continue;
-		for (k = 0; k < r->ncode; k++) {
-			uint32_t	      d;
-			const struct sa_rule *dr;
-
-			if (r->code[k].op != MOP_RULE)
-				continue;
-			d = r->code[k].arg;
-			dr = rs->rules[d];
-			if (lo[d] == hi[d] || need[d])
-				continue;
-			need[d] = 1;
-			if (!dr->lazy || *timed_out)
-				continue;
-			if (deadline != 0 && now_usec() > deadline) {
-				*timed_out = 1;
-				continue;
-			}
-			{
-				uint64_t t0 = sc->prof ? now_usec_ns() : 0;
-
-				sc->values[d] = run_regex_rule(c, dr);
-				if (sc->prof != NULL)
-					sc->prof[d] += now_usec_ns() - t0;
-			}
-			lo[d] = hi[d] = sc->values[d];
-			ran++;
-		}
+		/* inputs made exact since the first pass may decide it */
+		meta_interval(rs, m, lo, hi);
+		if (lo[m] > 0 || hi[m] == 0)
+			continue;
+		ran += resolve(c, m, deadline, timed_out);
 	}
 	return ran;
 }
@@ -1241,7 +1313,7 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
     struct sa_result *res)
 {
 	struct sa_ctx c;
-	size_t	      i, k;
+	size_t	      i, k, from, to;
 	unsigned      n, ran = 0;
 	double	      total = 0;
 	uint64_t      tprev, deadline = 0;
@@ -1267,6 +1339,7 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 		memset(sc->hcache, 0, SA_HCACHE * sizeof(*sc->hcache));
 		sc->gen = 1;
 		sc->relays_gen = 0;
+		sc->date_diff_gen = 0;
 	}
 	sc->body_built = sc->raw_built = 0;
 	sc->nhits = 0;
@@ -1283,6 +1356,13 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 			free(sc->cand);
 			sc->ncand = (rs->nrules + 7) / 8;
 			sc->cand = xmalloc(sc->ncand);
+		}
+		if (sc->ncandlines < rs->nrules) {
+			free(sc->cand_first);
+			free(sc->cand_last);
+			sc->ncandlines = rs->nrules;
+			sc->cand_first = xcalloc(rs->nrules, sizeof(uint32_t));
+			sc->cand_last = xcalloc(rs->nrules, sizeof(uint32_t));
 		}
 		memset(sc->cand, 0, (rs->nrules + 7) / 8);
 	}
@@ -1320,13 +1400,20 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 				n = run_mimeheader(&c, r);
 				break;
 			case SA_BODY:
-				n = run_lines(&c, r, &sc->body, &sc->bodyl,
-				    (r->tflags & SA_TF_NOSUBJECT)
-					? sc->body_subject_lines
-					: 0);
+				from = (r->tflags & SA_TF_NOSUBJECT)
+				    ? sc->body_subject_lines
+				    : 0;
+				to = sc->bodyl.n;
+				pf_lines(sc, usepf && r->pf, ri, &from, &to);
+				n = run_lines(
+				    &c, r, &sc->body, &sc->bodyl, from, to);
 				break;
 			case SA_RAWBODY:
-				n = run_lines(&c, r, &sc->raw, &sc->rawl, 0);
+				from = 0;
+				to = sc->rawl.n;
+				pf_lines(sc, usepf && r->pf, ri, &from, &to);
+				n = run_lines(
+				    &c, r, &sc->raw, &sc->rawl, from, to);
 				break;
 			case SA_FULL:
 				n = match_count(

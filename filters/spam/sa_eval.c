@@ -1090,9 +1090,15 @@ static int
 eval_shifted_date(
     struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
-	long long d = date_diff(c);
+	long long d;
 
 	(void)r;
+	/* the same for each of the rules: once per message */
+	if (c->sc->date_diff_gen != c->sc->gen) {
+		c->sc->date_diff = date_diff(c);
+		c->sc->date_diff_gen = c->sc->gen;
+	}
+	d = c->sc->date_diff;
 	return (strcmp(a->s[0], "undef") == 0 ||
 		   (double)d >= 3600 * argnum(a, 0, 0)) &&
 	    (strcmp(a->s[1], "undef") == 0 ||

@@ -122,6 +122,7 @@ struct sa_rule {
 			     meta's outcome depends on it */
 	uint32_t    reopts;
 	pcre2_code *re;
+	int	    jit; /* re was JIT-compiled: pcre2_jit_match() */
 
 	/* header and mimeheader */
 	char	*hdr;
@@ -145,6 +146,10 @@ struct sa_list {
 	char  *name;
 	char **v;
 	size_t n, cap;
+	/* for sa_list_has_domain(), built when the load finishes (entries
+	   of v, not owned): the plain ones sorted, the wildcards */
+	char **plain, **wild;
+	size_t nplain, nwild;
 };
 
 struct sa_kv {
@@ -246,7 +251,7 @@ void sa_prefilter_build(struct sa_ruleset *);
 void sa_prefilter_free(struct sa_ruleset *);
 int  sa_prefilter_prepare(const struct sa_ruleset *, struct sa_scratch *);
 int  sa_prefilter_scan(const struct sa_ruleset *, struct sa_scratch *, int t,
-     const char *s, size_t n);
+     const char *s, size_t n, uint32_t unit);
 int  sa_prefilter_has(const struct sa_ruleset *, int t);
 void sa_prefilter_scratch_free(struct sa_scratch *);
 

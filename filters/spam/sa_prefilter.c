@@ -312,6 +312,8 @@ sa_prefilter_prepare(const struct sa_ruleset *rs, struct sa_scratch *sc)
 struct hsctx {
 	const uint32_t *rule_of;
 	unsigned char  *cand;
+	uint32_t       *first, *last;
+	uint32_t	unit;
 };
 
 static int
@@ -324,14 +326,20 @@ on_match(unsigned int id, unsigned long long from, unsigned long long to,
 	(void)from;
 	(void)to;
 	(void)fl;
-	h->cand[r >> 3] |= (unsigned char)(1u << (r & 7));
+	if (!(h->cand[r >> 3] & (1u << (r & 7)))) {
+		h->cand[r >> 3] |= (unsigned char)(1u << (r & 7));
+		h->first[r] = h->unit;
+	}
+	h->last[r] = h->unit;
 	return 0;
 }
 
-/* Mark in sc->cand the rules of type t that may match s[0..n). */
+/* Mark in sc->cand the rules of type t that may match s[0..n), text
+   `unit` of that type's (units scanned in increasing order), and note
+   the unit in sc->cand_first/cand_last. */
 int
 sa_prefilter_scan(const struct sa_ruleset *rs, struct sa_scratch *sc, int t,
-    const char *s, size_t n)
+    const char *s, size_t n, uint32_t unit)
 {
 	struct hsctx h;
 	size_t	     i;
@@ -340,6 +348,9 @@ sa_prefilter_scan(const struct sa_ruleset *rs, struct sa_scratch *sc, int t,
 	    n > 0xffffffffu)
 		return -1;
 	h.cand = sc->cand;
+	h.first = sc->cand_first;
+	h.last = sc->cand_last;
+	h.unit = unit;
 	for (i = 0; i < rs->pf->ndbs[t]; i++) {
 		h.rule_of = rs->pf->dbs[t][i].rule_of;
 		if (hs_scan(rs->pf->dbs[t][i].db, s, (unsigned)n, 0, sc->hs,
@@ -387,8 +398,9 @@ sa_prefilter_prepare(const struct sa_ruleset *rs, struct sa_scratch *sc)
 
 int
 sa_prefilter_scan(const struct sa_ruleset *rs, struct sa_scratch *sc, int t,
-    const char *s, size_t n)
+    const char *s, size_t n, uint32_t unit)
 {
+	(void)unit;
 	(void)rs;
 	(void)sc;
 	(void)t;

@@ -69,6 +69,12 @@ struct sa_html {
 const struct sa_html *sa_html_facts(struct sa_ctx *);
 void		      sa_html_free(struct sa_html *);
 
+/* lazy rules: a meta being made exact, and its next operation */
+struct sa_resolve {
+	uint32_t rule;
+	unsigned k;
+};
+
 struct sa_scratch {
 	pcre2_match_data    *md;
 	pcre2_match_context *mc;
@@ -98,12 +104,16 @@ struct sa_scratch {
 	unsigned       hs_serial;
 	unsigned char *cand; /* prefilter: bit per rule that may match */
 	size_t	       ncand;
+	/* per rule with its cand bit set: the first and last line (chunk,
+	   URI) Hyperscan reported it on */
+	uint32_t *cand_first, *cand_last;
+	size_t	  ncandlines;
 
 	unsigned long budget; /* usec per sa_eval(), 0 = none */
 
 	double	      *lo, *hi; /* lazy rules: meta value intervals */
-	unsigned char *need;
-	size_t	       nlazybuf;
+	struct sa_resolve *rstack;
+	size_t		   nlazybuf;
 
 	struct sa_html html;
 
@@ -111,6 +121,8 @@ struct sa_scratch {
 	size_t	  nprof;
 	struct sa_relays *relays; /* the relay trail, built on demand */
 	unsigned	  relays_gen;
+	long long	  date_diff; /* Date minus Received, on demand */
+	unsigned	  date_diff_gen;
 };
 
 /* n bytes from the per-message arena (freed at the next sa_eval()). */
