@@ -239,12 +239,21 @@ class Sink:
         if not wait_port(self.port):
             raise RuntimeError("smtp-sink did not start")
 
+    def _order(self, f):
+        """Oldest first: mtime, then the inode number (allocated in
+        order), since two dumps within one tick of the file system's
+        clock have the same mtime."""
+        try:
+            st = os.stat(os.path.join(self.dir, f))
+        except OSError:
+            return (0, 0)
+        return (st.st_mtime_ns, st.st_ino)
+
     def messages(self, wait=2.0, count=1):
         """Dumped messages (text), oldest first; waits for `count`."""
         end = time.time() + wait
         while True:
-            files = sorted((f for f in os.listdir(self.dir)),
-                           key=lambda f: os.path.getmtime(os.path.join(self.dir, f)))
+            files = sorted((f for f in os.listdir(self.dir)), key=self._order)
             if len(files) >= count or time.time() >= end:
                 break
             time.sleep(0.05)
