@@ -6,6 +6,7 @@
 
 #include "filter_api.h"
 #include "filter_opts.h"
+#include "util.h"
 
 int
 filter_opt_bool(
@@ -43,5 +44,31 @@ filter_opt_num(const struct filter_conf *fc, const char *key, double lo,
 		return -1;
 	}
 	*out = d;
+	return 0;
+}
+
+int
+filter_opt_words(const struct filter_conf *fc, const char *key, const char *def,
+    char **out, size_t max, size_t *n)
+{
+	const char *v = filter_conf_get(fc, key), *p, *e;
+
+	if (v == NULL)
+		v = def;
+	for (p = v; p != NULL && *p != '\0'; p = e) {
+		while (*p == ' ' || *p == ',' || *p == '\t')
+			p++;
+		if (*p == '\0')
+			break;
+		for (e = p; *e != '\0' && *e != ' ' && *e != ',' && *e != '\t';
+		     e++)
+			;
+		if (*n == max) {
+			filter_conf_error(
+			    fc, "%s: more than %zu entries", key, max);
+			return -1;
+		}
+		out[(*n)++] = xstrndup(p, (size_t)(e - p));
+	}
 	return 0;
 }

@@ -7,6 +7,8 @@
 #ifndef MOAT_FILTER_OPTS_H
 #define MOAT_FILTER_OPTS_H
 
+#include <stddef.h>
+
 struct filter_conf;
 
 /*
@@ -22,5 +24,14 @@ int filter_opt_bool(
  */
 int filter_opt_num(const struct filter_conf *, const char *key, double lo,
     double hi, const char *what, double *out);
+
+/*
+ * A list option, "a, b c": words separated by spaces, tabs or commas, each
+ * newly allocated (the caller frees them) and appended to out[*n]; def
+ * (may be NULL) when the option is absent. More than max words in all is
+ * an error. 0, or -1 after reporting it.
+ */
+int filter_opt_words(const struct filter_conf *, const char *key,
+    const char *def, char **out, size_t max, size_t *n);
 
 #endif

@@ -47,13 +47,13 @@
 #include "mbox.h"
 #include "moat.h"
 #include "msgview.h"
+#include "sa_rules.h"
+#include "spam_conf.h"
 #include "store.h"
 #include "util.h"
 
-#define DEFAULT_DB  "/var/lib/moat/bayes.lmdb"
 #define FILE_MAX    ((off_t)4 << 30) /* an mbox may be big */
 #define MESSAGE_MAX ((size_t)64 << 20)
-#define IGNORE_MAX  1024
 
 enum mode {
 	M_NONE = 0,
@@ -272,17 +272,38 @@ spam_section(const struct config *cf)
 	return NULL;
 }
 
-/* Split "a, b c" into words (in place); returns how many. */
-static size_t
-split_list(char *s, const char **out, size_t max)
+/*
+ * The rule files of the spam section, for their bayes_ignore_header
+ * lines (the filter leaves those header fields out of its tokens, so
+ * learning must too). Loaded without the Hyperscan prefilter: only their
+ * lists are read. NULL, with a warning, if they do not load: learning
+ * then goes on with the section's own bayes_ignore_header.
+ */
+static struct sa_ruleset *
+spam_rules(const struct filter_conf *fc)
 {
-	size_t n = 0;
-	char  *w;
+	struct sa_load_opts lo;
+	struct sa_ruleset  *rs;
+	char		   *paths[SPAM_RULES_MAX], err[512];
+	size_t		    n = 0, strict_from;
 
-	for (w = strtok(s, " \t,"); w != NULL && n < max;
-	     w = strtok(NULL, " \t,"))
-		out[n++] = w;
-	return n;
+	if (spam_rule_paths(fc, paths, &n, &strict_from) == -1) {
+		spam_paths_free(paths, n);
+		return NULL;
+	}
+	memset(&lo, 0, sizeof(lo));
+	lo.scoreset = 2;
+	lo.strict_from = n; /* nothing refused here: moatd -t does that */
+	lo.no_prefilter = 1;
+	rs = sa_ruleset_load(
+	    (const char *const *)paths, n, &lo, err, sizeof(err));
+	if (rs == NULL)
+		fprintf(stderr,
+		    "moat: learn: warning: the spam rules do not load (%s); "
+		    "their bayes_ignore_header lines are not used\n",
+		    err);
+	spam_paths_free(paths, n);
+	return rs;
 }
 
 int
@@ -305,13 +326,16 @@ cmd_learn(const char *conffile, int argc, char **argv)
 	struct store		 *st = NULL;
 	struct store_opts	  so;
 	struct bayes_opts	  bo;
-	const char		 *db = NULL, *ignore[IGNORE_MAX], *local[1];
-	char			 *ignbuf = NULL, err[512];
+	const char		 *db = NULL, *local[1];
+	char			  err[512];
+	struct sa_ruleset	 *rs = NULL;
+	struct spam_bayes_conf	  bc;
 	uint64_t		  ns, nh, nt;
 	int			  ch, i, rc = MOAT_EXIT_FAIL;
 	struct stat		  sb;
 
 	memset(&l, 0, sizeof(l));
+	memset(&bc, 0, sizeof(bc));
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		enum mode m = M_NONE;
 
@@ -359,20 +383,13 @@ cmd_learn(const char *conffile, int argc, char **argv)
 
 	if ((cf = moat_config(conffile)) == NULL)
 		return MOAT_EXIT_FAIL;
-	memset(&bo, 0, sizeof(bo));
-	if ((fc = spam_section(cf)) != NULL) {
-		const char *v;
-
-		if (db == NULL)
-			db = filter_conf_get(fc, "bayes_db");
-		if ((v = filter_conf_get(fc, "bayes_ignore_header")) != NULL) {
-			ignbuf = xstrdup(v);
-			bo.tok.nignore = split_list(ignbuf, ignore, IGNORE_MAX);
-			bo.tok.ignore_headers = ignore;
-		}
-	}
+	if ((fc = spam_section(cf)) != NULL)
+		rs = spam_rules(fc);
+	if (spam_bayes_conf(fc, rs, &bc) == -1)
+		goto out;
+	bo = bc.opts;
 	if (db == NULL)
-		db = DEFAULT_DB;
+		db = bc.db;
 	if (cf->hostname != NULL) {
 		local[0] = cf->hostname;
 		bo.tok.local_hosts = local;
@@ -437,7 +454,8 @@ cmd_learn(const char *conffile, int argc, char **argv)
 out:
 	bayes_free(l.b);
 	store_close(st);
-	free(ignbuf);
+	spam_bayes_conf_free(&bc);
+	sa_ruleset_free(rs);
 	config_free(cf);
 	return rc;
 }

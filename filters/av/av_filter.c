@@ -125,39 +125,24 @@ static int
 wordlist_parse(const struct filter_conf *fc, const char *key, int types,
     struct wordlist *l)
 {
-	const char *v = filter_conf_get(fc, key), *p, *e;
-	char	   *w;
-	size_t	    k;
+	size_t first = l->n, i, k;
+	char  *w;
 
-	if (v == NULL)
-		return 0;
-	for (p = v; *p != '\0'; p = e) {
-		while (*p == ' ' || *p == ',' || *p == '\t')
-			p++;
-		if (*p == '\0')
-			break;
-		for (e = p; *e != '\0' && *e != ' ' && *e != ',' && *e != '\t';
-		     e++)
-			;
-		if (!types && *p == '.')
-			p++;
-		if (e == p || e - p > 31) {
-			filter_conf_error(
-			    fc, "%s: bad entry \"%.*s\"", key, (int)(e - p), p);
+	if (filter_opt_words(fc, key, NULL, l->w, LIST_MAX, &l->n) == -1)
+		return -1;
+	for (i = first; i < l->n; i++) {
+		w = l->w[i];
+		if (!types && *w == '.')
+			memmove(w, w + 1, strlen(w));
+		if (*w == '\0' || strlen(w) > 31) {
+			filter_conf_error(fc, "%s: bad entry \"%s\"", key, w);
 			return -1;
 		}
-		if (l->n == LIST_MAX) {
-			filter_conf_error(
-			    fc, "%s: more than %d entries", key, LIST_MAX);
-			return -1;
-		}
-		w = xstrndup(p, (size_t)(e - p));
 		for (k = 0; w[k] != '\0'; k++)
 			w[k] = types ? (char)toupper((unsigned char)w[k])
 				     : (char)tolower((unsigned char)w[k]);
 		if (types && strncmp(w, "CL_TYPE_", 8) == 0)
 			memmove(w, w + 8, strlen(w + 8) + 1);
-		l->w[l->n++] = w;
 	}
 	return 0;
 }

@@ -49,41 +49,38 @@
 #include "log.h"
 #include "msgview.h"
 #include "sa_rules.h"
+#include "spam_conf.h"
 #include "store.h"
 #include "util.h"
 
-#ifndef MOAT_SPAM_RULES
-#define MOAT_SPAM_RULES "/usr/local/share/moat/spam.cf"
-#endif
-
-#define SPAM_PATHS_MAX	 64
 #define SPAM_EXT_MAX	 256 /* DNS list hits passed to the rules */
 #define SPAM_DETAIL_MAX	 200
 #define SPAM_TRUSTED_MAX 64
 
 struct spam_conf {
-	_Atomic unsigned      refs;
-	struct sa_ruleset    *rules;
-	struct dnsbl_defs    *dnsbl; /* NULL: DNS lists off */
-	struct store	     *store; /* NULL: no classifier */
-	struct bayes	     *bayes;
-	struct msgview_limits limits;
-	size_t		      max_size;
-	unsigned	      dns_budget_ms;
-	size_t		      dns_max_queries;
-	int		      autolearn;
-	double		      autolearn_spam, autolearn_ham;
-	struct cidr	      trusted[SPAM_TRUSTED_MAX];
-	size_t		      ntrusted;
-	int		      trusted_configured; /* set by the operator */
+	_Atomic unsigned       refs;
+	struct sa_ruleset     *rules;
+	struct dnsbl_defs     *dnsbl; /* NULL: DNS lists off */
+	struct store	      *store; /* NULL: no classifier */
+	struct bayes	      *bayes;
+	struct spam_bayes_conf bayes_conf; /* bayes's options point here */
+	struct msgview_limits  limits;
+	size_t		       max_size;
+	unsigned	       dns_budget_ms;
+	size_t		       dns_max_queries;
+	int		       autolearn;
+	double		       autolearn_spam, autolearn_ham;
+	struct cidr	       trusted[SPAM_TRUSTED_MAX];
+	size_t		       ntrusted;
+	int		       trusted_configured; /* set by the operator */
 };
 
 static const char *const spam_options[] = { "rules", "sa_rules",
-	"default_rules", "bayes", "bayes_db", "bayes_min_spam",
-	"bayes_min_ham", "autolearn", "autolearn_spam", "autolearn_ham",
-	"dns_lists", "dns_budget", "dns_max_queries", "max_size",
-	"max_parts", "max_depth", "max_decoded", "max_uris",
-	"trusted_networks", NULL };
+	"default_rules", "bayes", "bayes_db", "bayes_min_spam", "bayes_min_ham",
+	"autolearn", "autolearn_spam", "autolearn_ham", "dns_lists",
+	"dns_budget", "dns_max_queries", "max_size", "max_parts", "max_depth",
+	"max_decoded", "max_uris", "trusted_networks", "bayes_ignore_header",
+	NULL };
 
 /* A rule that fired, copied out of the scratch for the loop thread. */
 struct spam_hit {
@@ -102,12 +99,12 @@ struct spam_job {
 	enum job_phase	    phase;
 
 	/* In: the message and what the session knows. */
-	int	    fd;
-	size_t	    len;
-	char	   *map; /* MAP_PRIVATE, un-stuffed in place */
-	size_t	    maplen;
-	const char *raw;
-	size_t	    rawlen;
+	int		fd;
+	size_t		len;
+	char	       *map; /* MAP_PRIVATE, un-stuffed in place */
+	size_t		maplen;
+	const char     *raw;
+	size_t		rawlen;
 	struct sa_facts facts;
 	char	       *mail_from, *helo, *client_ip, *client_rdns;
 	char	      **rcpts;
@@ -178,35 +175,10 @@ conf_unref(struct spam_conf *c)
 		return;
 	bayes_free(c->bayes);
 	store_close(c->store);
+	spam_bayes_conf_free(&c->bayes_conf);
 	dnsbl_defs_free(c->dnsbl);
 	sa_ruleset_free(c->rules);
 	free(c);
-}
-
-/* Split a space/comma separated option into paths; 0 or -1. */
-static int
-split_paths(const struct filter_conf *fc, const char *key, const char *v,
-    char **out, size_t *n)
-{
-	const char *p = v, *e;
-
-	while (v != NULL && *p != '\0') {
-		while (*p == ' ' || *p == ',' || *p == '\t')
-			p++;
-		if (*p == '\0')
-			break;
-		for (e = p; *e != '\0' && *e != ' ' && *e != ',' && *e != '\t';
-		     e++)
-			;
-		if (*n == SPAM_PATHS_MAX) {
-			filter_conf_error(fc, "%s: more than %d paths", key,
-			    SPAM_PATHS_MAX);
-			return -1;
-		}
-		out[(*n)++] = xstrndup(p, (size_t)(e - p));
-		p = e;
-	}
-	return 0;
 }
 
 /* SpamAssassin's DNS list rules into dnsbl definitions. */
@@ -224,8 +196,8 @@ load_lists(const struct filter_conf *fc, struct spam_conf *c)
 	for (i = 0; i < n; i++) {
 		enum dnsbl_source src;
 
-		qtype = nr[i].type != NULL && ascii_strcasecmp(nr[i].type,
-						  "TXT") == 0
+		qtype = nr[i].type != NULL &&
+			ascii_strcasecmp(nr[i].type, "TXT") == 0
 		    ? DNS_T_TXT
 		    : DNS_T_A;
 		switch (nr[i].kind) {
@@ -253,8 +225,7 @@ load_lists(const struct filter_conf *fc, struct spam_conf *c)
 				continue;
 			if (dnsbl_add_sub(c->dnsbl, nr[i].rule, nr[i].set,
 				nr[i].subtest, err, sizeof(err)) == -1) {
-				filter_conf_error(fc, "DNS list rule %s",
-				    err);
+				filter_conf_error(fc, "DNS list rule %s", err);
 				return -1;
 			}
 			continue;
@@ -266,8 +237,8 @@ load_lists(const struct filter_conf *fc, struct spam_conf *c)
 			continue;
 		if (ascii_strcasecmp(nr[i].eval, "check_rbl_helo") == 0)
 			src = DNSBL_HELO;
-		rc = dnsbl_add(c->dnsbl, nr[i].rule, src, nr[i].set,
-		    nr[i].zone, qtype, nr[i].subtest, err, sizeof(err));
+		rc = dnsbl_add(c->dnsbl, nr[i].rule, src, nr[i].set, nr[i].zone,
+		    qtype, nr[i].subtest, err, sizeof(err));
 		if (rc == -1) {
 			filter_conf_error(fc, "DNS list rule %s", err);
 			return -1;
@@ -281,8 +252,8 @@ load_lists(const struct filter_conf *fc, struct spam_conf *c)
 }
 
 static int
-opt_size(const struct filter_conf *fc, const char *key, double lo,
-    double hi, size_t *out)
+opt_size(const struct filter_conf *fc, const char *key, double lo, double hi,
+    size_t *out)
 {
 	double v = (double)*out;
 
@@ -301,23 +272,16 @@ opt_size(const struct filter_conf *fc, const char *key, double lo,
 static int
 trusted_parse(const struct filter_conf *fc, struct spam_conf *c)
 {
-	char  *list[SPAM_PATHS_MAX];
+	char  *list[SPAM_TRUSTED_MAX];
 	size_t n = 0, i;
 	int    bad = 0;
-	const char *v = filter_conf_get(fc, "trusted_networks");
 
-	c->trusted_configured = v != NULL;
-
-	if (split_paths(fc, "trusted_networks",
-		v != NULL ? v : "127.0.0.0/8 ::1", list, &n) == -1)
-		return 1;
+	c->trusted_configured = filter_conf_get(fc, "trusted_networks") != NULL;
+	if (filter_opt_words(fc, "trusted_networks", "127.0.0.0/8 ::1", list,
+		SPAM_TRUSTED_MAX, &n) == -1)
+		bad = 1;
 	for (i = 0; i < n; i++) {
-		if (c->ntrusted == SPAM_TRUSTED_MAX) {
-			filter_conf_error(fc, "trusted_networks: more than %d",
-			    SPAM_TRUSTED_MAX);
-			bad = 1;
-		} else if (cidr_parse(list[i], &c->trusted[c->ntrusted]) ==
-		    -1) {
+		if (cidr_parse(list[i], &c->trusted[c->ntrusted]) == -1) {
 			filter_conf_error(fc,
 			    "trusted_networks: \"%s\" is not an address or "
 			    "CIDR block",
@@ -325,8 +289,8 @@ trusted_parse(const struct filter_conf *fc, struct spam_conf *c)
 			bad = 1;
 		} else
 			c->ntrusted++;
-		free(list[i]);
 	}
+	spam_paths_free(list, n);
 	return bad;
 }
 
@@ -348,8 +312,8 @@ spam_init(const struct filter_conf *fc, void **ctx)
 {
 	struct spam_conf   *c = xcalloc(1, sizeof(*c));
 	struct sa_load_opts lo;
-	char		   *paths[SPAM_PATHS_MAX * 2 + 1];
-	size_t		    np = 0, strict_from, i;
+	char		   *paths[SPAM_RULES_MAX];
+	size_t		    np = 0, strict_from;
 	char		    err[512];
 	const char	   *v;
 	int		    bad = 0, bayes_on = 1, dns = 0;
@@ -362,45 +326,25 @@ spam_init(const struct filter_conf *fc, void **ctx)
 	c->autolearn_spam = 12.0;
 	c->autolearn_ham = 0.1;
 
-	/*
-	 * moat's own rules first, then the distribution's (both lenient; a
-	 * rule defined in both is the distribution's: SpamAssassin's own
-	 * definitions of GTUBE, MISSING_DATE ... win when its ruleset is
-	 * loaded), then the site's (strict: an error refuses the
-	 * configuration). default_rules: yes, no, or the file to use.
-	 */
-	v = filter_conf_get(fc, "default_rules");
-	if (v == NULL || strcmp(v, "yes") == 0 || strcmp(v, "true") == 0)
-		paths[np++] = xstrdup(MOAT_SPAM_RULES);
-	else if (v[0] == '/')
-		paths[np++] = xstrdup(v);
-	else if (strcmp(v, "no") != 0 && strcmp(v, "false") != 0) {
-		filter_conf_error(fc, "default_rules: yes, no or a path");
-		bad = 1;
-	}
-	bad |= split_paths(fc, "sa_rules", filter_conf_get(fc, "sa_rules"),
-	    paths, &np);
-	strict_from = np;
-	bad |= split_paths(fc, "rules", filter_conf_get(fc, "rules"), paths,
-	    &np);
+	bad |= spam_rule_paths(fc, paths, &np, &strict_from) != 0;
 	bad |= filter_opt_bool(fc, "bayes", 1, &bayes_on) != 0;
 	bad |= filter_opt_bool(fc, "dns_lists", 0, &dns) != 0;
 	bad |= filter_opt_bool(fc, "autolearn", 0, &c->autolearn) != 0;
 	bad |= filter_opt_num(fc, "autolearn_spam", -1000, 1000, "a score",
-	    &c->autolearn_spam) != 0;
+		   &c->autolearn_spam) != 0;
 	bad |= filter_opt_num(fc, "autolearn_ham", -1000, 1000, "a score",
-	    &c->autolearn_ham) != 0;
+		   &c->autolearn_ham) != 0;
 	d = c->dns_budget_ms / 1000.0;
-	bad |= filter_opt_num(fc, "dns_budget", 0.1, 60, "seconds (0.1-60)",
-	    &d) != 0;
+	bad |= filter_opt_num(
+		   fc, "dns_budget", 0.1, 60, "seconds (0.1-60)", &d) != 0;
 	c->dns_budget_ms = (unsigned)(d * 1000);
 	bad |= opt_size(fc, "dns_max_queries", 1, 1000, &c->dns_max_queries);
-	bad |= opt_size(fc, "max_size", 1024, 1024.0 * 1024 * 1024,
-	    &c->max_size);
+	bad |=
+	    opt_size(fc, "max_size", 1024, 1024.0 * 1024 * 1024, &c->max_size);
 	bad |= opt_size(fc, "max_parts", 1, 100000, &c->limits.parts);
 	bad |= opt_size(fc, "max_depth", 1, 100, &c->limits.depth);
-	bad |= opt_size(fc, "max_decoded", 1024, 1024.0 * 1024 * 1024,
-	    &c->limits.decoded);
+	bad |= opt_size(
+	    fc, "max_decoded", 1024, 1024.0 * 1024 * 1024, &c->limits.decoded);
 	bad |= opt_size(fc, "max_uris", 1, 100000, &c->limits.uris);
 	bad |= trusted_parse(fc, c);
 	if (bad)
@@ -434,45 +378,26 @@ spam_init(const struct filter_conf *fc, void **ctx)
 		goto fail;
 
 	if (bayes_on) {
-		struct bayes_opts bo;
-		const char *const *ign;
-		size_t		   nign;
-		double		   ms = BAYES_MIN_SPAM, mh = BAYES_MIN_HAM;
-
-		v = filter_conf_get(fc, "bayes_db");
-		if (v == NULL)
-			v = "/var/lib/moat/bayes.lmdb";
+		if (spam_bayes_conf(fc, c->rules, &c->bayes_conf) == -1)
+			goto fail;
+		v = c->bayes_conf.db;
 		if ((c->store = store_open(v, NULL, err, sizeof(err))) ==
 		    NULL) {
 			filter_conf_error(fc, "bayes_db %s: %s", v, err);
 			goto fail;
 		}
-		bad |= filter_opt_num(fc, "bayes_min_spam", 1, 1e9,
-		    "a number", &ms) != 0;
-		bad |= filter_opt_num(fc, "bayes_min_ham", 1, 1e9, "a number",
-		    &mh) != 0;
-		if (bad)
-			goto fail;
-		memset(&bo, 0, sizeof(bo));
-		bo.min_spam = (unsigned)ms;
-		bo.min_ham = (unsigned)mh;
-		ign = sa_ruleset_list(c->rules, "bayes_ignore_header", &nign);
-		bo.tok.ignore_headers = ign;
-		bo.tok.nignore = nign;
-		if ((c->bayes = bayes_open(c->store, &bo, err, sizeof(err))) ==
-		    NULL) {
+		if ((c->bayes = bayes_open(c->store, &c->bayes_conf.opts, err,
+			 sizeof(err))) == NULL) {
 			filter_conf_error(fc, "bayes_db %s: %s", v, err);
 			goto fail;
 		}
 	}
-	for (i = 0; i < np; i++)
-		free(paths[i]);
+	spam_paths_free(paths, np);
 	msgview_global_init();
 	*ctx = c;
 	return 0;
 fail:
-	for (i = 0; i < np; i++)
-		free(paths[i]);
+	spam_paths_free(paths, np);
 	conf_unref(c);
 	return -1;
 }
@@ -528,8 +453,8 @@ job_view(void *arg)
 	if (j->cancelled)
 		return;
 	j->maplen = j->len;
-	j->map = mmap(NULL, j->maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE,
-	    j->fd, 0);
+	j->map = mmap(
+	    NULL, j->maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE, j->fd, 0);
 	if (j->map == MAP_FAILED) {
 		j->map = NULL;
 		j->failed = 1;
@@ -545,8 +470,7 @@ job_view(void *arg)
 	}
 	j->raw = j->map;
 	j->rawlen = (size_t)n;
-	if ((j->view = msgview_new(j->raw, j->rawlen, &j->c->limits)) ==
-	    NULL) {
+	if ((j->view = msgview_new(j->raw, j->rawlen, &j->c->limits)) == NULL) {
 		j->failed = 1;
 		strfmt(j->err, sizeof(j->err), "out of memory");
 		return;
@@ -557,8 +481,8 @@ job_view(void *arg)
 		if (bayes_classify(j->c->bayes, j->view, &j->br, j->err,
 			sizeof(j->err)) == -1) {
 			/* The classifier is one voice: go on without it. */
-			log_warn("event=spam-bayes-failed error=\"%s\"",
-			    j->err);
+			log_warn(
+			    "event=spam-bayes-failed error=\"%s\"", j->err);
 			j->err[0] = '\0';
 			memset(&j->br, 0, sizeof(j->br));
 		}
@@ -572,8 +496,8 @@ static int
 hit_cmp(const void *a, const void *b)
 {
 	const struct spam_hit *x = a, *y = b;
-	double			ax = x->score < 0 ? -x->score : x->score;
-	double			ay = y->score < 0 ? -y->score : y->score;
+	double		       ax = x->score < 0 ? -x->score : x->score;
+	double		       ay = y->score < 0 ? -y->score : y->score;
 
 	return ax < ay ? 1 : ax > ay ? -1 : strcmp(x->name, y->name);
 }
@@ -620,8 +544,9 @@ job_score(void *arg)
 			cls = BAYES_SPAM;
 		else if (learn_score <= j->c->autolearn_ham)
 			cls = BAYES_HAM;
-		if (cls != 0 && bayes_learn(j->c->bayes, j->view, cls, err,
-				    sizeof(err)) >= 0)
+		if (cls != 0 &&
+		    bayes_learn(j->c->bayes, j->view, cls, err, sizeof(err)) >=
+			0)
 			j->learned = cls == BAYES_SPAM ? "spam" : "ham";
 	}
 }
@@ -702,8 +627,7 @@ dns_done(void *arg)
 		j->ext = xrealloc(j->ext, (j->next + 1) * sizeof(*j->ext));
 		j->ext[j->next++] = xstrdup(h[i].symbol);
 		log_info("event=spam-list-hit sid=%016llx rule=%s answer=%s",
-		    (unsigned long long)j->token.sid, h[i].symbol,
-		    h[i].detail);
+		    (unsigned long long)j->token.sid, h[i].symbol, h[i].detail);
 	}
 	j->phase = PH_SCORE;
 	if (filter_work(&j->token, job_score, score_done, j) == -1) {
@@ -733,15 +657,15 @@ start_lists(struct spam_job *j)
 		dnsbl_run_add(j->dns, DNSBL_ENVFROM, at + 1);
 	for (i = 0; (h = msgview_header(j->view, "From", i)) != NULL && i < 4;
 	     i++)
-		if (from_field_domain(h->raw, strlen(h->raw), dom, sizeof(dom),
-			&why) == 0) {
+		if (from_field_domain(
+			h->raw, strlen(h->raw), dom, sizeof(dom), &why) == 0) {
 			dnsbl_run_add(j->dns, DNSBL_FROM_HOST, dom);
 			dnsbl_run_add(j->dns, DNSBL_FROM_DOMAIN, dom);
 		}
 	for (i = 0; i < j->view->nuris; i++)
 		if (j->view->uris[i].domain != NULL)
-			dnsbl_run_add(j->dns, DNSBL_URI_DOMAIN,
-			    j->view->uris[i].domain);
+			dnsbl_run_add(
+			    j->dns, DNSBL_URI_DOMAIN, j->view->uris[i].domain);
 	j->phase = PH_DNS;
 	dnsbl_run_wait(j->dns, dns_done, j);
 }
@@ -816,7 +740,8 @@ job_facts(struct spam_job *j, const struct filter_call *call)
 
 	j->mail_from = xstrdup(env->mail_from != NULL ? env->mail_from : "");
 	j->helo = env->helo != NULL ? xstrdup(env->helo) : NULL;
-	j->client_ip = xstrdup(env->client_addr != NULL ? env->client_addr : "");
+	j->client_ip =
+	    xstrdup(env->client_addr != NULL ? env->client_addr : "");
 	j->client_rdns =
 	    env->client_name != NULL ? xstrdup(env->client_name) : NULL;
 	j->rcpts = xcalloc(env->nrcpts ? env->nrcpts : 1, sizeof(char *));
