@@ -758,6 +758,28 @@ named_rule(struct loader *l, char **rest)
 	return r;
 }
 
+/*
+ * The rule a definition line names, emptied for its new definition (a
+ * later definition replaces an earlier one; what a failed definition
+ * left goes too), with its type and where it is defined. NULL after
+ * reporting a bad name.
+ */
+static struct sa_rule *
+rule_begin(struct loader *l, char **rest, enum sa_rtype type)
+{
+	struct sa_rule *r = named_rule(l, rest);
+
+	if (r == NULL)
+		return NULL;
+	if (r->defined)
+		l->rs->stats.redefined++;
+	rule_undefine(r);
+	r->type = type;
+	r->file = l->file;
+	r->line = l->line | (l->strict ? SA_LINE_STRICT : 0);
+	return r;
+}
+
 static void
 kv_set(struct sa_kv **tab, size_t *n, const char *k, const char *v)
 {
@@ -821,18 +843,12 @@ define_eval(struct loader *l, struct sa_rule *r, const char *s)
 static void
 define_regex_rule(struct loader *l, enum sa_rtype type, char *rest)
 {
-	struct sa_rule *r = named_rule(l, &rest);
+	struct sa_rule *r = rule_begin(l, &rest, type);
 	char		why[256];
 	const char     *p;
 
 	if (r == NULL)
 		return;
-	if (r->defined)
-		l->rs->stats.redefined++;
-	rule_undefine(r); /* also what a failed definition left */
-	r->type = type;
-	r->file = l->file;
-	r->line = l->line | (l->strict ? SA_LINE_STRICT : 0);
 	if (strncmp(rest, "eval:", 5) == 0) {
 		if (define_eval(l, r, rest) == 0)
 			r->defined = 1;
@@ -859,18 +875,12 @@ define_regex_rule(struct loader *l, enum sa_rtype type, char *rest)
 static void
 define_header_rule(struct loader *l, enum sa_rtype type, char *rest)
 {
-	struct sa_rule *r = named_rule(l, &rest);
+	struct sa_rule *r = rule_begin(l, &rest, type);
 	char		why[256], *h, *op, *m;
 	const char     *p;
 
 	if (r == NULL)
 		return;
-	if (r->defined)
-		l->rs->stats.redefined++;
-	rule_undefine(r); /* also what a failed definition left */
-	r->type = type;
-	r->file = l->file;
-	r->line = l->line | (l->strict ? SA_LINE_STRICT : 0);
 	if (strncmp(rest, "eval:", 5) == 0) {
 		if (define_eval(l, r, rest) == 0)
 			r->defined = 1;
@@ -954,20 +964,14 @@ define_header_rule(struct loader *l, enum sa_rtype type, char *rest)
 static void
 define_meta(struct loader *l, char *rest)
 {
-	struct sa_rule *r = named_rule(l, &rest);
+	struct sa_rule *r = rule_begin(l, &rest, SA_META);
 
 	if (r == NULL)
 		return;
-	if (r->defined)
-		l->rs->stats.redefined++;
-	rule_undefine(r); /* also what a failed definition left */
 	if (*rest == '\0') {
 		lerror(l, "%s", "empty meta expression");
 		return;
 	}
-	r->type = SA_META;
-	r->file = l->file;
-	r->line = l->line | (l->strict ? SA_LINE_STRICT : 0);
 	r->metasrc = xstrdup(rest);
 	r->defined = 1;
 }
@@ -1223,14 +1227,9 @@ directive(struct loader *l, char *line)
 		struct sa_rule *r;
 
 		strfmt(buf, sizeof(buf), "%s", rest);
-		if ((r = named_rule(l, &tmp)) == NULL)
+		if ((r = rule_begin(
+			 l, &tmp, d[0] == 'a' ? SA_HEADER : SA_URI)) == NULL)
 			return;
-		if (r->defined)
-			rs->stats.redefined++;
-		rule_undefine(r);
-		r->type = d[0] == 'a' ? SA_HEADER : SA_URI;
-		r->file = l->file;
-		r->line = l->line | (l->strict ? SA_LINE_STRICT : 0);
 		r->is_net = 1;
 		r->evalname = xstrdup(d);
 		r->defined = 1;
