@@ -9,9 +9,13 @@
  * Exit statuses: 0 ok, 1 the operation failed, 2 usage (moat scan has its
  * own above 2, see moat(1)). Single-threaded.
  */
+#include <sys/stat.h>
+#include <dirent.h>
+#include <errno.h>
 #include <event2/thread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -65,6 +69,37 @@ struct config *
 moat_config(const char *conffile)
 {
 	return config_load(conffile, NULL);
+}
+
+static int
+name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int
+moat_dir_files(const char *dir, char ***v, size_t *n)
+{
+	struct stat    st;
+	DIR	      *d;
+	struct dirent *e;
+	size_t	       first = *n;
+	char	       buf[4096];
+
+	if ((d = opendir(dir)) == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(buf, sizeof(buf), "%s/%s", dir, e->d_name);
+		if (stat(buf, &st) == -1 || !S_ISREG(st.st_mode))
+			continue;
+		*v = xrealloc(*v, (*n + 1) * sizeof(**v));
+		(*v)[(*n)++] = xstrdup(buf);
+	}
+	closedir(d);
+	qsort(*v + first, *n - first, sizeof(**v), name_cmp);
+	return 0;
 }
 
 static int

@@ -9,6 +9,7 @@
 #ifndef MOAT_TOOL_H
 #define MOAT_TOOL_H
 
+#include <stddef.h>
 #include <stdio.h>
 
 struct config;
@@ -32,6 +33,14 @@ void json_str(FILE *, const char *s);
  * for the built-in defaults. NULL after printing the errors to stderr.
  */
 struct config *moat_config(const char *conffile);
+
+/*
+ * The regular files of directory dir (not dot files), as "dir/name",
+ * sorted by name, appended to (*v)[*n] (the caller frees them and *v).
+ * 0, or -1 (errno set) if it cannot be read. For commands that take
+ * directories of messages (scan, learn).
+ */
+int moat_dir_files(const char *dir, char ***v, size_t *n);
 
 /* moat quarantine list|show|release|delete (moat_quarantine.c). */
 int cmd_quarantine(struct config *, int argc, char **argv);

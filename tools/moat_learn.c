@@ -31,7 +31,6 @@
  */
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -223,41 +222,22 @@ file(struct learn *l, const char *path)
 	munmap(map, (size_t)st.st_size);
 }
 
-static int
-by_name(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static void
 directory(struct learn *l, const char *path)
 {
-	DIR	      *d;
-	struct dirent *e;
-	struct stat    st;
-	char	     **names = NULL, p[4096];
-	size_t	       n = 0, i;
+	char **files = NULL;
+	size_t n = 0, i;
 
-	if ((d = opendir(path)) == NULL) {
+	if (moat_dir_files(path, &files, &n) == -1) {
 		fprintf(stderr, "moat: learn: %s: %s\n", path, strerror(errno));
 		l->failed++;
 		return;
 	}
-	while ((e = readdir(d)) != NULL) {
-		if (e->d_name[0] == '.')
-			continue;
-		names = xrealloc(names, (n + 1) * sizeof(*names));
-		names[n++] = xstrdup(e->d_name);
-	}
-	closedir(d);
-	qsort(names, n, sizeof(*names), by_name);
 	for (i = 0; i < n; i++) {
-		strfmt(p, sizeof(p), "%s/%s", path, names[i]);
-		if (stat(p, &st) == 0 && S_ISREG(st.st_mode))
-			file(l, p);
-		free(names[i]);
+		file(l, files[i]);
+		free(files[i]);
 	}
-	free(names);
+	free(files);
 }
 
 /* The spam filter's section of the configuration, or NULL. */

@@ -16,7 +16,6 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <sys/stat.h>
 #include <errno.h>
 #include <getopt.h>
@@ -847,12 +846,6 @@ scan_message(const struct scan_opts *o, const char *path)
 	return rc;
 }
 
-static int
-name_cmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /*
  * The messages a path names: itself, or a directory's regular files
  * (not dot files), sorted by name. Appended to *v; *dir set for a
@@ -861,11 +854,7 @@ name_cmp(const void *a, const void *b)
 static int
 expand_path(const char *path, char ***v, size_t *n, int *dir)
 {
-	struct stat    st;
-	DIR	      *d;
-	struct dirent *e;
-	size_t	       first = *n;
-	char	       buf[4096];
+	struct stat st;
 
 	if (strcmp(path, "-") == 0 || stat(path, &st) == -1 ||
 	    !S_ISDIR(st.st_mode)) {
@@ -874,21 +863,10 @@ expand_path(const char *path, char ***v, size_t *n, int *dir)
 		return 0;
 	}
 	*dir = 1;
-	if ((d = opendir(path)) == NULL) {
+	if (moat_dir_files(path, v, n) == -1) {
 		fprintf(stderr, "moat: scan: %s: %s\n", path, strerror(errno));
 		return -1;
 	}
-	while ((e = readdir(d)) != NULL) {
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(buf, sizeof(buf), "%s/%s", path, e->d_name);
-		if (stat(buf, &st) == -1 || !S_ISREG(st.st_mode))
-			continue;
-		*v = xrealloc(*v, (*n + 1) * sizeof(**v));
-		(*v)[(*n)++] = xstrdup(buf);
-	}
-	closedir(d);
-	qsort(*v + first, *n - first, sizeof(**v), name_cmp);
 	return 0;
 }
 
