@@ -263,6 +263,17 @@ class Sink:
                 out.append(fh.read().decode("latin-1"))
         return out
 
+    def message_with(self, text, wait=2.0):
+        """The newest dump containing text (a Message-ID, a tag), waiting
+        for it; "" if none came. Safer than messages()[-1]: dumps written
+        within one tick of the file system's clock have the same mtime."""
+        end = time.time() + wait
+        while True:
+            mine = [m for m in self.messages(wait=0) if text in m]
+            if mine or time.time() >= end:
+                return mine[-1] if mine else ""
+            time.sleep(0.05)
+
     def stop(self):
         stop(self.proc)
 
@@ -585,9 +596,12 @@ class Client:
 
 
 def send_mail(port, sender="alice@example.test", rcpts=("bob@example.test",),
-              body="Subject: test\r\n\r\nhello\r\n", ehlo="client.example.test"):
-    """A whole transaction; returns the list of (code, text) replies."""
-    c = Client(port)
+              body="Subject: test\r\n\r\nhello\r\n", ehlo="client.example.test",
+              source=None, stuff=False):
+    """A whole transaction; returns the list of (code, text) replies.
+    source: the client's address; stuff: dot-stuff the body (RFC 5321
+    §4.5.2) as a client does (off: the body goes as given)."""
+    c = Client(port, source=source)
     out = [(c.greeting[0], c.greeting[1])]
     out.append(c.cmd("EHLO " + ehlo))
     out.append(c.cmd("MAIL FROM:<%s>" % sender))
@@ -595,6 +609,8 @@ def send_mail(port, sender="alice@example.test", rcpts=("bob@example.test",),
         out.append(c.cmd("RCPT TO:<%s>" % r))
     out.append(c.cmd("DATA"))
     if out[-1][0] == 354:
+        if stuff:
+            body = ("." + body if body.startswith(".") else body).replace("\r\n.", "\r\n..")
         c.send(body + ".\r\n")
         out.append(c.reply())
     out.append(c.cmd("QUIT"))

@@ -130,11 +130,10 @@ def main_run(dns, report):
         n[0] += 1
         msgs = sink.messages(count=n[0])
         t.ok(len(msgs) >= n[0], "%s: delivered" % name)
-        # This message by its Message-ID: two dumps written within one
-        # tick of the file system's clock can sort either way by mtime.
         mid = re.search(r"Message-ID: <[^>]*>", data)
-        mine = [x for x in msgs if mid and mid.group(0) in x]
-        return mine[-1] if mine else (msgs[-1] if len(msgs) >= n[0] else "")
+        if mid:
+            return sink.message_with(mid.group(0))
+        return msgs[-1] if len(msgs) >= n[0] else ""
 
     def refused(data, sender, name, code=550):
         r = send(m.port, data, sender)
