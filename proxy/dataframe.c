@@ -402,7 +402,10 @@ unstuff_emit(void *arg, const char *p, size_t n)
 {
 	struct unstuff *u = arg;
 
-	memmove(u->base + u->w, p, n);
+	/* Until the first stuffed dot the output is the input: writing it
+	 * back would only dirty every page (copy-on-write in moat-scand). */
+	if (p != u->base + u->w)
+		memmove(u->base + u->w, p, n);
 	u->w += n;
 }
 

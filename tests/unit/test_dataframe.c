@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "dataframe.h"
 #include "tap.h"
@@ -943,6 +945,53 @@ test_random(void)
 	ok(good, "random inputs agree with the model");
 }
 
+/*
+ * dataframe_unstuff() works in place, and never writes the bytes before
+ * the first stuffed dot: moat-scand maps the spool copy-on-write, where
+ * such a write would copy every page. The first page is made read-only;
+ * a write there ends the test with SIGSEGV.
+ */
+static void
+test_unstuff_inplace(void)
+{
+	char	  a[] = "Subject: x\r\n\r\nno dots here\r\n.\r\n";
+	char	  b[] = "a\r\n..b\r\n...\r\nc\r\n.\r\n";
+	char	  c[] = "a\r\nb\r\n";
+	char	  d[] = "a\r\n.\r\nb";
+	char	 *m;
+	size_t	  pg, i;
+	long long n;
+
+	n = dataframe_unstuff(a, sizeof(a) - 1);
+	is_lit(a, n < 0 ? 0 : (size_t)n, "Subject: x\r\n\r\nno dots here\r\n",
+	    "unstuff in place: nothing stuffed");
+	n = dataframe_unstuff(b, sizeof(b) - 1);
+	is_lit(b, n < 0 ? 0 : (size_t)n, "a\r\n.b\r\n..\r\nc\r\n",
+	    "unstuff in place: stuffed dots removed");
+	ok(dataframe_unstuff(c, sizeof(c) - 1) == -1,
+	    "unstuff in place: no end of data is an error");
+	ok(dataframe_unstuff(d, sizeof(d) - 1) == -1,
+	    "unstuff in place: bytes after the end of data are an error");
+
+	pg = (size_t)sysconf(_SC_PAGESIZE);
+	m = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED) {
+		ok(0, "mmap");
+		return;
+	}
+	memset(m, 'x', 2 * pg);
+	for (i = 78; i < pg; i += 80)
+		memcpy(m + i, "\r\n", 2);
+	memcpy(m + pg + 10, "\r\n..z\r\n.\r\n", 10);
+	mprotect(m, pg, PROT_READ);
+	n = dataframe_unstuff(m, pg + 20);
+	ok(n == (long long)pg + 16 && memcmp(m + pg + 10, "\r\n.z\r\n", 6) == 0,
+	    "unstuff in place: the page before the first stuffed dot is not "
+	    "written");
+	munmap(m, 2 * pg);
+}
+
 /* Performance shape: a big clean message is emitted in one span. */
 static void
 test_spans(void)
@@ -978,6 +1027,7 @@ main(void)
 {
 	test_plain();
 	test_unstuff();
+	test_unstuff_inplace();
 	test_splits();
 	test_pipelined();
 	test_smuggling();
