@@ -252,7 +252,7 @@ with open(out, "w") as f:
     f.write("| moatd + moat-scand | %.0f | %.0f%% | %d |\n" % (moat, mb, fails("moat")))
     f.write("| ClamSMTP + clamd, %s sessions | %.0f | %.0f%% | %d |\n"
             % (info.get("sessions"), cs20, med("clamsmtp", "busy") / 10, fails("clamsmtp")))
-    f.write("| ClamSMTP + clamd, 4 sessions | %.0f | %.0f%% | %d |\n\n"
+    f.write("| ClamSMTP + clamd, 4 sessions | %.0f | %.0f%% | %d |\n"
             % (cs4, med("clamsmtp_c4", "busy") / 10, fails("clamsmtp_c4")))
     lib = med("clamscan", "rate")
     f.write("| libclamav alone: clamscan, one process per core, no SMTP | %.0f | %.0f%% | 0 |\n\n"
