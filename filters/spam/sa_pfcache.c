@@ -171,24 +171,6 @@ get(struct rd *r, void *out, size_t n)
 	return 0;
 }
 
-static void
-pf_clear(struct sa_pf *pf)
-{
-	size_t i;
-	int    t;
-
-	for (t = 0; t < SA_NTYPES; t++) {
-		for (i = 0; i < pf->ndbs[t]; i++) {
-			hs_free_database(pf->dbs[t][i].db);
-			free(pf->dbs[t][i].pos);
-			free(pf->dbs[t][i].rule_of);
-		}
-		free(pf->dbs[t]);
-		pf->dbs[t] = NULL;
-		pf->ndbs[t] = 0;
-	}
-}
-
 static int
 parse(struct rd *r, const struct pf_coll *coll, struct sa_pf *pf)
 {
@@ -273,7 +255,7 @@ sa_pfcache_load(const char *dir, const struct pf_coll *coll, struct sa_pf *pf)
 	r.len = (size_t)plen;
 	r.off = 0;
 	if (parse(&r, coll, pf) < 0) {
-		pf_clear(pf);
+		sa_pf_clear(pf);
 		goto out;
 	}
 	/* Recently used: kept by the clean-up of old files. */

@@ -216,6 +216,24 @@ sa_pf_add_db(struct sa_pf *pf, int t, const struct pf_coll *c,
 		d->rule_of[i] = c->rule_of[pos[i]];
 }
 
+void
+sa_pf_clear(struct sa_pf *pf)
+{
+	size_t i;
+	int    t;
+
+	for (t = 0; t < SA_NTYPES; t++) {
+		for (i = 0; i < pf->ndbs[t]; i++) {
+			hs_free_database(pf->dbs[t][i].db);
+			free(pf->dbs[t][i].pos);
+			free(pf->dbs[t][i].rule_of);
+		}
+		free(pf->dbs[t]);
+		pf->dbs[t] = NULL;
+		pf->ndbs[t] = 0;
+	}
+}
+
 /* The patterns of type t Hyperscan can take, in rule order. */
 static void
 collect_type(struct sa_ruleset *rs, int t, struct pf_coll *c)
@@ -310,20 +328,9 @@ sa_prefilter_build(struct sa_ruleset *rs, const char *cache_dir)
 void
 sa_prefilter_free(struct sa_ruleset *rs)
 {
-	int t;
-
 	if (rs->pf == NULL)
 		return;
-	for (t = 0; t < SA_NTYPES; t++) {
-		size_t i;
-
-		for (i = 0; i < rs->pf->ndbs[t]; i++) {
-			hs_free_database(rs->pf->dbs[t][i].db);
-			free(rs->pf->dbs[t][i].rule_of);
-			free(rs->pf->dbs[t][i].pos);
-		}
-		free(rs->pf->dbs[t]);
-	}
+	sa_pf_clear(rs->pf);
 	free(rs->pf);
 	rs->pf = NULL;
 }

@@ -49,6 +49,9 @@ struct sa_pf {
 void sa_pf_add_db(struct sa_pf *, int t, const struct pf_coll *,
     hs_database_t *, uint32_t *pos, unsigned n);
 
+/* Free every database of pf (pf itself stays, empty). */
+void sa_pf_clear(struct sa_pf *);
+
 /*
  * The cache (sa_pfcache.c). load: 0 when pf now holds the databases
  * compiled earlier for exactly these collections, -1 (pf untouched) when
