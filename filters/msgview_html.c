@@ -28,6 +28,11 @@
  *    plus each numeric character reference that stands for an ASCII
  *    letter or digit ("&#118;iagra").
  *
+ * libxml2 builds a tree while it parses and drops what it finds
+ * misplaced: the document is fed inside an element of its own, with its
+ * html, head and body tags renamed (see mask_structure()), so that all
+ * of it is rendered, as a mail reader and SpamAssassin render it.
+ *
  * Bounded: the element stack keeps STACK_MAX levels (deeper ones are
  * counted, not tracked); anchor texts and hrefs are cut at fixed sizes;
  * the rendering is at most the input's size plus one byte per tag.
@@ -129,7 +134,7 @@ struct hstate {
 	int last_alpha; /* the last rendered byte was a letter */
 	int split;	/* an inline tag or comment since it */
 
-	int    synthetic; /* the <div> fed before the document */
+	int    synthetic; /* the WRAPPER fed before the document */
 	int    in_a;
 	char   href[HREF_MAX + 1];
 	char   atext[ATEXT_MAX + 1];
@@ -794,6 +799,80 @@ meta_refresh(struct hstate *h, const char *content)
 		}
 }
 
+/* ------------------------------------------------------------ structure */
+
+/*
+ * libxml2 (2.9) builds a tree as it parses, and mail HTML upsets it:
+ *  - it drops all that follows the end of the top-level element (a
+ *    notice before <html>, a stray </div> after a table, a list footer
+ *    after </html>), so the document goes inside an element of its own,
+ *    WRAPPER, that nothing in the document can end: a document's tags
+ *    named like it are renamed (MASK_PREFIX doubled);
+ *  - it drops a misplaced html, head or body tag with its attributes (a
+ *    second <body text=...>, a <body> after content: no line break), so
+ *    these three are renamed too, as elements of no meaning to it, as
+ *    SpamAssassin's HTML::Parser (a tokenizer) sees them.
+ * unmask() gives the renamed ones their names back.
+ */
+#define MASK_PREFIX "moat-"
+#define WRAPPER	    MASK_PREFIX "root"
+
+static int
+structure_tag(const char *s, size_t n)
+{
+	return n == 4 &&
+	    (ascii_strncasecmp(s, "html", 4) == 0 ||
+		ascii_strncasecmp(s, "head", 4) == 0 ||
+		ascii_strncasecmp(s, "body", 4) == 0);
+}
+
+/*
+ * html[0..n) into out with MASK_PREFIX before the name of every start or
+ * end tag named html, head or body (any case, then white space, "/", ">"
+ * or the end) or whose name starts with MASK_PREFIX. The output is at
+ * most twice n bytes (a renamed tag is 5 bytes or more).
+ */
+static void
+mask_structure(const char *html, size_t n, struct mv_buf *out)
+{
+	const size_t plen = sizeof(MASK_PREFIX) - 1;
+	const char  *p = html, *end = html + n, *lt, *name;
+	size_t	     k;
+
+	out->len = 0;
+	mv_buf_reserve(out, n + 64);
+	while ((lt = memchr(p, '<', (size_t)(end - p))) != NULL) {
+		name = lt + 1;
+		if (name < end && *name == '/')
+			name++;
+		for (k = 0; name + k < end && k < 5 &&
+		     is_letter((unsigned char)name[k]);
+		     k++)
+			;
+		mv_buf_add(out, p, (size_t)(name - p));
+		if ((structure_tag(name, k) &&
+			(name + k == end || name[k] == '>' || name[k] == '/' ||
+			    is_ws((unsigned char)name[k]))) ||
+		    ((size_t)(end - name) >= plen &&
+			ascii_strncasecmp(name, MASK_PREFIX, plen) == 0))
+			mv_buf_add(out, MASK_PREFIX, plen);
+		p = name;
+	}
+	mv_buf_add(out, p, (size_t)(end - p));
+}
+
+/* A renamed html, head or body: its name again. */
+static const char *
+unmask(const char *name)
+{
+	const size_t plen = sizeof(MASK_PREFIX) - 1;
+
+	if (strncmp(name, MASK_PREFIX, plen) == 0 &&
+	    structure_tag(name + plen, strlen(name + plen)))
+		return name + plen;
+	return name;
+}
+
 /* ------------------------------------------------------------ SAX */
 
 static int
@@ -836,7 +915,7 @@ static void
 sax_start(void *ctx, const xmlChar *xname, const xmlChar **atts)
 {
 	struct hstate	 *h = ctx;
-	const char	 *name = (const char *)xname, *a, *v;
+	const char	 *name = unmask((const char *)xname), *a, *v;
 	const struct tag *t = tag_find(name);
 	unsigned	  kind = t != NULL ? t->kind : 0;
 	struct level	  l = *top(h);
@@ -845,10 +924,14 @@ sax_start(void *ctx, const xmlChar *xname, const xmlChar **atts)
 	int		  is_a = strcmp(name, "a") == 0;
 	size_t		  i;
 
-	if (h->synthetic && strcmp(name, "div") == 0)
+	if (h->synthetic && strcmp((const char *)xname, WRAPPER) == 0) {
+		/* not the document's: a level of its own, not counted */
 		h->synthetic = 0;
-	else
-		h->c->tags++;
+		l.name = fnv1a(FNV1A_INIT, WRAPPER, sizeof(WRAPPER) - 1);
+		h->stack[h->depth++] = l;
+		return;
+	}
+	h->c->tags++;
 	if (t == NULL)
 		h->c->bad_tags++;
 	if (kind & K_BLOCK)
@@ -942,7 +1025,7 @@ static void
 sax_end(void *ctx, const xmlChar *xname)
 {
 	struct hstate	 *h = ctx;
-	const char	 *name = (const char *)xname;
+	const char	 *name = unmask((const char *)xname);
 	const struct tag *t = tag_find(name);
 	uint32_t	  hn = fnv1a(FNV1A_INIT, name, strlen(name));
 	size_t		  i;
@@ -1043,6 +1126,7 @@ mv_html_render(
 {
 	struct hstate	 *h;
 	htmlParserCtxtPtr ctxt;
+	struct mv_buf	  m = { NULL, 0, 0 };
 	size_t		  off = 0, k;
 
 	out->len = 0;
@@ -1065,20 +1149,25 @@ mv_html_render(
 			HTML_PARSE_NODEFDTD | HTML_PARSE_IGNORE_ENC);
 		/* libxml2 (2.9) loses all that follows a <head> or <title>
 		   after top-level content ("junk <html><head>...", a
-		   <font>notice</font> before the <!DOCTYPE>): the document
-		   goes inside an element of its own, not counted */
+		   <font>notice</font> before the <!DOCTYPE>), and all that
+		   follows the end of the top-level element: the document
+		   goes inside the WRAPPER, not counted */
 		for (k = 0; k < n && is_ws((unsigned char)html[k]); k++)
 			;
 		if (k < n) {
 			h->synthetic = 1;
-			htmlParseChunk(ctxt, "<div>", 5, 0);
+			htmlParseChunk(
+			    ctxt, "<" WRAPPER ">", (int)sizeof(WRAPPER) + 1, 0);
 		}
+		mask_structure(html, n, &m);
 		do {
-			k = n - off < FEED_CHUNK ? n - off : FEED_CHUNK;
-			htmlParseChunk(ctxt, html + off, (int)k, off + k == n);
+			k = m.len - off < FEED_CHUNK ? m.len - off : FEED_CHUNK;
+			htmlParseChunk(
+			    ctxt, m.p + off, (int)k, off + k == m.len);
 			off += k;
-		} while (off < n);
+		} while (off < m.len);
 		htmlFreeParserCtxt(ctxt);
+		mv_buf_free(&m);
 	}
 	anchor_end(h);
 	while (out->len > 0 &&
