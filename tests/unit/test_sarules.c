@@ -1063,6 +1063,78 @@ test_sa_parity(void)
 	sa_ruleset_free(rs);
 }
 
+/* BodyEval tvd_vertical_words, HTMLEval html_title_subject_ratio */
+static void
+test_tvd_title(void)
+{
+	struct sa_ruleset *rs;
+	struct tv	   t;
+
+	rs = load("body TVD eval:tvd_vertical_words('0', '10')\n"
+		  "body TVD_ANY eval:tvd_vertical_words('0', '100')\n"
+		  "body TITLE eval:html_title_subject_ratio('3.5')\n",
+	    1);
+	ok(rs != NULL, "tvd/title rules load (%s)", errbuf);
+	if (rs == NULL)
+		return;
+	is_int(sa_ruleset_stats(rs)->evals_skipped, 0, "both implemented");
+	/* every paragraph (a line here) > 5 bytes under 10% spaces, the
+	   Subject's line included; a single line end is a space */
+	tv_init(&t);
+	tv_header(&t, "Subject", "Offer");
+	tv_part(&t, "text/plain",
+	    "V\n\nI\n\nA\n\nwordswithoutanyspacesatall and\n\n"
+	    "morewordsruntogether\n",
+	    NULL, 0);
+	run(rs, &t, NULL, NULL, NULL, 0);
+	ok(hit("TVD"), "tvd_vertical_words: no line with 10%% spaces");
+	ok(hit("TVD_ANY"), "tvd_vertical_words('0', '100'): max 101");
+	tv_free(&t);
+	/* one ordinary sentence: 7 spaces for 34 other bytes = 20% */
+	tv_init(&t);
+	tv_header(&t, "Subject", "Offer");
+	tv_part(
+	    &t, "text/plain", "This is a line of plain old text.\n", NULL, 0);
+	run(rs, &t, NULL, NULL, NULL, 0);
+	ok(!hit("TVD"), "tvd_vertical_words: a sentence is 20%%");
+	tv_free(&t);
+	/* only short lines: no value (-1), no hit even from 0 */
+	tv_init(&t);
+	tv_header(&t, "Subject", "Hi");
+	tv_part(&t, "text/plain", "a\nb\n", NULL, 0);
+	run(rs, &t, NULL, NULL, NULL, 0);
+	ok(!hit("TVD") && !hit("TVD_ANY"), "tvd_vertical_words: no long line");
+	tv_free(&t);
+	/* title 21 bytes, Subject "Hi" + line end = 3: 7 > 3.5 */
+	tv_init(&t);
+	tv_header(&t, "Subject", "Hi");
+	tv_part(&t, "text/html", "x",
+	    "<html><head><title>A much longer title.</title></head>"
+	    "<body>x</body></html>",
+	    0);
+	run(rs, &t, NULL, NULL, NULL, 0);
+	ok(hit("TITLE"), "html_title_subject_ratio: title 7 times the Subject");
+	tv_free(&t);
+	tv_init(&t);
+	tv_header(&t, "Subject", "A subject of some length");
+	tv_part(&t, "text/html", "x",
+	    "<html><head><title>A much longer title.</title></head>"
+	    "<body>x</body></html>",
+	    0);
+	run(rs, &t, NULL, NULL, NULL, 0);
+	ok(!hit("TITLE"), "html_title_subject_ratio: title shorter");
+	tv_free(&t);
+	tv_init(&t);
+	tv_part(&t, "text/html", "x",
+	    "<html><head><title>A much longer title.</title></head>"
+	    "<body>x</body></html>",
+	    0);
+	run(rs, &t, NULL, NULL, NULL, 0);
+	ok(!hit("TITLE"), "html_title_subject_ratio: no Subject, no hit");
+	tv_free(&t);
+	sa_ruleset_free(rs);
+}
+
 int
 main(void)
 {
@@ -1084,6 +1156,7 @@ main(void)
 	test_texts();
 	test_evals();
 	test_more_evals();
+	test_tvd_title();
 	test_sa_parity();
 	test_budget();
 	test_files();
