@@ -173,13 +173,19 @@ EOC
 }
 
 # cv_folds K DIR GROUP...: message i (in name order, *.txt only) of each
-# group goes to fold i mod K: DIR/GROUP.fold<k>, one path a line.
+# group goes to fold i mod K: DIR/GROUP.fold<k>, one path a line. With
+# CV_SPLIT=blocks, fold k is the k-th run of consecutive messages instead
+# (the corpus is numbered in arrival order: each fold is then a period
+# the classifier did not learn from, as a later group is).
 cv_folds() {
 	local k=$1 d=$2 g
 	shift 2
 	for g in "$@"; do
 		ls "$data/$g"/*.txt | awk -v K="$k" -v d="$d" -v g="$g" \
-		    '{ print > (d "/" g ".fold" ((NR - 1) % K)) }'
+		    -v blocks="$([ "${CV_SPLIT:-}" = blocks ] && echo 1 || echo 0)" \
+		    '{ p[NR] = $0 }
+		    END { for (i = 1; i <= NR; i++)
+			print p[i] > (d "/" g ".fold" (blocks ? int((i - 1) * K / NR) : (i - 1) % K)) }'
 	done
 }
 
