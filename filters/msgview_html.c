@@ -3,11 +3,14 @@
  * libxml2's HTML parser in SAX mode (recovering, no network, no DTD, no
  * implied elements, the document's own charset hints ignored: the input
  * is already UTF-8). What is rendered: character data outside script,
- * style and template and outside elements hidden by CSS (display:none,
- * visibility:hidden) or the hidden attribute; entities decoded by
- * libxml2, U+00A0 as a space; block elements (HTML Living Standard §15.3)
- * become line breaks, table cells a space; white space collapsed as a browser
- * does.
+ * style and template; entities decoded by libxml2, U+00A0 as a space;
+ * block elements (HTML Living Standard §15.3) become line breaks, table
+ * cells a space; white space collapsed as a browser does. Text a reader
+ * does not see goes to a second output, the invisible text, as
+ * SpamAssassin's HTML.pm (html_font_invisible) sorts it: inside elements
+ * hidden by CSS (display:none, visibility:hidden) or the hidden
+ * attribute, in a colour that is the background's or near it or invalid
+ * (see font_low_contrast below), or in a font of size 1 or less.
  *
  * Also collected: URIs of link-bearing attributes (href, src, action,
  * background, data, formaction, poster, lowsrc, dynsrc, and meta refresh
@@ -125,6 +128,9 @@ struct hstate {
 	struct mv_build *b;
 	struct mv_html	*c;
 	struct mv_buf	*out;
+	struct mv_buf	*inv;		    /* the invisible text */
+	int		 inv_nl, inv_space; /* its pending separators */
+	size_t		 inv_shown; /* its bytes not hidden (tiny, faint) */
 
 	struct level stack[STACK_MAX];
 	size_t	     depth;    /* levels in stack */
@@ -655,8 +661,40 @@ static void
 block_break(struct hstate *h)
 {
 	h->pending_nl = 1;
+	h->inv_nl = 1;
 	h->last_alpha = 0;
 	h->split = 0;
+}
+
+/* A run of invisible text: appended to inv, white space collapsed. */
+static void
+invisible_text(struct hstate *h, const char *s, size_t n)
+{
+	struct mv_buf *o = h->inv;
+	size_t	       i;
+
+	mv_buf_reserve(o, n + 2);
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] == 0xa0) {
+			i++;
+			c = ' ';
+		}
+		if (is_ws(c)) {
+			h->inv_space = o->len > 0;
+			continue;
+		}
+		if (h->inv_nl && o->len > 0)
+			o->p[o->len++] = '\n';
+		else if (h->inv_space && o->len > 0)
+			o->p[o->len++] = ' ';
+		h->inv_nl = h->inv_space = 0;
+		o->p[o->len++] = (char)c;
+		if (o->len + (n - i) + 2 >= o->cap)
+			mv_buf_reserve(o, n - i + 2);
+	}
+	o->p[o->len] = '\0';
 }
 
 static void
@@ -698,21 +736,45 @@ render(struct hstate *h, const char *s, size_t n)
 	struct level  *l = top(h);
 	struct mv_buf *o = h->out;
 	size_t	       i;
-	int	       visible = 0;
+	int	       visible = 0, invis = 0;
 
 	if (l->skip)
 		return;
 	/* HTML.pm's font tests read all text, shown or not */
 	if (has_text(s, n)) {
 		if (low_contrast(l))
-			h->c->font_low_contrast++;
+			invis = 1, h->c->font_low_contrast++;
 		else if (l->fg == C_INVALID || l->bg == C_INVALID)
-			h->c->font_invalid_color++;
+			invis = 1, h->c->font_invalid_color++;
 	}
+	if (l->hidden || l->tiny)
+		invis = 1;
+	if (invis)
+		invisible_text(h, s, n);
 	if (l->hidden)
 		return;
 	if (h->in_a)
 		anchor_text(h, s, n);
+	if (invis) {
+		/* not rendered, but still text for the counters */
+		for (i = 0; i < n &&
+		     (is_ws((unsigned char)s[i]) ||
+			 (unsigned char)s[i] == 0xc2 ||
+			 (unsigned char)s[i] == 0xa0);
+		     i++)
+			;
+		if (i == n)
+			return;
+		if (h->split && h->last_alpha && s[i] >= 'a' && s[i] <= 'z' &&
+		    !h->pending_space && !h->pending_nl && i == 0)
+			h->c->obfuscation++;
+		h->last_alpha = s[n - 1] >= 'a' && s[n - 1] <= 'z';
+		h->split = 0;
+		if (l->tiny)
+			h->c->font_tiny++;
+		h->inv_shown += n - i;
+		return;
+	}
 	mv_buf_reserve(o, n + 2);
 	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
@@ -1121,8 +1183,8 @@ entity_letters(const char *s, size_t n)
 }
 
 void
-mv_html_render(
-    struct mv_build *b, const char *html, size_t n, struct mv_buf *out)
+mv_html_render(struct mv_build *b, const char *html, size_t n,
+    struct mv_buf *out, struct mv_buf *inv)
 {
 	struct hstate	 *h;
 	htmlParserCtxtPtr ctxt;
@@ -1136,6 +1198,10 @@ mv_html_render(
 	h->b = b;
 	h->c = &b->v->html;
 	h->out = out;
+	inv->len = 0;
+	mv_buf_reserve(inv, 16);
+	inv->p[0] = '\0';
+	h->inv = inv;
 	h->c->parts++;
 	h->c->raw += n;
 	h->c->obfuscation += entity_letters(html, n);
@@ -1174,6 +1240,7 @@ mv_html_render(
 	    (out->p[out->len - 1] == '\n' || out->p[out->len - 1] == ' '))
 		out->len--;
 	out->p[out->len] = '\0';
-	h->c->text += out->len;
+	/* the text counted as before: all but the hidden */
+	h->c->text += out->len + h->inv_shown;
 	free(h);
 }

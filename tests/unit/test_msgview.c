@@ -994,6 +994,46 @@ test_html_misplaced_structure(void)
 	msgview_free(v);
 }
 
+/* The text a reader does not see: in `invisible`, not in `text` */
+static void
+test_html_invisible(void)
+{
+	struct msgview *v = html(
+	    "<html><body>"
+	    "<p>Shown words</p>"
+	    "<span style=\"display:none\">none one</span>"
+	    "<div hidden>attr two</div>"
+	    "<font color=\"#ffffff\">white three</font>"
+	    "<font color=\"#fefefe\">near four</font>"
+	    "<font color=\"bogus\">invalid five</font>"
+	    "<p><font size=\"1\">tiny six</font></p>"
+	    "<span style=\"visibility:hidden\">http://hidden.example/x</span>"
+	    "<p>more <font color=\"#ff0000\">red</font> shown</p>"
+	    "</body></html>");
+
+	is_str(v->parts[0].text, "Shown words\nmore red shown",
+	    "invisible: only the visible is in text");
+	is_str(v->parts[0].invisible,
+	    "none one\nattr two\nwhite threenear fourinvalid five\n"
+	    "tiny six\nhttp://hidden.example/x",
+	    "invisible: hidden, faint, invalid and tiny runs, in order");
+	is_int(v->parts[0].invisiblelen, strlen(v->parts[0].invisible),
+	    "invisible: its length");
+	ok(uri(v, "http://hidden.example/x") != NULL,
+	    "invisible: its URLs are found");
+	is_int(v->html.font_low_contrast, 2, "invisible: faint runs counted");
+	is_int(v->html.font_invalid_color, 1, "invisible: invalid colour");
+	is_int(v->html.font_tiny, 1, "invisible: tiny runs counted");
+	msgview_free(v);
+	v = html("<p>all visible</p>");
+	is_str(v->parts[0].invisible, "", "invisible: none is \"\"");
+	msgview_free(v);
+	v = mk("Content-Type: text/plain\n\nplain\n");
+	ok(v->parts[0].invisible == NULL && v->parts[0].invisiblelen == 0,
+	    "invisible: NULL for text/plain");
+	msgview_free(v);
+}
+
 /* ------------------------------------------------------------ URIs */
 
 static void
@@ -1175,6 +1215,7 @@ main(void)
 	test_html_contrast();
 	test_html_leading_content();
 	test_html_misplaced_structure();
+	test_html_invisible();
 	test_uris_text();
 	test_uri_limit();
 	test_threads();

@@ -1063,6 +1063,35 @@ test_sa_parity(void)
 	sa_ruleset_free(rs);
 }
 
+/* body rules read the invisible text of HTML parts too, as SA's do */
+static void
+test_invisible_body(void)
+{
+	struct sa_ruleset *rs;
+	struct mv_part	  *p;
+	struct tv	   t;
+
+	rs = load("body HIDDEN /\\bsecret words\\b/\n"
+		  "body SHOWN /\\bshown text\\b/\n"
+		  "rawbody RAW /display:none/\n",
+	    1);
+	ok(rs != NULL, "invisible body rules load (%s)", errbuf);
+	if (rs == NULL)
+		return;
+	tv_init(&t);
+	tv_header(&t, "Subject", "x");
+	p = tv_part(&t, "text/html", "shown text",
+	    "<p>shown text</p><span style=\"display:none\">secret words</span>",
+	    0);
+	p->invisible = "secret words";
+	p->invisiblelen = strlen(p->invisible);
+	run(rs, &t, NULL, NULL, NULL, 0);
+	ok(hit("SHOWN") && hit("HIDDEN"), "body: visible and invisible text");
+	ok(hit("RAW"), "rawbody: the HTML as it is");
+	tv_free(&t);
+	sa_ruleset_free(rs);
+}
+
 /* BodyEval tvd_vertical_words, HTMLEval html_title_subject_ratio */
 static void
 test_tvd_title(void)
@@ -1157,6 +1186,7 @@ main(void)
 	test_evals();
 	test_more_evals();
 	test_tvd_title();
+	test_invisible_body();
 	test_sa_parity();
 	test_budget();
 	test_files();
