@@ -245,13 +245,15 @@ eval_dkim_valid_author(
 	return a->n == 0 && facts(c)->dkim_valid_author;
 }
 
+/* DKIM.pm check_dkim_dependable: the signatures were verified (no
+   verifier, as SpamAssassin without its network tests: not dependable) */
 static int
 eval_dkim_dependable(
     struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	(void)a;
-	return c->facts != NULL;
+	return c->facts != NULL && c->facts->dkim_checked;
 }
 
 /* DMARC.pm: check_dmarc_pass/reject/quarantine/none/missing */

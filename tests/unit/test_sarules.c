@@ -632,6 +632,7 @@ test_evals(void)
 	    "header SPF_HELO_SOFTFAIL eval:check_for_spf_helo_softfail()\n"
 	    "header DKIM_VALID eval:check_dkim_valid()\n"
 	    "header DKIM_VALID_AU eval:check_dkim_valid_author_sig()\n"
+	    "full DKIM_DEP eval:check_dkim_dependable()\n"
 	    "header DMARC_REJECT eval:check_dmarc_reject()\n"
 	    "header MISSING_TO eval:check_for_missing_to_header()\n"
 	    "freemail_domains gmail.com *.yahoo.com\n"
@@ -701,6 +702,7 @@ test_evals(void)
 	ok(hit("SPF_FAIL") && !hit("SPF_PASS"), "SPF from facts");
 	ok(hit("SPF_HELO_SOFTFAIL"), "SPF HELO from facts");
 	ok(hit("DKIM_VALID") && !hit("DKIM_VALID_AU"), "DKIM from facts");
+	ok(!hit("DKIM_DEP"), "no DKIM verifier ran: not dependable");
 	ok(hit("DMARC_REJECT"), "DMARC from facts");
 	ok(hit("MISSING_TO"), "check_for_missing_to_header");
 	ok(hit("FREEMAIL_FROM"), "check_freemail_from with a wildcard");
@@ -709,6 +711,9 @@ test_evals(void)
 	    "external hit scored and seen by metas");
 	ok(hit("HTML_MSG") && hit("HTML_IMG"), "HTML evals from the view");
 	ok(hit("COUNT"), "check_header_count_range");
+	f.dkim_checked = 1;
+	run(rs, &t, NULL, &f, ext, 2);
+	ok(hit("DKIM_DEP"), "a DKIM verifier ran: dependable");
 	run(rs, &t, NULL, NULL, NULL, 0);
 	ok(!hit("BAYES_99") && !hit("SPF_FAIL") && !hit("RCVD_IN_TEST"),
 	    "no facts, no external hits: none of those fire");
