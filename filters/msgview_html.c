@@ -3,11 +3,14 @@
  * libxml2's HTML parser in SAX mode (recovering, no network, no DTD, no
  * implied elements, the document's own charset hints ignored: the input
  * is already UTF-8). What is rendered: character data outside script,
- * style and template and outside elements hidden by CSS (display:none,
- * visibility:hidden) or the hidden attribute; entities decoded by
- * libxml2, U+00A0 as a space; block elements (HTML Living Standard §15.3)
- * become line breaks, table cells a space; white space collapsed as a browser
- * does.
+ * style and template; entities decoded by libxml2, U+00A0 as a space;
+ * block elements (HTML Living Standard §15.3) become line breaks, table
+ * cells a space; white space collapsed as a browser does. Text a reader
+ * does not see goes to a second output, the invisible text, as
+ * SpamAssassin's HTML.pm (html_font_invisible) sorts it: inside elements
+ * hidden by CSS (display:none, visibility:hidden) or the hidden
+ * attribute, in a colour that is the background's or near it or invalid
+ * (see font_low_contrast below), or in a font of size 1 or less.
  *
  * Also collected: URIs of link-bearing attributes (href, src, action,
  * background, data, formaction, poster, lowsrc, dynsrc, and meta refresh
@@ -27,6 +30,11 @@
  *    between two lower-case letters ("v<b></b>iagra", "v<!-- -->iagra"),
  *    plus each numeric character reference that stands for an ASCII
  *    letter or digit ("&#118;iagra").
+ *
+ * libxml2 builds a tree while it parses and drops what it finds
+ * misplaced: the document is fed inside an element of its own, with its
+ * html, head and body tags renamed (see mask_structure()), so that all
+ * of it is rendered, as a mail reader and SpamAssassin render it.
  *
  * Bounded: the element stack keeps STACK_MAX levels (deeper ones are
  * counted, not tracked); anchor texts and hrefs are cut at fixed sizes;
@@ -120,6 +128,9 @@ struct hstate {
 	struct mv_build *b;
 	struct mv_html	*c;
 	struct mv_buf	*out;
+	struct mv_buf	*inv;		    /* the invisible text */
+	int		 inv_nl, inv_space; /* its pending separators */
+	size_t		 inv_shown; /* its bytes not hidden (tiny, faint) */
 
 	struct level stack[STACK_MAX];
 	size_t	     depth;    /* levels in stack */
@@ -129,7 +140,7 @@ struct hstate {
 	int last_alpha; /* the last rendered byte was a letter */
 	int split;	/* an inline tag or comment since it */
 
-	int    synthetic; /* the <div> fed before the document */
+	int    synthetic; /* the WRAPPER fed before the document */
 	int    in_a;
 	char   href[HREF_MAX + 1];
 	char   atext[ATEXT_MAX + 1];
@@ -650,8 +661,40 @@ static void
 block_break(struct hstate *h)
 {
 	h->pending_nl = 1;
+	h->inv_nl = 1;
 	h->last_alpha = 0;
 	h->split = 0;
+}
+
+/* A run of invisible text: appended to inv, white space collapsed. */
+static void
+invisible_text(struct hstate *h, const char *s, size_t n)
+{
+	struct mv_buf *o = h->inv;
+	size_t	       i;
+
+	mv_buf_reserve(o, n + 2);
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] == 0xa0) {
+			i++;
+			c = ' ';
+		}
+		if (is_ws(c)) {
+			h->inv_space = o->len > 0;
+			continue;
+		}
+		if (h->inv_nl && o->len > 0)
+			o->p[o->len++] = '\n';
+		else if (h->inv_space && o->len > 0)
+			o->p[o->len++] = ' ';
+		h->inv_nl = h->inv_space = 0;
+		o->p[o->len++] = (char)c;
+		if (o->len + (n - i) + 2 >= o->cap)
+			mv_buf_reserve(o, n - i + 2);
+	}
+	o->p[o->len] = '\0';
 }
 
 static void
@@ -693,21 +736,45 @@ render(struct hstate *h, const char *s, size_t n)
 	struct level  *l = top(h);
 	struct mv_buf *o = h->out;
 	size_t	       i;
-	int	       visible = 0;
+	int	       visible = 0, invis = 0;
 
 	if (l->skip)
 		return;
 	/* HTML.pm's font tests read all text, shown or not */
 	if (has_text(s, n)) {
 		if (low_contrast(l))
-			h->c->font_low_contrast++;
+			invis = 1, h->c->font_low_contrast++;
 		else if (l->fg == C_INVALID || l->bg == C_INVALID)
-			h->c->font_invalid_color++;
+			invis = 1, h->c->font_invalid_color++;
 	}
+	if (l->hidden || l->tiny)
+		invis = 1;
+	if (invis)
+		invisible_text(h, s, n);
 	if (l->hidden)
 		return;
 	if (h->in_a)
 		anchor_text(h, s, n);
+	if (invis) {
+		/* not rendered, but still text for the counters */
+		for (i = 0; i < n &&
+		     (is_ws((unsigned char)s[i]) ||
+			 (unsigned char)s[i] == 0xc2 ||
+			 (unsigned char)s[i] == 0xa0);
+		     i++)
+			;
+		if (i == n)
+			return;
+		if (h->split && h->last_alpha && s[i] >= 'a' && s[i] <= 'z' &&
+		    !h->pending_space && !h->pending_nl && i == 0)
+			h->c->obfuscation++;
+		h->last_alpha = s[n - 1] >= 'a' && s[n - 1] <= 'z';
+		h->split = 0;
+		if (l->tiny)
+			h->c->font_tiny++;
+		h->inv_shown += n - i;
+		return;
+	}
 	mv_buf_reserve(o, n + 2);
 	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
@@ -794,6 +861,80 @@ meta_refresh(struct hstate *h, const char *content)
 		}
 }
 
+/* ------------------------------------------------------------ structure */
+
+/*
+ * libxml2 (2.9) builds a tree as it parses, and mail HTML upsets it:
+ *  - it drops all that follows the end of the top-level element (a
+ *    notice before <html>, a stray </div> after a table, a list footer
+ *    after </html>), so the document goes inside an element of its own,
+ *    WRAPPER, that nothing in the document can end: a document's tags
+ *    named like it are renamed (MASK_PREFIX doubled);
+ *  - it drops a misplaced html, head or body tag with its attributes (a
+ *    second <body text=...>, a <body> after content: no line break), so
+ *    these three are renamed too, as elements of no meaning to it, as
+ *    SpamAssassin's HTML::Parser (a tokenizer) sees them.
+ * unmask() gives the renamed ones their names back.
+ */
+#define MASK_PREFIX "moat-"
+#define WRAPPER	    MASK_PREFIX "root"
+
+static int
+structure_tag(const char *s, size_t n)
+{
+	return n == 4 &&
+	    (ascii_strncasecmp(s, "html", 4) == 0 ||
+		ascii_strncasecmp(s, "head", 4) == 0 ||
+		ascii_strncasecmp(s, "body", 4) == 0);
+}
+
+/*
+ * html[0..n) into out with MASK_PREFIX before the name of every start or
+ * end tag named html, head or body (any case, then white space, "/", ">"
+ * or the end) or whose name starts with MASK_PREFIX. The output is at
+ * most twice n bytes (a renamed tag is 5 bytes or more).
+ */
+static void
+mask_structure(const char *html, size_t n, struct mv_buf *out)
+{
+	const size_t plen = sizeof(MASK_PREFIX) - 1;
+	const char  *p = html, *end = html + n, *lt, *name;
+	size_t	     k;
+
+	out->len = 0;
+	mv_buf_reserve(out, n + 64);
+	while ((lt = memchr(p, '<', (size_t)(end - p))) != NULL) {
+		name = lt + 1;
+		if (name < end && *name == '/')
+			name++;
+		for (k = 0; name + k < end && k < 5 &&
+		     is_letter((unsigned char)name[k]);
+		     k++)
+			;
+		mv_buf_add(out, p, (size_t)(name - p));
+		if ((structure_tag(name, k) &&
+			(name + k == end || name[k] == '>' || name[k] == '/' ||
+			    is_ws((unsigned char)name[k]))) ||
+		    ((size_t)(end - name) >= plen &&
+			ascii_strncasecmp(name, MASK_PREFIX, plen) == 0))
+			mv_buf_add(out, MASK_PREFIX, plen);
+		p = name;
+	}
+	mv_buf_add(out, p, (size_t)(end - p));
+}
+
+/* A renamed html, head or body: its name again. */
+static const char *
+unmask(const char *name)
+{
+	const size_t plen = sizeof(MASK_PREFIX) - 1;
+
+	if (strncmp(name, MASK_PREFIX, plen) == 0 &&
+	    structure_tag(name + plen, strlen(name + plen)))
+		return name + plen;
+	return name;
+}
+
 /* ------------------------------------------------------------ SAX */
 
 static int
@@ -836,7 +977,7 @@ static void
 sax_start(void *ctx, const xmlChar *xname, const xmlChar **atts)
 {
 	struct hstate	 *h = ctx;
-	const char	 *name = (const char *)xname, *a, *v;
+	const char	 *name = unmask((const char *)xname), *a, *v;
 	const struct tag *t = tag_find(name);
 	unsigned	  kind = t != NULL ? t->kind : 0;
 	struct level	  l = *top(h);
@@ -845,10 +986,14 @@ sax_start(void *ctx, const xmlChar *xname, const xmlChar **atts)
 	int		  is_a = strcmp(name, "a") == 0;
 	size_t		  i;
 
-	if (h->synthetic && strcmp(name, "div") == 0)
+	if (h->synthetic && strcmp((const char *)xname, WRAPPER) == 0) {
+		/* not the document's: a level of its own, not counted */
 		h->synthetic = 0;
-	else
-		h->c->tags++;
+		l.name = fnv1a(FNV1A_INIT, WRAPPER, sizeof(WRAPPER) - 1);
+		h->stack[h->depth++] = l;
+		return;
+	}
+	h->c->tags++;
 	if (t == NULL)
 		h->c->bad_tags++;
 	if (kind & K_BLOCK)
@@ -942,7 +1087,7 @@ static void
 sax_end(void *ctx, const xmlChar *xname)
 {
 	struct hstate	 *h = ctx;
-	const char	 *name = (const char *)xname;
+	const char	 *name = unmask((const char *)xname);
 	const struct tag *t = tag_find(name);
 	uint32_t	  hn = fnv1a(FNV1A_INIT, name, strlen(name));
 	size_t		  i;
@@ -1038,11 +1183,12 @@ entity_letters(const char *s, size_t n)
 }
 
 void
-mv_html_render(
-    struct mv_build *b, const char *html, size_t n, struct mv_buf *out)
+mv_html_render(struct mv_build *b, const char *html, size_t n,
+    struct mv_buf *out, struct mv_buf *inv)
 {
 	struct hstate	 *h;
 	htmlParserCtxtPtr ctxt;
+	struct mv_buf	  m = { NULL, 0, 0 };
 	size_t		  off = 0, k;
 
 	out->len = 0;
@@ -1052,6 +1198,10 @@ mv_html_render(
 	h->b = b;
 	h->c = &b->v->html;
 	h->out = out;
+	inv->len = 0;
+	mv_buf_reserve(inv, 16);
+	inv->p[0] = '\0';
+	h->inv = inv;
 	h->c->parts++;
 	h->c->raw += n;
 	h->c->obfuscation += entity_letters(html, n);
@@ -1065,26 +1215,32 @@ mv_html_render(
 			HTML_PARSE_NODEFDTD | HTML_PARSE_IGNORE_ENC);
 		/* libxml2 (2.9) loses all that follows a <head> or <title>
 		   after top-level content ("junk <html><head>...", a
-		   <font>notice</font> before the <!DOCTYPE>): the document
-		   goes inside an element of its own, not counted */
+		   <font>notice</font> before the <!DOCTYPE>), and all that
+		   follows the end of the top-level element: the document
+		   goes inside the WRAPPER, not counted */
 		for (k = 0; k < n && is_ws((unsigned char)html[k]); k++)
 			;
 		if (k < n) {
 			h->synthetic = 1;
-			htmlParseChunk(ctxt, "<div>", 5, 0);
+			htmlParseChunk(
+			    ctxt, "<" WRAPPER ">", (int)sizeof(WRAPPER) + 1, 0);
 		}
+		mask_structure(html, n, &m);
 		do {
-			k = n - off < FEED_CHUNK ? n - off : FEED_CHUNK;
-			htmlParseChunk(ctxt, html + off, (int)k, off + k == n);
+			k = m.len - off < FEED_CHUNK ? m.len - off : FEED_CHUNK;
+			htmlParseChunk(
+			    ctxt, m.p + off, (int)k, off + k == m.len);
 			off += k;
-		} while (off < n);
+		} while (off < m.len);
 		htmlFreeParserCtxt(ctxt);
+		mv_buf_free(&m);
 	}
 	anchor_end(h);
 	while (out->len > 0 &&
 	    (out->p[out->len - 1] == '\n' || out->p[out->len - 1] == ' '))
 		out->len--;
 	out->p[out->len] = '\0';
-	h->c->text += out->len;
+	/* the text counted as before: all but the hidden */
+	h->c->text += out->len + h->inv_shown;
 	free(h);
 }

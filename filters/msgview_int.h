@@ -76,7 +76,7 @@ struct mv_build {
 	size_t decoded; /* decoded text bytes kept so far */
 
 	/* Scratch for decoding, charset conversion and rendering. */
-	struct mv_buf dec, utf, html, tmp;
+	struct mv_buf dec, utf, html, inv, tmp;
 
 	void *gmime_opts; /* GMimeParserOptions * */
 };
@@ -117,12 +117,13 @@ int mv_utf8_valid(const char *s, size_t n);
 /* ------------------------------------------------------------ HTML */
 
 /*
- * Render the UTF-8 HTML in html[0..n) to visible text into out
- * (replacing its content), add the URIs of its attributes and anchors to
- * the view and sum its counters into b->v->html.
+ * Render the UTF-8 HTML in html[0..n) to visible text into out and its
+ * invisible text into inv (replacing their content), add the URIs of its
+ * attributes and anchors to the view and sum its counters into
+ * b->v->html.
  */
-void mv_html_render(
-    struct mv_build *b, const char *html, size_t n, struct mv_buf *out);
+void mv_html_render(struct mv_build *b, const char *html, size_t n,
+    struct mv_buf *out, struct mv_buf *inv);
 void mv_html_global_init(void);
 
 /* ------------------------------------------------------------ URIs */

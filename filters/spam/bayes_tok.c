@@ -14,6 +14,9 @@
  *     become their 3- and 4-byte UTF-8 characters ("u8:") when they have
  *     any, else "sk:" and their first 7 characters. Mixed-case or
  *     punctuated words are also counted lower-cased and stripped.
+ *   - invisible text (mv_part.invisible: hidden, faint or tiny HTML
+ *     text, which the body region does not have), the same way but each
+ *     token prefixed "I*:", as SpamAssassin's invisible-text tokens.
  *   - URIs found in the message (msgview.uris), the same way (long ones
  *     kept whole).
  *   - header fields, each word prefixed "H<name>:" (SpamAssassin's
@@ -1050,6 +1053,18 @@ bayes_tokenize(const struct msgview *mv, const struct bayes_tokopts *o,
 	}
 	if (t.stop == 1)
 		t.stop = 0; /* the next region has its own budget */
+
+	/* SpamAssassin's invisible-text tokens: I*:word */
+	t.left = BAYES_BODY_TOKENS;
+	for (i = 0; i < mv->nparts && !t.stop; i++) {
+		const struct mv_part *p = &mv->parts[i];
+
+		if (p->invisiblelen > 0)
+			text(&t, "I*:", p->invisible, p->invisiblelen,
+			    REGION_BODY);
+	}
+	if (t.stop == 1)
+		t.stop = 0;
 
 	t.left = BAYES_URI_TOKENS;
 	for (i = 0; i < mv->nuris && !t.stop; i++)

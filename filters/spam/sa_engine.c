@@ -903,6 +903,12 @@ build_body(struct sa_ctx *c)
 		if (sc->body.len > subjlen)
 			sa_buf_add(&sc->body, "\n", 1);
 		body_append(&sc->body, p->text, p->textlen);
+		/* SpamAssassin's body rules read all the rendering, the
+		   invisible text too (here after the visible) */
+		if (p->invisiblelen > 0) {
+			sa_buf_add(&sc->body, "\n", 1);
+			body_append(&sc->body, p->invisible, p->invisiblelen);
+		}
 	}
 	/* the subject is its own line(s), then the text */
 	split_lines(&sc->bodyl, sc->body.s, 0, subjlen);

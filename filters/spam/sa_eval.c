@@ -245,13 +245,15 @@ eval_dkim_valid_author(
 	return a->n == 0 && facts(c)->dkim_valid_author;
 }
 
+/* DKIM.pm check_dkim_dependable: the signatures were verified (no
+   verifier, as SpamAssassin without its network tests: not dependable) */
 static int
 eval_dkim_dependable(
     struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
 	(void)r;
 	(void)a;
-	return c->facts != NULL;
+	return c->facts != NULL && c->facts->dkim_checked;
 }
 
 /* DMARC.pm: check_dmarc_pass/reject/quarantine/none/missing */
@@ -664,6 +666,35 @@ eval_html_text_match(
 	return hit;
 }
 
+/*
+ * HTMLEval html_title_subject_ratio(ratio): some <title> is more than
+ * ratio times as long as the Subject (as PerMsgStatus get() gives it:
+ * decoded, with its line end); no Subject, no hit. Lengths in bytes.
+ */
+static int
+eval_html_title_subject_ratio(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	const struct msgview   *mv = c->mv;
+	const struct mv_header *subj = NULL;
+	const struct sa_hstrs  *k;
+	double			ratio = argnum(a, 0, 0), slen;
+	size_t			i;
+
+	(void)r;
+	for (i = 0; i < mv->nheaders && subj == NULL; i++)
+		if (ascii_strcasecmp(mv->headers[i].name, "Subject") == 0)
+			subj = &mv->headers[i];
+	if (subj == NULL)
+		return 0;
+	slen = (double)strlen(subj->decoded) + 1;
+	k = &sa_html_facts(c)->strs[SA_HT_TITLE];
+	for (i = 0; i < k->n; i++)
+		if ((double)k->v[i].len / slen > ratio)
+			return 1;
+	return 0;
+}
+
 /* HTMLEval html_image_only(min, max): <img> and HTML length in (min,max] */
 static int
 eval_html_image_only(
@@ -907,6 +938,45 @@ eval_stock_info(
 		if (memmem(body, len, words[i], strlen(words[i])) != NULL)
 			n++;
 	return (double)n >= argnum(a, 0, 3);
+}
+
+/*
+ * BodyEval tvd_vertical_words(min, max): over the body lines rules see
+ * (the Subject first) longer than 5 bytes, the highest share of spaces,
+ * as int(100 * spaces / other bytes), 100 when spaces are the majority;
+ * min <= it < max (max 100 or more: 101). No such line: -1, no hit.
+ * Text with almost no spaces is words run together or set vertically.
+ */
+static int
+eval_tvd_vertical_words(
+    struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
+{
+	const struct sa_scratch *sc;
+	double			 max = argnum(a, 1, 0);
+	long			 best = -1, pct;
+	size_t			 len, i, k, spaces;
+
+	(void)r;
+	(void)sa_body_text(c, &len);
+	sc = c->sc;
+	for (i = 0; i < sc->bodyl.n; i++) {
+		const char *l = sc->body.s + sc->bodyl.v[i].off;
+		size_t	    n = sc->bodyl.v[i].len;
+
+		if (n <= 5)
+			continue;
+		for (k = 0, spaces = 0; k < n; k++)
+			spaces += l[k] == ' ';
+		if (spaces > n - spaces || n == spaces)
+			pct = 100;
+		else
+			pct = (long)(100 * spaces / (n - spaces));
+		if (pct > best)
+			best = pct;
+	}
+	if (max >= 100)
+		max = 101;
+	return (double)best >= argnum(a, 0, 0) && (double)best < max;
 }
 
 /* BodyEval check_body_length(max): the message body (its bytes as
@@ -1706,9 +1776,11 @@ static const struct sa_evaldef evals[] = {
 	{ "html_tag_exists", eval_html_tag_exists, 1, 1 },
 	{ "html_tag_balance", eval_html_tag_balance, 2, 2 },
 	{ "html_text_match", eval_html_text_match, 2, 2 },
+	{ "html_title_subject_ratio", eval_html_title_subject_ratio, 1, 1 },
 	{ "check_mime_multipart_ratio", eval_multipart_ratio, 2, 2 },
 	{ "check_stock_info", eval_stock_info, 1, 1 },
 	{ "check_body_length", eval_body_length, 1, 1 },
+	{ "tvd_vertical_words", eval_tvd_vertical_words, 2, 2 },
 	{ "check_for_shifted_date", eval_shifted_date, 2, 2 },
 	{ "subject_is_all_caps", eval_subject_all_caps, 0, 0 },
 	{ "check_outlook_message_id", eval_outlook_msgid, 0, 0 },

@@ -179,6 +179,8 @@ struct sa_facts {
 	const char	    *client_rdns; /* verified name, or NULL */
 	int		     authenticated;
 	enum sa_authres	     spf_mailfrom, spf_helo;
+	int		     dkim_checked; /* a DKIM verifier ran (its result
+					      is dependable) */
 	int		     dkim_signed;	/* any signature present */
 	int		     dkim_valid;	/* at least one verifies */
 	int		     dkim_valid_author; /* one from the From domain */

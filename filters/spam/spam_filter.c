@@ -796,6 +796,8 @@ job_facts(struct spam_job *j, const struct filter_call *call)
 	seen = 0;
 	(void)auth_of(ev, "DKIM_", &seen);
 	j->scored_auth[1] = seen;
+	j->facts.dkim_checked = seen; /* the DKIM filter reports every
+					 message, DKIM_NONE when unsigned */
 	ar = filter_auth_results(&call->token, &nar);
 	dmarc_auth_read(ar, nar, &a);
 	for (i = 0; i < a.ndkim; i++) {

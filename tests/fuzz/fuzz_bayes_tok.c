@@ -5,8 +5,9 @@
  * The input becomes a hand-built message view: up to six header fields
  * (name and value split at NUL bytes; the names include those the
  * tokenizer treats specially, chosen by the first byte), a body text and
- * a URI. Every token must be 1..BAYES_TOKEN_MAX bytes, and the number of
- * tokens stays within the per-region caps. A broken invariant calls
+ * a URI, which is also the part's invisible text when the first byte has
+ * bit 0x10. Every token must be 1..BAYES_TOKEN_MAX bytes, and the number
+ * of tokens stays within the per-region caps. A broken invariant calls
  * abort(); ASan checks every read.
  *
  * Single-threaded; no state survives between inputs.
@@ -79,10 +80,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		u.uri = f[1];
 		mv.uris = &u;
 		mv.nuris = 1;
+		if (data[0] & 0x10) {
+			p.invisible = f[1];
+			p.invisiblelen = strlen(f[1]);
+		}
 	}
 	bayes_tokenize(&mv, &o, cb, &count);
-	CHECK(count <=
-	    BAYES_BODY_TOKENS + BAYES_URI_TOKENS + BAYES_HEADER_TOKENS + 16);
+	CHECK(count <= 2 * BAYES_BODY_TOKENS + BAYES_URI_TOKENS +
+		BAYES_HEADER_TOKENS + 16);
 	free(copy);
 	return 0;
 }

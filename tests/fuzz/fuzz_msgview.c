@@ -8,8 +8,9 @@
  * parts[0] is the message at depth 0; every part's parent comes before it
  * and is one level up; depth, part, URI and header counts stay within the
  * limits; every text, raw text, decoded header value and file name is
- * valid UTF-8 of its stated length; URIs are unique, hosts lower case;
- * msgview_header() finds each field of the message header. A broken
+ * valid UTF-8 of its stated length, invisible text only in HTML parts;
+ * URIs are unique, hosts lower case; msgview_header() finds each field
+ * of the message header. A broken
  * invariant calls abort(); leaks are LeakSanitizer's to find.
  *
  *	see tests/fuzz/run.sh (it adds filters/msgview*.c, GMime, libxml2)
@@ -86,6 +87,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		check_text(p->text, p->textlen);
 		check_text(p->raw_text, p->raw_textlen);
+		check_text(p->invisible, p->invisiblelen);
+		CHECK(p->invisible == NULL || (p->flags & MV_PART_HTML));
+		CHECK(!(p->flags & MV_PART_HTML) || p->text == NULL ||
+		    p->invisible != NULL);
 		if (p->filename != NULL)
 			check_text(p->filename, strlen(p->filename));
 		CHECK((p->text == NULL) == (p->raw_text == NULL));

@@ -337,6 +337,34 @@ stop_cb(void *arg, const char *tok, size_t len)
 	return ++(*(size_t *)arg) >= 10;
 }
 
+/* SpamAssassin's invisible-text tokens: I*:word, apart from the body's */
+static void
+test_tokenizer_invisible(void)
+{
+	static const char *const hdrs[] = { "Subject", "hi", NULL };
+	struct view		 v;
+	struct toklist		 l;
+
+	mkview(&v, hdrs, "Visible offer here", NULL);
+	v.p[0].type = "text/html";
+	v.p[0].flags |= MV_PART_HTML;
+	v.p[0].invisible = "Mortgage refinance\nhttp://hidden.example/";
+	v.p[0].invisiblelen = strlen(v.p[0].invisible);
+	tokenize(&l, &v.mv, NULL);
+	ok(has(&l, "offer"), "invisible: the visible words as they are");
+	ok(has(&l, "I*:mortgage") && has(&l, "I*:refinance"),
+	    "invisible: its words prefixed I*: (Title case lowered)");
+	ok(!has(&l, "mortgage") && !has(&l, "refinance"),
+	    "invisible: not as body words");
+	ok(!has(&l, "I*:offer"), "invisible: visible words not prefixed");
+	toklist_free(&l);
+	v.p[0].invisible = "";
+	v.p[0].invisiblelen = 0;
+	tokenize(&l, &v.mv, NULL);
+	ok(!has_prefix(&l, "I*:"), "invisible: none, no I*: tokens");
+	toklist_free(&l);
+}
+
 static void
 test_tokenizer_bounds(void)
 {
@@ -949,6 +977,7 @@ main(void)
 	}
 	test_arithmetic();
 	test_tokenizer();
+	test_tokenizer_invisible();
 	test_tokenizer_bounds();
 	test_store_basic();
 	test_store_growth();

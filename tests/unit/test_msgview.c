@@ -933,6 +933,107 @@ test_html_leading_content(void)
 	msgview_free(v);
 }
 
+/*
+ * Nor behind misplaced structure: a stray end tag that closes the first
+ * top-level element, a <body> or <head> after content (libxml2 2.9
+ * dropped all that followed; a mail reader and SpamAssassin show it).
+ */
+static void
+test_html_misplaced_structure(void)
+{
+	static const struct {
+		const char *html, *want, *what;
+	} cases[] = {
+		{ "<table><tr><td>one</td></tr></table></div>two <a "
+		  "href=\"http://b.example/\">b</a>",
+		    "two b", "a stray </div>" },
+		{ "<html><table><tr><td>one</td></tr></table><head></head>"
+		  "<body bgcolor=\"#ffffff\">two words</body></html>",
+		    "two words", "a <head> after content" },
+		{ "one<body>two</body>three words", "three words",
+		    "a <body> after content" },
+		{ "a</p>b</span>c</table>d</html>e</body>f words", "f words",
+		    "stray end tags" },
+		{ "<HTML><BODY>x</BODY></HTML><HTML><BODY>second one</BODY>"
+		  "</HTML>",
+		    "x\nsecond one", "two documents" },
+		{ "<html><body>text</body></html>\n<p>list footer</p>",
+		    "list footer", "a footer after </html>" },
+		{ "a</moat-root>b</MOAT-ROOT >c</moat-html>d words", "d words",
+		    "end tags named like the wrapper" },
+	};
+	struct msgview *v;
+	size_t		i;
+
+	for (i = 0; i < nitems(cases); i++) {
+		v = html(cases[i].html);
+		ok(has(v->parts[0].text, cases[i].want),
+		    "misplaced structure: %s: text after it rendered",
+		    cases[i].what);
+		msgview_free(v);
+	}
+	v = html(cases[0].html);
+	ok(uri(v, "http://b.example/") != NULL,
+	    "misplaced structure: links after a stray </div> found");
+	msgview_free(v);
+	v = html("<html><head><title>t</title></head><body text=\"#fff\">"
+		 "white</body></html>");
+	is_int(v->html.tags, 4, "html, head, title, body counted");
+	is_int(v->html.bad_tags, 0, "html, head, body are known tags");
+	is_int(v->html.font_low_contrast, 1,
+	    "body text colour applies (white on white)");
+	msgview_free(v);
+	v = html("<html><body>a</body></html><html><body text=\"#fff\">"
+		 "white</body></html>");
+	is_int(v->html.font_low_contrast, 1,
+	    "a second body's text colour applies");
+	msgview_free(v);
+	v = html("<htmlx>a</htmlx><bodyguard>b</bodyguard><body/>c");
+	ok(has(v->parts[0].text, "c"), "names that only start like html tags");
+	is_int(v->html.bad_tags, 2, "htmlx and bodyguard are unknown tags");
+	msgview_free(v);
+}
+
+/* The text a reader does not see: in `invisible`, not in `text` */
+static void
+test_html_invisible(void)
+{
+	struct msgview *v = html(
+	    "<html><body>"
+	    "<p>Shown words</p>"
+	    "<span style=\"display:none\">none one</span>"
+	    "<div hidden>attr two</div>"
+	    "<font color=\"#ffffff\">white three</font>"
+	    "<font color=\"#fefefe\">near four</font>"
+	    "<font color=\"bogus\">invalid five</font>"
+	    "<p><font size=\"1\">tiny six</font></p>"
+	    "<span style=\"visibility:hidden\">http://hidden.example/x</span>"
+	    "<p>more <font color=\"#ff0000\">red</font> shown</p>"
+	    "</body></html>");
+
+	is_str(v->parts[0].text, "Shown words\nmore red shown",
+	    "invisible: only the visible is in text");
+	is_str(v->parts[0].invisible,
+	    "none one\nattr two\nwhite threenear fourinvalid five\n"
+	    "tiny six\nhttp://hidden.example/x",
+	    "invisible: hidden, faint, invalid and tiny runs, in order");
+	is_int(v->parts[0].invisiblelen, strlen(v->parts[0].invisible),
+	    "invisible: its length");
+	ok(uri(v, "http://hidden.example/x") != NULL,
+	    "invisible: its URLs are found");
+	is_int(v->html.font_low_contrast, 2, "invisible: faint runs counted");
+	is_int(v->html.font_invalid_color, 1, "invisible: invalid colour");
+	is_int(v->html.font_tiny, 1, "invisible: tiny runs counted");
+	msgview_free(v);
+	v = html("<p>all visible</p>");
+	is_str(v->parts[0].invisible, "", "invisible: none is \"\"");
+	msgview_free(v);
+	v = mk("Content-Type: text/plain\n\nplain\n");
+	ok(v->parts[0].invisible == NULL && v->parts[0].invisiblelen == 0,
+	    "invisible: NULL for text/plain");
+	msgview_free(v);
+}
+
 /* ------------------------------------------------------------ URIs */
 
 static void
@@ -1113,6 +1214,8 @@ main(void)
 	test_html_counters();
 	test_html_contrast();
 	test_html_leading_content();
+	test_html_misplaced_structure();
+	test_html_invisible();
 	test_uris_text();
 	test_uri_limit();
 	test_threads();

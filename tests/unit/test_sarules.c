@@ -632,6 +632,7 @@ test_evals(void)
 	    "header SPF_HELO_SOFTFAIL eval:check_for_spf_helo_softfail()\n"
 	    "header DKIM_VALID eval:check_dkim_valid()\n"
 	    "header DKIM_VALID_AU eval:check_dkim_valid_author_sig()\n"
+	    "full DKIM_DEP eval:check_dkim_dependable()\n"
 	    "header DMARC_REJECT eval:check_dmarc_reject()\n"
 	    "header MISSING_TO eval:check_for_missing_to_header()\n"
 	    "freemail_domains gmail.com *.yahoo.com\n"
@@ -701,6 +702,7 @@ test_evals(void)
 	ok(hit("SPF_FAIL") && !hit("SPF_PASS"), "SPF from facts");
 	ok(hit("SPF_HELO_SOFTFAIL"), "SPF HELO from facts");
 	ok(hit("DKIM_VALID") && !hit("DKIM_VALID_AU"), "DKIM from facts");
+	ok(!hit("DKIM_DEP"), "no DKIM verifier ran: not dependable");
 	ok(hit("DMARC_REJECT"), "DMARC from facts");
 	ok(hit("MISSING_TO"), "check_for_missing_to_header");
 	ok(hit("FREEMAIL_FROM"), "check_freemail_from with a wildcard");
@@ -709,6 +711,9 @@ test_evals(void)
 	    "external hit scored and seen by metas");
 	ok(hit("HTML_MSG") && hit("HTML_IMG"), "HTML evals from the view");
 	ok(hit("COUNT"), "check_header_count_range");
+	f.dkim_checked = 1;
+	run(rs, &t, NULL, &f, ext, 2);
+	ok(hit("DKIM_DEP"), "a DKIM verifier ran: dependable");
 	run(rs, &t, NULL, NULL, NULL, 0);
 	ok(!hit("BAYES_99") && !hit("SPF_FAIL") && !hit("RCVD_IN_TEST"),
 	    "no facts, no external hits: none of those fire");
@@ -1207,6 +1212,107 @@ test_prefilter_cache(void)
 	ok(system(cmd) == 0, "cache directory removed");
 }
 
+/* body rules read the invisible text of HTML parts too, as SA's do */
+static void
+test_invisible_body(void)
+{
+	struct sa_ruleset *rs;
+	struct mv_part	  *p;
+	struct tv	   t;
+
+	rs = load("body HIDDEN /\\bsecret words\\b/\n"
+		  "body SHOWN /\\bshown text\\b/\n"
+		  "rawbody RAW /display:none/\n",
+	    1);
+	ok(rs != NULL, "invisible body rules load (%s)", errbuf);
+	if (rs == NULL)
+		return;
+	tv_init(&t);
+	tv_header(&t, "Subject", "x");
+	p = tv_part(&t, "text/html", "shown text",
+	    "<p>shown text</p><span style=\"display:none\">secret words</span>",
+	    0);
+	p->invisible = "secret words";
+	p->invisiblelen = strlen(p->invisible);
+	run(rs, &t, NULL, NULL, NULL, 0);
+	ok(hit("SHOWN") && hit("HIDDEN"), "body: visible and invisible text");
+	ok(hit("RAW"), "rawbody: the HTML as it is");
+	tv_free(&t);
+	sa_ruleset_free(rs);
+}
+
+/* BodyEval tvd_vertical_words, HTMLEval html_title_subject_ratio */
+static void
+test_tvd_title(void)
+{
+	struct sa_ruleset *rs;
+	struct tv	   t;
+
+	rs = load("body TVD eval:tvd_vertical_words('0', '10')\n"
+		  "body TVD_ANY eval:tvd_vertical_words('0', '100')\n"
+		  "body TITLE eval:html_title_subject_ratio('3.5')\n",
+	    1);
+	ok(rs != NULL, "tvd/title rules load (%s)", errbuf);
+	if (rs == NULL)
+		return;
+	is_int(sa_ruleset_stats(rs)->evals_skipped, 0, "both implemented");
+	/* every paragraph (a line here) > 5 bytes under 10% spaces, the
+	   Subject's line included; a single line end is a space */
+	tv_init(&t);
+	tv_header(&t, "Subject", "Offer");
+	tv_part(&t, "text/plain",
+	    "V\n\nI\n\nA\n\nwordswithoutanyspacesatall and\n\n"
+	    "morewordsruntogether\n",
+	    NULL, 0);
+	run(rs, &t, NULL, NULL, NULL, 0);
+	ok(hit("TVD"), "tvd_vertical_words: no line with 10%% spaces");
+	ok(hit("TVD_ANY"), "tvd_vertical_words('0', '100'): max 101");
+	tv_free(&t);
+	/* one ordinary sentence: 7 spaces for 34 other bytes = 20% */
+	tv_init(&t);
+	tv_header(&t, "Subject", "Offer");
+	tv_part(
+	    &t, "text/plain", "This is a line of plain old text.\n", NULL, 0);
+	run(rs, &t, NULL, NULL, NULL, 0);
+	ok(!hit("TVD"), "tvd_vertical_words: a sentence is 20%%");
+	tv_free(&t);
+	/* only short lines: no value (-1), no hit even from 0 */
+	tv_init(&t);
+	tv_header(&t, "Subject", "Hi");
+	tv_part(&t, "text/plain", "a\nb\n", NULL, 0);
+	run(rs, &t, NULL, NULL, NULL, 0);
+	ok(!hit("TVD") && !hit("TVD_ANY"), "tvd_vertical_words: no long line");
+	tv_free(&t);
+	/* title 21 bytes, Subject "Hi" + line end = 3: 7 > 3.5 */
+	tv_init(&t);
+	tv_header(&t, "Subject", "Hi");
+	tv_part(&t, "text/html", "x",
+	    "<html><head><title>A much longer title.</title></head>"
+	    "<body>x</body></html>",
+	    0);
+	run(rs, &t, NULL, NULL, NULL, 0);
+	ok(hit("TITLE"), "html_title_subject_ratio: title 7 times the Subject");
+	tv_free(&t);
+	tv_init(&t);
+	tv_header(&t, "Subject", "A subject of some length");
+	tv_part(&t, "text/html", "x",
+	    "<html><head><title>A much longer title.</title></head>"
+	    "<body>x</body></html>",
+	    0);
+	run(rs, &t, NULL, NULL, NULL, 0);
+	ok(!hit("TITLE"), "html_title_subject_ratio: title shorter");
+	tv_free(&t);
+	tv_init(&t);
+	tv_part(&t, "text/html", "x",
+	    "<html><head><title>A much longer title.</title></head>"
+	    "<body>x</body></html>",
+	    0);
+	run(rs, &t, NULL, NULL, NULL, 0);
+	ok(!hit("TITLE"), "html_title_subject_ratio: no Subject, no hit");
+	tv_free(&t);
+	sa_ruleset_free(rs);
+}
+
 int
 main(void)
 {
@@ -1228,6 +1334,8 @@ main(void)
 	test_texts();
 	test_evals();
 	test_more_evals();
+	test_tvd_title();
+	test_invisible_body();
 	test_sa_parity();
 	test_budget();
 	test_prefilter_cache();
