@@ -18,14 +18,7 @@
 
 #include "bayes_tok.h"
 #include "msgview.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			abort();                                               \
-	} while (0)
+#include "fuzz.h"
 
 static int
 cb(void *arg, const char *tok, size_t len)

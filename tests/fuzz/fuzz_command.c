@@ -21,8 +21,7 @@
 #include <strings.h>
 
 #include "smtp_parse.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+#include "fuzz.h"
 
 static int
 in_line(const char *p, const char *line, size_t len)

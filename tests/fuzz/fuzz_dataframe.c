@@ -28,14 +28,7 @@
 
 #include "dataframe.h"
 #include "headers.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
-
-#define CHECK(c)                                                               \
-	do {                                                                   \
-		if (!(c))                                                      \
-			abort();                                               \
-	} while (0)
+#include "fuzz.h"
 
 struct buf {
 	char  *p;

@@ -34,14 +34,7 @@
 #include <string.h>
 
 #include "hdredit.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
-
-#define CHECK(c)                                                               \
-	do {                                                                   \
-		if (!(c))                                                      \
-			abort();                                               \
-	} while (0)
+#include "fuzz.h"
 
 #define MAXSEG 8
 

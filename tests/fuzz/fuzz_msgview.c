@@ -25,14 +25,7 @@
 #include "msgview.h"
 #include "msgview_int.h"
 #include "util.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			abort();                                               \
-	} while (0)
+#include "fuzz.h"
 
 static void
 check_text(const char *s, size_t n)
@@ -111,7 +104,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK((u->host == NULL) == (u->domain == NULL));
 		if (u->host != NULL)
 			for (j = 0; u->host[j] != '\0'; j++)
-				CHECK(!(u->host[j] >= 'A' && u->host[j] <= 'Z'));
+				CHECK(
+				    !(u->host[j] >= 'A' && u->host[j] <= 'Z'));
 		for (j = 0; j < i && v->nuris <= 64; j++)
 			CHECK(strcmp(u->uri, v->uris[j].uri) != 0);
 	}

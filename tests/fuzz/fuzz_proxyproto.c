@@ -26,14 +26,7 @@
 #include "escape.h"
 #include "proxyproto.h"
 #include "reply.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			abort();                                               \
-	} while (0)
+#include "fuzz.h"
 
 /* Parse from an exact-size heap copy of the first len bytes. */
 static enum pp_result

@@ -18,14 +18,7 @@
 
 #include "addr.h"
 #include "sa_received.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			abort();                                               \
-	} while (0)
+#include "fuzz.h"
 
 static void
 check_relay(const struct sa_relay *r)

@@ -18,14 +18,7 @@
 #include <string.h>
 
 #include "sa_rules.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			abort();                                               \
-	} while (0)
+#include "fuzz.h"
 
 static const struct mv_header hdrs[] = {
 	{ "From", "\"A\" <a@example.com>", "\"A\" <a@example.com>" },

@@ -26,14 +26,7 @@
 #include <string.h>
 
 #include "scanproto.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			abort();                                               \
-	} while (0)
+#include "fuzz.h"
 
 static struct scan_reply r1, r2;
 static char		 buf[SCAN_REPLY_MAX];

@@ -28,14 +28,7 @@
 #include <strings.h>
 
 #include "spf_eval.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			abort();                                               \
-	} while (0)
+#include "fuzz.h"
 
 #define MAX_ROUNDS 500
 
