@@ -841,35 +841,64 @@ define_eval(struct loader *l, struct sa_rule *r, const char *s)
 	return 0;
 }
 
+/* An "eval:NAME(args)" definition: 1 when rest is one (r defined, or
+   the error reported), 0 when it is not. */
+static int
+rule_eval_def(struct loader *l, struct sa_rule *r, const char *rest)
+{
+	if (strncmp(rest, "eval:", 5) != 0)
+		return 0;
+	if (define_eval(l, r, rest) == 0)
+		r->defined = 1;
+	return 1;
+}
+
+/* The rule's regular expression at *p; *p is left after it and any
+   blanks. 0, or -1 reported. */
+static int
+rule_regex(struct loader *l, struct sa_rule *r, const char **p)
+{
+	char why[256];
+
+	if (sa_regex_parse(p, &r->pattern, &r->reopts, NULL, why, sizeof(why)) <
+	    0) {
+		lerror(l, "%s", why);
+		return -1;
+	}
+	while (**p == ' ' || **p == '\t')
+		(*p)++;
+	return 0;
+}
+
+/* A definition found wrong after its regex: reported, the regex
+   dropped, the rule left undefined. */
+static void
+rule_bad_tail(struct loader *l, struct sa_rule *r, const char *what)
+{
+	lerror(l, "%s", what);
+	free(r->pattern);
+	r->pattern = NULL;
+}
+
+/* The end of a regex definition: nothing may follow. */
+static void
+rule_end(struct loader *l, struct sa_rule *r, const char *p)
+{
+	if (*p != '\0')
+		rule_bad_tail(l, r, "text after the regular expression");
+	else
+		r->defined = 1;
+}
+
 static void
 define_regex_rule(struct loader *l, enum sa_rtype type, char *rest)
 {
 	struct sa_rule *r = rule_begin(l, &rest, type);
-	char		why[256];
-	const char     *p;
+	const char     *p = rest;
 
-	if (r == NULL)
+	if (r == NULL || rule_eval_def(l, r, rest) || rule_regex(l, r, &p) < 0)
 		return;
-	if (strncmp(rest, "eval:", 5) == 0) {
-		if (define_eval(l, r, rest) == 0)
-			r->defined = 1;
-		return;
-	}
-	p = rest;
-	if (sa_regex_parse(
-		&p, &r->pattern, &r->reopts, NULL, why, sizeof(why)) < 0) {
-		lerror(l, "%s", why);
-		return;
-	}
-	while (*p == ' ' || *p == '\t')
-		p++;
-	if (*p != '\0') {
-		lerror(l, "%s", "text after the regular expression");
-		free(r->pattern);
-		r->pattern = NULL;
-		return;
-	}
-	r->defined = 1;
+	rule_end(l, r, p);
 }
 
 /* header NAME Header[:mods] =~ /re/ [if-unset: X] | exists:H | eval: */
@@ -877,16 +906,11 @@ static void
 define_header_rule(struct loader *l, enum sa_rtype type, char *rest)
 {
 	struct sa_rule *r = rule_begin(l, &rest, type);
-	char		why[256], *h, *op, *m;
+	char	       *h, *op, *m;
 	const char     *p;
 
-	if (r == NULL)
+	if (r == NULL || rule_eval_def(l, r, rest))
 		return;
-	if (strncmp(rest, "eval:", 5) == 0) {
-		if (define_eval(l, r, rest) == 0)
-			r->defined = 1;
-		return;
-	}
 	if (strncmp(rest, "exists:", 7) == 0) {
 		h = rest + 7;
 		if (*h == '\0' || strchr(h, ' ') != NULL) {
@@ -930,22 +954,15 @@ define_header_rule(struct loader *l, enum sa_rtype type, char *rest)
 	}
 	r->hdr = xstrdup(h);
 	p = rest;
-	if (sa_regex_parse(
-		&p, &r->pattern, &r->reopts, NULL, why, sizeof(why)) < 0) {
-		lerror(l, "%s", why);
+	if (rule_regex(l, r, &p) < 0)
 		return;
-	}
-	while (*p == ' ' || *p == '\t')
-		p++;
 	if (strncmp(p, "[if-unset:", 10) == 0) {
 		const char *v = p + 10, *e = strrchr(p, ']');
 
 		while (*v == ' ' || *v == '\t')
 			v++;
 		if (e == NULL || e < v) {
-			lerror(l, "%s", "bad [if-unset: ...]");
-			free(r->pattern);
-			r->pattern = NULL;
+			rule_bad_tail(l, r, "bad [if-unset: ...]");
 			return;
 		}
 		r->unset = xstrndup(v, (size_t)(e - v));
@@ -953,13 +970,7 @@ define_header_rule(struct loader *l, enum sa_rtype type, char *rest)
 		while (*p == ' ' || *p == '\t')
 			p++;
 	}
-	if (*p != '\0') {
-		lerror(l, "%s", "text after the regular expression");
-		free(r->pattern);
-		r->pattern = NULL;
-		return;
-	}
-	r->defined = 1;
+	rule_end(l, r, p);
 }
 
 static void
