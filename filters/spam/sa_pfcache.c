@@ -97,9 +97,8 @@ hash128(const void *p, size_t n, unsigned char out[16])
 	memcpy(out + 8, &c, 8);
 }
 
-/* The key of these pattern lists with this Hyperscan on this CPU. */
-static int
-cache_key(const struct pf_coll *coll, unsigned char key[16])
+int
+sa_pfcache_key(const struct pf_coll *coll, unsigned char key[16])
 {
 	hs_platform_info_t plat;
 	struct buf	   b = { 0 };
@@ -212,9 +211,10 @@ bad:
 }
 
 int
-sa_pfcache_load(const char *dir, const struct pf_coll *coll, struct sa_pf *pf)
+sa_pfcache_load(const char *dir, const unsigned char key[16],
+    const struct pf_coll *coll, struct sa_pf *pf)
 {
-	unsigned char  key[16], fkey[16], check[16];
+	unsigned char  fkey[16], check[16];
 	char	       path[4096];
 	struct stat    st;
 	unsigned char *data = NULL;
@@ -224,8 +224,7 @@ sa_pfcache_load(const char *dir, const struct pf_coll *coll, struct sa_pf *pf)
 	size_t	       have = 0;
 	int	       fd, rc = -1;
 
-	if (cache_key(coll, key) < 0 || stat(dir, &st) == -1 ||
-	    !S_ISDIR(st.st_mode) || !trusted(&st))
+	if (stat(dir, &st) == -1 || !S_ISDIR(st.st_mode) || !trusted(&st))
 		return -1;
 	file_name(dir, key, path, sizeof(path));
 	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) == -1)
@@ -305,9 +304,9 @@ clean_dir(const char *dir, const char *keep)
 
 void
 sa_pfcache_save(
-    const char *dir, const struct pf_coll *coll, const struct sa_pf *pf)
+    const char *dir, const unsigned char key[16], const struct sa_pf *pf)
 {
-	unsigned char key[16], check[16];
+	unsigned char check[16];
 	char	      path[4096], tmp[4096];
 	struct buf    b = { 0 };
 	struct stat   st;
@@ -315,8 +314,6 @@ sa_pfcache_save(
 	uint64_t      plen;
 	int	      t, fd;
 
-	if (cache_key(coll, key) < 0)
-		return;
 	if (mkdir(dir, 0755) == -1 && errno != EEXIST)
 		return;
 	if (stat(dir, &st) == -1 || !S_ISDIR(st.st_mode) || !trusted(&st))

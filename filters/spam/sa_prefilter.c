@@ -290,6 +290,7 @@ void
 sa_prefilter_build(struct sa_ruleset *rs, const char *cache_dir)
 {
 	struct pf_coll coll[SA_NTYPES];
+	unsigned char  key[16];
 	struct sa_pf  *pf;
 	unsigned       i;
 	size_t	       k;
@@ -303,7 +304,9 @@ sa_prefilter_build(struct sa_ruleset *rs, const char *cache_dir)
 			collect_type(rs, t, &coll[t]);
 	pf = xcalloc(1, sizeof(*pf));
 	pf->serial = __atomic_add_fetch(&pf_serial, 1, __ATOMIC_RELAXED);
-	if (cache_dir != NULL && sa_pfcache_load(cache_dir, coll, pf) == 0)
+	if (cache_dir != NULL && sa_pfcache_key(coll, key) < 0)
+		cache_dir = NULL;
+	if (cache_dir != NULL && sa_pfcache_load(cache_dir, key, coll, pf) == 0)
 		rs->stats.prefilter_cached = 1;
 	else {
 		for (t = 0; t < SA_NTYPES; t++)
@@ -312,14 +315,14 @@ sa_prefilter_build(struct sa_ruleset *rs, const char *cache_dir)
 				    coll[t].n - i < PF_CHUNK ? coll[t].n - i
 							     : PF_CHUNK);
 		if (cache_dir != NULL)
-			sa_pfcache_save(cache_dir, coll, pf);
+			sa_pfcache_save(cache_dir, key, pf);
 	}
 	for (t = 0; t < SA_NTYPES; t++) {
-		for (k = 0; k < pf->ndbs[t]; k++)
+		for (k = 0; k < pf->ndbs[t]; k++) {
 			for (i = 0; i < pf->dbs[t][k].n; i++)
 				rs->rules[pf->dbs[t][k].rule_of[i]]->pf = 1;
-		for (k = 0; k < pf->ndbs[t]; k++)
 			rs->stats.prefiltered += pf->dbs[t][k].n;
+		}
 		coll_free(&coll[t]);
 	}
 	rs->pf = pf;

@@ -53,12 +53,16 @@ void sa_pf_add_db(struct sa_pf *, int t, const struct pf_coll *,
 void sa_pf_clear(struct sa_pf *);
 
 /*
- * The cache (sa_pfcache.c). load: 0 when pf now holds the databases
- * compiled earlier for exactly these collections, -1 (pf untouched) when
- * there are none or they cannot be trusted. save: best effort, silent.
+ * The cache (sa_pfcache.c). key: what the compiled databases of these
+ * collections depend on (0, or -1 when Hyperscan cannot say its
+ * platform: no cache). load: 0 when pf now holds the databases compiled
+ * earlier under that key, -1 (pf untouched) when there are none or they
+ * cannot be trusted. save: best effort, silent.
  */
-int  sa_pfcache_load(const char *dir, const struct pf_coll *, struct sa_pf *);
+int  sa_pfcache_key(const struct pf_coll *, unsigned char key[16]);
+int  sa_pfcache_load(const char *dir, const unsigned char key[16],
+     const struct pf_coll *, struct sa_pf *);
 void sa_pfcache_save(
-    const char *dir, const struct pf_coll *, const struct sa_pf *);
+    const char *dir, const unsigned char key[16], const struct sa_pf *);
 
 #endif
