@@ -205,7 +205,8 @@ eval_spf_none(
 {
 	(void)r;
 	(void)a;
-	return c->facts != NULL && c->facts->spf_mailfrom == SA_AUTH_NONE &&
+	return c->facts != NULL && c->facts->spf_checked &&
+	    c->facts->spf_mailfrom == SA_AUTH_NONE &&
 	    c->facts->mail_from != NULL;
 }
 
@@ -215,8 +216,9 @@ eval_spf_helo_none(
 {
 	(void)r;
 	(void)a;
-	return c->facts != NULL && c->facts->spf_helo == SA_AUTH_NONE &&
-	    c->facts->helo != NULL && !c->facts->client_trusted;
+	return c->facts != NULL && c->facts->spf_helo_checked &&
+	    c->facts->spf_helo == SA_AUTH_NONE && c->facts->helo != NULL &&
+	    !c->facts->client_trusted;
 }
 
 /* DKIM.pm check_dkim_signed/valid([domain...]): domains not supported:

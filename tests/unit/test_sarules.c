@@ -633,6 +633,7 @@ test_evals(void)
 	    "header DKIM_VALID eval:check_dkim_valid()\n"
 	    "header DKIM_VALID_AU eval:check_dkim_valid_author_sig()\n"
 	    "full DKIM_DEP eval:check_dkim_dependable()\n"
+	    "header SPF_NONE eval:check_for_spf_none()\n"
 	    "header DMARC_REJECT eval:check_dmarc_reject()\n"
 	    "header MISSING_TO eval:check_for_missing_to_header()\n"
 	    "freemail_domains gmail.com *.yahoo.com\n"
@@ -714,6 +715,13 @@ test_evals(void)
 	f.dkim_checked = 1;
 	run(rs, &t, NULL, &f, ext, 2);
 	ok(hit("DKIM_DEP"), "a DKIM verifier ran: dependable");
+	f.spf_mailfrom = SA_AUTH_NONE;
+	f.mail_from = "someone@mail.yahoo.com";
+	run(rs, &t, NULL, &f, ext, 2);
+	ok(!hit("SPF_NONE"), "SPF not checked: no SPF_NONE");
+	f.spf_checked = 1;
+	run(rs, &t, NULL, &f, ext, 2);
+	ok(hit("SPF_NONE"), "SPF checked, no record: SPF_NONE");
 	run(rs, &t, NULL, NULL, NULL, 0);
 	ok(!hit("BAYES_99") && !hit("SPF_FAIL") && !hit("RCVD_IN_TEST"),
 	    "no facts, no external hits: none of those fire");
