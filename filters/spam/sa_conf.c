@@ -147,6 +147,7 @@ struct loader {
 	char		  *err;
 	size_t		   errlen;
 	int		   no_prefilter;
+	const char	  *cache_dir;
 	int		   no_lazy;
 	int		   cond[SA_MAX_COND]; /* is this level active */
 	int		   ncond;
@@ -1825,7 +1826,7 @@ finish(struct loader *l, size_t nstrict_files)
 	rs->norder[SA_META] = k;
 	lists_index(rs);
 	if (!l->no_prefilter)
-		sa_prefilter_build(rs);
+		sa_prefilter_build(rs, l->cache_dir);
 	/*
 	 * Lazy: body and rawbody regexes outside the prefilter (the costly
 	 * ones) whose only effect is through metas (never reported).
@@ -1880,6 +1881,7 @@ sa_ruleset_load(const char *const *paths, size_t n,
 	memset(&l, 0, sizeof(l));
 	l.rs = ruleset_new(opts);
 	l.no_prefilter = opts != NULL && opts->no_prefilter;
+	l.cache_dir = opts != NULL ? opts->cache_dir : NULL;
 	l.no_lazy = opts != NULL && opts->no_lazy;
 	l.err = err;
 	l.errlen = errlen;
@@ -1902,6 +1904,7 @@ sa_ruleset_load_string(const char *text, size_t len, const char *name,
 	memset(&l, 0, sizeof(l));
 	l.rs = ruleset_new(opts);
 	l.no_prefilter = opts != NULL && opts->no_prefilter;
+	l.cache_dir = opts != NULL ? opts->cache_dir : NULL;
 	l.no_lazy = opts != NULL && opts->no_lazy;
 	l.err = err;
 	l.errlen = errlen;

@@ -247,7 +247,7 @@ void sa_net_free(struct sa_ruleset *);
 
 /* sa_prefilter.c */
 struct sa_scratch;
-void sa_prefilter_build(struct sa_ruleset *);
+void sa_prefilter_build(struct sa_ruleset *, const char *cache_dir);
 void sa_prefilter_free(struct sa_ruleset *);
 int  sa_prefilter_prepare(const struct sa_ruleset *, struct sa_scratch *);
 int  sa_prefilter_scan(const struct sa_ruleset *, struct sa_scratch *, int t,

@@ -13,6 +13,12 @@
  * Without Hyperscan (not built with it, or the CPU lacks SSSE3) every
  * rule runs with PCRE2; results are the same, only slower.
  *
+ * Compiling Debian's ruleset takes about 2 s, so the compiled databases
+ * are kept in a cache directory when the loader is given one
+ * (sa_pfcache.c) and taken from there when the same patterns, flags,
+ * Hyperscan version and CPU come again: a restart or a reload with
+ * unchanged rules starts in a fraction of that.
+ *
  * Threading: the databases are built at load and then read-only; the
  * Hyperscan scratch lives in the caller's struct sa_scratch.
  */
@@ -27,6 +33,8 @@
 #ifdef HAVE_HYPERSCAN
 #include <hs.h>
 
+#include "sa_prefilter.h"
+
 /*
  * Patterns per database and the longest pattern taken: Hyperscan's
  * compile time grows faster than linearly with both, and Debian's set
@@ -34,20 +42,6 @@
  * few huge ones (ReplaceTags expansions of 2-200 KB, which PCRE2 runs
  * always) it takes about 2 s.
  */
-#define PF_CHUNK  100
-#define PF_MAXLEN 2000
-
-struct pf_db {
-	hs_database_t *db;
-	uint32_t      *rule_of; /* Hyperscan id -> rule index */
-};
-
-struct sa_pf {
-	struct pf_db *dbs[SA_NTYPES];
-	size_t	      ndbs[SA_NTYPES];
-	unsigned      serial;
-};
-
 static unsigned pf_serial;
 
 static int
@@ -156,23 +150,30 @@ hs_pattern(const struct sa_rule *r)
 	return p;
 }
 
-/* Compile pats[0..n) into one database; a pattern the compiler refuses
-   is dropped (runs with PCRE2) and the rest retried. */
+/* Compile patterns [first, first+n) of c into one database; a pattern
+   the compiler refuses is dropped (runs with PCRE2) and the rest
+   retried. */
 static void
-build_db(struct sa_ruleset *rs, struct sa_pf *pf, int t, char **pats,
-    unsigned *flags, uint32_t *rule_of, unsigned n)
+build_db(struct sa_pf *pf, int t, const struct pf_coll *c, unsigned first,
+    unsigned n)
 {
 	hs_compile_error_t *cerr;
 	hs_database_t	   *db = NULL;
+	const char	  **pats = xcalloc(n + 1, sizeof(*pats));
+	unsigned	   *flags = xcalloc(n + 1, sizeof(*flags));
 	unsigned	   *ids = xcalloc(n + 1, sizeof(*ids)), i;
-	struct pf_db	   *d;
+	uint32_t	   *pos = xcalloc(n + 1, sizeof(*pos));
 
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
 		ids[i] = i;
+		pos[i] = first + i;
+		pats[i] = c->pats[first + i];
+		flags[i] = c->flags[first + i];
+	}
 	while (n > 0) {
 		cerr = NULL;
-		if (hs_compile_multi((const char *const *)pats, flags, ids, n,
-			HS_MODE_BLOCK, NULL, &db, &cerr) == HS_SUCCESS)
+		if (hs_compile_multi(pats, flags, ids, n, HS_MODE_BLOCK, NULL,
+			&db, &cerr) == HS_SUCCESS)
 			break;
 		db = NULL;
 		if (cerr == NULL || cerr->expression < 0 ||
@@ -185,36 +186,66 @@ build_db(struct sa_ruleset *rs, struct sa_pf *pf, int t, char **pats,
 		hs_free_compile_error(cerr);
 		memmove(pats + i, pats + i + 1, (n - i - 1) * sizeof(*pats));
 		memmove(flags + i, flags + i + 1, (n - i - 1) * sizeof(*flags));
-		memmove(rule_of + i, rule_of + i + 1,
-		    (n - i - 1) * sizeof(*rule_of));
+		memmove(pos + i, pos + i + 1, (n - i - 1) * sizeof(*pos));
 		n--;
 	}
 	free(ids);
-	if (db == NULL)
+	free(pats);
+	free(flags);
+	if (db == NULL) {
+		free(pos);
 		return;
+	}
+	sa_pf_add_db(pf, t, c, db, pos, n);
+}
+
+void
+sa_pf_add_db(struct sa_pf *pf, int t, const struct pf_coll *c,
+    hs_database_t *db, uint32_t *pos, unsigned n)
+{
+	struct pf_db *d;
+	unsigned      i;
+
 	pf->dbs[t] = xrealloc(pf->dbs[t], (pf->ndbs[t] + 1) * sizeof(*d));
 	d = &pf->dbs[t][pf->ndbs[t]++];
 	d->db = db;
+	d->pos = pos;
+	d->n = n;
 	d->rule_of = xcalloc(n + 1, sizeof(uint32_t));
-	memcpy(d->rule_of, rule_of, n * sizeof(uint32_t));
 	for (i = 0; i < n; i++)
-		rs->rules[rule_of[i]]->pf = 1;
-	rs->stats.prefiltered += n;
+		d->rule_of[i] = c->rule_of[pos[i]];
 }
 
-static void
-build_type(struct sa_ruleset *rs, struct sa_pf *pf, int t)
+void
+sa_pf_clear(struct sa_pf *pf)
 {
-	char		  **pats;
-	unsigned	   *flags, n = 0, i;
-	uint32_t	   *rule_of;
-	size_t		    k;
+	size_t i;
+	int    t;
+
+	for (t = 0; t < SA_NTYPES; t++) {
+		for (i = 0; i < pf->ndbs[t]; i++) {
+			hs_free_database(pf->dbs[t][i].db);
+			free(pf->dbs[t][i].pos);
+			free(pf->dbs[t][i].rule_of);
+		}
+		free(pf->dbs[t]);
+		pf->dbs[t] = NULL;
+		pf->ndbs[t] = 0;
+	}
+}
+
+/* The patterns of type t Hyperscan can take, in rule order. */
+static void
+collect_type(struct sa_ruleset *rs, int t, struct pf_coll *c)
+{
 	hs_compile_error_t *cerr;
 	hs_expr_info_t	   *info;
+	size_t		    k;
 
-	pats = xcalloc(rs->norder[t] + 1, sizeof(*pats));
-	flags = xcalloc(rs->norder[t] + 1, sizeof(*flags));
-	rule_of = xcalloc(rs->norder[t] + 1, sizeof(*rule_of));
+	c->pats = xcalloc(rs->norder[t] + 1, sizeof(*c->pats));
+	c->flags = xcalloc(rs->norder[t] + 1, sizeof(*c->flags));
+	c->rule_of = xcalloc(rs->norder[t] + 1, sizeof(*c->rule_of));
+	c->n = 0;
 	for (k = 0; k < rs->norder[t]; k++) {
 		struct sa_rule *r = rs->rules[rs->order[t][k]];
 		char	       *p;
@@ -236,53 +267,70 @@ build_type(struct sa_ruleset *rs, struct sa_pf *pf, int t)
 			continue;
 		}
 		free(info);
-		pats[n] = p;
-		flags[n] = hs_flags(r);
-		rule_of[n] = rs->order[t][k];
-		n++;
+		c->pats[c->n] = p;
+		c->flags[c->n] = hs_flags(r);
+		c->rule_of[c->n] = rs->order[t][k];
+		c->n++;
 	}
-	for (i = 0; i < n; i += PF_CHUNK)
-		build_db(rs, pf, t, pats + i, flags + i, rule_of + i,
-		    n - i < PF_CHUNK ? n - i : PF_CHUNK);
-	for (i = 0; i < n; i++)
-		free(pats[i]);
-	free(pats);
-	free(flags);
-	free(rule_of);
+}
+
+static void
+coll_free(struct pf_coll *c)
+{
+	unsigned i;
+
+	for (i = 0; i < c->n; i++)
+		free(c->pats[i]);
+	free(c->pats);
+	free(c->flags);
+	free(c->rule_of);
 }
 
 void
-sa_prefilter_build(struct sa_ruleset *rs)
+sa_prefilter_build(struct sa_ruleset *rs, const char *cache_dir)
 {
-	struct sa_pf *pf;
-	int	      t;
+	struct pf_coll coll[SA_NTYPES];
+	struct sa_pf  *pf;
+	unsigned       i;
+	size_t	       k;
+	int	       t;
 
 	if (hs_valid_platform() != HS_SUCCESS)
 		return;
-	pf = xcalloc(1, sizeof(*pf));
-	pf->serial = __atomic_add_fetch(&pf_serial, 1, __ATOMIC_RELAXED);
+	memset(coll, 0, sizeof(coll));
 	for (t = 0; t < SA_NTYPES; t++)
 		if (prefiltered_type(t) && rs->norder[t] > 0)
-			build_type(rs, pf, t);
+			collect_type(rs, t, &coll[t]);
+	pf = xcalloc(1, sizeof(*pf));
+	pf->serial = __atomic_add_fetch(&pf_serial, 1, __ATOMIC_RELAXED);
+	if (cache_dir != NULL && sa_pfcache_load(cache_dir, coll, pf) == 0)
+		rs->stats.prefilter_cached = 1;
+	else {
+		for (t = 0; t < SA_NTYPES; t++)
+			for (i = 0; i < coll[t].n; i += PF_CHUNK)
+				build_db(pf, t, &coll[t], i,
+				    coll[t].n - i < PF_CHUNK ? coll[t].n - i
+							     : PF_CHUNK);
+		if (cache_dir != NULL)
+			sa_pfcache_save(cache_dir, coll, pf);
+	}
+	for (t = 0; t < SA_NTYPES; t++) {
+		for (k = 0; k < pf->ndbs[t]; k++)
+			for (i = 0; i < pf->dbs[t][k].n; i++)
+				rs->rules[pf->dbs[t][k].rule_of[i]]->pf = 1;
+		for (k = 0; k < pf->ndbs[t]; k++)
+			rs->stats.prefiltered += pf->dbs[t][k].n;
+		coll_free(&coll[t]);
+	}
 	rs->pf = pf;
 }
 
 void
 sa_prefilter_free(struct sa_ruleset *rs)
 {
-	int t;
-
 	if (rs->pf == NULL)
 		return;
-	for (t = 0; t < SA_NTYPES; t++) {
-		size_t i;
-
-		for (i = 0; i < rs->pf->ndbs[t]; i++) {
-			hs_free_database(rs->pf->dbs[t][i].db);
-			free(rs->pf->dbs[t][i].rule_of);
-		}
-		free(rs->pf->dbs[t]);
-	}
+	sa_pf_clear(rs->pf);
 	free(rs->pf);
 	rs->pf = NULL;
 }
@@ -377,9 +425,10 @@ sa_prefilter_scratch_free(struct sa_scratch *sc)
 #else /* !HAVE_HYPERSCAN */
 
 void
-sa_prefilter_build(struct sa_ruleset *rs)
+sa_prefilter_build(struct sa_ruleset *rs, const char *cache_dir)
 {
 	(void)rs;
+	(void)cache_dir;
 }
 
 void

@@ -57,6 +57,13 @@ struct sa_load_opts {
 	 */
 	int no_prefilter;
 	/*
+	 * A directory for the compiled prefilter databases (NULL: none),
+	 * reused by a later load of the same rules. Files there are only
+	 * trusted when owned by this user or root and writable by no one
+	 * else, in a directory writable by no one else.
+	 */
+	const char *cache_dir;
+	/*
 	 * 1 = run every rule (by default the costly body/rawbody regexes
 	 * that only metas read run only when a meta's outcome depends on
 	 * them; the results are the same).
@@ -82,6 +89,8 @@ struct sa_stats {
 				      prefilter (body/rawbody/uri/full) */
 	unsigned lazy;		   /* regexes run only when a meta needs
 				      them */
+	unsigned prefilter_cached; /* 1: the prefilter's databases came from
+				      the cache directory */
 };
 
 /*
@@ -190,10 +199,10 @@ struct sa_facts {
 	 * A trusted loopback client (local injection, `moat scan`) adds no
 	 * relay of its own.
 	 */
-	int		     client_trusted;
-	const struct cidr   *trusted_nets;
-	size_t		     ntrusted_nets;
-	int		     trusted_configured;
+	int		   client_trusted;
+	const struct cidr *trusted_nets;
+	size_t		   ntrusted_nets;
+	int		   trusted_configured;
 };
 
 struct sa_hit {

@@ -111,14 +111,14 @@ struct sa_scratch {
 
 	unsigned long budget; /* usec per sa_eval(), 0 = none */
 
-	double	      *lo, *hi; /* lazy rules: meta value intervals */
+	double		  *lo, *hi; /* lazy rules: meta value intervals */
 	struct sa_resolve *rstack;
 	size_t		   nlazybuf;
 
 	struct sa_html html;
 
-	uint64_t *prof; /* per rule: nanoseconds spent (profiling on) */
-	size_t	  nprof;
+	uint64_t	 *prof; /* per rule: nanoseconds spent (profiling on) */
+	size_t		  nprof;
 	struct sa_relays *relays; /* the relay trail, built on demand */
 	unsigned	  relays_gen;
 	long long	  date_diff; /* Date minus Received, on demand */

@@ -19,6 +19,7 @@ struct filter_conf;
 struct sa_ruleset;
 
 #define SPAM_BAYES_DB  "/var/lib/moat/bayes.lmdb"
+#define SPAM_RULES_CACHE "/var/cache/moat" /* compiled prefilter databases */
 #define SPAM_PATHS_MAX 64			/* per option */
 #define SPAM_RULES_MAX (2 * SPAM_PATHS_MAX + 1) /* in all */
 

@@ -80,7 +80,7 @@ static const char *const spam_options[] = { "rules", "sa_rules",
 	"autolearn", "autolearn_spam", "autolearn_ham", "dns_lists",
 	"dns_budget", "dns_max_queries", "max_size", "max_parts", "max_depth",
 	"max_decoded", "max_uris", "trusted_networks", "bayes_ignore_header",
-	NULL };
+	"rules_cache", NULL };
 
 /* A rule that fired, copied out of the scratch for the loop thread. */
 struct spam_hit {
@@ -353,6 +353,16 @@ spam_init(const struct filter_conf *fc, void **ctx)
 	memset(&lo, 0, sizeof(lo));
 	lo.scoreset = (bayes_on ? 2 : 0) + (dns ? 1 : 0);
 	lo.strict_from = strict_from;
+	if ((v = filter_conf_get(fc, "rules_cache")) == NULL)
+		v = SPAM_RULES_CACHE;
+	if (strcmp(v, "no") == 0)
+		v = NULL;
+	else if (v[0] != '/') {
+		filter_conf_error(
+		    fc, "rules_cache: an absolute directory path, or \"no\"");
+		goto fail;
+	}
+	lo.cache_dir = v;
 	err[0] = '\0';
 	c->rules = sa_ruleset_load(
 	    (const char *const *)paths, np, &lo, err, sizeof(err));
@@ -367,12 +377,17 @@ spam_init(const struct filter_conf *fc, void **ctx)
 
 		log_info("event=spam-rules files=%u header=%u body=%u "
 			 "rawbody=%u full=%u uri=%u meta=%u mimeheader=%u "
-			 "evals=%u evals_skipped=%u net=%u errors=%u",
+			 "evals=%u evals_skipped=%u net=%u errors=%u "
+			 "prefiltered=%u prefilter_cache=%s",
 		    st->files, st->rules[SA_HEADER], st->rules[SA_BODY],
 		    st->rules[SA_RAWBODY], st->rules[SA_FULL],
 		    st->rules[SA_URI], st->rules[SA_META],
 		    st->rules[SA_MIMEHEADER], st->evals_implemented,
-		    st->evals_skipped, st->net_rules, st->errors);
+		    st->evals_skipped, st->net_rules, st->errors,
+		    st->prefiltered,
+		    lo.cache_dir == NULL       ? "off"
+			: st->prefilter_cached ? "hit"
+					       : "miss");
 	}
 	if (dns && load_lists(fc, c) == -1)
 		goto fail;

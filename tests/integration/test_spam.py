@@ -41,6 +41,8 @@ SPAM_CF = os.path.join(SRC, "filters", "spam", "spam.cf")
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 t = TAP()
 WORK = tmpdir()
+# Never the system's /var/cache/moat: each run its own rules cache.
+CACHE = 'rules_cache = "%s"' % os.path.join(WORK, "rules-cache")
 os.chmod(WORK, 0o755)
 
 LOCAL_CF = r"""
@@ -114,10 +116,10 @@ def main_section(dns):
     sink = Sink()
     write(os.path.join(WORK, "local.cf"), LOCAL_CF)
     conf = ('dns_forwarders = { "127.0.0.1@%d" }\ndns_timeout = 5s\n'
-            'filter "spam" {\n default_rules = "no"\n rules = "%s %s"\n'
+            'filter "spam" {\n default_rules = "no"\n %s\n rules = "%s %s"\n'
             ' bayes = "no"\n dns_lists = "yes"\n dns_budget = 1.5\n trusted_networks = "192.0.2.1"\n}\n'
             'group "default" { add_header_score = 5 reject_score = 15 }\n'
-            % (dns.port, SPAM_CF, os.path.join(WORK, "local.cf")))
+            % (dns.port, CACHE, SPAM_CF, os.path.join(WORK, "local.cf")))
     m = Moatd(sink.port, conf=conf)
     try:
         r = send(m.port, msg("test", "This is the GTUBE, the\r\n%s\r\n" % GTUBE))
@@ -179,9 +181,9 @@ def trusted_section(dns):
     about, an authenticated one neither."""
     sink = Sink()
     conf = ('dns_forwarders = { "127.0.0.1@%d" }\n'
-            'filter "spam" {\n default_rules = "no"\n rules = "%s %s"\n'
+            'filter "spam" {\n default_rules = "no"\n %s\n rules = "%s %s"\n'
             ' bayes = "no"\n dns_lists = "yes"\n dns_budget = 1.5\n}\n'
-            % (dns.port, SPAM_CF, os.path.join(WORK, "local.cf")))
+            % (dns.port, CACHE, SPAM_CF, os.path.join(WORK, "local.cf")))
     m = Moatd(sink.port, conf=conf)
     try:
         r = send(m.port, msg("hi", "from a trusted client\r\n"), source="127.0.0.2")
@@ -213,9 +215,9 @@ def bayes_section():
     db = os.path.join(d, "bayes.lmdb")
     conf = write(os.path.join(d, "moat.conf"),
                  'upstream = "127.0.0.1:25"\nspool_directory = "%s"\n'
-                 'filter "spam" {\n default_rules = "no"\n rules = "%s"\n'
+                 'filter "spam" {\n default_rules = "no"\n %s\n rules = "%s"\n'
                  ' bayes_db = "%s"\n bayes_min_spam = 5\n bayes_min_ham = 5\n}\n'
-                 % (d, SPAM_CF, db))
+                 % (d, CACHE, SPAM_CF, db))
     for cls, src in (("--spam", spam_dir), ("--ham", ham_dir)):
         p = subprocess.run([MOAT, "-c", conf, "learn", cls, src], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, timeout=60)
@@ -250,23 +252,48 @@ def bayes_section():
 
 def config_section():
     bad = write(os.path.join(WORK, "bad.cf"), "body GOOD /fine/\nbody BAD /(unclosed/\n")
-    rc, out = moatd_check('filter "spam" { default_rules = "no" rules = "%s" bayes = "no" }\n'
-                          % bad)
+    rc, out = moatd_check('filter "spam" { default_rules = "no" rules = "%s" bayes = "no" %s }\n'
+                          % (bad, CACHE))
     t.ok(rc != 0 and re.search(r"bad\.cf:2: .*BAD", out),
          "moatd -t refuses an invalid regex with file:line", out)
-    rc, out = moatd_check('filter "spam" { default_rules = "no" rules = "%s" bayes = "no" }\n'
-                          % SPAM_CF)
+    rc, out = moatd_check('filter "spam" { default_rules = "no" rules = "%s" bayes = "no" %s }\n'
+                          % (SPAM_CF, CACHE))
     t.eq(rc, 0, "moatd -t accepts moat's spam.cf")
     t.like(out, r"spam-rules .*body=\d+", "moatd -t prints the rules loaded")
     if os.path.isdir("/usr/share/spamassassin"):
-        rc, out = moatd_check('filter "spam" { sa_rules = "/usr/share/spamassassin" '
-                              'default_rules = "no" rules = "%s" bayes = "no" }\n' % SPAM_CF)
+        cache = os.path.join(WORK, "debian-cache")
+        conf = ('filter "spam" { sa_rules = "/usr/share/spamassassin" '
+                'default_rules = "no" rules = "%s" bayes = "no" rules_cache = "%s" }\n'
+                % (SPAM_CF, cache))
+        rc, out = moatd_check(conf)
         t.eq(rc, 0, "moatd -t accepts Debian's SpamAssassin ruleset, unmodified")
         m = re.search(r"spam-rules .*evals_skipped=(\d+)", out)
         t.ok(m is not None, "... and says how many eval rules it skips",
              out[-400:])
+        m = re.search(r"prefiltered=(\d+) prefilter_cache=(\w+)", out)
+        t.ok(m is not None and m.group(2) == "miss",
+             "first load: prefilter_cache=miss", out[-400:])
+        if m is not None and int(m.group(1)) > 0:
+            t.ok(any(f.startswith("sa-prefilter-") for f in os.listdir(cache)),
+                 "the compiled databases are cached", os.listdir(cache))
+            rc, out = moatd_check(conf)
+            m2 = re.search(r"prefiltered=(\d+) prefilter_cache=(\w+)", out)
+            t.ok(rc == 0 and m2 is not None and m2.group(2) == "hit" and
+                 m2.group(1) == m.group(1),
+                 "second load: prefilter_cache=hit, as many rules prefiltered",
+                 out[-400:])
+        else:
+            t.skip("the rules cache", "built without Hyperscan")
     else:
         t.skip("Debian's SpamAssassin ruleset", "spamassassin not installed")
+    rc, out = moatd_check('filter "spam" { default_rules = "no" rules = "%s" '
+                          'bayes = "no" rules_cache = "relative/dir" }\n' % SPAM_CF)
+    t.ok(rc != 0 and "rules_cache" in out,
+         "a relative rules_cache is refused", out[-300:])
+    rc, out = moatd_check('filter "spam" { default_rules = "no" rules = "%s" '
+                          'bayes = "no" rules_cache = "no" }\n' % SPAM_CF)
+    t.ok(rc == 0 and "prefilter_cache=off" in out, "rules_cache = no: off",
+         out[-300:])
 
 
 def main():

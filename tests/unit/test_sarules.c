@@ -1177,6 +1177,150 @@ test_tvd_title(void)
 	sa_ruleset_free(rs);
 }
 
+/* ------------------------------------------------ prefilter cache */
+
+static const char pfc_rules[] = "body PB1 /cheap\\s+pills/i\nscore PB1 1\n"
+				"body PB2 /click here/\nscore PB2 1\n"
+				"uri PU1 /example\\.com/\nscore PU1 1\n"
+				"full PF1 /^Subject: pills/m\nscore PF1 1\n";
+
+static struct sa_ruleset *
+load_cached(const char *text, const char *dir)
+{
+	struct sa_load_opts o = { .scoreset = 2 };
+
+	o.cache_dir = dir;
+	return sa_ruleset_load_string(
+	    text, strlen(text), "t.cf", &o, 1, errbuf, sizeof(errbuf));
+}
+
+/* Load pfc_rules from dir: was the prefilter cached; do the rules still
+   fire as they should (every rule once). */
+static int
+pfc_round(const char *dir, int *fired)
+{
+	static const char  raw[] = "Subject: pills\r\n\r\nCheap  pills\r\n";
+	struct sa_ruleset *rs = load_cached(pfc_rules, dir);
+	struct tv	   t;
+	int		   cached;
+
+	if (rs == NULL)
+		return -1;
+	tv_init(&t);
+	tv_header(&t, "Subject", "pills");
+	tv_part(&t, "text/plain", "Cheap  pills, click here\n", NULL, 1);
+	tv_uri(&t, "http://example.com/", "example.com", MV_URI_TEXT);
+	run(rs, &t, raw, NULL, NULL, 0);
+	*fired = hit("PB1") && hit("PB2") && hit("PU1") && hit("PF1");
+	cached = (int)sa_ruleset_stats(rs)->prefilter_cached;
+	tv_free(&t);
+	sa_ruleset_free(rs);
+	return cached;
+}
+
+/* The one cache file in dir (name into out); its count. */
+static int
+pfc_file(const char *dir, char *out, size_t n)
+{
+	char  cmd[512];
+	FILE *p;
+	int   count = 0;
+	char  line[512];
+
+	snprintf(
+	    cmd, sizeof(cmd), "ls %s | grep '^sa-prefilter-.*\\.hsdb$'", dir);
+	if ((p = popen(cmd, "r")) == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), p) != NULL) {
+		line[strcspn(line, "\n")] = '\0';
+		snprintf(out, n, "%s/%s", dir, line);
+		count++;
+	}
+	pclose(p);
+	return count;
+}
+
+static void
+test_prefilter_cache(void)
+{
+	char		   dir[] = "/tmp/test_sarules.XXXXXX", f[1024];
+	char		   cmd[4400];
+	struct sa_ruleset *rs;
+	int		   fired = 0, prefiltered;
+	FILE		  *fp;
+	struct stat	   st;
+
+	if (mkdtemp(dir) == NULL) {
+		ok(0, "mkdtemp");
+		return;
+	}
+	rs = load_cached(pfc_rules, dir);
+	prefiltered = rs != NULL ? (int)sa_ruleset_stats(rs)->prefiltered : 0;
+	sa_ruleset_free(rs);
+	if (prefiltered == 0) {
+		/* built without Hyperscan, or a CPU it does not run on */
+		ok(pfc_file(dir, f, sizeof(f)) == 0,
+		    "no prefilter: nothing cached");
+		rmdir(dir);
+		return;
+	}
+	is_int(pfc_file(dir, f, sizeof(f)), 1, "cache: one file written");
+	ok(stat(f, &st) == 0 && (st.st_mode & 0777) == 0644,
+	    "cache: file mode 0644");
+	is_int(pfc_round(dir, &fired), 1, "cache: second load is a hit");
+	ok(fired, "cache hit: every rule fires");
+
+	/* a flipped byte in the middle: miss, compiled, rewritten */
+	if ((fp = fopen(f, "r+b")) != NULL) {
+		int c;
+
+		fseek(fp, st.st_size / 2, SEEK_SET);
+		c = fgetc(fp);
+		fseek(fp, st.st_size / 2, SEEK_SET);
+		fputc(c ^ 0x5a, fp);
+		fclose(fp);
+	}
+	is_int(pfc_round(dir, &fired), 0, "cache: corrupt file is a miss");
+	ok(fired, "corrupt cache: rules compiled, every rule fires");
+	is_int(pfc_round(dir, &fired), 1, "cache: rewritten after corruption");
+
+	ok(truncate(f, st.st_size - 100) == 0, "truncate");
+	is_int(pfc_round(dir, &fired), 0, "cache: truncated file is a miss");
+	ok(fired, "truncated cache: every rule fires");
+
+	chmod(f, 0666);
+	is_int(pfc_round(dir, &fired), 0,
+	    "cache: a world-writable file is not trusted");
+	ok(stat(f, &st) == 0 && (st.st_mode & 0777) == 0644,
+	    "cache: replaced by a file of mode 0644");
+
+	snprintf(
+	    cmd, sizeof(cmd), "mv %s %s.real && ln -s %s.real %s", f, f, f, f);
+	ok(system(cmd) == 0, "symlink set up");
+	is_int(pfc_round(dir, &fired), 0, "cache: a symbolic link is a miss");
+	snprintf(cmd, sizeof(cmd), "rm -f %s.real", f);
+	ok(system(cmd) == 0, "symlink target removed");
+
+	chmod(dir, 0777);
+	unlink(f);
+	is_int(pfc_round(dir, &fired), 0, "writable directory: a miss");
+	is_int(pfc_file(dir, f, sizeof(f)), 0,
+	    "world-writable directory: nothing written");
+	chmod(dir, 0755);
+	is_int(pfc_round(dir, &fired), 0, "cache rebuilt");
+	is_int(pfc_round(dir, &fired), 1, "and hit again");
+
+	rs = load_cached("body OTHER /other rules/\n", dir);
+	ok(rs != NULL && !sa_ruleset_stats(rs)->prefilter_cached,
+	    "cache: other rules, another key: a miss");
+	sa_ruleset_free(rs);
+	is_int(pfc_file(dir, f, sizeof(f)), 2, "cache: one file per ruleset");
+	is_int(pfc_round(dir, &fired), 1, "the first ruleset's file is kept");
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	ok(system(cmd) == 0, "cache directory removed");
+}
+
 int
 main(void)
 {
@@ -1202,6 +1346,7 @@ main(void)
 	test_invisible_body();
 	test_sa_parity();
 	test_budget();
+	test_prefilter_cache();
 	test_files();
 	test_debian();
 	sa_scratch_free(sc);
