@@ -177,8 +177,9 @@ EOC
 # cv_folds K DIR GROUP...: message i (in name order, *.txt only) of each
 # group goes to fold i mod K: DIR/GROUP.fold<k>, one path a line. With
 # CV_SPLIT=blocks, fold k is the k-th run of consecutive messages instead
-# (the corpus is numbered in arrival order: each fold is then a period
-# the classifier did not learn from, as a later group is).
+# (spam-1 is numbered in arrival order, easy-ham-1 roughly: each fold is
+# then mostly a period the classifier did not learn from, as a later group
+# is).
 cv_folds() {
 	local k=$1 d=$2 g
 	shift 2
