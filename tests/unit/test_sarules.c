@@ -1105,6 +1105,100 @@ test_invisible_body(void)
 	sa_ruleset_free(rs);
 }
 
+/* FreeMail.pm: check_freemail_replyto('replyto'|'reply'), the welcome
+   list, the bulk sender skip, the body's addresses */
+static struct sa_ruleset *fm_rs;
+
+static void
+fm_case(const char *from, const char *replyto, const char *body,
+    const char *envfrom, int want_rt, int want_reply, const char *what)
+{
+	struct sa_facts f;
+	struct tv	t;
+
+	memset(&f, 0, sizeof(f));
+	f.mail_from = envfrom;
+	tv_init(&t);
+	tv_header(&t, "From", from);
+	if (replyto != NULL)
+		tv_header(&t, "Reply-To", replyto);
+	tv_header(&t, "Subject", "hello");
+	tv_part(&t, "text/plain", body, NULL, 1);
+	run(fm_rs, &t, NULL, &f, NULL, 0);
+	ok(!!hit("FM_RT") == want_rt && !!hit("FM_R") == want_reply,
+	    "freemail: %s (replyto %u, reply %u)", what, hit("FM_RT"),
+	    hit("FM_R"));
+	tv_free(&t);
+}
+
+static void
+test_freemail(void)
+{
+	struct sa_facts f;
+	struct tv	t;
+
+	fm_rs = load("freemail_domains gmail.com yahoo.com *.yahoo.co.uk\n"
+		     "header FM_FROM eval:check_freemail_from()\n"
+		     "header FM_RT eval:check_freemail_replyto('replyto')\n"
+		     "header FM_R eval:check_freemail_replyto('reply')\n",
+	    1);
+	ok(fm_rs != NULL, "freemail rules load (%s)", errbuf);
+	if (fm_rs == NULL)
+		return;
+	fm_case("a@gmail.com", "b@yahoo.com", "hi\n", "a@gmail.com", 1, 1,
+	    "From and Reply-To different freemails");
+	fm_case("a@gmail.com", "a@gmail.com", "hi\n", "a@gmail.com", 0, 0,
+	    "the same address");
+	fm_case("a@gmail.com", "b@gmail.com", "hi\n", "a@gmail.com", 1, 1,
+	    "same domain, other address");
+	fm_case("a@example.org", "b@gmail.com", "hi\n", "a@example.org", 0, 0,
+	    "From not freemail, no address in the body");
+	fm_case("a@example.org", "b@gmail.com",
+	    "Write to c@mail.yahoo.co.uk today\n", "a@example.org", 1, 0,
+	    "Reply-To freemail, another freemail in the body");
+	fm_case("a@gmail.com", NULL, "Contact me at x@yahoo.com now\n",
+	    "a@gmail.com", 0, 1, "no Reply-To, From and a body freemail");
+	fm_case("a@gmail.com", NULL, "Contact <x@yahoo.com> now\n",
+	    "a@gmail.com", 0, 0, "an address in <> is not taken");
+	fm_case("a@gmail.com", NULL, "x@yahoo.com wrote:\n> hi\n",
+	    "a@gmail.com", 0, 0, "a quoted author is not taken");
+	fm_case("a@gmail.com", NULL, "see http://x.example/?u=x@yahoo.com\n",
+	    "a@gmail.com", 0, 0, "an address in a URL is not taken");
+	fm_case("a@gmail.com", NULL,
+	    "p@gmail.com q@gmail.com r@yahoo.com and more\n", "a@gmail.com", 0,
+	    0, "three body freemails: the body is not used");
+	fm_case("a@gmail.com", "b@yahoo.com", "hi\n",
+	    "owner-list@lists.example.org", 0, 0, "a bulk envelope sender");
+	fm_case("a@gmail.com", "b@yahoo.com", "hi\n", "noreply@example.org", 0,
+	    0, "a no-reply envelope sender");
+	fm_case("info@gmail.com", "b@yahoo.com", "hi\n", "x@example.org", 0, 0,
+	    "a role address is not freemail");
+
+	memset(&f, 0, sizeof(f));
+	tv_init(&t);
+	tv_header(&t, "From", "Joe <joe@gmail.com>");
+	run(fm_rs, &t, NULL, &f, NULL, 0);
+	ok(hit("FM_FROM"), "check_freemail_from");
+	tv_free(&t);
+	tv_init(&t);
+	tv_header(&t, "From", "support@gmail.com");
+	run(fm_rs, &t, NULL, &f, NULL, 0);
+	ok(!hit("FM_FROM"), "check_freemail_from: a role address is not");
+	tv_free(&t);
+	/* a mailto: link's address counts, unless also in the text */
+	tv_init(&t);
+	tv_header(&t, "From", "a@gmail.com");
+	tv_part(
+	    &t, "text/html", "click", "<a href=mailto:z@yahoo.com>x</a>", 1);
+	tv_uri(&t, "mailto:z@yahoo.com", "yahoo.com",
+	    MV_URI_HTML | MV_URI_ANCHOR | MV_URI_MAILTO);
+	f.mail_from = "a@gmail.com";
+	run(fm_rs, &t, NULL, &f, NULL, 0);
+	ok(hit("FM_R"), "a mailto: link to another freemail");
+	tv_free(&t);
+	sa_ruleset_free(fm_rs);
+}
+
 /* BodyEval tvd_vertical_words, HTMLEval html_title_subject_ratio */
 static void
 test_tvd_title(void)
@@ -1344,6 +1438,7 @@ main(void)
 	test_more_evals();
 	test_tvd_title();
 	test_invisible_body();
+	test_freemail();
 	test_sa_parity();
 	test_budget();
 	test_prefilter_cache();
