@@ -151,11 +151,11 @@ spam_corpus() {
 	done
 }
 
-# spam_conf FILE BAYES_DB THRESHOLD: the configuration the spam benchmarks
-# scan with: moat's spam.cf plus SA_RULES (Debian's SpamAssassin ruleset),
-# the Bayes store BAYES_DB (its directory also holds the rules cache), DNS
-# lists off, a header at THRESHOLD and no
-# refusal (every message is scored to the end).
+# spam_conf FILE BAYES_DB THRESHOLD RULES_CACHE: the configuration the
+# spam benchmarks scan with: moat's spam.cf plus SA_RULES (Debian's
+# SpamAssassin ruleset), the Bayes store BAYES_DB, the compiled rules
+# cached in the directory RULES_CACHE, DNS lists off, a header at
+# THRESHOLD and no refusal (every message is scored to the end).
 spam_conf() {
 	cat >"$1" <<EOC
 listen "127.0.0.1:10025" {}
@@ -164,7 +164,7 @@ filter "spam" {
 	sa_rules = "$SA_RULES"
 	default_rules = "$top/filters/spam/spam.cf"
 	bayes_db = "$2"
-	rules_cache = "$(dirname "$2")/rules-cache"
+	rules_cache = "$4"
 	dns_lists = "no"
 }
 group "default" {
@@ -177,8 +177,9 @@ EOC
 # cv_folds K DIR GROUP...: message i (in name order, *.txt only) of each
 # group goes to fold i mod K: DIR/GROUP.fold<k>, one path a line. With
 # CV_SPLIT=blocks, fold k is the k-th run of consecutive messages instead
-# (the corpus is numbered in arrival order: each fold is then a period
-# the classifier did not learn from, as a later group is).
+# (spam-1 is numbered in arrival order, easy-ham-1 roughly: each fold is
+# then mostly a period the classifier did not learn from, as a later group
+# is).
 cv_folds() {
 	local k=$1 d=$2 g
 	shift 2

@@ -205,7 +205,8 @@ eval_spf_none(
 {
 	(void)r;
 	(void)a;
-	return c->facts != NULL && c->facts->spf_mailfrom == SA_AUTH_NONE &&
+	return c->facts != NULL && c->facts->spf_checked &&
+	    c->facts->spf_mailfrom == SA_AUTH_NONE &&
 	    c->facts->mail_from != NULL;
 }
 
@@ -215,8 +216,9 @@ eval_spf_helo_none(
 {
 	(void)r;
 	(void)a;
-	return c->facts != NULL && c->facts->spf_helo == SA_AUTH_NONE &&
-	    c->facts->helo != NULL && !c->facts->client_trusted;
+	return c->facts != NULL && c->facts->spf_helo_checked &&
+	    c->facts->spf_helo == SA_AUTH_NONE && c->facts->helo != NULL &&
+	    !c->facts->client_trusted;
 }
 
 /* DKIM.pm check_dkim_signed/valid([domain...]): domains not supported:
@@ -464,44 +466,47 @@ eval_equal_from_domains(
 	return strcmp(last_labels(fd, 2), last_labels(ed, 2)) != 0;
 }
 
-/* FreeMail check_freemail_from([regex]): From address in a freemail
-   domain (freemail_domains, "*" wildcards) */
-static int
-freemail_in(struct sa_ctx *c, const char *hdr)
-{
-	char d[256];
-
-	if (addr_domain(header(c, hdr, SA_HM_ADDR), d, sizeof(d)) < 0)
-		return 0;
-	return sa_list_has_domain(c->rs, "freemail_domains", d);
-}
-
+/* FreeMail check_freemail_from([regex]): a From address is freemail
+   (sa_freemail.c: freemail_domains with "*" wildcards, not a role or
+   list address) */
 static int
 eval_freemail_from(
     struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
+	char	    addr[256];
+	size_t	    len, n;
+	const char *s = sa_get_header(c, "From", SA_HM_ADDR, &len), *e;
+
 	(void)r;
-	return a->n == 0 && freemail_in(c, "From");
+	if (a->n > 0)
+		return 0;
+	while (s != NULL && *s != '\0') {
+		e = strchr(s, '\n');
+		n = e != NULL ? (size_t)(e - s) : strlen(s);
+		if (n < sizeof(addr)) {
+			for (len = 0; len < n; len++)
+				addr[len] = (char)ascii_lower((unsigned char)s[len]);
+			addr[n] = '\0';
+			if (sa_freemail_is(c, addr))
+				return 1;
+		}
+		if (e == NULL)
+			break;
+		s = e + 1;
+	}
+	return 0;
 }
 
+/* FreeMail check_freemail_replyto(['replyto'|'reply']): sa_freemail.c */
 static int
 eval_freemail_replyto(
     struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
-	char fd[256], rd[256];
-	int  f, rt;
-
 	(void)r;
-	/* check_freemail_replyto(['replyto'|'1']): Reply-To is freemail and
-	   differs from From (FreeMail.pm default "1": both freemail) */
-	if (addr_domain(header(c, "Reply-To", SA_HM_ADDR), rd, sizeof(rd)) < 0)
+	if (a->n > 0 && strcmp(a->s[0], "reply") != 0 &&
+	    strcmp(a->s[0], "replyto") != 0)
 		return 0;
-	rt = sa_list_has_domain(c->rs, "freemail_domains", rd);
-	f = addr_domain(header(c, "From", SA_HM_ADDR), fd, sizeof(fd)) == 0 &&
-	    sa_list_has_domain(c->rs, "freemail_domains", fd);
-	if (a->n > 0 && strcmp(a->s[0], "replyto") == 0)
-		return rt && (!f || strcmp(fd, rd) != 0);
-	return rt && f && strcmp(fd, rd) != 0;
+	return sa_freemail_replyto(c, a->n > 0 && strcmp(a->s[0], "reply") == 0);
 }
 
 /* ---------------------------------------------------------- MIME/HTML */

@@ -206,6 +206,11 @@ struct sa_ctx {
 	pcre2_match_data	*md;
 };
 
+/* sa_freemail.c: FreeMail.pm's address test and check_freemail_replyto
+   ('replyto': reply = 0, 'reply': 1) */
+int sa_freemail_is(struct sa_ctx *, const char *addr);
+int sa_freemail_replyto(struct sa_ctx *, int reply);
+
 /* sa_conf.c */
 struct sa_rule *sa_rule_find(const struct sa_ruleset *, const char *name);
 int		sa_rule_index(const struct sa_ruleset *, const char *name);

@@ -179,6 +179,7 @@ struct sa_facts {
 	const char	    *client_rdns; /* verified name, or NULL */
 	int		     authenticated;
 	enum sa_authres	     spf_mailfrom, spf_helo;
+	int		     spf_checked, spf_helo_checked; /* SPF ran */
 	int		     dkim_checked; /* a DKIM verifier ran (its result
 					      is dependable) */
 	int		     dkim_signed;	/* any signature present */

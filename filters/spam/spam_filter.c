@@ -778,9 +778,10 @@ job_facts(struct spam_job *j, const struct filter_call *call)
 	j->facts.nrcpts = j->nrcpts;
 	j->facts.authenticated = env->auth != NULL;
 
-	j->facts.spf_mailfrom = auth_of(ev, "SPF_", &seen);
-	j->facts.spf_helo = auth_of(ev, "SPF_HELO_", &seen);
-	j->scored_auth[0] = seen;
+	j->facts.spf_mailfrom = auth_of(ev, "SPF_", &j->facts.spf_checked);
+	j->facts.spf_helo =
+	    auth_of(ev, "SPF_HELO_", &j->facts.spf_helo_checked);
+	j->scored_auth[0] = j->facts.spf_checked || j->facts.spf_helo_checked;
 	seen = 0;
 	if (auth_of(ev, "DMARC_", &seen) == SA_AUTH_PASS)
 		j->facts.dmarc = SA_AUTH_PASS;

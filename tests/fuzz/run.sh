@@ -19,7 +19,8 @@ srcs="$top/proxy/smtp_parse.c $top/proxy/dataframe.c $top/proxy/headers.c
   $top/filters/msgview_html.c $top/filters/msgview_uri.c
   $top/filters/spam/sa_conf.c $top/filters/spam/sa_regex.c
   $top/filters/spam/sa_meta.c $top/filters/spam/sa_net.c
-  $top/filters/spam/sa_eval.c $top/filters/spam/sa_date.c
+  $top/filters/spam/sa_eval.c $top/filters/spam/sa_freemail.c
+  $top/filters/spam/sa_date.c
   $top/filters/spam/sa_html.c $top/filters/spam/sa_engine.c
   $top/filters/spam/sa_eval_relay.c $top/filters/spam/sa_received.c
   $top/proxy/addr.c

@@ -633,6 +633,7 @@ test_evals(void)
 	    "header DKIM_VALID eval:check_dkim_valid()\n"
 	    "header DKIM_VALID_AU eval:check_dkim_valid_author_sig()\n"
 	    "full DKIM_DEP eval:check_dkim_dependable()\n"
+	    "header SPF_NONE eval:check_for_spf_none()\n"
 	    "header DMARC_REJECT eval:check_dmarc_reject()\n"
 	    "header MISSING_TO eval:check_for_missing_to_header()\n"
 	    "freemail_domains gmail.com *.yahoo.com\n"
@@ -714,6 +715,13 @@ test_evals(void)
 	f.dkim_checked = 1;
 	run(rs, &t, NULL, &f, ext, 2);
 	ok(hit("DKIM_DEP"), "a DKIM verifier ran: dependable");
+	f.spf_mailfrom = SA_AUTH_NONE;
+	f.mail_from = "someone@mail.yahoo.com";
+	run(rs, &t, NULL, &f, ext, 2);
+	ok(!hit("SPF_NONE"), "SPF not checked: no SPF_NONE");
+	f.spf_checked = 1;
+	run(rs, &t, NULL, &f, ext, 2);
+	ok(hit("SPF_NONE"), "SPF checked, no record: SPF_NONE");
 	run(rs, &t, NULL, NULL, NULL, 0);
 	ok(!hit("BAYES_99") && !hit("SPF_FAIL") && !hit("RCVD_IN_TEST"),
 	    "no facts, no external hits: none of those fire");
@@ -1068,6 +1076,201 @@ test_sa_parity(void)
 	sa_ruleset_free(rs);
 }
 
+/* body rules read the invisible text of HTML parts too, as SA's do */
+static void
+test_invisible_body(void)
+{
+	struct sa_ruleset *rs;
+	struct mv_part	  *p;
+	struct tv	   t;
+
+	rs = load("body HIDDEN /\\bsecret words\\b/\n"
+		  "body SHOWN /\\bshown text\\b/\n"
+		  "rawbody RAW /display:none/\n",
+	    1);
+	ok(rs != NULL, "invisible body rules load (%s)", errbuf);
+	if (rs == NULL)
+		return;
+	tv_init(&t);
+	tv_header(&t, "Subject", "x");
+	p = tv_part(&t, "text/html", "shown text",
+	    "<p>shown text</p><span style=\"display:none\">secret words</span>",
+	    0);
+	p->invisible = "secret words";
+	p->invisiblelen = strlen(p->invisible);
+	run(rs, &t, NULL, NULL, NULL, 0);
+	ok(hit("SHOWN") && hit("HIDDEN"), "body: visible and invisible text");
+	ok(hit("RAW"), "rawbody: the HTML as it is");
+	tv_free(&t);
+	sa_ruleset_free(rs);
+}
+
+/* FreeMail.pm: check_freemail_replyto('replyto'|'reply'), the welcome
+   list, the bulk sender skip, the body's addresses */
+static struct sa_ruleset *fm_rs;
+
+static void
+fm_case(const char *from, const char *replyto, const char *body,
+    const char *envfrom, int want_rt, int want_reply, const char *what)
+{
+	struct sa_facts f;
+	struct tv	t;
+
+	memset(&f, 0, sizeof(f));
+	f.mail_from = envfrom;
+	tv_init(&t);
+	tv_header(&t, "From", from);
+	if (replyto != NULL)
+		tv_header(&t, "Reply-To", replyto);
+	tv_header(&t, "Subject", "hello");
+	tv_part(&t, "text/plain", body, NULL, 1);
+	run(fm_rs, &t, NULL, &f, NULL, 0);
+	ok(!!hit("FM_RT") == want_rt && !!hit("FM_R") == want_reply,
+	    "freemail: %s (replyto %u, reply %u)", what, hit("FM_RT"),
+	    hit("FM_R"));
+	tv_free(&t);
+}
+
+static void
+test_freemail(void)
+{
+	struct sa_facts f;
+	struct tv	t;
+
+	fm_rs = load("freemail_domains gmail.com yahoo.com *.yahoo.co.uk\n"
+		     "header FM_FROM eval:check_freemail_from()\n"
+		     "header FM_RT eval:check_freemail_replyto('replyto')\n"
+		     "header FM_R eval:check_freemail_replyto('reply')\n",
+	    1);
+	ok(fm_rs != NULL, "freemail rules load (%s)", errbuf);
+	if (fm_rs == NULL)
+		return;
+	fm_case("a@gmail.com", "b@yahoo.com", "hi\n", "a@gmail.com", 1, 1,
+	    "From and Reply-To different freemails");
+	fm_case("a@gmail.com", "a@gmail.com", "hi\n", "a@gmail.com", 0, 0,
+	    "the same address");
+	fm_case("a@gmail.com", "b@gmail.com", "hi\n", "a@gmail.com", 1, 1,
+	    "same domain, other address");
+	fm_case("a@example.org", "b@gmail.com", "hi\n", "a@example.org", 0, 0,
+	    "From not freemail, no address in the body");
+	fm_case("a@example.org", "b@gmail.com",
+	    "Write to c@mail.yahoo.co.uk today\n", "a@example.org", 1, 0,
+	    "Reply-To freemail, another freemail in the body");
+	fm_case("a@gmail.com", NULL, "Contact me at x@yahoo.com now\n",
+	    "a@gmail.com", 0, 1, "no Reply-To, From and a body freemail");
+	fm_case("a@gmail.com", NULL, "Contact <x@yahoo.com> now\n",
+	    "a@gmail.com", 0, 0, "an address in <> is not taken");
+	fm_case("a@gmail.com", NULL, "x@yahoo.com wrote:\n> hi\n",
+	    "a@gmail.com", 0, 0, "a quoted author is not taken");
+	fm_case("a@gmail.com", NULL, "see http://x.example/?u=x@yahoo.com\n",
+	    "a@gmail.com", 0, 0, "an address in a URL is not taken");
+	fm_case("a@gmail.com", NULL,
+	    "p@gmail.com q@gmail.com r@yahoo.com and more\n", "a@gmail.com", 0,
+	    0, "three body freemails: the body is not used");
+	fm_case("a@gmail.com", "b@yahoo.com", "hi\n",
+	    "owner-list@lists.example.org", 0, 0, "a bulk envelope sender");
+	fm_case("a@gmail.com", "b@yahoo.com", "hi\n", "noreply@example.org", 0,
+	    0, "a no-reply envelope sender");
+	fm_case("info@gmail.com", "b@yahoo.com", "hi\n", "x@example.org", 0, 0,
+	    "a role address is not freemail");
+
+	memset(&f, 0, sizeof(f));
+	tv_init(&t);
+	tv_header(&t, "From", "Joe <joe@gmail.com>");
+	run(fm_rs, &t, NULL, &f, NULL, 0);
+	ok(hit("FM_FROM"), "check_freemail_from");
+	tv_free(&t);
+	tv_init(&t);
+	tv_header(&t, "From", "support@gmail.com");
+	run(fm_rs, &t, NULL, &f, NULL, 0);
+	ok(!hit("FM_FROM"), "check_freemail_from: a role address is not");
+	tv_free(&t);
+	/* a mailto: link's address counts, unless also in the text */
+	tv_init(&t);
+	tv_header(&t, "From", "a@gmail.com");
+	tv_part(
+	    &t, "text/html", "click", "<a href=mailto:z@yahoo.com>x</a>", 1);
+	tv_uri(&t, "mailto:z@yahoo.com", "yahoo.com",
+	    MV_URI_HTML | MV_URI_ANCHOR | MV_URI_MAILTO);
+	f.mail_from = "a@gmail.com";
+	run(fm_rs, &t, NULL, &f, NULL, 0);
+	ok(hit("FM_R"), "a mailto: link to another freemail");
+	tv_free(&t);
+	sa_ruleset_free(fm_rs);
+}
+
+/* BodyEval tvd_vertical_words, HTMLEval html_title_subject_ratio */
+static void
+test_tvd_title(void)
+{
+	struct sa_ruleset *rs;
+	struct tv	   t;
+
+	rs = load("body TVD eval:tvd_vertical_words('0', '10')\n"
+		  "body TVD_ANY eval:tvd_vertical_words('0', '100')\n"
+		  "body TITLE eval:html_title_subject_ratio('3.5')\n",
+	    1);
+	ok(rs != NULL, "tvd/title rules load (%s)", errbuf);
+	if (rs == NULL)
+		return;
+	is_int(sa_ruleset_stats(rs)->evals_skipped, 0, "both implemented");
+	/* every paragraph (a line here) > 5 bytes under 10% spaces, the
+	   Subject's line included; a single line end is a space */
+	tv_init(&t);
+	tv_header(&t, "Subject", "Offer");
+	tv_part(&t, "text/plain",
+	    "V\n\nI\n\nA\n\nwordswithoutanyspacesatall and\n\n"
+	    "morewordsruntogether\n",
+	    NULL, 0);
+	run(rs, &t, NULL, NULL, NULL, 0);
+	ok(hit("TVD"), "tvd_vertical_words: no line with 10%% spaces");
+	ok(hit("TVD_ANY"), "tvd_vertical_words('0', '100'): max 101");
+	tv_free(&t);
+	/* one ordinary sentence: 7 spaces for 34 other bytes = 20% */
+	tv_init(&t);
+	tv_header(&t, "Subject", "Offer");
+	tv_part(
+	    &t, "text/plain", "This is a line of plain old text.\n", NULL, 0);
+	run(rs, &t, NULL, NULL, NULL, 0);
+	ok(!hit("TVD"), "tvd_vertical_words: a sentence is 20%%");
+	tv_free(&t);
+	/* only short lines: no value (-1), no hit even from 0 */
+	tv_init(&t);
+	tv_header(&t, "Subject", "Hi");
+	tv_part(&t, "text/plain", "a\nb\n", NULL, 0);
+	run(rs, &t, NULL, NULL, NULL, 0);
+	ok(!hit("TVD") && !hit("TVD_ANY"), "tvd_vertical_words: no long line");
+	tv_free(&t);
+	/* title 21 bytes, Subject "Hi" + line end = 3: 7 > 3.5 */
+	tv_init(&t);
+	tv_header(&t, "Subject", "Hi");
+	tv_part(&t, "text/html", "x",
+	    "<html><head><title>A much longer title.</title></head>"
+	    "<body>x</body></html>",
+	    0);
+	run(rs, &t, NULL, NULL, NULL, 0);
+	ok(hit("TITLE"), "html_title_subject_ratio: title 7 times the Subject");
+	tv_free(&t);
+	tv_init(&t);
+	tv_header(&t, "Subject", "A subject of some length");
+	tv_part(&t, "text/html", "x",
+	    "<html><head><title>A much longer title.</title></head>"
+	    "<body>x</body></html>",
+	    0);
+	run(rs, &t, NULL, NULL, NULL, 0);
+	ok(!hit("TITLE"), "html_title_subject_ratio: title shorter");
+	tv_free(&t);
+	tv_init(&t);
+	tv_part(&t, "text/html", "x",
+	    "<html><head><title>A much longer title.</title></head>"
+	    "<body>x</body></html>",
+	    0);
+	run(rs, &t, NULL, NULL, NULL, 0);
+	ok(!hit("TITLE"), "html_title_subject_ratio: no Subject, no hit");
+	tv_free(&t);
+	sa_ruleset_free(rs);
+}
+
 /* ------------------------------------------------ prefilter cache */
 
 static const char pfc_rules[] = "body PB1 /cheap\\s+pills/i\nscore PB1 1\n"
@@ -1212,107 +1415,6 @@ test_prefilter_cache(void)
 	ok(system(cmd) == 0, "cache directory removed");
 }
 
-/* body rules read the invisible text of HTML parts too, as SA's do */
-static void
-test_invisible_body(void)
-{
-	struct sa_ruleset *rs;
-	struct mv_part	  *p;
-	struct tv	   t;
-
-	rs = load("body HIDDEN /\\bsecret words\\b/\n"
-		  "body SHOWN /\\bshown text\\b/\n"
-		  "rawbody RAW /display:none/\n",
-	    1);
-	ok(rs != NULL, "invisible body rules load (%s)", errbuf);
-	if (rs == NULL)
-		return;
-	tv_init(&t);
-	tv_header(&t, "Subject", "x");
-	p = tv_part(&t, "text/html", "shown text",
-	    "<p>shown text</p><span style=\"display:none\">secret words</span>",
-	    0);
-	p->invisible = "secret words";
-	p->invisiblelen = strlen(p->invisible);
-	run(rs, &t, NULL, NULL, NULL, 0);
-	ok(hit("SHOWN") && hit("HIDDEN"), "body: visible and invisible text");
-	ok(hit("RAW"), "rawbody: the HTML as it is");
-	tv_free(&t);
-	sa_ruleset_free(rs);
-}
-
-/* BodyEval tvd_vertical_words, HTMLEval html_title_subject_ratio */
-static void
-test_tvd_title(void)
-{
-	struct sa_ruleset *rs;
-	struct tv	   t;
-
-	rs = load("body TVD eval:tvd_vertical_words('0', '10')\n"
-		  "body TVD_ANY eval:tvd_vertical_words('0', '100')\n"
-		  "body TITLE eval:html_title_subject_ratio('3.5')\n",
-	    1);
-	ok(rs != NULL, "tvd/title rules load (%s)", errbuf);
-	if (rs == NULL)
-		return;
-	is_int(sa_ruleset_stats(rs)->evals_skipped, 0, "both implemented");
-	/* every paragraph (a line here) > 5 bytes under 10% spaces, the
-	   Subject's line included; a single line end is a space */
-	tv_init(&t);
-	tv_header(&t, "Subject", "Offer");
-	tv_part(&t, "text/plain",
-	    "V\n\nI\n\nA\n\nwordswithoutanyspacesatall and\n\n"
-	    "morewordsruntogether\n",
-	    NULL, 0);
-	run(rs, &t, NULL, NULL, NULL, 0);
-	ok(hit("TVD"), "tvd_vertical_words: no line with 10%% spaces");
-	ok(hit("TVD_ANY"), "tvd_vertical_words('0', '100'): max 101");
-	tv_free(&t);
-	/* one ordinary sentence: 7 spaces for 34 other bytes = 20% */
-	tv_init(&t);
-	tv_header(&t, "Subject", "Offer");
-	tv_part(
-	    &t, "text/plain", "This is a line of plain old text.\n", NULL, 0);
-	run(rs, &t, NULL, NULL, NULL, 0);
-	ok(!hit("TVD"), "tvd_vertical_words: a sentence is 20%%");
-	tv_free(&t);
-	/* only short lines: no value (-1), no hit even from 0 */
-	tv_init(&t);
-	tv_header(&t, "Subject", "Hi");
-	tv_part(&t, "text/plain", "a\nb\n", NULL, 0);
-	run(rs, &t, NULL, NULL, NULL, 0);
-	ok(!hit("TVD") && !hit("TVD_ANY"), "tvd_vertical_words: no long line");
-	tv_free(&t);
-	/* title 21 bytes, Subject "Hi" + line end = 3: 7 > 3.5 */
-	tv_init(&t);
-	tv_header(&t, "Subject", "Hi");
-	tv_part(&t, "text/html", "x",
-	    "<html><head><title>A much longer title.</title></head>"
-	    "<body>x</body></html>",
-	    0);
-	run(rs, &t, NULL, NULL, NULL, 0);
-	ok(hit("TITLE"), "html_title_subject_ratio: title 7 times the Subject");
-	tv_free(&t);
-	tv_init(&t);
-	tv_header(&t, "Subject", "A subject of some length");
-	tv_part(&t, "text/html", "x",
-	    "<html><head><title>A much longer title.</title></head>"
-	    "<body>x</body></html>",
-	    0);
-	run(rs, &t, NULL, NULL, NULL, 0);
-	ok(!hit("TITLE"), "html_title_subject_ratio: title shorter");
-	tv_free(&t);
-	tv_init(&t);
-	tv_part(&t, "text/html", "x",
-	    "<html><head><title>A much longer title.</title></head>"
-	    "<body>x</body></html>",
-	    0);
-	run(rs, &t, NULL, NULL, NULL, 0);
-	ok(!hit("TITLE"), "html_title_subject_ratio: no Subject, no hit");
-	tv_free(&t);
-	sa_ruleset_free(rs);
-}
-
 int
 main(void)
 {
@@ -1336,6 +1438,7 @@ main(void)
 	test_more_evals();
 	test_tvd_title();
 	test_invisible_body();
+	test_freemail();
 	test_sa_parity();
 	test_budget();
 	test_prefilter_cache();
