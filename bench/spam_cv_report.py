@@ -19,10 +19,10 @@ OTHERS = (4.0, 4.5, 5.5, 6.0)
 TOP = 15
 
 
-def load(work, folds):
+def load(work, first, folds):
     msgs = {"spam": [], "ham": []}
     expected = collections.Counter()
-    for k in range(folds):
+    for k in range(first, folds):
         d = os.path.join(work, "f%d" % k)
         with open(os.path.join(d, "test.labels")) as f:
             for ln in f:
@@ -57,13 +57,15 @@ def rules(ms):
 
 
 def main():
-    work, folds, thr = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-    save = sys.argv[4] if len(sys.argv) > 4 else ""
-    msgs, expected = load(work, folds)
+    work, folds, first = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    thr = float(sys.argv[4])
+    save = sys.argv[5] if len(sys.argv) > 5 else ""
+    msgs, expected = load(work, first, folds)
     spam, ham = msgs["spam"], msgs["ham"]
     ns, nh = expected["spam"], expected["ham"]
-    print("== spam-cv: %d folds of spam-1 (%d) + easy-ham-1 (%d), whole pipeline"
-          % (folds, ns, nh))
+    print("== spam-cv: %d folds of spam-1 + easy-ham-1 (%s), scored %d spam, %d ham, whole pipeline"
+          % (folds, "each learnt from the folds before it" if first else
+             "each learnt from the others", ns, nh))
     if len(spam) != ns or len(ham) != nh:
         print("  NOT SCORED: %d spam, %d ham (counted as missed / not flagged)"
               % (ns - len(spam), nh - len(ham)))
