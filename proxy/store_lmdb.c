@@ -105,6 +105,35 @@ lenv_free(struct lenv *le)
 	free(le);
 }
 
+/*
+ * A new environment handle for le, opened on path with flags: 0, or the
+ * LMDB error (reported in err; le->env is then NULL: LMDB allows nothing
+ * but closing a handle whose open failed).
+ */
+static int
+lenv_env_open(struct lenv *le, const char *path, size_t init, unsigned flags,
+    char *err, size_t errlen)
+{
+	int rc;
+
+	if ((rc = mdb_env_create(&le->env)) != 0) {
+		le->env = NULL;
+		seterr(err, errlen, "mdb_env_create", rc);
+		return rc;
+	}
+	if ((rc = mdb_env_set_maxdbs(le->env, STORE_TABLES_MAX)) != 0 ||
+	    (rc = mdb_env_set_maxreaders(le->env, MAX_READERS)) != 0 ||
+	    (rc = mdb_env_set_mapsize(le->env, init)) != 0)
+		seterr(err, errlen, "lmdb set-up", rc);
+	else if ((rc = mdb_env_open(le->env, path, flags, 0640)) != 0)
+		seterr(err, errlen, path, rc);
+	if (rc != 0) {
+		mdb_env_close(le->env);
+		le->env = NULL;
+	}
+	return rc;
+}
+
 static struct lenv *
 lenv_open(
     const char *path, const struct store_opts *o, char *err, size_t errlen)
@@ -151,28 +180,15 @@ lenv_open(
 	pthread_rwlock_init(&le->resize, &ra);
 	pthread_rwlockattr_destroy(&ra);
 	pthread_mutex_init(&le->tlock, NULL);
-	if ((rc = mdb_env_create(&le->env)) != 0) {
-		le->env = NULL;
-		seterr(err, errlen, "mdb_env_create", rc);
-		goto fail;
-	}
-	if ((rc = mdb_env_set_maxdbs(le->env, STORE_TABLES_MAX)) != 0 ||
-	    (rc = mdb_env_set_maxreaders(le->env, MAX_READERS)) != 0 ||
-	    (rc = mdb_env_set_mapsize(le->env, init)) != 0) {
-		seterr(err, errlen, "lmdb set-up", rc);
-		goto fail;
-	}
-	rc = mdb_env_open(le->env, path,
+	rc = lenv_env_open(le, path, init,
 	    MDB_NOSUBDIR | MDB_NOTLS |
 		(o != NULL && o->nosync ? MDB_NOSYNC : 0),
-	    0640);
-	if (rc == EACCES)
-		rc = mdb_env_open(
-		    le->env, path, MDB_NOSUBDIR | MDB_NOTLS | MDB_RDONLY, 0640);
-	if (rc != 0) {
-		seterr(err, errlen, path, rc);
+	    err, errlen);
+	if (rc == EACCES) /* a fresh handle: a failed one is only closed */
+		rc = lenv_env_open(le, path, init,
+		    MDB_NOSUBDIR | MDB_NOTLS | MDB_RDONLY, err, errlen);
+	if (rc != 0)
 		goto fail;
-	}
 	/* A bigger map made by another process wins. */
 	mdb_env_set_mapsize(le->env, 0);
 	mdb_reader_check(le->env, &dead);
