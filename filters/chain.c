@@ -74,9 +74,33 @@ chain_set_lookup(chain_lookup_fn fn)
 
 /* ------------------------------------------------- configuration */
 
-static const struct filter_ops *const builtin[] = { &testfilter_ops,
-	&spffilter_ops, &dkimfilter_ops, &dmarcfilter_ops, &avfilter_ops,
-	&spamfilter_ops };
+static const struct {
+	const struct filter_ops *ops;
+	void (*dirs)(const struct filter_conf *, filter_dir_fn, void *);
+} builtin[] = {
+	{ &testfilter_ops, NULL },
+	{ &spffilter_ops, NULL },
+	{ &dkimfilter_ops, NULL },
+	{ &dmarcfilter_ops, dmarcfilter_dirs },
+	{ &avfilter_ops, NULL },
+	{ &spamfilter_ops, spamfilter_dirs },
+};
+
+void
+chain_state_dirs(const struct config *cf, filter_dir_fn dir, void *arg)
+{
+	size_t i, j;
+
+	for (i = 0; i < cf->nfilters; i++) {
+		if (cf->filters[i].load != NULL)
+			continue;
+		for (j = 0; j < nitems(builtin); j++)
+			if (strcmp(builtin[j].ops->name, cf->filters[i].type) ==
+				0 &&
+			    builtin[j].dirs != NULL)
+				builtin[j].dirs(&cf->filters[i], dir, arg);
+	}
+}
 
 static const struct filter_ops *
 filter_load(const struct filter_conf *fc, void **dl)
@@ -88,8 +112,8 @@ filter_load(const struct filter_conf *fc, void **dl)
 	*dl = NULL;
 	if (fc->load == NULL) {
 		for (i = 0; i < nitems(builtin); i++)
-			if (strcmp(builtin[i]->name, fc->type) == 0)
-				return builtin[i];
+			if (strcmp(builtin[i].ops->name, fc->type) == 0)
+				return builtin[i].ops;
 		config_report(
 		    fc->file, fc->line, "unknown filter \"%s\"", fc->type);
 		return NULL;

@@ -31,6 +31,11 @@ struct chain;
  */
 struct chain *chain_new(const struct config *, const struct policy *);
 void	      chain_free(struct chain *);
+/*
+ * The directories cf's built-in filters write in (filter_api.h,
+ * filter_dir_fn): dir(arg, path) for each, before any filter is built.
+ */
+void chain_state_dirs(const struct config *, filter_dir_fn, void *arg);
 /* Any filter interested in the stage? (cheap; lets the session skip work) */
 int	    chain_wants(const struct chain *, enum filter_stage);
 size_t	    chain_size(const struct chain *);

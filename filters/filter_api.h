@@ -263,7 +263,7 @@ int filter_message_fd(const struct filter_token *, size_t *len);
 int filter_work(const struct filter_token *, void (*work)(void *arg),
     void (*done)(const struct filter_token *, void *arg), void *arg);
 
-/* Built-in filters (filters/registry.c lists them). */
+/* Built-in filters (filters/chain.c lists them). */
 extern const struct filter_ops testfilter_ops;
 extern const struct filter_ops listsfilter_ops;
 extern const struct filter_ops spffilter_ops;
@@ -271,5 +271,16 @@ extern const struct filter_ops dkimfilter_ops;
 extern const struct filter_ops dmarcfilter_ops;
 extern const struct filter_ops avfilter_ops;
 extern const struct filter_ops spamfilter_ops;
+
+/*
+ * Built-in filters that write files say where, so that moatd can make the
+ * directories for its user while still root (proxy/runas.c): dir(arg,
+ * path) once per directory the filter configured as fc writes in. Called
+ * before init(), on options not yet checked: paths that are not absolute
+ * are left out (init() refuses them).
+ */
+typedef void (*filter_dir_fn)(void *arg, const char *dir);
+void spamfilter_dirs(const struct filter_conf *, filter_dir_fn, void *arg);
+void dmarcfilter_dirs(const struct filter_conf *, filter_dir_fn, void *arg);
 
 #endif

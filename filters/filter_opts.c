@@ -72,3 +72,18 @@ filter_opt_words(const struct filter_conf *fc, const char *key, const char *def,
 	}
 	return 0;
 }
+
+void
+filter_dir_of(const char *file, filter_dir_fn dir, void *arg)
+{
+	const char *slash;
+	char	   *d;
+
+	if (strncmp(file, "lmdb:", 5) == 0)
+		file += 5;
+	if (file[0] != '/' || (slash = strrchr(file, '/')) == file)
+		return;
+	d = xstrndup(file, (size_t)(slash - file));
+	dir(arg, d);
+	free(d);
+}

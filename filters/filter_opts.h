@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 struct filter_conf;
+typedef void (*filter_dir_fn)(void *arg, const char *dir);
 
 /*
  * yes/true or no/false; *out = def when the option is absent. 0, or -1
@@ -33,5 +34,12 @@ int filter_opt_num(const struct filter_conf *, const char *key, double lo,
  */
 int filter_opt_words(const struct filter_conf *, const char *key,
     const char *def, char **out, size_t max, size_t *n);
+
+/*
+ * For a filter's dirs hook (filter_api.h): dir(arg, the directory of
+ * FILE), FILE an absolute path ("lmdb:" before it is skipped); nothing for
+ * another path.
+ */
+void filter_dir_of(const char *file, filter_dir_fn, void *arg);
 
 #endif

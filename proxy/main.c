@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <grp.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -29,6 +28,7 @@
 #include "loop.h"
 #include "probe.h"
 #include "resolver.h"
+#include "runas.h"
 #include "runtime.h"
 #include "scanner.h"
 #include "session.h"
@@ -140,23 +140,6 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	for (i = 0; i < m->nloops; i++)
 		loop_post(m->loops[i], session_drain_loop, NULL);
 	event_base_loopbreak(loop_base(m->mainloop));
-}
-
-/*
- * After binding: give up root for good (ARCHITECTURE.md, "binds its ports
- * ... then drops privileges"). Nothing moatd does later needs it.
- */
-static void
-drop_privileges(const struct config *cf)
-{
-	if (getuid() != 0 || cf->user[0] == '\0')
-		return;
-	if (setgroups(0, NULL) == -1 || setgid(cf->gid) == -1 ||
-	    setuid(cf->uid) == -1)
-		fatal(
-		    "dropping privileges to %s: %s", cf->user, strerror(errno));
-	if (setuid(0) != -1)
-		fatal("could regain root after dropping privileges");
 }
 
 /* One descriptor per client and per upstream connection: use them all. */
@@ -271,7 +254,16 @@ main(int argc, char **argv)
 			resolver_shutdown();
 			loop_free(l);
 		}
-		if ((rt = runtime_build(cf)) == NULL) {
+		/* As a start: keys read as root, the rest as `user`
+		 * (files it cannot read fail here as they would there;
+		 * nothing written as root). */
+		runas_prepare_dirs(cf);
+		if (tls_server_build(cf, &tls) == -1) {
+			config_free(cf);
+			return 1;
+		}
+		runas_drop(cf, RUNAS_DAEMON);
+		if ((rt = runtime_build_with(cf, tls)) == NULL) {
 			config_free(cf);
 			return 1;
 		}
@@ -299,9 +291,10 @@ main(int argc, char **argv)
 		return 1;
 	/* Private keys are read while still privileged (ARCHITECTURE.md);
 	 * a reload reads them as `user`. */
+	runas_prepare_dirs(cf);
 	if (tls_server_build(cf, &tls) == -1)
 		return 1;
-	drop_privileges(cf);
+	runas_drop(cf, RUNAS_DAEMON);
 	/*
 	 * The sessions' configuration is a runtime of its own (reloadable);
 	 * cf stays as the process's: listeners, threads, upstream.

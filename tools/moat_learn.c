@@ -49,6 +49,7 @@
 #include "sa_rules.h"
 #include "spam_conf.h"
 #include "store.h"
+#include "runas.h"
 #include "util.h"
 
 #define FILE_MAX    ((off_t)4 << 30) /* an mbox may be big */
@@ -363,6 +364,9 @@ cmd_learn(const char *conffile, int argc, char **argv)
 
 	if ((cf = moat_config(conffile)) == NULL)
 		return MOAT_EXIT_FAIL;
+	/* The store is moatd's: made and written as its user (runas.h). */
+	runas_prepare_dirs(cf);
+	runas_drop(cf, RUNAS_READ_ANY);
 	if ((fc = spam_section(cf)) != NULL)
 		rs = spam_rules(fc);
 	if (spam_bayes_conf(fc, rs, &bc) == -1)

@@ -36,6 +36,7 @@
 #include "runtime.h"
 #include "spool.h"
 #include "scanner.h"
+#include "runas.h"
 #include "util.h"
 #include "workers.h"
 
@@ -965,6 +966,9 @@ cmd_scan(const char *conffile, int argc, char **argv)
 		rc = MOAT_EXIT_FAIL;
 		goto out;
 	}
+	/* The filters' stores and caches are moatd's (runas.h). */
+	runas_prepare_dirs(cf);
+	runas_drop(cf, RUNAS_READ_ANY);
 	if ((o.rt = runtime_build(cf)) == NULL) {
 		config_free(cf);
 		rc = MOAT_EXIT_FAIL;

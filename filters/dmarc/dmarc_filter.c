@@ -577,6 +577,15 @@ dmarc_reset(void *ctx, void **session_data)
 	*session_data = NULL;
 }
 
+void
+dmarcfilter_dirs(const struct filter_conf *fc, filter_dir_fn dir, void *arg)
+{
+	const char *v = filter_conf_get(fc, "report_log");
+
+	if (v != NULL)
+		filter_dir_of(v, dir, arg);
+}
+
 const struct filter_ops dmarcfilter_ops = {
 	.abi = FILTER_ABI_VERSION,
 	.name = "dmarc",

@@ -871,6 +871,20 @@ spam_cancel(void *ctx, void *cookie)
 		job_free(j); /* dnsbl_run_free forgets its callback */
 }
 
+void
+spamfilter_dirs(const struct filter_conf *fc, filter_dir_fn dir, void *arg)
+{
+	const char *v;
+
+	if ((v = filter_conf_get(fc, "rules_cache")) == NULL)
+		v = SPAM_RULES_CACHE;
+	if (v[0] == '/')
+		dir(arg, v);
+	if ((v = filter_conf_get(fc, "bayes_db")) == NULL)
+		v = SPAM_BAYES_DB;
+	filter_dir_of(v, dir, arg);
+}
+
 const struct filter_ops spamfilter_ops = {
 	.abi = FILTER_ABI_VERSION,
 	.name = "spam",

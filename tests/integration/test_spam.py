@@ -25,6 +25,7 @@ zones on a loopback port (dns_forwarders) and the classifier trained by
 
 import json
 import os
+import pwd
 import re
 import subprocess
 import sys
@@ -212,7 +213,12 @@ def bayes_section():
             "Hi Bob, attached are the meeting notes from the kernel review "
             "number %d; the patch series looks fine to me.\r\n" % i,
             frm="carol@work.example"))
-    db = os.path.join(d, "bayes.lmdb")
+    # The messages are root's alone; the store's directory does not exist:
+    # run as root, moat learn makes it for moat.conf's user (nobody) and
+    # writes the store as that user, reading root's files all the same.
+    os.chmod(spam_dir, 0o700)
+    os.chmod(ham_dir, 0o700)
+    db = os.path.join(d, "state", "bayes.lmdb")
     conf = write(os.path.join(d, "moat.conf"),
                  'upstream = "127.0.0.1:25"\nspool_directory = "%s"\n'
                  'filter "spam" {\n default_rules = "no"\n %s\n rules = "%s"\n'
@@ -222,6 +228,11 @@ def bayes_section():
         p = subprocess.run([MOAT, "-c", conf, "learn", cls, src], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, timeout=60)
         t.eq(p.returncode, 0, "moat learn %s: %s" % (cls, " ".join(p.stdout.decode().split())[-120:]))
+    if os.getuid() == 0:
+        owners = sorted({pwd.getpwuid(os.stat(x).st_uid).pw_name
+                         for x in (os.path.dirname(db), db, db + "-lock")})
+        t.eq(owners, ["nobody"], "as root: the store and its directory are made "
+             "for moat.conf's user")
     probe = os.path.join(d, "probe")
     os.mkdir(probe)
     write(os.path.join(probe, "1-spam"), msg(
