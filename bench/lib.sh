@@ -179,13 +179,15 @@ EOC
 # CV_SPLIT=blocks, fold k is the k-th run of consecutive messages instead
 # (spam-1 is numbered in arrival order, easy-ham-1 roughly: each fold is
 # then mostly a period the classifier did not learn from, as a later group
-# is).
+# is). CV_SPLIT=forward takes the blocks too, and cv_train_lists then
+# trains each fold on the earlier blocks only (fold 0 is not scored): as
+# bench/spam-accuracy trains on spam-1 and scores the later spam-2.
 cv_folds() {
 	local k=$1 d=$2 g
 	shift 2
 	for g in "$@"; do
 		ls "$data/$g"/*.txt | awk -v K="$k" -v d="$d" -v g="$g" \
-		    -v blocks="$([ "${CV_SPLIT:-}" = blocks ] && echo 1 || echo 0)" \
+		    -v blocks="$(case "${CV_SPLIT:-}" in blocks | forward) echo 1 ;; *) echo 0 ;; esac)" \
 		    '{ p[NR] = $0 }
 		    END { for (i = 1; i <= NR; i++)
 			print p[i] > (d "/" g ".fold" (blocks ? int((i - 1) * K / NR) : (i - 1) % K)) }'
@@ -195,7 +197,7 @@ cv_folds() {
 # cv_train_lists K DIR FOLD SPAMGROUP HAMGROUP: DIR/train-spam.list and
 # DIR/train-ham.list (every fold but FOLD), DIR/test.labels ("spam|ham
 # PATH" of FOLD) and DIR/test.list (its paths), from cv_folds' lists in
-# DIR/.. .
+# DIR/.. . With CV_SPLIT=forward, only the folds before FOLD are learnt.
 cv_train_lists() {
 	local K=$1 F=$2 k=$3 s=$4 h=$5 j
 	mkdir -p "$F"
@@ -203,6 +205,7 @@ cv_train_lists() {
 	: >"$F/train-ham.list"
 	for j in $(seq 0 $((K - 1))); do
 		[ "$j" = "$k" ] && continue
+		[ "${CV_SPLIT:-}" = forward ] && [ "$j" -gt "$k" ] && continue
 		cat "$F/../$s.fold$j" >>"$F/train-spam.list"
 		cat "$F/../$h.fold$j" >>"$F/train-ham.list"
 	done
