@@ -135,6 +135,13 @@ one_dir(void *arg, const char *dir)
 }
 
 void
+runas_prepare_dir(const struct config *cf, const char *dir)
+{
+	if (as_root(cf))
+		make_dir(dir, cf->uid, cf->gid, cf->user);
+}
+
+void
 runas_prepare_dirs(const struct config *cf)
 {
 	struct dirs d = { cf };

@@ -24,6 +24,8 @@ struct config;
  * needs the directory says so again when it is used.
  */
 void runas_prepare_dirs(const struct config *);
+/* The same for one more directory (a store named on a command line). */
+void runas_prepare_dir(const struct config *, const char *dir);
 
 enum runas_mode {
 	RUNAS_DAEMON = 0, /* nothing of root kept */

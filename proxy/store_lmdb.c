@@ -145,10 +145,14 @@ lenv_open(
 	int		     rc, fd, dead;
 
 	/* The file must exist to be identified; create it empty if not. */
-	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640)) == -1 &&
-	    (fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
-		strfmt(err, errlen, "%s: %s", path, strerror(errno));
-		return NULL;
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640)) == -1) {
+		int why = errno; /* not made: say why, not that it is absent */
+
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+			strfmt(err, errlen, "%s: %s", path,
+			    strerror(errno == ENOENT ? why : errno));
+			return NULL;
+		}
 	}
 	if (fstat(fd, &st) == -1) {
 		strfmt(err, errlen, "%s: %s", path, strerror(errno));

@@ -43,13 +43,14 @@
 #include "bayes.h"
 #include "config.h"
 #include "filter_api.h"
+#include "filter_opts.h"
 #include "mbox.h"
 #include "moat.h"
 #include "msgview.h"
 #include "sa_rules.h"
 #include "spam_conf.h"
-#include "store.h"
 #include "runas.h"
+#include "store.h"
 #include "util.h"
 
 #define FILE_MAX    ((off_t)4 << 30) /* an mbox may be big */
@@ -287,6 +288,12 @@ spam_rules(const struct filter_conf *fc)
 	return rs;
 }
 
+static void
+learn_dir(void *cf, const char *dir)
+{
+	runas_prepare_dir(cf, dir);
+}
+
 int
 cmd_learn(const char *conffile, int argc, char **argv)
 {
@@ -366,6 +373,9 @@ cmd_learn(const char *conffile, int argc, char **argv)
 		return MOAT_EXIT_FAIL;
 	/* The store is moatd's: made and written as its user (runas.h). */
 	runas_prepare_dirs(cf);
+	if (db != NULL && l.mode != M_STATS && l.mode != M_CLASSIFY &&
+	    l.mode != M_EXPLAIN)
+		filter_dir_of(db, learn_dir, cf);
 	runas_drop(cf, RUNAS_READ_ANY);
 	if ((fc = spam_section(cf)) != NULL)
 		rs = spam_rules(fc);
