@@ -4,10 +4,12 @@
  *
  * The main thread binds every socket, then starts one event-loop thread per
  * core (or `threads`), each of which owns the sessions it accepts. The main
- * thread keeps its own loop for signals and the upstream probe. SIGTERM and
- * SIGINT drain: listeners close, sessions without a transaction are told
- * 421 at once, and whatever is left after drain_timeout gets
- * 421 (never a 250 that was not earned, invariant 1).
+ * thread keeps its own loop for signals, the DNS resolver, the scanner's
+ * supervision and the upstream probe, so nothing on it may block: SIGHUP
+ * builds the new configuration on a reload thread (reload.c) and only
+ * swaps it in here. SIGTERM and SIGINT drain: listeners close, sessions
+ * without a transaction are told 421 at once, and whatever is left after
+ * drain_timeout gets 421 (never a 250 that was not earned, invariant 1).
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -28,6 +30,7 @@
 #include "log.h"
 #include "loop.h"
 #include "probe.h"
+#include "reload.h"
 #include "resolver.h"
 #include "runtime.h"
 #include "scanner.h"
@@ -92,32 +95,19 @@ restart_only(const struct config *boot, const struct config *cf)
 }
 
 /*
- * SIGHUP: read and check everything (file, lists, filters) on this
- * thread, then swap it in for new sessions. Sessions in flight keep the
- * generation they started with; nothing is dropped. A configuration that
- * fails is not applied, and the log says why.
+ * SIGHUP, the main loop's part (reload.c read and built everything on
+ * its thread): swap the new runtime in for new sessions. Sessions in
+ * flight keep the generation they started with; nothing is dropped.
  */
-static void
-reload(struct mainctx *m)
+static unsigned
+reload_apply(struct runtime *rt, void *arg)
 {
-	struct config  *cf;
-	struct runtime *rt;
+	struct mainctx *m = arg;
 
-	log_info("event=reload file=%s", m->file ? m->file : "(defaults)");
-	config_errors_to_log(1);
-	cf = config_load(m->file, m->ov);
-	rt = cf != NULL ? runtime_build(cf) : NULL;
-	config_errors_to_log(0);
-	if (rt == NULL) {
-		config_free(cf);
-		log_err("event=reload-failed msg=\"configuration not applied; "
-			"still running the previous one\"");
-		return;
-	}
-	restart_only(m->boot, cf);
+	restart_only(m->boot, rt->cf);
 	runtime_install(rt);
 	scanner_apply(m->mainloop, m->loops, m->nloops, 1);
-	log_info("event=reloaded generation=%u", rt->generation);
+	return rt->generation;
 }
 
 static void
@@ -127,7 +117,7 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	unsigned	i;
 
 	if (sig == SIGHUP) {
-		reload(m);
+		reload_request();
 		return;
 	}
 	if (m->draining) {
@@ -136,6 +126,7 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	}
 	m->draining = 1;
 	log_info("event=shutdown signal=%d", (int)sig);
+	reload_stop();
 	listeners_close(m->lset, m->loops, m->nloops);
 	for (i = 0; i < m->nloops; i++)
 		loop_post(m->loops[i], session_drain_loop, NULL);
@@ -351,6 +342,7 @@ main(int argc, char **argv)
 	sigs[2] = evsignal_new(loop_base(m.mainloop), SIGHUP, on_signal, &m);
 	for (i = 0; i < 3; i++)
 		evsignal_add(sigs[i], NULL);
+	reload_setup(m.mainloop, m.file, m.ov, reload_apply, &m);
 
 	scanner_apply(m.mainloop, m.loops, m.nloops, 0);
 	the_probe = probe_start(m.mainloop, m.loops, m.nloops, cf);
@@ -365,11 +357,15 @@ main(int argc, char **argv)
 
 	event_base_loop(loop_base(m.mainloop), EVLOOP_NO_EXIT_ON_EMPTY);
 
-	/* Draining: a second signal exits at once. */
+	/* Draining: a second signal exits at once; a SIGHUP is ignored. */
 	for (i = 0; i < 3; i++)
 		evsignal_del(sigs[i]);
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
+	signal(SIGHUP, SIG_IGN);
+	/* A reload still running: wait for it, free what it built (the
+	 * loops drain meanwhile). */
+	reload_shutdown();
 	for (i = 0; i < m.nloops; i++)
 		loop_join(m.loops[i]);
 	workers_stop();

@@ -18,7 +18,8 @@
  * message where RFC 7489 §4.2 wants any aligned pass.
  *
  * Pure code on caller-owned memory; the PSL context is read-only and may
- * be shared by threads; dmarc_eval_init() once on the main thread.
+ * be shared by threads; dmarc_eval_init() from a filter's init (the
+ * configuration thread; safe while other threads evaluate).
  */
 #ifndef MOAT_DMARC_EVAL_H
 #define MOAT_DMARC_EVAL_H
