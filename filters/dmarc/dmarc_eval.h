@@ -78,7 +78,8 @@ struct dmarc_outcome {
 	const char    *dkim_domain; /* the aligned passing d=, or NULL */
 };
 
-/* Load the Public Suffix List; -1 if it cannot be had. Main thread. */
+/* Load the Public Suffix List (once; later calls reuse it); -1 if it cannot
+ * be had. Any thread: a filter's init runs on the configuration thread. */
 int  dmarc_eval_init(void);
 void dmarc_eval_fini(void);
 
