@@ -68,6 +68,29 @@ struct mainctx {
 	int			       draining;
 };
 
+/* The resolver's settings: read once, by resolver_init() at start-up. */
+static int
+dns_same(const struct config *a, const struct config *b)
+{
+	static const int lims[] = { LIM_DNS_TIMEOUT, LIM_DNS_MAX_QUERIES,
+		LIM_DNS_CACHE_SIZE, LIM_DNS_THREAD_CACHE_SIZE,
+		LIM_DNS_THREAD_CACHE_MIN_TTL, LIM_DNS_THREAD_CACHE_MAX_TTL };
+	size_t		 i;
+
+	if (a->dns.nforwarders != b->dns.nforwarders ||
+	    (a->dns.trust_anchor == NULL) != (b->dns.trust_anchor == NULL) ||
+	    (a->dns.trust_anchor != NULL &&
+		strcmp(a->dns.trust_anchor, b->dns.trust_anchor) != 0))
+		return 0;
+	for (i = 0; i < a->dns.nforwarders; i++)
+		if (strcmp(a->dns.forwarders[i], b->dns.forwarders[i]) != 0)
+			return 0;
+	for (i = 0; i < nitems(lims); i++)
+		if (a->limits[lims[i]] != b->limits[lims[i]])
+			return 0;
+	return 1;
+}
+
 /* Settings that only a restart can change; a reload warns about them. */
 static void
 restart_only(const struct config *boot, const struct config *cf)
@@ -91,6 +114,9 @@ restart_only(const struct config *boot, const struct config *cf)
 	    LIMIT(boot, THREADS) != LIMIT(cf, THREADS) ||
 	    LIMIT(boot, WORKER_THREADS) != LIMIT(cf, WORKER_THREADS))
 		log_warn("event=reload-ignored setting=user,threads "
+			 "msg=\"needs a restart\"");
+	if (!dns_same(boot, cf))
+		log_warn("event=reload-ignored setting=dns "
 			 "msg=\"needs a restart\"");
 }
 

@@ -16,7 +16,8 @@ configuration, the new one after event=reloaded (with its ms=); SIGHUPs
 during a reload: event=reload-queued (merged=no, then merged=yes), and
 exactly one more reload, which reads the file as it is then; a failing
 configuration (a parse error, and a filter whose slow init fails) keeps
-the old one, with the errors in the log as event=config-error;
+the old one, with the errors in the log as event=config-error; a changed
+DNS setting is warned about (event=reload-ignored setting=dns);
 SIGTERM during a reload: event=reload-abandoned, no reload applied, exit
 0 soon after the reload's work ends; a SIGHUP while draining is ignored.
 """
@@ -129,6 +130,8 @@ def sec_responsive(dns, sink, what, slow_conf, reload_ms_min):
         t.ok(mm is not None and int(mm.group(1)) >= reload_ms_min,
              "%s: event=reloaded generation=2 ms=N (N >= %d)" % (what, reload_ms_min),
              m.log()[-2000:])
+        t.ok("setting=dns" not in m.log(),
+             "%s: DNS settings unchanged: no reload-ignored warning" % what)
         _, mc, rc = session(m.port, "gen2@dest.test")
         t.eq((mc, rc), (250, 550), "%s: a new session gets the new configuration" % what)
         _, mc, rc = session(m.port, "gen1@dest.test")
@@ -218,11 +221,14 @@ def sec_failing():
                "failing: ... and the log says why")
         _, mc, rc = session(m.port, "gen1@dest.test")
         t.eq(rc, 550, "failing: the old configuration still in force")
-        # And a good one after the failures.
-        write_conf(m, mark(2))
+        # And a good one after the failures (a DNS setting changed: only
+        # a restart applies it, the resolver being set up once).
+        write_conf(m, mark(2) + "dns_timeout = 2s\n")
         m.send_signal(signal.SIGHUP)
         t.ok(m.wait_log(r"event=reloaded generation=2 ", timeout=10) is not None,
              "failing: a good configuration after them is applied")
+        t.like(m.log(), r"event=reload-ignored setting=dns ",
+               "failing: ... with a warning that its DNS settings need a restart")
         t.eq(m.stop(), 0, "failing: moatd exits 0")
     finally:
         m.stop()
