@@ -28,6 +28,9 @@ struct chain;
 /*
  * Build the chain of cf's filters (the lists filter first when the policy
  * has lists). Errors are reported with config_report(); NULL then.
+ * Configuration thread (runtime.h): it runs the filters' init(), which may
+ * block. chain_free() runs their fini(), on whichever thread drops the
+ * last reference to the runtime (usually a worker).
  */
 struct chain *chain_new(const struct config *, const struct policy *);
 void	      chain_free(struct chain *);

@@ -166,9 +166,19 @@ struct filter_ops {
 	const char *name;
 	uint32_t    stages; /* FILTER_STAGE_BIT()s it wants */
 	/*
-	 * Configuration time (start-up and reload), main thread, may block.
-	 * Options come from the filter's section (filter_conf_get()); errors
-	 * are reported with filter_conf_error() and make init return -1.
+	 * init: configuration time, on the configuration thread: the main
+	 * thread at start-up (and moatd -t), a reload thread at a reload
+	 * (SIGHUP), while the loops keep serving sessions with the previous
+	 * instance of the same filter; never two configurations at once.
+	 * It may block (files, compiles) but must not touch an event loop:
+	 * no events on a loop's base, no resolver queries, no loop_post().
+	 * State shared with other instances (library set-up, process-wide
+	 * tables) must be safe against those loops and against fini() of
+	 * an older instance, which runs on whichever thread drops the last
+	 * reference to its runtime (usually a worker), possibly during the
+	 * init of a newer one. Options come from the filter's section
+	 * (filter_conf_get()); errors are reported with filter_conf_error()
+	 * and make init return -1.
 	 * options, if set, lists every option name the filter knows (NULL
 	 * terminated); others are refused by moatd -t.
 	 */

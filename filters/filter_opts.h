@@ -2,7 +2,7 @@
  * filter_opts.h - reading the typed options of built-in filters from their
  * section (filter_conf_get()), with the errors moatd -t reports.
  *
- * Configuration time only (a filter's init), main thread.
+ * Configuration time only (a filter's init), on the configuration thread.
  */
 #ifndef MOAT_FILTER_OPTS_H
 #define MOAT_FILTER_OPTS_H

@@ -13,7 +13,9 @@
  * stage saw of the client's reverse DNS, added at EOM as
  * "X-Moat-Test-Client: status=... name=... ptr=..."), work_ms (at
  * delay_stage, hold a worker of the pool that long instead of a timer:
- * fills the pool for the tests of its full-queue paths).
+ * fills the pool for the tests of its full-queue paths), init_ms (init
+ * sleeps that long, at most 60 s: a slow reload, as a large ruleset
+ * compile makes one, for the tests of the reload thread).
  *
  * Threading: ctx is read-only after init; each pending delay is a timer on
  * the calling session's loop, owned by that call (freed on completion or
@@ -60,7 +62,7 @@ struct tf_pending {
 static const char *const tf_options[] = { "delay_stage", "delay_ms",
 	"reject_rcpt", "tempfail_stage", "reject_stage", "error_stage",
 	"evidence", "add_header", "header_evidence", "echo_client_name",
-	"work_ms", NULL };
+	"work_ms", "init_ms", NULL };
 
 static int
 stage_by_name(const char *s)
@@ -140,6 +142,21 @@ tf_init(const struct filter_conf *fc, void **ctx)
 	v = filter_conf_get(fc, "echo_client_name");
 	tf->echo_client_name = v != NULL && strcmp(v, "yes") == 0;
 	bad |= tf_parse_evidence(tf, fc);
+	if ((v = filter_conf_get(fc, "init_ms")) != NULL) {
+		long		ms = atol(v);
+		struct timespec ts;
+
+		if (ms < 0 || ms > 60000) {
+			filter_conf_error(fc, "init_ms: 0 to 60000");
+			bad = 1;
+		} else {
+			/* Checked after the sleep: a slow init that fails. */
+			ts.tv_sec = ms / 1000;
+			ts.tv_nsec = (ms % 1000) * 1000000L;
+			while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+				;
+		}
+	}
 	*ctx = tf;
 	if (bad) {
 		free(tf->reject_rcpt);

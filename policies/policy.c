@@ -9,7 +9,8 @@
  * inherit unset thresholds from the group named "default", which inherits
  * from the built-in defaults (add_header 6, reject 15, as rspamd's).
  *
- * Threading: built on the main thread, then read-only.
+ * Threading: built on the configuration thread (main at start-up, the
+ * reload thread at a reload; no process-wide state), then read-only.
  */
 #include <stdio.h>
 #include <stdlib.h>

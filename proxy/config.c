@@ -2,12 +2,22 @@
  * config.c - moat.conf(5): read with libconfuse, every limit from one table
  * with default and bounds, every error reported as "file:line: reason".
  *
- * Runs at start-up (and reload) on the main thread only; may block (file
- * I/O, host name resolution). The resulting struct config is immutable.
+ * Runs at start-up on the main thread and at a reload on the reload thread
+ * (proxy/reload.c), never on an event loop: it may block (file I/O, host
+ * name resolution). The resulting struct config is immutable.
+ *
+ * Threading: config_load() calls are serialised by load_mtx, since
+ * libconfuse's lexer keeps process-wide state. The error count and where
+ * errors go (stderr or the log) are per thread, so that the reload
+ * thread's reports, including those of runtime_build() made on the same
+ * thread, never leak into another thread's. The option table is built
+ * once (pthread_once) and read-only afterwards. getpwnam_r(), not
+ * getpwnam(): no static buffer shared with other threads.
  */
 #include <arpa/inet.h>
 #include <confuse.h>
 #include <errno.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -117,7 +127,8 @@ const struct limit_def limit_defs[LIM_COUNT] = {
 	    "longest time an answer is kept by a thread (its TTL lowered)" },
 };
 
-static int config_errors;
+static _Thread_local int config_errors;
+static pthread_mutex_t	 load_mtx = PTHREAD_MUTEX_INITIALIZER;
 
 static void config_verror(const char *, int, const char *, va_list);
 
@@ -132,7 +143,7 @@ config_errfunc(cfg_t *cfg, const char *fmt, va_list ap)
 	    cfg != NULL ? cfg->line : 0, fmt, ap);
 }
 
-static int errors_to_log;
+static _Thread_local int errors_to_log;
 
 void
 config_errors_to_log(int on)
@@ -594,75 +605,81 @@ static cfg_opt_t dkim_sign_opts[] = { CFG_STR("domain", NULL, CFGF_NONE),
 	CFG_STR_LIST("headers", NULL, CFGF_NODEFAULT),
 	CFG_STR_LIST("oversign", "{From}", CFGF_NONE), CFG_END() };
 
+static cfg_opt_t      opts[LIM_COUNT + 72];
+static pthread_once_t opts_once = PTHREAD_ONCE_INIT;
+
+static void
+opts_init(void)
+{
+	cfg_opt_t base[] = {
+		CFG_STR("hostname", NULL, CFGF_NONE),
+		CFG_STR("banner", "ESMTP", CFGF_NONE),
+		CFG_STR("upstream", "127.0.0.1:25", CFGF_NONE),
+		CFG_STR("xclient", "auto", CFGF_NONE),
+		CFG_STR("bare_newline", "reject", CFGF_NONE),
+		CFG_STR("nul_byte", "reject", CFGF_NONE),
+		CFG_BOOL("chunking", cfg_true, CFGF_NONE),
+		CFG_BOOL("helo_required", cfg_false, CFGF_NONE),
+		CFG_BOOL("reverse_dns", cfg_true, CFGF_NONE),
+		CFG_STR("spool_directory", "/var/tmp", CFGF_NONE),
+		CFG_STR("quarantine_directory", "/var/lib/moat/quarantine",
+		    CFGF_NONE),
+		CFG_STR("user", "nobody", CFGF_NONE),
+		CFG_SEC("listen", listen_opts, CFGF_MULTI | CFGF_TITLE),
+		CFG_SEC("filter", filter_opts,
+		    CFGF_MULTI | CFGF_TITLE | CFGF_KEYSTRVAL |
+			CFGF_NO_TITLE_DUPES),
+		CFG_SEC("rule", rule_opts,
+		    CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+		CFG_SEC("list", list_opts,
+		    CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+		CFG_SEC("group", group_opts,
+		    CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+		CFG_STR("authserv_id", NULL, CFGF_NONE),
+		CFG_BOOL("authentication_results", cfg_true, CFGF_NONE),
+		CFG_STR("spam_status_header", "X-Spam-Status", CFGF_NONE),
+		CFG_STR("spam_score_header", "X-Spam-Score", CFGF_NONE),
+		CFG_BOOL("spam_headers_always", cfg_false, CFGF_NONE),
+		CFG_SEC("dkim_sign", dkim_sign_opts,
+		    CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+		CFG_SEC("tls_certificate", cert_opts,
+		    CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+		CFG_STR("tls_min_version", "TLSv1.2", CFGF_NONE),
+		CFG_STR("tls_ciphers", "", CFGF_NONE),
+		CFG_STR("tls_ciphersuites", "", CFGF_NONE),
+		CFG_STR("tls_groups", "", CFGF_NONE),
+		CFG_BOOL("tls_session_tickets", cfg_true, CFGF_NONE),
+		CFG_BOOL("tls_ask_client_certificate", cfg_false, CFGF_NONE),
+		CFG_STR("starttls_injection", "close", CFGF_NONE),
+		CFG_STR("received_header", "tls", CFGF_NONE),
+		CFG_STR("upstream_tls", "none", CFGF_NONE),
+		CFG_STR("upstream_tls_ca_file", NULL, CFGF_NONE),
+		CFG_STR("upstream_tls_name", NULL, CFGF_NONE),
+		CFG_STR_LIST("upstream_tls_fingerprint", "{}", CFGF_NONE),
+		CFG_STR("upstream_tls_min_version", "TLSv1.2", CFGF_NONE),
+		CFG_STR_LIST("dns_forwarders", "{}", CFGF_NONE),
+		CFG_STR("dns_trust_anchor", NULL, CFGF_NONE),
+		CFG_FUNC("include", cfg_include),
+	};
+	size_t i, n = 0;
+
+	for (i = 0; i < nitems(base); i++)
+		opts[n++] = base[i];
+	for (i = 0; i < LIM_COUNT; i++) {
+		cfg_opt_t o = CFG_INT_CB(
+		    limit_defs[i].name, limit_defs[i].def, CFGF_NONE, limit_cb);
+		opts[n++] = o;
+	}
+	opts[n] = (cfg_opt_t)CFG_END();
+}
+
 static cfg_t *
 config_schema(void)
 {
-	static cfg_opt_t opts[LIM_COUNT + 72];
-	static int	 done;
-	cfg_opt_t	 base[] = {
-		       CFG_STR("hostname", NULL, CFGF_NONE),
-		       CFG_STR("banner", "ESMTP", CFGF_NONE),
-		       CFG_STR("upstream", "127.0.0.1:25", CFGF_NONE),
-		       CFG_STR("xclient", "auto", CFGF_NONE),
-		       CFG_STR("bare_newline", "reject", CFGF_NONE),
-		       CFG_STR("nul_byte", "reject", CFGF_NONE),
-		       CFG_BOOL("chunking", cfg_true, CFGF_NONE),
-		       CFG_BOOL("helo_required", cfg_false, CFGF_NONE),
-		       CFG_BOOL("reverse_dns", cfg_true, CFGF_NONE),
-		       CFG_STR("spool_directory", "/var/tmp", CFGF_NONE),
-		       CFG_STR("quarantine_directory", "/var/lib/moat/quarantine",
-			   CFGF_NONE),
-		       CFG_STR("user", "nobody", CFGF_NONE),
-		       CFG_SEC("listen", listen_opts, CFGF_MULTI | CFGF_TITLE),
-		       CFG_SEC("filter", filter_opts,
-			   CFGF_MULTI | CFGF_TITLE | CFGF_KEYSTRVAL |
-			       CFGF_NO_TITLE_DUPES),
-		       CFG_SEC("rule", rule_opts,
-			   CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
-		       CFG_SEC("list", list_opts,
-			   CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
-		       CFG_SEC("group", group_opts,
-			   CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
-		       CFG_STR("authserv_id", NULL, CFGF_NONE),
-		       CFG_BOOL("authentication_results", cfg_true, CFGF_NONE),
-		       CFG_STR("spam_status_header", "X-Spam-Status", CFGF_NONE),
-		       CFG_STR("spam_score_header", "X-Spam-Score", CFGF_NONE),
-		       CFG_BOOL("spam_headers_always", cfg_false, CFGF_NONE),
-		       CFG_SEC("dkim_sign", dkim_sign_opts,
-			   CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
-		       CFG_SEC("tls_certificate", cert_opts,
-			   CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
-		       CFG_STR("tls_min_version", "TLSv1.2", CFGF_NONE),
-		       CFG_STR("tls_ciphers", "", CFGF_NONE),
-		       CFG_STR("tls_ciphersuites", "", CFGF_NONE),
-		       CFG_STR("tls_groups", "", CFGF_NONE),
-		       CFG_BOOL("tls_session_tickets", cfg_true, CFGF_NONE),
-		       CFG_BOOL("tls_ask_client_certificate", cfg_false, CFGF_NONE),
-		       CFG_STR("starttls_injection", "close", CFGF_NONE),
-		       CFG_STR("received_header", "tls", CFGF_NONE),
-		       CFG_STR("upstream_tls", "none", CFGF_NONE),
-		       CFG_STR("upstream_tls_ca_file", NULL, CFGF_NONE),
-		       CFG_STR("upstream_tls_name", NULL, CFGF_NONE),
-		       CFG_STR_LIST("upstream_tls_fingerprint", "{}", CFGF_NONE),
-		       CFG_STR("upstream_tls_min_version", "TLSv1.2", CFGF_NONE),
-		       CFG_STR_LIST("dns_forwarders", "{}", CFGF_NONE),
-		       CFG_STR("dns_trust_anchor", NULL, CFGF_NONE),
-		       CFG_FUNC("include", cfg_include),
-	};
-	size_t i, n = 0;
+	size_t i;
 	cfg_t *cfg;
 
-	if (!done) {
-		for (i = 0; i < nitems(base); i++)
-			opts[n++] = base[i];
-		for (i = 0; i < LIM_COUNT; i++) {
-			cfg_opt_t o = CFG_INT_CB(limit_defs[i].name,
-			    limit_defs[i].def, CFGF_NONE, limit_cb);
-			opts[n++] = o;
-		}
-		opts[n] = (cfg_opt_t)CFG_END();
-		done = 1;
-	}
+	pthread_once(&opts_once, opts_init);
 	cfg = cfg_init(opts, CFGF_NONE);
 	cfg_set_error_function(cfg, config_errfunc);
 	for (i = 0; i < nitems(keyword_opts); i++)
@@ -1295,8 +1312,8 @@ tls_conf_free(struct tls_conf *t)
 	free(t->up_name);
 }
 
-struct config *
-config_load(const char *file, const struct config_overrides *ov)
+static struct config *
+config_load_locked(const char *file, const struct config_overrides *ov)
 {
 	struct config *cf;
 	char	       host[256], err[256];
@@ -1310,8 +1327,7 @@ config_load(const char *file, const struct config_overrides *ov)
 	if (file != NULL) {
 		rc = cfg_parse(cfg, file);
 		if (rc == CFG_FILE_ERROR) {
-			fprintf(
-			    stderr, "moatd: %s: %s\n", file, strerror(errno));
+			config_error(NULL, 0, "%s: %s", file, strerror(errno));
 			cfg_free(cfg);
 			return NULL;
 		}
@@ -1368,9 +1384,11 @@ config_load(const char *file, const struct config_overrides *ov)
 	dkim_sign_load(cf, cfg, file, ov != NULL ? ov->keys_from : NULL);
 	cf->user = xstrdup(cfg_getstr(cfg, "user"));
 	if (cf->user[0] != '\0' && getuid() == 0) {
-		struct passwd *pw = getpwnam(cf->user);
+		struct passwd pwbuf, *pw = NULL;
+		char	      buf[4096];
 
-		if (pw == NULL)
+		if (getpwnam_r(cf->user, &pwbuf, buf, sizeof(buf), &pw) != 0 ||
+		    pw == NULL)
 			config_error(
 			    file, 0, "user \"%s\": no such user", cf->user);
 		else {
@@ -1387,6 +1405,17 @@ config_load(const char *file, const struct config_overrides *ov)
 		config_free(cf);
 		return NULL;
 	}
+	return cf;
+}
+
+struct config *
+config_load(const char *file, const struct config_overrides *ov)
+{
+	struct config *cf;
+
+	pthread_mutex_lock(&load_mtx);
+	cf = config_load_locked(file, ov);
+	pthread_mutex_unlock(&load_mtx);
 	return cf;
 }
 

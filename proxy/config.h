@@ -296,15 +296,25 @@ struct config_overrides {
 
 /*
  * Read file (NULL: defaults only), apply overrides, validate everything.
- * On failure prints every problem as "file:line: reason" to stderr and
- * returns NULL. Blocking (file I/O, name resolution): start-up/reload only.
+ * On failure prints every problem as "file:line: reason" to stderr (or
+ * the log, see config_errors_to_log()) and returns NULL. Blocking (file
+ * I/O, name resolution): start-up (main thread) or reload (the reload
+ * thread) only, never on an event loop. Calls are serialised (libconfuse's
+ * parser has process-wide state); the result is immutable and may be read
+ * from any thread.
  */
 struct config *config_load(const char *file, const struct config_overrides *);
 void	       config_free(struct config *);
 
-/* Send configuration errors to the log as well (reload in a daemon). */
+/*
+ * Send the calling thread's configuration errors to the log instead of
+ * stderr (the reload thread of a daemon). Per thread, like the error
+ * count config_load() keeps: config_load() and runtime_build() report on
+ * the thread that runs them.
+ */
 void config_errors_to_log(int);
-/* Report a problem found after parsing, as "moatd: file:line: ...". */
+/* Report a problem found after parsing, as "moatd: file:line: ..."
+ * (configuration thread: inside config_load() or runtime_build()). */
 void config_report(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* "550 5.7.1 Text" -> code, enhanced code ("" if none), text. 0 or -1. */

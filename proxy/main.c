@@ -4,10 +4,12 @@
  *
  * The main thread binds every socket, then starts one event-loop thread per
  * core (or `threads`), each of which owns the sessions it accepts. The main
- * thread keeps its own loop for signals and the upstream probe. SIGTERM and
- * SIGINT drain: listeners close, sessions without a transaction are told
- * 421 at once, and whatever is left after drain_timeout gets
- * 421 (never a 250 that was not earned, invariant 1).
+ * thread keeps its own loop for signals, the DNS resolver, the scanner's
+ * supervision and the upstream probe, so nothing on it may block: SIGHUP
+ * builds the new configuration on a reload thread (reload.c) and only
+ * swaps it in here. SIGTERM and SIGINT drain: listeners close, sessions
+ * without a transaction are told 421 at once, and whatever is left after
+ * drain_timeout gets 421 (never a 250 that was not earned, invariant 1).
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -27,6 +29,7 @@
 #include "log.h"
 #include "loop.h"
 #include "probe.h"
+#include "reload.h"
 #include "resolver.h"
 #include "runas.h"
 #include "runtime.h"
@@ -65,6 +68,29 @@ struct mainctx {
 	int			       draining;
 };
 
+/* The resolver's settings: read once, by resolver_init() at start-up. */
+static int
+dns_same(const struct config *a, const struct config *b)
+{
+	static const int lims[] = { LIM_DNS_TIMEOUT, LIM_DNS_MAX_QUERIES,
+		LIM_DNS_CACHE_SIZE, LIM_DNS_THREAD_CACHE_SIZE,
+		LIM_DNS_THREAD_CACHE_MIN_TTL, LIM_DNS_THREAD_CACHE_MAX_TTL };
+	size_t		 i;
+
+	if (a->dns.nforwarders != b->dns.nforwarders ||
+	    (a->dns.trust_anchor == NULL) != (b->dns.trust_anchor == NULL) ||
+	    (a->dns.trust_anchor != NULL &&
+		strcmp(a->dns.trust_anchor, b->dns.trust_anchor) != 0))
+		return 0;
+	for (i = 0; i < a->dns.nforwarders; i++)
+		if (strcmp(a->dns.forwarders[i], b->dns.forwarders[i]) != 0)
+			return 0;
+	for (i = 0; i < nitems(lims); i++)
+		if (a->limits[lims[i]] != b->limits[lims[i]])
+			return 0;
+	return 1;
+}
+
 /* Settings that only a restart can change; a reload warns about them. */
 static void
 restart_only(const struct config *boot, const struct config *cf)
@@ -89,35 +115,25 @@ restart_only(const struct config *boot, const struct config *cf)
 	    LIMIT(boot, WORKER_THREADS) != LIMIT(cf, WORKER_THREADS))
 		log_warn("event=reload-ignored setting=user,threads "
 			 "msg=\"needs a restart\"");
+	if (!dns_same(boot, cf))
+		log_warn("event=reload-ignored setting=dns "
+			 "msg=\"needs a restart\"");
 }
 
 /*
- * SIGHUP: read and check everything (file, lists, filters) on this
- * thread, then swap it in for new sessions. Sessions in flight keep the
- * generation they started with; nothing is dropped. A configuration that
- * fails is not applied, and the log says why.
+ * SIGHUP, the main loop's part (reload.c read and built everything on
+ * its thread): swap the new runtime in for new sessions. Sessions in
+ * flight keep the generation they started with; nothing is dropped.
  */
-static void
-reload(struct mainctx *m)
+static unsigned
+reload_apply(struct runtime *rt, void *arg)
 {
-	struct config  *cf;
-	struct runtime *rt;
+	struct mainctx *m = arg;
 
-	log_info("event=reload file=%s", m->file ? m->file : "(defaults)");
-	config_errors_to_log(1);
-	cf = config_load(m->file, m->ov);
-	rt = cf != NULL ? runtime_build(cf) : NULL;
-	config_errors_to_log(0);
-	if (rt == NULL) {
-		config_free(cf);
-		log_err("event=reload-failed msg=\"configuration not applied; "
-			"still running the previous one\"");
-		return;
-	}
-	restart_only(m->boot, cf);
+	restart_only(m->boot, rt->cf);
 	runtime_install(rt);
 	scanner_apply(m->mainloop, m->loops, m->nloops, 1);
-	log_info("event=reloaded generation=%u", rt->generation);
+	return rt->generation;
 }
 
 static void
@@ -127,7 +143,7 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	unsigned	i;
 
 	if (sig == SIGHUP) {
-		reload(m);
+		reload_request();
 		return;
 	}
 	if (m->draining) {
@@ -136,6 +152,7 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	}
 	m->draining = 1;
 	log_info("event=shutdown signal=%d", (int)sig);
+	reload_stop();
 	listeners_close(m->lset, m->loops, m->nloops);
 	for (i = 0; i < m->nloops; i++)
 		loop_post(m->loops[i], session_drain_loop, NULL);
@@ -344,6 +361,7 @@ main(int argc, char **argv)
 	sigs[2] = evsignal_new(loop_base(m.mainloop), SIGHUP, on_signal, &m);
 	for (i = 0; i < 3; i++)
 		evsignal_add(sigs[i], NULL);
+	reload_setup(m.mainloop, m.file, m.ov, reload_apply, &m);
 
 	scanner_apply(m.mainloop, m.loops, m.nloops, 0);
 	the_probe = probe_start(m.mainloop, m.loops, m.nloops, cf);
@@ -358,11 +376,15 @@ main(int argc, char **argv)
 
 	event_base_loop(loop_base(m.mainloop), EVLOOP_NO_EXIT_ON_EMPTY);
 
-	/* Draining: a second signal exits at once. */
+	/* Draining: a second signal exits at once; a SIGHUP is ignored. */
 	for (i = 0; i < 3; i++)
 		evsignal_del(sigs[i]);
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
+	signal(SIGHUP, SIG_IGN);
+	/* A reload still running: wait for it, free what it built (the
+	 * loops drain meanwhile). */
+	reload_shutdown();
 	for (i = 0; i < m.nloops; i++)
 		loop_join(m.loops[i]);
 	workers_stop();

@@ -8,9 +8,13 @@
  * under a session in flight: new sessions get the new runtime, the old one
  * is freed when its last session ends.
  *
- * Threading: runtime_current_acquire() and runtime_release() may be called
- * from any thread; runtime_install() from the main thread. A runtime is
- * read-only once built.
+ * Threading: runtime_build() runs on the configuration thread: the main
+ * thread at start-up and for moatd -t, the reload thread at a reload
+ * (reload.h), never two at once in a process, never on an event loop.
+ * runtime_install() on the main thread. runtime_current_acquire() and
+ * runtime_release() may be called from any thread; the last release frees
+ * the runtime (filters' fini()) on a worker when the pool runs, else on
+ * the caller's thread. A runtime is read-only once built.
  */
 #ifndef MOAT_RUNTIME_H
 #define MOAT_RUNTIME_H
@@ -33,9 +37,9 @@ struct runtime {
 
 /*
  * Build a runtime from a loaded configuration; blocking (list files,
- * filter initialisation): main thread only. On success the runtime owns
- * cf; on failure (reported with config_report()) NULL, and cf is
- * untouched.
+ * filter initialisation, certificates): the configuration thread only.
+ * On success the runtime owns cf; on failure (reported with
+ * config_report()) NULL, and cf is untouched.
  */
 struct runtime *runtime_build(struct config *);
 /* The same with server certificates already loaded (start-up reads them

@@ -13,10 +13,11 @@
  * to the context whose names match (exact, or "*.domain" for one label);
  * the first section's context is the default.
  *
- * Threading: a struct tls_server / tls_client is built on the main thread
- * (start-up, reload) and then read-only: loop threads create SSL objects
- * from it concurrently (OpenSSL 3 contexts are thread-safe for that). It
- * belongs to one runtime generation (tls_server) or to the process
+ * Threading: a struct tls_server / tls_client is built on the configuration
+ * thread (the main thread at start-up, the reload thread at a reload; no
+ * process-wide state is touched) and then read-only: loop threads create SSL
+ * objects from it concurrently (OpenSSL 3 contexts are thread-safe for that).
+ * It belongs to one runtime generation (tls_server) or to the process
  * (tls_client) and is freed after the last session using it.
  */
 #ifndef MOAT_TLS_H
@@ -35,7 +36,7 @@ struct tls_client;
 /*
  * Build the server contexts of cf (reports problems with config_report()
  * and returns -1). *out is NULL when no certificate is configured.
- * Blocking (file I/O): main thread only.
+ * Blocking (file I/O): the configuration thread only.
  */
 int  tls_server_build(const struct config *, struct tls_server **out);
 void tls_server_free(struct tls_server *);

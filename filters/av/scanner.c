@@ -4,10 +4,17 @@
  *
  * Threading and ownership. The supervisor state (S) belongs to the main
  * thread: configuration, fork/exec, SIGCHLD, restarts, the relay of the
- * scanner's stderr to moatd's log. Each loop thread owns its struct sloop
- * (connections, requests, timers); the main thread reaches it only by
- * loop_post() (a new connection), and a loop reaches the main thread the
- * same way (a scan timed out: kill the scanner). The sloop array is made
+ * scanner's stderr to moatd's log. The one exception is S.pending, the
+ * settings the antivirus filters of the runtime being built asked for:
+ * it belongs to the configuration thread from scanner_config_begin() until
+ * that runtime is handed to the main thread (a reload: reload.c's
+ * loop_post, which orders the writes before the main loop's reads), and
+ * to the main thread from then on, which moves it to S.cur in
+ * scanner_apply(). One runtime is built at a time (reload.h), and nothing
+ * on the main loop reads S.pending while one is built. Each loop thread owns
+ * its struct sloop (connections, requests, timers); the main thread reaches it
+ * only by loop_post() (a new connection), and a loop reaches the main thread
+ * the same way (a scan timed out: kill the scanner). The sloop array is made
  * once, by the first scanner_apply() on the main thread, before any loop
  * receives a connection, and lives until scanner_shutdown().
  *

@@ -4,15 +4,20 @@
  * connection to it per loop thread over which the antivirus filter sends
  * messages to scan (filters/av/scanproto.h).
  *
- * Life cycle (main thread):
+ * Life cycle:
  *	scanner_config_begin()	before building a runtime (start, reload)
  *	scanner_config()	from the antivirus filter's init
- *	scanner_apply()		after the runtime is installed: starts the
+ *		(both on the configuration thread: the main thread at
+ *		start-up, the reload thread at a reload; they only fill the
+ *		pending settings, which nothing else reads meanwhile)
+ *	scanner_apply()		main thread, after the runtime it was built
+ *				with is handed over and installed: starts the
  *				scanner, restarts it with a changed
  *				configuration, stops it when no filter wants
  *				it, or on a plain reload tells it (SIGHUP) to
  *				reload its signatures
- *	scanner_shutdown()	at exit
+ *	scanner_shutdown()	at exit (main thread, after the reload thread
+ *				is joined)
  * A scanner that exits or is killed is restarted after a back-off (0.5 s
  * doubling to 30 s). A restart or a new configuration hands every loop a
  * new connection; scans in flight on the old one finish there (the old

@@ -2,9 +2,15 @@
  * dmarc_eval.c - the pieces of one DMARC evaluation (RFC 7489); see
  * dmarc_eval.h for what each does and why.
  *
- * Globals: the PSL context, set up once by dmarc_eval_init() on the main
- * thread and read-only afterwards.
+ * Globals: the PSL context, loaded by the first dmarc_eval_init() that
+ * succeeds (a filter's init: start-up on the main thread, or a reload on
+ * the reload thread while loop threads evaluate with an older runtime)
+ * and kept, read-only, for the life of the process. It is published with
+ * a release store and read with acquire loads; init_mtx keeps two loads
+ * from racing.
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,14 +22,20 @@
 #include "from_field.h"
 #include "util.h"
 
-static psl_ctx_t *psl;
+static _Atomic(psl_ctx_t *) psl;
+static pthread_mutex_t	    init_mtx = PTHREAD_MUTEX_INITIALIZER;
 
 int
 dmarc_eval_init(void)
 {
-	if (psl == NULL)
-		psl = psl_latest(NULL);
-	return psl != NULL ? 0 : -1;
+	psl_ctx_t *p;
+
+	pthread_mutex_lock(&init_mtx);
+	if ((p = atomic_load_explicit(&psl, memory_order_acquire)) == NULL &&
+	    (p = psl_latest(NULL)) != NULL)
+		atomic_store_explicit(&psl, p, memory_order_release);
+	pthread_mutex_unlock(&init_mtx);
+	return p != NULL ? 0 : -1;
 }
 
 void
@@ -57,8 +69,8 @@ dmarc_pol_name(enum dmarc_pol p)
 void
 dmarc_org_domain(const char *domain, char *out, size_t outlen)
 {
-	const char *r =
-	    psl != NULL ? psl_registrable_domain(psl, domain) : NULL;
+	const psl_ctx_t *p = atomic_load_explicit(&psl, memory_order_acquire);
+	const char *r = p != NULL ? psl_registrable_domain(p, domain) : NULL;
 
 	snprintf(out, outlen, "%s", r != NULL ? r : domain);
 }

@@ -18,7 +18,8 @@
  * message where RFC 7489 §4.2 wants any aligned pass.
  *
  * Pure code on caller-owned memory; the PSL context is read-only and may
- * be shared by threads; dmarc_eval_init() once on the main thread.
+ * be shared by threads; dmarc_eval_init() from a filter's init (the
+ * configuration thread; safe while other threads evaluate).
  */
 #ifndef MOAT_DMARC_EVAL_H
 #define MOAT_DMARC_EVAL_H
@@ -77,7 +78,8 @@ struct dmarc_outcome {
 	const char    *dkim_domain; /* the aligned passing d=, or NULL */
 };
 
-/* Load the Public Suffix List; -1 if it cannot be had. Main thread. */
+/* Load the Public Suffix List (once; later calls reuse it); -1 if it cannot
+ * be had. Any thread: a filter's init runs on the configuration thread. */
 int  dmarc_eval_init(void);
 void dmarc_eval_fini(void);
 

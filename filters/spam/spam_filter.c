@@ -20,11 +20,12 @@
  * with score 0 so that nothing counts twice (metas still see it).
  *
  * Ownership and threading: the configuration (struct spam_conf: ruleset,
- * lists, store, classifier) is built by init on the main thread, then
- * read-only and reference-counted: each job holds a reference, so a
- * reload that finishes the filter while jobs run frees nothing under
- * them. A job belongs to one call on one loop thread; its worker parts
- * touch only the job. PCRE2 scratch space is per worker thread.
+ * lists, store, classifier) is built by init on the configuration thread
+ * (main at start-up, the reload thread at a reload), then read-only and
+ * reference-counted: each job holds a reference, so a reload that
+ * finishes the filter while jobs run frees nothing under them. A job belongs to
+ * one call on one loop thread; its worker parts touch only the job. PCRE2
+ * scratch space is per worker thread.
  */
 #include <errno.h>
 #include <pthread.h>

@@ -1,7 +1,10 @@
 /*
  * test_config.c - moat.conf parsing: units, bounds, defaults, keywords,
- * listeners, and that every error makes config_load() fail.
+ * listeners, and that every error makes config_load() fail; loads and
+ * builds from two threads at once (a reload thread beside start-up code)
+ * each get their own result and their own error count.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +52,65 @@ load(const char *text)
 	cf = config_load(path, NULL);
 	unlink(path);
 	return cf;
+}
+
+/*
+ * Two threads loading and building at once, one a good configuration,
+ * the other a bad one (a parse error, and a list entry refused by
+ * runtime_build()); each result must be its own.
+ */
+struct racer {
+	const char *text;
+	int	    want, rounds, wrong;
+};
+
+static void *
+race(void *arg)
+{
+	struct racer *r = arg;
+	int	      i;
+
+	config_errors_to_log(1); /* this thread's errors: to the log */
+	for (i = 0; i < r->rounds; i++)
+		if (builds(r->text) != r->want)
+			r->wrong++;
+	return NULL;
+}
+
+static void
+concurrent(void)
+{
+	struct racer good = { "hostname = \"a.example\"\nlist \"l\" { type = "
+			      "client\n entries = {\"192.0.2.1\"} }\n",
+		1, 200, 0 };
+	struct racer bad = { "list \"l\" { type = client\n entries = "
+			     "{\"300.0.0.1\"} }\nthis is { not\n",
+		0, 200, 0 };
+	struct racer late = { "list \"l\" { type = client\n entries = "
+			      "{\"300.0.0.1\"} }\n",
+		0, 200, 0 };
+	pthread_t    a, b, c;
+
+	pthread_create(&a, NULL, race, &good);
+	pthread_create(&b, NULL, race, &bad);
+	pthread_create(&c, NULL, race, &late);
+	pthread_join(a, NULL);
+	pthread_join(b, NULL);
+	pthread_join(c, NULL);
+	ok(good.wrong == 0,
+	    "concurrent loads: the good one always builds (%d "
+	    "wrong)",
+	    good.wrong);
+	ok(bad.wrong == 0,
+	    "concurrent loads: the parse error always fails "
+	    "(%d wrong)",
+	    bad.wrong);
+	ok(late.wrong == 0,
+	    "concurrent loads: the build error always fails "
+	    "(%d wrong)",
+	    late.wrong);
+	ok(builds("hostname = \"b.example\"\n"),
+	    "the main thread's count is its own afterwards");
 }
 
 int
@@ -185,11 +247,11 @@ main(void)
 		is_str(cf->lists[0].symbol, "LIST_BAD_HOSTS",
 		    "list symbol derived from its name");
 		is_int(cf->ngroups, 1, "one group");
-		ok(cf->groups[0].threshold[ACT_REJECT] == 30, "group threshold");
+		ok(cf->groups[0].threshold[ACT_REJECT] == 30,
+		    "group threshold");
 		ok(cf->groups[0].threshold[ACT_ADD_HEADER] == SCORE_OFF,
 		    "unset threshold");
-		ok(cf->groups[0].filters != NULL &&
-			cf->groups[0].nfilters == 0,
+		ok(cf->groups[0].filters != NULL && cf->groups[0].nfilters == 0,
 		    "filters = {} means none");
 		is_int(cf->groups[0].nrules, 1, "group rule");
 		config_free(cf);
@@ -224,5 +286,6 @@ main(void)
 	    "unusable spool directory refused");
 	ok(config_load("/nonexistent/moat.conf", NULL) == NULL,
 	    "missing file refused");
+	concurrent();
 	return tap_done();
 }
