@@ -12,20 +12,11 @@
  * Single-threaded; the ruleset and the scratch are built once and reused
  * as in moatd.
  */
-#include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "msgview.h"
 #include "sa_rules.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			abort();                                               \
-	} while (0)
 
 static const char rules[] =
     "freemail_domains gmail.com yahoo.com *.yahoo.co.uk mail.ru\n"
