@@ -468,33 +468,13 @@ eval_equal_from_domains(
 
 /* FreeMail check_freemail_from([regex]): a From address is freemail
    (sa_freemail.c: freemail_domains with "*" wildcards, not a role or
-   list address) */
+   list address) and matches regex */
 static int
 eval_freemail_from(
     struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
-	char	    addr[256];
-	size_t	    len, n;
-	const char *s = sa_get_header(c, "From", SA_HM_ADDR, &len), *e;
-
 	(void)r;
-	if (a->n > 0)
-		return 0;
-	while (s != NULL && *s != '\0') {
-		e = strchr(s, '\n');
-		n = e != NULL ? (size_t)(e - s) : strlen(s);
-		if (n < sizeof(addr)) {
-			for (len = 0; len < n; len++)
-				addr[len] = (char)ascii_lower((unsigned char)s[len]);
-			addr[n] = '\0';
-			if (sa_freemail_is(c, addr))
-				return 1;
-		}
-		if (e == NULL)
-			break;
-		s = e + 1;
-	}
-	return 0;
+	return sa_freemail_header(c, "From", a->n > 0 ? a->s[0] : NULL);
 }
 
 /* FreeMail check_freemail_replyto(['replyto'|'reply']): sa_freemail.c */
@@ -506,7 +486,8 @@ eval_freemail_replyto(
 	if (a->n > 0 && strcmp(a->s[0], "reply") != 0 &&
 	    strcmp(a->s[0], "replyto") != 0)
 		return 0;
-	return sa_freemail_replyto(c, a->n > 0 && strcmp(a->s[0], "reply") == 0);
+	return sa_freemail_replyto(
+	    c, a->n > 0 && strcmp(a->s[0], "reply") == 0);
 }
 
 /* ---------------------------------------------------------- MIME/HTML */
@@ -570,8 +551,8 @@ eval_html_test(
 
 /* A per-message pattern (built from message data): no JIT, whose
    compiling would cost more than the one match it is used for. */
-static pcre2_code *
-compile_once(const char *pat, uint32_t opts)
+pcre2_code *
+sa_compile_once(const char *pat, uint32_t opts)
 {
 	int	   err;
 	PCRE2_SIZE off;
@@ -662,7 +643,7 @@ eval_html_text_match(
 		return 0;
 	h = sa_html_facts(c);
 	k = &h->strs[kind];
-	if (k->n == 0 || (re = compile_once(a->s[1], 0)) == NULL)
+	if (k->n == 0 || (re = sa_compile_once(a->s[1], 0)) == NULL)
 		return 0;
 	for (i = 0; i < k->n && !hit; i++)
 		hit = pcre2_match(re, (PCRE2_SPTR)k->b.s + k->v[i].off,
@@ -1432,7 +1413,7 @@ eval_to_in_subject(
 		    user, user, user, user);
 	if (k >= sizeof(pat))
 		return 0;
-	if ((re = compile_once(pat, PCRE2_CASELESS)) == NULL)
+	if ((re = sa_compile_once(pat, PCRE2_CASELESS)) == NULL)
 		return 0;
 	rc = pcre2_match(re, (PCRE2_SPTR)subj, strlen(subj), 0, 0, c->md, NULL);
 	pcre2_code_free(re);
@@ -1594,63 +1575,14 @@ eval_env_hdr_from(
 	return strcmp(e, f) == 0;
 }
 
-/* FreeMail check_freemail_header(header[, regex]): an address in the
-   header's value in a freemail domain (and matching regex) */
+/* FreeMail check_freemail_header(header[, regex]): an address of the
+   header (header:mod: its value read so) is freemail, and matches regex */
 static int
 eval_freemail_header(
     struct sa_ctx *c, const struct sa_rule *r, const struct sa_evalargs *a)
 {
-	char	    hname[128], *mod;
-	const char *v, *p;
-	unsigned    mods = 0;
-	pcre2_code *re = NULL;
-	int	    hit = 0;
-
 	(void)r;
-	strfmt(hname, sizeof(hname), "%s", a->s[0]);
-	if ((mod = strchr(hname, ':')) != NULL) {
-		*mod++ = '\0';
-		if (strcmp(mod, "addr") == 0)
-			mods = SA_HM_ADDR;
-		else if (strcmp(mod, "raw") == 0)
-			mods = SA_HM_RAW;
-	}
-	if ((v = header(c, hname, mods)) == NULL)
-		return 0;
-	for (p = strchr(v, '@'); p != NULL && !hit; p = strchr(p + 1, '@')) {
-		const char *s = p, *e = p + 1;
-		char	    dom[256], addr[320];
-		size_t	    dl = 0;
-
-		while (s > v &&
-		    (isalnum((unsigned char)s[-1]) ||
-			strchr("._+-=", s[-1]) != NULL))
-			s--;
-		while ((isalnum((unsigned char)*e) || *e == '.' || *e == '-') &&
-		    dl < sizeof(dom) - 1)
-			dom[dl++] = (char)ascii_lower((unsigned char)*e++);
-		dom[dl] = '\0';
-		while (dl > 0 && dom[dl - 1] == '.')
-			dom[--dl] = '\0';
-		if (s == p || dl == 0 ||
-		    !sa_list_has_domain(c->rs, "freemail_domains", dom))
-			continue;
-		if (a->n < 2) {
-			hit = 1;
-			break;
-		}
-		if ((size_t)(e - s) >= sizeof(addr))
-			continue;
-		memcpy(addr, s, (size_t)(e - s));
-		addr[e - s] = '\0';
-		if (re == NULL && (re = compile_once(a->s[1], 0)) == NULL)
-			return 0;
-		hit = pcre2_match(re, (PCRE2_SPTR)addr, strlen(addr), 0, 0,
-			  c->md, NULL) >= 0;
-	}
-	if (re != NULL)
-		pcre2_code_free(re);
-	return hit;
+	return sa_freemail_header(c, a->s[0], a->n > 1 ? a->s[1] : NULL);
 }
 
 /* ----------------------------------------------------------- MIME more */

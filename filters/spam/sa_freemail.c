@@ -2,7 +2,9 @@
  * sa_freemail.c - SpamAssassin's FreeMail plugin (Mail::SpamAssassin::
  * Plugin::FreeMail, 4.0) as the eval rules read it: is an address
  * freemail (its domain in freemail_domains, not a role or list address
- * of the plugin's default welcome list), and check_freemail_replyto
+ * of the plugin's default welcome list), check_freemail_from and
+ * check_freemail_header (an address of a field is freemail, and matches
+ * the rule's pattern if it gives one), and check_freemail_replyto
  * ('replyto' | 'reply'): From and Reply-To are different freemail
  * addresses, or the body names a freemail address other than the one a
  * reply would go to. Our own code after the plugin's documented rules.
@@ -116,12 +118,14 @@ struct addrs {
 	size_t n;
 };
 
-/* The addresses of a header field (":addr", one a line), lower case. */
+/* The lines of a header field's value read with mods (SA_HM_ADDR: its
+   addresses, one a line), lower case. */
 static void
-field_addrs(struct sa_ctx *c, const char *name, struct addrs *out)
+field_lines(
+    struct sa_ctx *c, const char *name, unsigned mods, struct addrs *out)
 {
 	size_t	    len, n, i;
-	const char *s = sa_get_header(c, name, SA_HM_ADDR, &len), *e;
+	const char *s = sa_get_header(c, name, mods, &len), *e;
 
 	out->n = 0;
 	while (s != NULL && *s != '\0' && out->n < FM_ADDRS) {
@@ -227,6 +231,39 @@ body_addrs(struct sa_ctx *c, struct body *b)
 }
 
 int
+sa_freemail_header(struct sa_ctx *c, const char *field, const char *regex)
+{
+	struct addrs a;
+	char	     name[128], *mod;
+	unsigned     mods = SA_HM_ADDR;
+	pcre2_code  *user = NULL;
+	size_t	     i;
+	int	     hit = 0;
+
+	strfmt(name, sizeof(name), "%s", field);
+	if ((mod = strchr(name, ':')) != NULL) {
+		*mod++ = '\0';
+		mods = strcmp(mod, "addr") == 0 ? SA_HM_ADDR
+		    : strcmp(mod, "raw") == 0	? SA_HM_RAW
+						: 0;
+	}
+	field_lines(c, name, mods, &a);
+	for (i = 0; i < a.n && !hit; i++) {
+		if (!sa_freemail_is(c, a.a[i]))
+			continue;
+		if (regex == NULL)
+			hit = 1;
+		else if (user != NULL ||
+		    (user = sa_compile_once(regex, 0)) != NULL)
+			hit = pcre2_match(user, (PCRE2_SPTR)a.a[i],
+				  strlen(a.a[i]), 0, 0, c->md, c->sc->mc) >= 0;
+	}
+	if (user != NULL)
+		pcre2_code_free(user);
+	return hit;
+}
+
+int
 sa_freemail_replyto(struct sa_ctx *c, int reply)
 {
 	struct addrs from, rt, env, *cmp;
@@ -236,11 +273,11 @@ sa_freemail_replyto(struct sa_ctx *c, int reply)
 	int	     from_fm, rt_fm, from_not_in_rt = 1;
 
 	pthread_once(&re_once, compile_all);
-	field_addrs(c, "EnvelopeFrom", &env);
+	field_lines(c, "EnvelopeFrom", SA_HM_ADDR, &env);
 	if (env.n > 0 && match(c, P_BULK, env.a[0], strlen(env.a[0]), 0))
 		return 0;
-	field_addrs(c, "From", &from);
-	field_addrs(c, "Reply-To", &rt);
+	field_lines(c, "From", SA_HM_ADDR, &from);
+	field_lines(c, "Reply-To", SA_HM_ADDR, &rt);
 	from_fm = any_freemail(c, &from);
 	rt_fm = any_freemail(c, &rt);
 	for (i = 0; i < from.n; i++)

@@ -206,10 +206,16 @@ struct sa_ctx {
 	pcre2_match_data	*md;
 };
 
-/* sa_freemail.c: FreeMail.pm's address test and check_freemail_replyto
-   ('replyto': reply = 0, 'reply': 1) */
+/* sa_freemail.c: FreeMail.pm's address test, check_freemail_header
+   (field "Name" for its addresses, or "Name:mod"; regex may be NULL) and
+   check_freemail_replyto ('replyto': reply = 0, 'reply': 1) */
 int sa_freemail_is(struct sa_ctx *, const char *addr);
+int sa_freemail_header(struct sa_ctx *, const char *field, const char *regex);
 int sa_freemail_replyto(struct sa_ctx *, int reply);
+
+/* sa_eval.c: a pattern made from a rule argument or message data,
+   compiled for one use (no JIT); NULL if it does not compile. */
+pcre2_code *sa_compile_once(const char *pat, uint32_t opts);
 
 /* sa_conf.c */
 struct sa_rule *sa_rule_find(const struct sa_ruleset *, const char *name);

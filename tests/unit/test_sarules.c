@@ -1140,7 +1140,9 @@ test_freemail(void)
 	fm_rs = load("freemail_domains gmail.com yahoo.com *.yahoo.co.uk\n"
 		     "header FM_FROM eval:check_freemail_from()\n"
 		     "header FM_RT eval:check_freemail_replyto('replyto')\n"
-		     "header FM_R eval:check_freemail_replyto('reply')\n",
+		     "header FM_R eval:check_freemail_replyto('reply')\n"
+		     "header FM_HDR eval:check_freemail_header('Reply-To')\n"
+		     "header FM_FROMD eval:check_freemail_from('\\d@')\n",
 	    1);
 	ok(fm_rs != NULL, "freemail rules load (%s)", errbuf);
 	if (fm_rs == NULL)
@@ -1184,6 +1186,22 @@ test_freemail(void)
 	tv_header(&t, "From", "support@gmail.com");
 	run(fm_rs, &t, NULL, &f, NULL, 0);
 	ok(!hit("FM_FROM"), "check_freemail_from: a role address is not");
+	tv_free(&t);
+	/* check_freemail_header: the same address test (FreeMail.pm's
+	   _is_freemail), the field's addresses */
+	tv_init(&t);
+	tv_header(&t, "From", "Joe <joe7@gmail.com>");
+	tv_header(&t, "Reply-To", "Help <support@yahoo.com>");
+	run(fm_rs, &t, NULL, &f, NULL, 0);
+	ok(!hit("FM_HDR"), "check_freemail_header: a role address is not");
+	ok(hit("FM_FROMD"), "check_freemail_from with a pattern");
+	tv_free(&t);
+	tv_init(&t);
+	tv_header(&t, "From", "Joe <joe@gmail.com>");
+	tv_header(&t, "Reply-To", "Bob <bob@yahoo.com>");
+	run(fm_rs, &t, NULL, &f, NULL, 0);
+	ok(hit("FM_HDR"), "check_freemail_header: a freemail address");
+	ok(!hit("FM_FROMD"), "check_freemail_from: the pattern does not match");
 	tv_free(&t);
 	/* a mailto: link's address counts, unless also in the text */
 	tv_init(&t);
