@@ -21,6 +21,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <linux/capability.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -122,14 +123,11 @@ out:
 		    user, why);
 }
 
-struct dirs {
-	const struct config *cf;
-};
-
+/* filter_dir_fn: arg is the configuration */
 static void
 one_dir(void *arg, const char *dir)
 {
-	const struct config *cf = ((struct dirs *)arg)->cf;
+	const struct config *cf = arg;
 
 	make_dir(dir, cf->uid, cf->gid, cf->user);
 }
@@ -144,12 +142,10 @@ runas_prepare_dir(const struct config *cf, const char *dir)
 void
 runas_prepare_dirs(const struct config *cf)
 {
-	struct dirs d = { cf };
-
 	if (!as_root(cf))
 		return;
-	one_dir(&d, cf->quarantine_dir);
-	chain_state_dirs(cf, one_dir, &d);
+	make_dir(cf->quarantine_dir, cf->uid, cf->gid, cf->user);
+	chain_state_dirs(cf, one_dir, (void *)(uintptr_t)cf);
 }
 
 /* Keep CAP_DAC_READ_SEARCH alone, effective (after setuid with
