@@ -500,6 +500,7 @@ bayes_classify(struct bayes *b, const struct msgview *mv,
 		return -1;
 	if (res->nspam < b->min_spam || res->nham < b->min_ham)
 		return 0;
+	res->ready = 1;
 	tokens(b, mv, &t);
 	res->ntokens = (unsigned)t.n;
 	if (t.n == 0) {

@@ -87,6 +87,7 @@ enum bayes_outcome {
 struct bayes_result {
 	double	 prob;	/* P(spam) in [0,1]; 0.5 when !voted */
 	int	 voted; /* 1: trained enough and some token was useful */
+	int	 ready; /* 1: trained enough (min_spam and min_ham) */
 	uint64_t nspam; /* messages learned */
 	uint64_t nham;
 	unsigned ntokens; /* unique tokens of the message */

@@ -1685,6 +1685,7 @@ finish(struct loader *l, size_t nstrict_files)
 			    d;
 		}
 		r->sc = r->score[rs->scoreset];
+		r->sc_nb = r->score[rs->scoreset & 1];
 		(void)strict;
 		if (r->pattern != NULL) {
 			int    code;
@@ -1771,8 +1772,9 @@ finish(struct loader *l, size_t nstrict_files)
 			    ? r->code != NULL
 			    : (r->re != NULL || r->ev != NULL || r->exists));
 
-		r->run = usable && (r->sc != 0 || (r->sub && !r->scored));
-		if (r->defined && r->sc == 0 && !r->sub)
+		r->run = usable &&
+		    (r->sc != 0 || r->sc_nb != 0 || (r->sub && !r->scored));
+		if (r->defined && r->sc == 0 && r->sc_nb == 0 && !r->sub)
 			rs->stats.zero_score++;
 		if (r->run && r->type == SA_META)
 			work[nw++] = (uint32_t)i;
@@ -1847,7 +1849,8 @@ finish(struct loader *l, size_t nstrict_files)
 		for (i = 0; i < rs->norder[k]; i++) {
 			struct sa_rule *r = rs->rules[rs->order[k][i]];
 
-			if (r->re != NULL && !r->pf && (r->sub || r->sc == 0) &&
+			if (r->re != NULL && !r->pf &&
+			    (r->sub || (r->sc == 0 && r->sc_nb == 0)) &&
 			    !l->no_lazy) {
 				r->lazy = 1;
 				rs->lazy[rs->nlazy++] = rs->order[k][i];

@@ -1278,7 +1278,7 @@ run_lazy(struct sa_ctx *c, uint64_t deadline, int *timed_out)
 		uint32_t	      m = rs->order[SA_META][i];
 		const struct sa_rule *r = rs->rules[m];
 
-		if (r->sub || r->sc == 0 || lo[m] > 0 || hi[m] == 0)
+		if (r->sub || sa_score(c, r) == 0 || lo[m] > 0 || hi[m] == 0)
 			continue;
 		/* inputs made exact since the first pass may decide it */
 		meta_interval(rs, m, lo, hi);
@@ -1292,7 +1292,8 @@ run_lazy(struct sa_ctx *c, uint64_t deadline, int *timed_out)
 /* ---------------------------------------------------------------- eval */
 
 static void
-add_hit(struct sa_scratch *sc, const struct sa_rule *r, unsigned count)
+add_hit(struct sa_scratch *sc, const struct sa_rule *r, double score,
+    unsigned count)
 {
 	if (sc->nhits == sc->hitcap) {
 		sc->hitcap = sc->hitcap ? sc->hitcap * 2 : 32;
@@ -1300,7 +1301,7 @@ add_hit(struct sa_scratch *sc, const struct sa_rule *r, unsigned count)
 	}
 	sc->hits[sc->nhits].name = r->name;
 	sc->hits[sc->nhits].describe = r->describe ? r->describe : "";
-	sc->hits[sc->nhits].score = r->sc;
+	sc->hits[sc->nhits].score = score;
 	sc->hits[sc->nhits].count = count;
 	sc->nhits++;
 }
@@ -1321,7 +1322,7 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 	struct sa_ctx c;
 	size_t	      i, k, from, to;
 	unsigned      n, ran = 0;
-	double	      total = 0;
+	double	      total = 0, learn = 0;
 	uint64_t      tprev, deadline = 0;
 	int	      usepf, timed_out = 0;
 
@@ -1333,6 +1334,7 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 	c.rawlen = raw ? rawlen : 0;
 	c.facts = facts;
 	c.md = sc->md;
+	c.nb = (rs->scoreset & 2) && facts != NULL && facts->bayes_unready;
 	if (sc->nvalues < rs->nrules) {
 		free(sc->values);
 		sc->values = xcalloc(rs->nrules, sizeof(*sc->values));
@@ -1472,19 +1474,29 @@ sa_eval(const struct sa_ruleset *rs, struct sa_scratch *sc,
 	for (i = 0; i < rs->nrules; i++) {
 		const struct sa_rule *r = rs->rules[i];
 
-		if (sc->values[i] == 0 || r->sub || r->sc == 0 || !r->defined)
+		double score = sa_score(&c, r);
+
+		if (sc->values[i] == 0 || r->sub || !r->defined)
 			continue;
-		add_hit(sc, r,
+		/* SpamAssassin's autolearn points: the set without Bayes,
+		   not the rules it excludes (BAYES_* are "learn") */
+		if (!(r->tflags &
+			(SA_TF_LEARN | SA_TF_NOAUTOLEARN | SA_TF_USERCONF)))
+			learn += r->sc_nb;
+		if (score == 0)
+			continue;
+		add_hit(sc, r, score,
 		    sc->values[i] >= SA_MAXHITS_CAP ? SA_MAXHITS_CAP
 			: sc->values[i] >= 1	    ? (unsigned)sc->values[i]
 						    : 1);
-		total += r->sc;
+		total += score;
 	}
 	if (sc->nhits > 1)
 		qsort(sc->hits, sc->nhits, sizeof(*sc->hits), cmp_hit);
 	res->hits = sc->hits;
 	res->nhits = sc->nhits;
 	res->score = total;
+	res->learn_points = learn;
 	res->rules_run = ran;
 	res->timed_out = timed_out;
 	return 0;

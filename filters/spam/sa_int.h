@@ -108,6 +108,7 @@ struct sa_rule {
 	int	      scored; /* a score line was seen */
 	double	      score[4];
 	double	      sc;     /* score in the chosen set */
+	double	      sc_nb;  /* in that set without Bayes (set & 1) */
 	int	      run;    /* evaluated at all */
 	int	      sub;    /* "__" rule: never reported */
 	int	      is_net; /* left to the caller (external hits) */
@@ -204,7 +205,15 @@ struct sa_ctx {
 	size_t			 rawlen;
 	const struct sa_facts	*facts;
 	pcre2_match_data	*md;
+	int			 nb; /* score with sa_rule.sc_nb */
 };
+
+/* A rule's score in the set this evaluation uses. */
+static inline double
+sa_score(const struct sa_ctx *c, const struct sa_rule *r)
+{
+	return c->nb ? r->sc_nb : r->sc;
+}
 
 /* sa_freemail.c: FreeMail.pm's address test, check_freemail_header
    (field "Name" for its addresses, or "Name:mod"; regex may be NULL) and

@@ -189,6 +189,7 @@ struct sa_facts {
 	enum sa_dmarc_policy dmarc_policy;
 	int		     has_bayes;
 	double		     bayes; /* spam probability 0..1 if has_bayes */
+	int		     bayes_unready; /* see sa_eval() */
 	/*
 	 * The relay trail (X-Spam-Relays-*): the session's client is the
 	 * newest relay, trusted when client_trusted (moat's
@@ -216,7 +217,8 @@ struct sa_result {
 	const struct sa_hit *hits; /* scored rules that fired, "__" never */
 	size_t		     nhits;
 	double		     score;
-	unsigned	     rules_run; /* rules evaluated (for timing) */
+	double		     learn_points; /* see sa_eval() */
+	unsigned	     rules_run;	   /* rules evaluated (for timing) */
 	int		     timed_out; /* the budget ran out: the rules
 					    not run yet counted as no hit */
 };
@@ -239,6 +241,14 @@ void sa_scratch_set_budget(struct sa_scratch *, unsigned long usec);
  * decided fired (DNS lists; unknown names are ignored). The result lives
  * in the scratch. 0, or -1 if the scratch could not grow (never for
  * bounded inputs).
+ *
+ * Score sets: a ruleset loaded for a set with Bayes (2, 3) scores a
+ * message whose facts say bayes_unready (the classifier has not learned
+ * enough to vote, or failed) with the set without it (0, 1), as
+ * SpamAssassin uses 2/3 only once Bayes is_scan_available(). The
+ * result's learn_points are SpamAssassin's autolearn points: the scores
+ * of the rules that fired in the set without Bayes, less those flagged
+ * learn, noautolearn or userconf.
  */
 int sa_eval(const struct sa_ruleset *, struct sa_scratch *,
     const struct msgview *, const char *raw, size_t rawlen,

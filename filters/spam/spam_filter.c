@@ -504,6 +504,7 @@ job_view(void *arg)
 		}
 		j->facts.has_bayes = j->br.voted;
 		j->facts.bayes = j->br.prob;
+		j->facts.bayes_unready = !j->br.ready;
 		j->usec_bayes = since(t0);
 	}
 }
@@ -527,7 +528,6 @@ job_score(void *arg)
 	struct sa_scratch *s;
 	uint64_t	   t0 = now_usec();
 	size_t		   i;
-	double		   learn_score = 0;
 
 	if (j->cancelled || j->failed)
 		return;
@@ -544,8 +544,6 @@ job_score(void *arg)
 		j->hits[i].describe = res.hits[i].describe;
 		j->hits[i].score = res.hits[i].score;
 		j->hits[i].count = res.hits[i].count;
-		if (strncmp(res.hits[i].name, "BAYES_", 6) != 0)
-			learn_score += res.hits[i].score;
 	}
 	j->nhits = res.nhits;
 	j->score = res.score;
@@ -556,9 +554,9 @@ job_score(void *arg)
 		enum bayes_class cls = 0;
 		char		 err[200];
 
-		if (learn_score >= j->c->autolearn_spam)
+		if (res.learn_points >= j->c->autolearn_spam)
 			cls = BAYES_SPAM;
-		else if (learn_score <= j->c->autolearn_ham)
+		else if (res.learn_points <= j->c->autolearn_ham)
 			cls = BAYES_HAM;
 		if (cls != 0 &&
 		    bayes_learn(j->c->bayes, j->view, cls, err, sizeof(err)) >=

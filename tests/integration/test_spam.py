@@ -219,11 +219,30 @@ def bayes_section():
     os.chmod(spam_dir, 0o700)
     os.chmod(ham_dir, 0o700)
     db = os.path.join(d, "state", "bayes.lmdb")
+    # A rule scored per SpamAssassin score set (no Bayes, net, Bayes,
+    # Bayes + net): until the classifier has learned enough to vote, the
+    # set without Bayes applies, as in SpamAssassin.
+    sets_cf = write(os.path.join(d, "sets.cf"),
+                    "body SCORE_SETS /viagra/i\nscore SCORE_SETS 1.5 2.5 0.5 0.7\n")
     conf = write(os.path.join(d, "moat.conf"),
                  'upstream = "127.0.0.1:25"\nspool_directory = "%s"\n'
-                 'filter "spam" {\n default_rules = "no"\n %s\n rules = "%s"\n'
+                 'filter "spam" {\n default_rules = "no"\n %s\n rules = "%s %s"\n'
                  ' bayes_db = "%s"\n bayes_min_spam = 5\n bayes_min_ham = 5\n}\n'
-                 % (d, CACHE, SPAM_CF, db))
+                 % (d, CACHE, SPAM_CF, sets_cf, db))
+    untrained = os.path.join(d, "untrained")
+    write(untrained, msg("cheap viagra", "Cheap viagra\r\n"))
+
+    def sets_score():
+        p = subprocess.run([MOAT, "-c", conf, "scan", "--json", "--rcpt", "bob@example.test",
+                            untrained], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=60)
+        for line in p.stdout.decode().splitlines():
+            if line.startswith("{"):
+                for e in json.loads(line).get("evidence", []):
+                    if e["symbol"] == "SCORE_SETS":
+                        return e["score"]
+        return None
+    t.eq(sets_score(), 1.5, "Bayes not trained yet: the score set without Bayes (0)")
     for cls, src in (("--spam", spam_dir), ("--ham", ham_dir)):
         p = subprocess.run([MOAT, "-c", conf, "learn", cls, src], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, timeout=60)
@@ -233,6 +252,7 @@ def bayes_section():
                          for x in (os.path.dirname(db), db, db + "-lock")})
         t.eq(owners, ["nobody"], "as root: the store and its directory are made "
              "for moat.conf's user")
+    t.eq(sets_score(), 0.5, "Bayes trained: the score set with Bayes (2)")
     probe = os.path.join(d, "probe")
     os.mkdir(probe)
     write(os.path.join(probe, "1-spam"), msg(

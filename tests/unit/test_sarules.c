@@ -431,6 +431,63 @@ test_scores(void)
 	sa_ruleset_free(rs);
 }
 
+/*
+ * SpamAssassin scores with set 2/3 only once Bayes can vote
+ * (is_scan_available); before, with 0/1. A ruleset loaded for set 2
+ * follows facts.bayes_unready per message; autolearn points always come
+ * from the set without Bayes, less the rules flagged learn, noautolearn,
+ * userconf.
+ */
+static void
+test_scoreset_without_bayes(void)
+{
+	struct sa_ruleset *rs;
+	struct sa_facts	   f;
+	struct tv	   t;
+
+	rs = load_set("body R /x/\nscore R 1 2 3 4\n"
+		      "body ONLY_NB /x/\nscore ONLY_NB 2 0 0 0\n"
+		      "body ONLY_B /x/\nscore ONLY_B 0 0 0.5 0\n"
+		      "body LEARNT /x/\nscore LEARNT 1 1 7 7\n"
+		      "tflags LEARNT learn\n"
+		      "body NOAL /x/\nscore NOAL 4 4 4 4\n"
+		      "tflags NOAL noautolearn\n",
+	    2);
+	ok(rs != NULL, "score sets load (%s)", errbuf);
+	if (rs == NULL)
+		return;
+	tv_init(&t);
+	tv_header(&t, "Subject", "x");
+	memset(&f, 0, sizeof(f));
+	run(rs, &t, NULL, &f, NULL, 0);
+	ok(hit("R") && !hit("ONLY_NB") && hit("ONLY_B") && hit("LEARNT"),
+	    "Bayes ready: set 2's rules");
+	ok(res.score == 3 + 0.5 + 7 + 4, "Bayes ready: set 2 (%g)", res.score);
+	ok(res.learn_points == 1 + 2, "autolearn points from set 0 (%g)",
+	    res.learn_points);
+	f.bayes_unready = 1;
+	run(rs, &t, NULL, &f, NULL, 0);
+	ok(hit("R") && hit("ONLY_NB") && !hit("ONLY_B"),
+	    "Bayes not ready: set 0's rules (a rule scored 0 in set 2 runs)");
+	ok(res.score == 1 + 2 + 1 + 4, "Bayes not ready: set 0 (%g)",
+	    res.score);
+	ok(res.learn_points == 1 + 2, "same autolearn points (%g)",
+	    res.learn_points);
+	tv_free(&t);
+	sa_ruleset_free(rs);
+	/* loaded without Bayes: the flag changes nothing */
+	rs = load_set("body R /x/\nscore R 1 2 3 4\n", 1);
+	ok(rs != NULL, "set 1 loads");
+	if (rs == NULL)
+		return;
+	tv_init(&t);
+	tv_header(&t, "Subject", "x");
+	run(rs, &t, NULL, &f, NULL, 0);
+	ok(res.score == 2, "set 1 stays set 1 (%g)", res.score);
+	tv_free(&t);
+	sa_ruleset_free(rs);
+}
+
 static void
 test_tflags_multiple(void)
 {
@@ -1458,6 +1515,7 @@ main(void)
 	test_invisible_body();
 	test_freemail();
 	test_sa_parity();
+	test_scoreset_without_bayes();
 	test_budget();
 	test_prefilter_cache();
 	test_files();
