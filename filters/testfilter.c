@@ -30,6 +30,7 @@
 
 #include "chain.h"
 #include "config.h"
+#include "filter_opts.h"
 #include "loop.h"
 #include "util.h"
 
@@ -123,6 +124,7 @@ tf_init(const struct filter_conf *fc, void **ctx)
 {
 	struct testfilter *tf = xcalloc(1, sizeof(*tf));
 	const char	  *v;
+	double		   init_ms = 0;
 	int		   bad = 0;
 
 	bad |= tf_stage_opt(fc, "delay_stage", &tf->delay_stage);
@@ -142,20 +144,16 @@ tf_init(const struct filter_conf *fc, void **ctx)
 	v = filter_conf_get(fc, "echo_client_name");
 	tf->echo_client_name = v != NULL && strcmp(v, "yes") == 0;
 	bad |= tf_parse_evidence(tf, fc);
-	if ((v = filter_conf_get(fc, "init_ms")) != NULL) {
-		long		ms = atol(v);
-		struct timespec ts;
+	if (filter_opt_num(
+		fc, "init_ms", 0, 60000, "0 to 60000 ms", &init_ms) == -1)
+		bad = 1;
+	else if (init_ms > 0) {
+		/* Checked after the sleep: a slow init that fails. */
+		struct timespec ts = { (time_t)(init_ms / 1000),
+			(long)((long)init_ms % 1000) * 1000000L };
 
-		if (ms < 0 || ms > 60000) {
-			filter_conf_error(fc, "init_ms: 0 to 60000");
-			bad = 1;
-		} else {
-			/* Checked after the sleep: a slow init that fails. */
-			ts.tv_sec = ms / 1000;
-			ts.tv_nsec = (ms % 1000) * 1000000L;
-			while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-				;
-		}
+		while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+			;
 	}
 	*ctx = tf;
 	if (bad) {

@@ -159,6 +159,22 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(loop_base(m->mainloop));
 }
 
+/*
+ * The privileged part of a start (and of moatd -t, which does the same):
+ * the directories moat writes made for `user`, the private keys read
+ * while still root (ARCHITECTURE.md; a reload reads them as `user`),
+ * then root given up for good. 0, or -1 (reported).
+ */
+static int
+become_user(const struct config *cf, struct tls_server **tls)
+{
+	runas_prepare_dirs(cf);
+	if (tls_server_build(cf, tls) == -1)
+		return -1;
+	runas_drop(cf, RUNAS_DAEMON);
+	return 0;
+}
+
 /* One descriptor per client and per upstream connection: use them all. */
 static void
 raise_nofile(void)
@@ -271,15 +287,12 @@ main(int argc, char **argv)
 			resolver_shutdown();
 			loop_free(l);
 		}
-		/* As a start: keys read as root, the rest as `user`
-		 * (files it cannot read fail here as they would there;
-		 * nothing written as root). */
-		runas_prepare_dirs(cf);
-		if (tls_server_build(cf, &tls) == -1) {
+		/* As a start: the rest is built as `user` (files it
+		 * cannot read fail here as they would there). */
+		if (become_user(cf, &tls) == -1) {
 			config_free(cf);
 			return 1;
 		}
-		runas_drop(cf, RUNAS_DAEMON);
 		if ((rt = runtime_build_with(cf, tls)) == NULL) {
 			config_free(cf);
 			return 1;
@@ -306,12 +319,8 @@ main(int argc, char **argv)
 	raise_nofile();
 	if ((m.lset = listeners_bind(cf, m.nloops)) == NULL)
 		return 1;
-	/* Private keys are read while still privileged (ARCHITECTURE.md);
-	 * a reload reads them as `user`. */
-	runas_prepare_dirs(cf);
-	if (tls_server_build(cf, &tls) == -1)
+	if (become_user(cf, &tls) == -1)
 		return 1;
-	runas_drop(cf, RUNAS_DAEMON);
 	/*
 	 * The sessions' configuration is a runtime of its own (reloadable);
 	 * cf stays as the process's: listeners, threads, upstream.

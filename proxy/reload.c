@@ -8,12 +8,14 @@
  *
  * Ownership of the state R: mainloop, file, ov, apply and arg are set once
  * before any thread exists and only read afterwards; th, busy, again,
- * stopping and t0 are the main thread's; result and finished are the
- * reload thread's until it sets finished under mtx, the main thread's
- * after; cancel is set by the main thread and read by the reload thread
- * between its two steps (a shutdown skips building a runtime nobody will
- * use). R is static, so a post handled after reload_shutdown() (the main
- * loop's last pass) finds busy == 0 and does nothing.
+ * stopping and t0 are the main thread's; result is the reload thread's
+ * until its loop_post() (whose queue lock orders the write before the
+ * main loop runs reload_done()) or its end (pthread_join() in
+ * reload_shutdown()), the main thread's after; cancel is set by the main
+ * thread and read by the reload thread between its two steps (a shutdown
+ * skips building a runtime nobody will use). R is static, so a post
+ * handled after reload_shutdown() (the main loop's last pass) finds
+ * busy == 0 and does nothing.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -44,11 +46,9 @@ static struct {
 	int	  stopping;
 	uint64_t  t0;
 
-	pthread_mutex_t mtx;
-	int		finished; /* under mtx */
-	struct runtime *result;	  /* under mtx; NULL: failed */
+	struct runtime *result; /* NULL: failed */
 	atomic_int	cancel;
-} R = { .mtx = PTHREAD_MUTEX_INITIALIZER };
+} R;
 
 static void reload_done(struct loop *, void *);
 
@@ -68,11 +68,8 @@ reload_main(void *unused)
 	}
 	if (cf != NULL && (rt = runtime_build(cf)) == NULL)
 		config_free(cf); /* runtime_build() leaves it on failure */
-	pthread_mutex_lock(&R.mtx);
 	R.result = rt;
-	R.finished = 1;
-	pthread_mutex_unlock(&R.mtx);
-	loop_post(R.mainloop, reload_done, NULL);
+	loop_post(R.mainloop, reload_done, NULL); /* its last act */
 	return NULL;
 }
 
@@ -113,18 +110,13 @@ reload_done(struct loop *l, void *unused)
 
 	(void)l;
 	(void)unused;
+	/* Not busy: reload_shutdown() joined it. Busy: it posted as its
+	   last act, so the join is immediate. */
 	if (!R.busy)
-		return; /* reload_shutdown() joined it */
-	pthread_mutex_lock(&R.mtx);
-	if (!R.finished) {
-		pthread_mutex_unlock(&R.mtx);
 		return;
-	}
+	pthread_join(R.th, NULL);
 	rt = R.result;
 	R.result = NULL;
-	R.finished = 0;
-	pthread_mutex_unlock(&R.mtx);
-	pthread_join(R.th, NULL); /* it posted as its last act */
 	R.busy = 0;
 	ms = (unsigned long)((now_usec() - R.t0) / 1000);
 	if (R.stopping) {
@@ -198,11 +190,8 @@ reload_shutdown(void)
 	log_info("event=reload-wait msg=\"waiting for the reload thread\"");
 	pthread_join(R.th, NULL);
 	R.busy = 0;
-	pthread_mutex_lock(&R.mtx);
 	rt = R.result;
 	R.result = NULL;
-	R.finished = 0;
-	pthread_mutex_unlock(&R.mtx);
 	log_info("event=reload-abandoned ms=%lu msg=\"shutting down: not "
 		 "applied\"",
 	    (unsigned long)((now_usec() - R.t0) / 1000));

@@ -98,9 +98,12 @@ make_dir(const char *path, uid_t uid, gid_t gid, const char *user)
 		close(fd);
 		fd = nfd;
 	}
-	/* Bottom up: the deepest first. */
-	for (i = nmade; why == NULL && i-- > 0;)
-		if (made[i] == -1 || fchown(made[i], uid, gid) == -1)
+	/* Bottom up: the deepest first. Also after a failure further
+	   down: root works here no more, and what it made is the user's
+	   (a root-owned 0750 parent would shut the user out for good). */
+	for (i = nmade; i-- > 0;)
+		if ((made[i] == -1 || fchown(made[i], uid, gid) == -1) &&
+		    why == NULL)
 			why = made[i] == -1 ? "dup" : strerror(errno);
 	if (why == NULL && nmade > 0)
 		log_info("event=state-dir path=%s user=%s created=%zu", path,
@@ -123,18 +126,11 @@ out:
 		    user, why);
 }
 
-/* filter_dir_fn: arg is the configuration */
-static void
-one_dir(void *arg, const char *dir)
-{
-	const struct config *cf = arg;
-
-	make_dir(dir, cf->uid, cf->gid, cf->user);
-}
-
 void
-runas_prepare_dir(const struct config *cf, const char *dir)
+runas_prepare_dir(void *cfp, const char *dir)
 {
+	const struct config *cf = cfp;
+
 	if (as_root(cf))
 		make_dir(dir, cf->uid, cf->gid, cf->user);
 }
@@ -142,10 +138,8 @@ runas_prepare_dir(const struct config *cf, const char *dir)
 void
 runas_prepare_dirs(const struct config *cf)
 {
-	if (!as_root(cf))
-		return;
-	make_dir(cf->quarantine_dir, cf->uid, cf->gid, cf->user);
-	chain_state_dirs(cf, one_dir, (void *)(uintptr_t)cf);
+	runas_prepare_dir((void *)(uintptr_t)cf, cf->quarantine_dir);
+	chain_state_dirs(cf, runas_prepare_dir, (void *)(uintptr_t)cf);
 }
 
 /* Keep CAP_DAC_READ_SEARCH alone, effective (after setuid with

@@ -24,8 +24,12 @@ struct config;
  * needs the directory says so again when it is used.
  */
 void runas_prepare_dirs(const struct config *);
-/* The same for one more directory (a store named on a command line). */
-void runas_prepare_dir(const struct config *, const char *dir);
+/*
+ * The same for one directory; cf is the const struct config *, in the
+ * shape of a filter_dir_fn (filter_api.h), so that filter_dir_of() can
+ * hand it a store named on a command line.
+ */
+void runas_prepare_dir(void *cf, const char *dir);
 
 enum runas_mode {
 	RUNAS_DAEMON = 0, /* nothing of root kept */

@@ -288,12 +288,6 @@ spam_rules(const struct filter_conf *fc)
 	return rs;
 }
 
-static void
-learn_dir(void *cf, const char *dir)
-{
-	runas_prepare_dir(cf, dir);
-}
-
 int
 cmd_learn(const char *conffile, int argc, char **argv)
 {
@@ -375,7 +369,7 @@ cmd_learn(const char *conffile, int argc, char **argv)
 	runas_prepare_dirs(cf);
 	if (db != NULL && l.mode != M_STATS && l.mode != M_CLASSIFY &&
 	    l.mode != M_EXPLAIN)
-		filter_dir_of(db, learn_dir, cf);
+		filter_dir_of(db, runas_prepare_dir, cf);
 	runas_drop(cf, RUNAS_READ_ANY);
 	if ((fc = spam_section(cf)) != NULL)
 		rs = spam_rules(fc);

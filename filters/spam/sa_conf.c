@@ -722,6 +722,32 @@ cond_eval(const char *s)
 /* ---------------------------------------------------------- directives */
 
 /* Split off the first word of *p (NUL-terminated in place). */
+const char *
+sa_header_mods(char *name, unsigned *mods)
+{
+	static const struct {
+		const char *name;
+		unsigned    bit;
+	} known[] = { { "raw", SA_HM_RAW }, { "addr", SA_HM_ADDR },
+		{ "name", SA_HM_NAME }, { "first", SA_HM_FIRST },
+		{ "last", SA_HM_LAST }, { "host", SA_HM_HOST },
+		{ "domain", SA_HM_DOMAIN } };
+	char  *m;
+	size_t i;
+
+	*mods = 0;
+	while ((m = strrchr(name, ':')) != NULL && m != name) {
+		*m++ = '\0';
+		for (i = 0; i < nitems(known); i++)
+			if (strcmp(m, known[i].name) == 0)
+				break;
+		if (i == nitems(known))
+			return m;
+		*mods |= known[i].bit;
+	}
+	return NULL;
+}
+
 static char *
 word(char **p)
 {
@@ -906,8 +932,8 @@ static void
 define_header_rule(struct loader *l, enum sa_rtype type, char *rest)
 {
 	struct sa_rule *r = rule_begin(l, &rest, type);
-	char	       *h, *op, *m;
-	const char     *p;
+	char	       *h, *op;
+	const char     *p, *m;
 
 	if (r == NULL || rule_eval_def(l, r, rest))
 		return;
@@ -930,27 +956,9 @@ define_header_rule(struct loader *l, enum sa_rtype type, char *rest)
 		return;
 	}
 	r->neg = op[0] == '!';
-	/* modifiers */
-	while ((m = strrchr(h, ':')) != NULL && m != h) {
-		*m++ = '\0';
-		if (strcmp(m, "raw") == 0)
-			r->hmods |= SA_HM_RAW;
-		else if (strcmp(m, "addr") == 0)
-			r->hmods |= SA_HM_ADDR;
-		else if (strcmp(m, "name") == 0)
-			r->hmods |= SA_HM_NAME;
-		else if (strcmp(m, "first") == 0)
-			r->hmods |= SA_HM_FIRST;
-		else if (strcmp(m, "last") == 0)
-			r->hmods |= SA_HM_LAST;
-		else if (strcmp(m, "host") == 0)
-			r->hmods |= SA_HM_HOST;
-		else if (strcmp(m, "domain") == 0)
-			r->hmods |= SA_HM_DOMAIN;
-		else {
-			lerror(l, "unknown header modifier ':%s'", m);
-			return;
-		}
+	if ((m = sa_header_mods(h, &r->hmods)) != NULL) {
+		lerror(l, "unknown header modifier ':%s'", m);
+		return;
 	}
 	r->hdr = xstrdup(h);
 	p = rest;

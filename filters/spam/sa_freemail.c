@@ -234,19 +234,17 @@ int
 sa_freemail_header(struct sa_ctx *c, const char *field, const char *regex)
 {
 	struct addrs a;
-	char	     name[128], *mod;
-	unsigned     mods = SA_HM_ADDR;
+	char	     name[128];
+	unsigned     mods;
 	pcre2_code  *user = NULL;
 	size_t	     i;
 	int	     hit = 0;
 
 	strfmt(name, sizeof(name), "%s", field);
-	if ((mod = strchr(name, ':')) != NULL) {
-		*mod++ = '\0';
-		mods = strcmp(mod, "addr") == 0 ? SA_HM_ADDR
-		    : strcmp(mod, "raw") == 0	? SA_HM_RAW
-						: 0;
-	}
+	if (sa_header_mods(name, &mods) != NULL)
+		return 0; /* refused as a header rule would be */
+	if (mods == 0)
+		mods = SA_HM_ADDR; /* the plugin's default */
 	field_lines(c, name, mods, &a);
 	for (i = 0; i < a.n && !hit; i++) {
 		if (!sa_freemail_is(c, a.a[i]))

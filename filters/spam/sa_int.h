@@ -39,6 +39,12 @@
 #define SA_HM_HOST   0x20u
 #define SA_HM_DOMAIN 0x40u
 
+/*
+ * sa_conf.c: take the modifiers off "Name:mod:mod" (in place) into
+ * *mods (SA_HM_*): NULL, or the first modifier not known.
+ */
+const char *sa_header_mods(char *name, unsigned *mods);
+
 #define SA_MAXARGS     8
 #define SA_MAXHITS_CAP 1000u /* "multiple" never counts past this */
 

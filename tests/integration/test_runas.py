@@ -127,6 +127,15 @@ t.like(out, r'event=state-dir path=%s/x/\.\./y .*error="not a plain absolute pat
        "a path with .. is not made")
 t.ok(not os.path.exists(os.path.join(W, "x")), "nothing made for it")
 
+# ---- a path that fails part way (too deep): what was made is still the user's
+deep = "%s/deep/" % W + "/".join("d%d" % i for i in range(70))
+c5 = write(os.path.join(W, "e.conf"), open(c).read().replace(
+    '%s/reports/dmarc.jsonl' % W, '%s/dmarc.jsonl' % deep))
+rc, out = run([MOATD, "-t", "-c", c5])
+t.like(out, r'event=state-dir path=%s/deep/.* error="too deep"' % W, "too deep: logged")
+t.ok(os.path.isdir(os.path.join(W, "deep")) and owner(os.path.join(W, "deep")) == "nobody",
+     "the directories made before the failure are handed to nobody, not left root's")
+
 # ---- moatd started as root: made before it drops to nobody
 port = free_port()
 c4 = write(os.path.join(W, "d.conf"), open(c).read().replace(
